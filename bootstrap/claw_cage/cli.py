@@ -1,0 +1,137 @@
+"""Command line: parse, pick the mode, turn expected errors into one line and an exit code.
+
+Modes follow what the user does: install/upgrade (default), --firewall, --verify.
+Each mode lives in its own module and is imported only when chosen, so `--version`
+and `--help` stay fast.
+"""
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from . import buildinfo
+from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_CODES_HELP,
+                     ClawCageError)
+
+PROG = "claw-cage.pyz"
+
+DESCRIPTION = """\
+Install or upgrade claw-cage (OpenClaw in a hardened Docker container that cannot reach
+your LAN), isolate it with the host firewall, and verify the result.
+
+  curl -fsSL <url>/claw-cage.pyz | python3 -          install or upgrade
+  sudo python3 ~/claw-cage/claw-cage.pyz --firewall   isolate the container from the LAN
+  python3 ~/claw-cage/claw-cage.pyz --verify          check that the cage holds"""
+
+EPILOG = """environment:
+  CLAW_CAGE_DIR     install directory when --dir is not given (default ~/claw-cage)
+  CLAW_CAGE_SOURCE  where to fetch the deploy files when --source is not given
+  NO_COLOR          plain output even on a terminal
+
+""" + EXIT_CODES_HELP
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (not the whole usage block) and exit 2."""
+
+    def error(self, message):
+        sys.stderr.write("%s: error: %s (see --help)\n" % (self.prog, message))
+        sys.exit(EXIT_USAGE)
+
+
+def build_parser():
+    p = _Parser(prog=PROG, description=DESCRIPTION, epilog=EPILOG,
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--firewall", action="store_true",
+                      help="apply the LAN-isolation firewall (needs root)")
+    mode.add_argument("--verify", action="store_true",
+                      help="run the verification matrix and report what holds")
+    mode.add_argument("--version", action="store_true", help="print the version and exit")
+
+    p.add_argument("--dir", metavar="DIR",
+                   help="install directory (default: $CLAW_CAGE_DIR or ~/claw-cage)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="say what would be done, change nothing")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log every external command that runs")
+
+    g = p.add_argument_group("install / upgrade (the default mode)")
+    g.add_argument("--source", metavar="URL|DIR",
+                   help="where the deploy files are: https:// or file:// URL, or a directory "
+                        "(default: $CLAW_CAGE_SOURCE or the GitHub release this was built from)")
+    g.add_argument("--yes", action="store_true", help="never prompt")
+
+    g = p.add_argument_group("--firewall options")
+    g.add_argument("--allow", metavar="SPEC", action="append", default=[],
+                   help="also allow ADDRESS[/PREFIX][:PORT] beyond the host, or host:PORT "
+                        "on the host itself; repeatable")
+    g.add_argument("--profile", choices=("internet", "local-only"), default=None,
+                   help="internet (default): reach the internet, not the LAN; "
+                        "local-only: reach only --allow destinations")
+    g.add_argument("--no-persist", action="store_true",
+                   help="apply now but do not restore the rules at boot")
+    g.add_argument("--remove", action="store_true",
+                   help="remove claw-cage's rules and their persistence")
+
+    g = p.add_argument_group("--verify options")
+    g.add_argument("--json", action="store_true", help="print the results as JSON")
+    return p
+
+
+def check_combinations(p, args):
+    """Options that belong to one mode are refused in the others, instead of being ignored."""
+    firewall_only = [("--allow", bool(args.allow)), ("--profile", args.profile is not None),
+                     ("--no-persist", args.no_persist), ("--remove", args.remove)]
+    install_only = [("--source", args.source is not None), ("--yes", args.yes)]
+    verify_only = [("--json", args.json)]
+    if args.firewall:
+        wrong = install_only + verify_only
+        if args.remove:
+            wrong += [(n, v) for n, v in firewall_only if n != "--remove"]
+    elif args.verify:
+        wrong = install_only + firewall_only + [("--dry-run", args.dry_run)]
+    else:
+        wrong = firewall_only + verify_only
+    used = [name for name, given in wrong if given]
+    if used:
+        mode = ("--firewall --remove" if args.firewall and args.remove else
+                "--firewall" if args.firewall else "--verify" if args.verify else "install")
+        p.error("%s cannot be used with %s" % (", ".join(used), mode))
+
+
+def version_line():
+    return "claw-cage %s (%s@%s)" % (__version__, buildinfo.REPO, buildinfo.GIT_REF)
+
+
+def main(argv=None):
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_combinations(parser, args)
+    if args.version:
+        print(version_line())
+        return 0
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="  %(message)s", stream=sys.stderr)
+    try:
+        if args.firewall:
+            from . import firewall as mode
+        elif args.verify:
+            from . import verify as mode
+        else:
+            from . import install as mode
+        return mode.main(args)
+    except ClawCageError as err:
+        sys.stderr.write("claw-cage: error: %s\n" % err)
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("\nclaw-cage: interrupted; nothing was left half-done\n")
+        return EXIT_INTERRUPTED
+    except Exception as err:  # a bug: still one clear line, and the traceback with -v
+        logging.getLogger("claw_cage").debug("internal error", exc_info=True)
+        sys.stderr.write("claw-cage: internal error: %s: %s (run with -v for details)\n"
+                         % (type(err).__name__, err))
+        return EXIT_INTERNAL

@@ -1,0 +1,56 @@
+"""One error type the program raises on purpose, carrying its exit status.
+
+Every exit code is listed here and in `--help` and the README, so users can script on them.
+"""
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1      # a bug: an exception nobody planned for
+EXIT_USAGE = 2         # bad command line (argparse's own convention)
+EXIT_PREREQ = 3        # a prerequisite is missing (python, docker, compose v2, root, iptables)
+EXIT_FETCH = 4         # an artifact could not be downloaded or failed its sha256 check
+EXIT_TARGET = 5        # the target directory or a file in it is unusable (.env symlink, locked, ...)
+EXIT_FIREWALL = 6      # applying or removing firewall rules failed
+EXIT_VERIFY = 7        # --verify ran and at least one check failed
+EXIT_INTERRUPTED = 130 # Ctrl-C
+
+EXIT_CODES_HELP = """exit status:
+  0    success
+  1    internal error (a bug: please report it)
+  2    usage error
+  3    missing prerequisite (Python >= 3.8, docker, docker compose v2, root, iptables)
+  4    download failed or an artifact did not match its expected sha256
+  5    target directory unusable (not writable, .env not a regular file, another run holds the lock)
+  6    firewall could not be applied or removed
+  7    --verify found at least one failing check
+  130  interrupted (Ctrl-C)"""
+
+
+class ClawCageError(Exception):
+    """An expected failure: `str(err)` is the one-line reason shown to the user."""
+
+    exit_code = EXIT_INTERNAL
+
+    def __init__(self, message, exit_code=None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(ClawCageError):
+    exit_code = EXIT_USAGE
+
+
+class PrereqError(ClawCageError):
+    exit_code = EXIT_PREREQ
+
+
+class FetchError(ClawCageError):
+    exit_code = EXIT_FETCH
+
+
+class TargetError(ClawCageError):
+    exit_code = EXIT_TARGET
+
+
+class FirewallError(ClawCageError):
+    exit_code = EXIT_FIREWALL

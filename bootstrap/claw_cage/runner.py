@@ -1,0 +1,79 @@
+"""The one place that runs external commands (iptables, apt-get, docker, systemctl, ...).
+
+Every command is logged, runs with a fixed C locale (so we can read its messages), has a
+timeout, and a failure becomes a CommandError that carries the command and its stderr.
+No other module imports subprocess.
+"""
+
+import logging
+import os
+import shlex
+import shutil
+import subprocess
+
+from .errors import ClawCageError
+
+log = logging.getLogger("claw_cage.run")
+
+
+class CommandError(ClawCageError):
+    """A command failed: exited non-zero, timed out, or could not be started."""
+
+    def __init__(self, argv, message, returncode=None, stderr=""):
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        super().__init__("%s: %s" % (shlex.join(self.argv), message))
+
+
+class Result:
+    __slots__ = ("argv", "returncode", "stdout", "stderr")
+
+    def __init__(self, argv, returncode, stdout, stderr):
+        self.argv, self.returncode, self.stdout, self.stderr = argv, returncode, stdout, stderr
+
+    @property
+    def ok(self):
+        return self.returncode == 0
+
+
+def which(name):
+    """Path of `name` on PATH, or None. Also looks in the sbin folders, which a non-root
+    PATH often lacks but where iptables lives."""
+    found = shutil.which(name)
+    if found:
+        return found
+    extra = os.pathsep.join(("/usr/local/sbin", "/usr/sbin", "/sbin"))
+    return shutil.which(name, path=extra)
+
+
+def run(argv, input=None, check=True, timeout=120, env=None):
+    """Run argv (a list, never a shell string) and return a Result with text output.
+
+    check=True turns a non-zero exit into CommandError; check=False returns it for the
+    caller to judge. A missing program or a timeout always raises CommandError.
+    """
+    argv = [str(a) for a in argv]
+    full_env = dict(os.environ, LC_ALL="C", LANG="C")
+    if env:
+        full_env.update(env)
+    log.debug("$ %s", shlex.join(argv))
+    try:
+        proc = subprocess.run(argv, input=input, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True,
+                              timeout=timeout, env=full_env)
+    except FileNotFoundError:
+        raise CommandError(argv, "command not found")
+    except PermissionError as err:
+        raise CommandError(argv, "cannot execute: %s" % err.strerror)
+    except subprocess.TimeoutExpired:
+        raise CommandError(argv, "timed out after %ss" % timeout)
+    result = Result(argv, proc.returncode, proc.stdout, proc.stderr)
+    if proc.returncode != 0:
+        log.debug("  exit %s: %s", proc.returncode, proc.stderr.strip()[-500:])
+        if check:
+            detail = proc.stderr.strip().splitlines()
+            reason = detail[-1] if detail else "no error message"
+            raise CommandError(argv, "exit status %d: %s" % (proc.returncode, reason),
+                               proc.returncode, proc.stderr)
+    return result
