@@ -46,7 +46,7 @@ HEAD_TEMPLATE = '''\
                                  {"__name__": "__main__", "LAUNCHER": launcher,
                                   "PAYLOAD": payload})
 )(r\'\'\''''
-MID = "''', \"\"\"\n"
+MID = "''', \"\"\""  # the payload string literal then starts with a newline
 TAIL = '""")'
 
 
@@ -134,7 +134,7 @@ def build(repo, ref):
                   for i in range(0, len(payload), 57))
     head = (HEAD_TEMPLATE.replace("@VERSION@", __version__).replace("@REPO@", repo)
             .replace("@REF@", ref[:12]))
-    return head + render_launcher(head) + MID + b64 + TAIL
+    return head + render_launcher(head) + MID + "\n" + b64 + TAIL
 
 
 def check_script(write):
