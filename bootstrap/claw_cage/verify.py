@@ -1,0 +1,106 @@
+"""--verify: the deployment's verification matrix in one command, read-only.
+
+Four groups of rows, gathered at the same time (threads), so the run costs about one probe
+timeout even when every LAN packet is silently dropped:
+  Host       firewall chains and jumps (fwcheck), gateway port and .env (exposure)
+  Container  `docker inspect` of the running gateway (container)
+  Probes     packets from a throwaway container on the claw-cage network (probeplan, probes)
+  Audit      advice from seed 003, warn only (audit)
+Nothing here changes anything: it runs iptables-save, /proc reads, docker ps/inspect and
+`docker run --rm` probe containers. Exit 0 when no row is `fail`, else errors.EXIT_VERIFY.
+"""
+
+import concurrent.futures
+import os
+import sys
+
+from . import (audit, buildinfo, composefile, container, exposure, fwcheck, paths, probeplan,
+               probes, report)
+from .errors import EXIT_VERIFY, UsageError
+from .report import Row, SKIP
+from .ui import UI
+
+
+def network_of(directory):
+    """Bridge name and subnet from the installed docker-compose.yml, else the build's."""
+    path = os.path.join(directory, "docker-compose.yml")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return composefile.read_network(f.read(), path)
+    except OSError:
+        import ipaddress
+        return buildinfo.BRIDGE, ipaddress.IPv4Network(buildinfo.SUBNET)
+
+
+def probe_rows(netns, bridge, subnet, fw):
+    """Rows of the packet probes, sent from the claw-cage network: a throwaway container next
+    to the gateway, or (test mode) the namespace named by CLAW_CAGE_PROBE_NETNS."""
+    try:
+        internet = probeplan.internet_target()
+    except ValueError as err:
+        raise UsageError(str(err))
+    if netns:
+        inspect = [Row(container.SECTION, "container", SKIP,
+                       "test mode: probes run in network namespace %s, no container" % netns)]
+
+        def argv_for(p):
+            return probes.netns_argv(netns, p)
+    else:
+        info, why = container.find_gateway()
+        if info is None:
+            return [Row(container.SECTION, "container", SKIP, why),
+                    Row(probeplan.SECTION, "probes", SKIP, why)]
+        inspect = container.inspect_rows(info)
+        network, image = container.probe_network(info)
+        if not network or not image:
+            return inspect + [Row(probeplan.SECTION, "probes", SKIP,
+                                  "the gateway is not on a *%s network" %
+                                  container.NETWORK_SUFFIX)]
+
+        def argv_for(p):
+            return probes.docker_argv(network, image, p)
+    view = probeplan.look_at_host(bridge, subnet)
+    allowed = probeplan.allow_targets(fw.allow_entries, view.bridge_address)
+    plan = probeplan.plan(view, allowed, fw.local_only, internet)
+    rows, _ = probeplan.run(plan, argv_for, internet)
+    return inspect + rows
+
+
+def collect(directory, bridge, subnet, netns):
+    """Every row, in display order. Groups run concurrently; each group orders its own rows."""
+    is_root = os.geteuid() == 0
+    fw = fwcheck.read_config()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        host = pool.submit(fwcheck.rows, bridge, subnet, is_root, fw)
+        port = pool.submit(exposure.check_gateway_port, is_root)
+        env = pool.submit(exposure.check_env, directory)
+        probe = pool.submit(probe_rows, netns, bridge, subnet, fw)
+        advice = pool.submit(audit.run_all)
+        return host.result() + [port.result(), env.result()] + probe.result() + advice.result()
+
+
+def main(args):
+    directory = paths.install_dir(args.dir)
+    if args.dir and not os.path.isdir(directory):
+        raise UsageError("--dir %s: no such directory" % args.dir)
+    try:
+        netns = probes.test_netns()
+    except ValueError as err:
+        raise UsageError(str(err))
+    bridge, subnet = network_of(directory)
+    rows = collect(directory, bridge, subnet, netns)
+    bad = report.failed(rows)
+    if args.json:
+        sys.stdout.write(report.render_json(rows) + "\n")
+        return EXIT_VERIFY if bad else 0
+    ui = UI()
+    ui.info("claw-cage verification of %s (bridge %s, %s)\n" % (directory, bridge, subnet))
+    ui.info(report.render_table(rows, color=ui.color))
+    ui.info("")
+    if os.geteuid() != 0:
+        ui.warn("not root: the firewall rows could not be read (run it with sudo)")
+    if bad:
+        ui.fail("%s: %s" % (report.summary(rows), ", ".join(r.check for r in bad)))
+        return EXIT_VERIFY
+    ui.ok(report.summary(rows))
+    return 0
