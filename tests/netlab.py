@@ -38,6 +38,7 @@ API
   lab.save(family=4)           iptables-save of the host ns, counters and comments stripped
   lab.probe(probes)            run Probe tuples concurrently; returns {probe: bool reached}
   lab.compose_dir              a directory holding the repo's deploy/docker-compose.yml
+  lab.firewall(pyz, *args, **kw)  run `pyz --firewall ARGS --dir lab.compose_dir` in the host ns
   lab.run_program(argv, etc_overlay=None, user=None, timeout=120) -> CompletedProcess
                                run a command in the host ns, optionally inside a private mount
                                namespace whose /etc is an overlay (writes land in etc_overlay,
@@ -285,6 +286,14 @@ class Lab:
         return subprocess.run(inner, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True, timeout=timeout, input=input)
 
+    def firewall(self, pyz, *args, **kw):
+        """Run the built program's --firewall in the host ns, reading the lab's compose file
+        (unless args name a --dir or --remove). kw: as run_program."""
+        argv = [PY, pyz, "--firewall"] + list(args)
+        if "--dir" not in args and "--remove" not in args:
+            argv += ["--dir", self.compose_dir]
+        return self.run_program(argv, **kw)
+
     def save(self, family=4):
         """iptables-save of the host ns: every table, counters and comment lines stripped."""
         tool = (self.backend if family == 4 else self.ip6tables) + "-save"
@@ -315,14 +324,15 @@ class Lab:
     # -- Docker's part ---------------------------------------------------------------------
     def dockerd_start(self):
         """What dockerd does to the filter table when it (re)starts: DOCKER-USER created only if
-        missing (and, up to 28.2.1, a RETURN appended), `-I FORWARD -j DOCKER-USER` ensured at
+        missing (and, up to 28.2.1, `-A DOCKER-USER -j RETURN` unless present), `-I FORWARD -j
+        DOCKER-USER` ensured at
         position 1, its own chains and per-bridge rules; nat DNAT for the published port."""
         for ipt in (self.backend, self.ip6tables):
             self.sh(self.host, """
                 ipt=%(ipt)s
-                if ! $ipt -w -S DOCKER-USER >/dev/null 2>&1; then
-                    $ipt -w -N DOCKER-USER
-                    if [ %(ret)s = 1 ]; then $ipt -w -A DOCKER-USER -j RETURN; fi
+                $ipt -w -S DOCKER-USER >/dev/null 2>&1 || $ipt -w -N DOCKER-USER
+                if [ %(ret)s = 1 ]; then   # Docker <= 28.2.1: AddReturnRule, if absent
+                    $ipt -w -C DOCKER-USER -j RETURN 2>/dev/null || $ipt -w -A DOCKER-USER -j RETURN
                 fi
                 $ipt -w -D FORWARD -j DOCKER-USER 2>/dev/null || true
                 $ipt -w -I FORWARD -j DOCKER-USER
