@@ -20,55 +20,39 @@ if not getattr(sys.flags, "safe_path", False) and sys.path:
     del sys.path[0]
 sys.path[:] = [p for p in sys.path if p not in ("", ".")]
 
-import binascii  # noqa: E402  (only after the path is clean)
-import importlib.util  # noqa: E402
-import io  # noqa: E402
-import zipfile  # noqa: E402
-
 HEAD = None  # @HEAD: replaced by build.py
 MID = None  # @MID: replaced by build.py
 TAIL = None  # @TAIL: replaced by build.py
-ORIGIN = "claw-cage.pyz"
+VERSION_LINE = None  # @VERSION_LINE: replaced by build.py
+
+# `--version` is a fact fixed at build time: answer it without unpacking the program.
+if sys.argv[1:] == ["--version"]:
+    print(VERSION_LINE)
+    sys.exit(0)
+
+import binascii  # noqa: E402  (only after the path is clean)
+import os  # noqa: E402
 
 
-class PayloadImporter:
-    """Imports the program's modules straight from the zip held in memory.
-
-    Nothing is unpacked to disk, so there is no temporary file for another user to swap, and
-    the payload's modules win over anything of the same name on sys.path.
-    """
-
-    def __init__(self, data):
-        self.zip = zipfile.ZipFile(io.BytesIO(data))
-        self.names = frozenset(self.zip.namelist())
-
-    def _entry(self, fullname):
-        base = fullname.replace(".", "/")
-        if base + "/__init__.py" in self.names:
-            return base + "/__init__.py", True
-        if base + ".py" in self.names:
-            return base + ".py", False
-        return None, False
-
-    def find_spec(self, fullname, path=None, target=None):
-        entry, is_package = self._entry(fullname)
-        if entry is None:
-            return None
-        return importlib.util.spec_from_loader(fullname, self, origin=ORIGIN + "/" + entry,
-                                               is_package=is_package)
-
-    def create_module(self, spec):
-        return None
-
-    def get_source(self, fullname):
-        return self.zip.read(self._entry(fullname)[0]).decode("utf-8")
-
-    def exec_module(self, module):
-        source = self.get_source(module.__name__)
-        exec(compile(source, module.__spec__.origin, "exec", dont_inherit=True), module.__dict__)
+def archive_path(data):
+    """A path to the zip that exists nowhere on disk: an anonymous memory file (memfd), read
+    through /proc/self/fd. No temporary file for another user to swap or for us to leave
+    behind. Where memfd is missing, an already-unlinked temporary file serves the same way."""
+    try:
+        fd = os.memfd_create("claw-cage.pyz", 0)
+    except (AttributeError, OSError):
+        import tempfile
+        fd, name = tempfile.mkstemp(suffix=".zip")
+        os.unlink(name)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return "/proc/self/fd/%d" % fd
 
 
-sys.meta_path.insert(0, PayloadImporter(binascii.a2b_base64(PAYLOAD)))
+# zipimport (built into Python, nothing imported from disk) then loads the program's modules
+# from that archive; it goes first on sys.path so nothing else can stand in for them.
+sys.path.insert(0, archive_path(binascii.a2b_base64(PAYLOAD)))
 
 import claw_cage  # noqa: E402
 

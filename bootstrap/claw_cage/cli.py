@@ -6,7 +6,6 @@ and `--help` stay fast.
 """
 
 import argparse
-import logging
 import sys
 
 from . import __version__
@@ -101,8 +100,10 @@ def check_combinations(p, args):
         p.error("%s cannot be used with %s" % (", ".join(used), mode))
 
 
-def version_line():
-    return "claw-cage %s (%s@%s)" % (__version__, buildinfo.REPO, buildinfo.GIT_REF)
+def version_line(version=__version__, repo=buildinfo.REPO, ref=buildinfo.GIT_REF):
+    """The --version answer. build.py also hands it to the launcher, which answers a bare
+    --version without unpacking the program."""
+    return "claw-cage %s (%s@%s)" % (version, repo, ref)
 
 
 def main(argv=None):
@@ -114,6 +115,8 @@ def main(argv=None):
     if args.version:
         print(version_line())
         return 0
+    import logging  # not at the top: --help and usage errors stay fast without it
+
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="  %(message)s", stream=sys.stderr)
     try:
