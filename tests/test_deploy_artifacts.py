@@ -23,6 +23,8 @@ import uuid
 
 import pytest
 
+from conftest import require_docker
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEPLOY = os.path.join(ROOT, "deploy")
 COMPOSE_PATH = os.path.join(DEPLOY, "docker-compose.yml")
@@ -600,7 +602,6 @@ def test_volumes_init_makes_fresh_volumes_writable_for_uid_1000(tmp_path):
     uid 1000 cannot write it (control); after `docker compose run volumes-init` it can.
     The image is a local busybox import (nothing is pulled): like the official image it has no
     /home/node/.config/openclaw."""
-    from conftest import require_docker
     require_docker("volumes-init against Docker's real named-volume ownership")
     busybox = shutil.which("busybox")
     if not busybox:
