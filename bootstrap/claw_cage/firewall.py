@@ -137,6 +137,20 @@ def _show_or_run(steps, dry_run, ui):
             step.run()
 
 
+def _run_all_or_nothing(steps):
+    """Each family is one transaction; so that a failure in the second does not leave the
+    first applied alone, every restore input is first checked with --test (parsed and
+    validated by the kernel, nothing committed), and only then are they all committed."""
+    creates = [s for s in steps if s.stdin is None]   # `-N DOCKER-USER`: harmless on its own
+    restores = [s for s in steps if s.stdin is not None]
+    for step in creates:
+        step.run()
+    for step in restores:
+        runner.run(step.argv + ["--test"], input=step.stdin)
+    for step in restores:
+        step.run()
+
+
 def _persist_steps(config, tools):
     if not persist.systemd_installed():
         raise PrereqError("no systemd on this host, so the rules cannot come back at boot: use "
@@ -174,7 +188,7 @@ def apply(args, ui):
         ui.info("dry run: nothing is changed. --firewall would run:")
         _show_or_run(steps + later, True, ui)
         return 0
-    _show_or_run(steps, False, ui)
+    _run_all_or_nothing(steps)
     check_applied(config, tools, fams)
     reaches = "the internet" if config.profile == "internet" else "only allowed destinations"
     ui.ok("firewall applied (%s): %s (%s) reaches %s, not the LAN or this host"
@@ -202,7 +216,8 @@ def remove(args, ui):
     if not steps:
         ui.ok("nothing to remove: no claw-cage rules or boot persistence on this host")
         return 0
-    _show_or_run(steps, False, ui)
+    _run_all_or_nothing([s for s in steps if not isinstance(s, _Action)])
+    _show_or_run([s for s in steps if isinstance(s, _Action)], False, ui)
     ui.ok("claw-cage firewall rules and their boot persistence removed")
     return 0
 

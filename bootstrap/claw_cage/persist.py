@@ -104,7 +104,10 @@ def _link_atomic(target, path):
 
 
 def plan_install(script_text):
-    """[(description, action)] for installing; actions are run only when not a dry run."""
+    """[(description, action)] for installing; actions are run only when not a dry run.
+    Refuses up front (before any rule is applied) an /etc/claw-cage that is not root's."""
+    if os.path.lexists(ETC_DIR):
+        _check_root_dir(ETC_DIR)
     def make_dir():
         if not os.path.lexists(ETC_DIR):
             os.mkdir(ETC_DIR, 0o755)
