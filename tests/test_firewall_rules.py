@@ -115,3 +115,32 @@ def test_allow_spec_refuses(spec):
     with pytest.raises(UsageError) as err:
         allowspec.parse(spec)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("profile, address, port, verdict", [
+    ("internet", "203.0.113.10", 443, "RETURN"),
+    ("local-only", "203.0.113.10", 443, "DROP"),
+    ("internet", "192.168.1.50", 11434, "RETURN"),     # allowed
+    ("internet", "192.168.1.50", 22, "DROP"),          # allowed address, other port
+    ("internet", "10.9.8.7", None, "RETURN"),          # allowed network, any port
+    ("internet", "169.254.169.254", 80, "DROP"),
+    ("internet", "172.30.0.5", 80, "RETURN"),          # the claw-cage network itself
+    ("internet", "2001:db8::1", 443, "DROP"),          # no IPv6 out
+    ("internet", "fd00::5", 53, "RETURN"),             # ... unless allowed
+])
+def test_forward_verdict_follows_the_table(profile, address, port, verdict):
+    config = rules.Config("claw-cage0", NET, ALLOWS, profile)
+    assert rules.forward_verdict(config, address, port) == verdict
+
+
+def test_blocked_resolvers_warns_only_for_lan_servers(tmp_path):
+    from claw_cage import firewall
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# comment\nnameserver 127.0.0.53\nnameserver 192.168.1.1\n"
+                    "nameserver 1.1.1.1\nnameserver fe80::1%eth0\nnameserver 192.168.1.1\n"
+                    "search lan\n")
+    config = rules.default_config()
+    assert [str(a) for a in firewall.blocked_resolvers(config, [str(conf)])] == \
+        ["192.168.1.1"]
+    allowed = config._replace(allows=allowspec.parse_all(["192.168.1.1:53"]))
+    assert firewall.blocked_resolvers(allowed, [str(conf)]) == []

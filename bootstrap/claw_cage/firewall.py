@@ -9,6 +9,7 @@ checks that the kernel holds exactly the expected rules, and installs the boot p
 The rules themselves are data in rules.py.
 """
 
+import ipaddress
 import os
 import shlex
 
@@ -129,6 +130,36 @@ def check_applied(config, tools, fams):
                                 "(first difference: %s)" % (ipt, (missing or got)[0]))
 
 
+RESOLV_CONFS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
+
+
+def blocked_resolvers(config, paths=RESOLV_CONFS):
+    """This host's DNS servers that the cage blocks. Before Docker 28, the embedded DNS server
+    sends a container's queries from inside the container (through FORWARD), so a resolver on
+    the LAN - a home router, most often - is then out of the container's reach."""
+    found = []
+    for path in paths:
+        try:
+            with open(path) as f:
+                text = f.read()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) < 2 or fields[0] != "nameserver":
+                continue
+            try:
+                addr = ipaddress.ip_address(fields[1].split("%")[0])
+            except ValueError:
+                continue
+            # IPv6 servers are left out: Docker drops them for a network without IPv6
+            if (addr.version == config.subnet.version and not addr.is_loopback
+                    and addr not in found
+                    and rules.forward_verdict(config, addr, 53) == "DROP"):
+                found.append(addr)
+    return found
+
+
 def _show_or_run(steps, dry_run, ui):
     for step in steps:
         if dry_run:
@@ -195,6 +226,11 @@ def apply(args, ui):
           % (tools.iptables(4), config.bridge, config.subnet, reaches))
     for allow in config.allows:
         ui.info("  allowed: %s" % allowspec.describe(allow))
+    for addr in blocked_resolvers(config):
+        spec = "%s:53" % addr
+        ui.warn("this host's DNS server %s is in a blocked range: with Docker before 28 the "
+                "container sends its DNS queries there itself, and they are dropped; if names "
+                "stop resolving in the container, run again with --allow %s" % (addr, spec))
     if later:
         _show_or_run(later, False, ui)
         ui.ok("rules restored at boot by %s (%s)" % (persist.UNIT_NAME, persist.SCRIPT))

@@ -13,6 +13,8 @@ Public API
   expected_lines(config, family) -> [str]   what `iptables -S <chain>` prints for each own chain
                                ("-N CHAIN", "-A CHAIN ...") followed by each jump line
                                ("-A DOCKER-USER -i claw-cage0 -j CLAW-CAGE-FWD"): for --verify
+  forward_verdict(config, address, port=None) -> "RETURN" | "DROP"   what FWD_CHAIN decides
+                               for a new connection from the container to address[:port]
   jump_edits(parent, spec, current) -> [str]    restore lines that leave one copy, first
   render_restore(config, family, edits=()) -> `iptables-restore -n` input (own chains only)
   render_removal(family, present_chains, edits) -> `iptables-restore -n` input that undoes it
@@ -142,6 +144,23 @@ def chain_rules(config, family):
         inp += _allow_rules(allow, family, IN_CHAIN)
     inp.append("-j DROP")
     return collections.OrderedDict(((FWD_CHAIN, fwd), (IN_CHAIN, inp)))
+
+
+def forward_verdict(config, address, port=None):
+    """The table's verdict for a new forwarded connection to address (and port), evaluated
+    in Python in the chain's order: for messages and checks, not a substitute for packets."""
+    address = ipaddress.ip_address(str(address))
+    family = address.version
+    if config.subnet.version == family and address in config.subnet:
+        return "RETURN"
+    for allow in config.allows:
+        if (allow.kind == "net" and allow.net.version == family and address in allow.net
+                and allow.port in (None, port)):
+            return "RETURN"
+    for cidr, _why in SPECIAL_RANGES[family]:
+        if address in ipaddress.ip_network(cidr):
+            return "DROP"
+    return REST_VERDICT[(family, config.profile)]
 
 
 def jumps(config):
