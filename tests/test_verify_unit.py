@@ -127,16 +127,48 @@ def test_run_probe_reads_exit_codes_like_the_protocol(tmp_path):
     assert probes.run_probe(["sleep", "5"], timeout=0.3).reached is None
 
 
-def test_docker_argv_shape():
+def test_docker_argv_shapes():
     p = probes.Probe("x", "tcp", ("10.0.0.1", 80), False, "why")
-    argv = probes.docker_argv("claw-cage_claw-net", "sha256:abc", p, ms=1500)
-    i = argv.index("sha256:abc")
-    assert argv[:2] == ["docker", "run"] and "--rm" in argv[:i]
-    assert argv[argv.index("--network") + 1] == "claw-cage_claw-net"
-    assert argv[argv.index("--entrypoint") + 1] == "node"
-    assert argv[argv.index("--user") + 1] == "1000:1000"
-    assert argv[argv.index("--pull") + 1] == "never"
-    assert argv[i + 1:] == ["-e", probes.PROBE_JS, "tcp", "10.0.0.1", "80", "1500"]
+    q = probes.Probe("y", "dns", ("api.example",), True, "why")
+    for argv, entry in ((probes.docker_argv("claw-cage_claw-net", "sha256:abc", p, ms=1500),
+                         "node"),
+                        (probes.batch_docker_argv("claw-cage_claw-net", "sha256:abc", [p, q],
+                                                  ms=1500), "sh")):
+        i = argv.index("sha256:abc")
+        assert argv[:2] == ["docker", "run"] and "--rm" in argv[:i]
+        assert argv[argv.index("--network") + 1] == "claw-cage_claw-net"
+        assert argv[argv.index("--entrypoint") + 1] == entry
+        assert argv[argv.index("--user") + 1] == "1000:1000"
+        assert argv[argv.index("--pull") + 1] == "never"
+        assert "--read-only" in argv[:i] and argv[argv.index("--cap-drop") + 1] == "ALL"
+        tail = argv[i + 1:]
+    assert tail == ["-c", probes.BATCH_SH, "sh", probes.PROBE_JS, "tcp 10.0.0.1 80 1500",
+                    "dns api.example 1500"]
+    with pytest.raises(ValueError):
+        probes.spec(probes.Probe("z", "dns", ("a b; reboot",), True, "why"))
+
+
+def test_batch_runs_each_probe_with_real_sh_and_node(http_server):
+    """BATCH_SH as --verify runs it (here with the host's sh and node, as in test mode)."""
+    if not NODE:
+        pytest.skip("node is not installed")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    plan = [probes.Probe("a", "http", ("http://127.0.0.1:%d/healthz" % http_server,), True, ""),
+            probes.Probe("b", "tcp", ("127.0.0.1", closed_port), False, ""),
+            probes.Probe("c", "http", ("http://127.0.0.1:%d/x" % http_server,), True, ""),
+            probes.Probe("d", "dns", ("localhost",), True, ""),
+            probes.Probe("e", "dns", ("no-such-name.invalid",), True, "")]
+    argv = ["sh", "-c", probes.BATCH_SH, "sh", probes.PROBE_JS] + [probes.spec(p) for p in plan]
+    got = [(o.reached, o.reason) for o in probes.run_batch(argv, len(plan), timeout=20)]
+    assert got == [(True, "connected"), (False, "ECONNREFUSED"), (False, "HTTP 503"),
+                   (True, "connected"), (False, "ENOTFOUND")]
+    with pytest.raises(probes.NoShell):
+        probes.run_batch(["sh", "-c", "echo 'sh: not found' >&2; exit 127"], 2)
+    lost = probes.run_batch(["sh", "-c", "echo '1 1 ETIMEDOUT'; exit 125"], 2)
+    assert [o.reached for o in lost] == [None, False]
 
 
 def test_netns_name_is_validated():

@@ -199,16 +199,23 @@ def host_reaches(host, port, timeout):
         return False
 
 
-def run(plan_, argv_for, internet=None):
-    """Run every probe at once (one thread each); return rows in plan order, plus the elapsed
-    time. argv_for(probe) -> the command that runs it."""
+def run(plan_, batch_argv, single_argv=None, internet=None):
+    """Run every probe at once; return rows in plan order, and the elapsed time.
+    batch_argv(plan) -> the one command running them all (probes.BATCH_SH);
+    single_argv(probe) -> one probe's command, for the fallback when the image has no sh."""
     started = time.monotonic()
-    workers = max(1, len(plan_) + 1)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(plan_) + 1) as pool:
         host_ok = pool.submit(host_reaches, internet[0], internet[1],
                               probes.PROBE_MS / 1000.0) if internet else None
-        futures = [pool.submit(probes.run_probe, argv_for(p)) for p in plan_]
-        rows = [judge(p, f.result()) for p, f in zip(plan_, futures)]
+        try:
+            outcomes = probes.run_batch(batch_argv(plan_), len(plan_))
+        except probes.NoShell as err:
+            if single_argv is None:
+                outcomes = [probes.Outcome(None, "no sh to run the probes: %s" % err)] * len(plan_)
+            else:
+                futures = [pool.submit(probes.run_probe, single_argv(p)) for p in plan_]
+                outcomes = [f.result() for f in futures]
+        rows = [judge(p, o) for p, o in zip(plan_, outcomes)]
         if host_ok is not None and not host_ok.result():
             for i, (p, row) in enumerate(zip(plan_, rows)):
                 if p.expect_reach and p.args[0] == internet[0] and row.status == FAIL:

@@ -46,8 +46,9 @@ def probe_rows(netns, bridge, subnet, fw):
             return inspect + [Row(probeplan.SECTION, "probes", SKIP,
                                   "test mode: entering namespace %s needs root" % netns)]
 
-        def argv_for(p):
-            return probes.netns_argv(netns, p)
+        def batch(plan):
+            return probes.batch_netns_argv(netns, plan)
+        single = None
     else:
         info, why = container.find_gateway()
         if info is None:
@@ -60,12 +61,15 @@ def probe_rows(netns, bridge, subnet, fw):
                                   "the gateway is not on a *%s network" %
                                   container.NETWORK_SUFFIX)]
 
-        def argv_for(p):
-            return probes.docker_argv(network, image, p)
+        def batch(plan):
+            return probes.batch_docker_argv(network, image, plan)
+
+        def single(probe):
+            return probes.docker_argv(network, image, probe)
     view = probeplan.look_at_host(bridge, subnet)
     allowed = probeplan.allow_targets(fw.allow_entries, view.bridge_address)
     plan = probeplan.plan(view, allowed, fw.local_only, internet)
-    rows, _ = probeplan.run(plan, argv_for, internet)
+    rows, _ = probeplan.run(plan, batch, single, internet)
     return inspect + rows
 
 
