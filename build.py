@@ -7,7 +7,7 @@
 Why this shape (see README, "Design"): `curl ... | python3 -` compiles stdin as source, so a
 plain zipapp (binary) cannot be piped. The output is a single parenthesised expression that
 exec()s the readable launcher (bootstrap/launcher.py) and hands it the program, a zip of
-bootstrap/claw_cage, as base64 text. A download cut at any byte leaves the parenthesis open:
+bootstrap/claw_cage, as base85 text. A download cut at any byte leaves the parenthesis open:
 a SyntaxError before anything runs.
 
 Reproducible: zip entries carry a fixed date and mode, in sorted order; nothing depends on
@@ -15,11 +15,13 @@ the clock or on file modification times. Standard library only.
 """
 
 import argparse
+import base64
 import hashlib
 import io
 import os
 import sys
 import zipfile
+import zlib
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.join(ROOT, "bootstrap")
@@ -41,7 +43,7 @@ HEAD_TEMPLATE = '''\
    # the "(" that opens this line to the ")" that is its very last byte, so a download cut
    # anywhere is a SyntaxError and nothing runs. It exec()s the launcher below (readable
    # source: bootstrap/launcher.py) and hands it the program: a zip archive of
-   # bootstrap/claw_cage, as base64 text at the end. Built reproducibly by build.py.
+   # bootstrap/claw_cage, zlib-compressed, as base85 text at the end. Built by build.py.
   lambda launcher, payload: exec(compile(launcher, "claw-cage.pyz/launcher.py", "exec"),
                                  {"__name__": "__main__", "LAUNCHER": launcher,
                                   "PAYLOAD": payload})
@@ -97,15 +99,24 @@ def package_files():
 
 
 def build_zip(files):
+    """A zipapp of the program with STORED entries; the whole archive is then compressed
+    at once (see pack()), which shrinks it far more than compressing file by file."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in sorted(files):
             info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
             info.external_attr = 0o644 << 16
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED
             info.create_system = 3  # unix, whatever machine builds it
-            zf.writestr(info, data, compresslevel=9)
+            zf.writestr(info, data)
     return buf.getvalue()
+
+
+def pack(archive):
+    """zlib (always present: zipimport itself needs it), then base85 text in lines of 76.
+    base85 has no quote or backslash, so it sits safely inside r\"\"\"...\"\"\"."""
+    text = base64.b85encode(zlib.compress(archive, 9)).decode("ascii")
+    return "\n".join(text[i:i + 76] for i in range(0, len(text), 76))
 
 
 def render_launcher(head, version_line):
@@ -130,13 +141,11 @@ def build(repo, ref):
                   render_buildinfo(repo, ref, deploy_hashes(), bridge, subnet).encode()))
     files.append(("__main__.py", b"import sys\nfrom claw_cage.cli import main\n"
                                  b"sys.exit(main())\n"))
-    payload = build_zip(files)
-    b64 = "".join(zipfile.binascii.b2a_base64(payload[i:i + 57]).decode()
-                  for i in range(0, len(payload), 57))
+    payload = pack(build_zip(files))
     head = (HEAD_TEMPLATE.replace("@VERSION@", __version__).replace("@REPO@", repo)
             .replace("@REF@", ref[:12]))
     version_line = cli.version_line(__version__, repo, ref)
-    return head + render_launcher(head, version_line) + MID + "\n" + b64 + TAIL
+    return head + render_launcher(head, version_line) + MID + "\n" + payload + TAIL
 
 
 def check_script(write):

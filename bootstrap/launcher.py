@@ -1,8 +1,8 @@
 # claw-cage launcher: the readable part of dist/claw-cage.pyz.
 #
-# build.py wraps this file, unchanged but for the three @-marked lines, in one Python
-# expression together with the program (a zip archive, base64 text) and writes the result to
-# dist/claw-cage.pyz. That file runs this code through exec(). Everything here must still
+# build.py wraps this file, unchanged but for the @-marked lines, in one Python expression
+# together with the program (a zip archive, zlib-compressed, as base85 text) and writes the
+# result to dist/claw-cage.pyz. That file runs this code through exec(). Everything here must still
 # *parse* on Python 3.6 so that old interpreters get the one-line refusal below instead of a
 # SyntaxError.
 import sys
@@ -30,8 +30,9 @@ if sys.argv[1:] == ["--version"]:
     print(VERSION_LINE)
     sys.exit(0)
 
-import binascii  # noqa: E402  (only after the path is clean)
+import base64  # noqa: E402  (only after the path is clean)
 import os  # noqa: E402
+import zlib  # noqa: E402
 
 
 def archive_path(data):
@@ -52,7 +53,8 @@ def archive_path(data):
 
 # zipimport (built into Python, nothing imported from disk) then loads the program's modules
 # from that archive; it goes first on sys.path so nothing else can stand in for them.
-sys.path.insert(0, archive_path(binascii.a2b_base64(PAYLOAD)))
+ARCHIVE = zlib.decompress(base64.b85decode(PAYLOAD.replace("\n", "")))
+sys.path.insert(0, archive_path(ARCHIVE))
 
 import claw_cage  # noqa: E402
 

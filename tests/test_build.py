@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import zipfile
+import zlib
 
 import pytest
 
@@ -37,8 +38,8 @@ def find_python(version):
 def payload_zip(path):
     """The zip archive carried inside a built file."""
     text = open(path, encoding="utf-8").read()
-    b64 = text.rsplit('"""', 2)[-2]
-    return zipfile.ZipFile(io.BytesIO(base64.b64decode(b64)))
+    b85 = text.rsplit('"""', 2)[-2].replace("\n", "")
+    return zipfile.ZipFile(io.BytesIO(zlib.decompress(base64.b85decode(b85))))
 
 
 def git(*args):
