@@ -499,3 +499,52 @@ def test_table_and_json():
     assert json.loads(report.render_json(rows))[1] == {
         "check": "gateway port 18789", "status": "fail", "detail": "listening on 0.0.0.0:18789"}
     assert report.summary(rows) == "1 pass, 1 fail, 1 warn, 0 skip"
+
+
+# ---- bad input: one line, exit 2, before anything is probed ----------------------------------
+
+@pytest.mark.parametrize("args,env,says", [
+    (["--dir", "/nonexistent/claw-cage"], {}, "no such directory"),
+    ([], {"CLAW_CAGE_PROBE_NETNS": "x y"}, "CLAW_CAGE_PROBE_NETNS"),
+    ([], {"CLAW_CAGE_INTERNET_PROBE": "api.example.com"}, "HOST:PORT"),
+])
+def test_bad_input_is_one_line_and_exit_2(run_pyz, tmp_path, args, env, says):
+    if "--dir" not in args:
+        args = args + ["--dir", str(tmp_path)]
+    p = run_pyz(["--verify"] + args, how="path", env=env, timeout=60)
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert err.count("\n") == 1 and says in err and p.stdout == b""
+
+
+# ---- docker inspect of real containers (created, never started: no packet is sent) ----------
+
+def test_inspect_rows_on_real_containers():
+    from conftest import require_docker
+    require_docker("reads `docker inspect` of real containers")
+    import e2e_support
+    if not os.path.exists(e2e_support.BUSYBOX):
+        pytest.skip("no %s to build a local image from" % e2e_support.BUSYBOX)
+    cleanup = e2e_support.Cleanup()
+    try:
+        image = e2e_support.StandIn(cleanup).build()
+        created = {}
+        for name, flags in (
+                ("hardened", ["--cap-drop", "ALL", "--security-opt", "no-new-privileges:true",
+                              "--read-only", "--user", "1000:1000", "--memory", "256m",
+                              "--pids-limit", "64", "-p", "127.0.0.1:18789:18789"]),
+                ("loose", ["-p", "18789:18789", "-v", "/var/run/docker.sock:/var/run/docker.sock",
+                           "--user", "0"])):
+            cid = e2e_support.sh(["docker", "create"] + flags + [image]).stdout.strip()
+            cleanup.push("remove " + name, e2e_support.sh, ["docker", "rm", "-f", cid])
+            created[name] = json.loads(e2e_support.sh(["docker", "inspect", cid]).stdout)[0]
+        good = dict((r.check, r.status) for r in container.inspect_rows(created["hardened"]))
+        bad = dict((r.check, r.status) for r in container.inspect_rows(created["loose"]))
+        assert set(good.values()) == {"pass"}, good
+        assert set(bad.values()) == {"fail"}, bad
+        assert container.probe_network(created["hardened"])[1] == image
+    finally:
+        # A build tag can outlive us when a concurrent e2e run holds the same (reproducible)
+        # image in a container: harmless. A container left behind is not.
+        errors = [e for e in cleanup.run() if not e.startswith("remove build tag")]
+        assert not errors, errors

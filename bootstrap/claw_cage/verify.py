@@ -32,13 +32,9 @@ def network_of(directory):
         return buildinfo.BRIDGE, ipaddress.IPv4Network(buildinfo.SUBNET)
 
 
-def probe_rows(netns, bridge, subnet, fw):
+def probe_rows(netns, internet, bridge, subnet, fw):
     """Rows of the packet probes, sent from the claw-cage network: a throwaway container next
     to the gateway, or (test mode) the namespace named by CLAW_CAGE_PROBE_NETNS."""
-    try:
-        internet = probeplan.internet_target()
-    except ValueError as err:
-        raise UsageError(str(err))
     if netns:
         inspect = [Row(container.SECTION, "container", SKIP,
                        "test mode: probes run in network namespace %s, no container" % netns)]
@@ -73,7 +69,7 @@ def probe_rows(netns, bridge, subnet, fw):
     return inspect + rows
 
 
-def collect(directory, bridge, subnet, netns):
+def collect(directory, bridge, subnet, netns, internet):
     """Every row, in display order. Groups run concurrently; each group orders its own rows."""
     is_root = os.geteuid() == 0
     fw = fwcheck.read_config()
@@ -81,7 +77,7 @@ def collect(directory, bridge, subnet, netns):
         host = pool.submit(fwcheck.rows, bridge, subnet, is_root, fw)
         port = pool.submit(exposure.check_gateway_port, is_root)
         env = pool.submit(exposure.check_env, directory)
-        probe = pool.submit(probe_rows, netns, bridge, subnet, fw)
+        probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw)
         advice = pool.submit(audit.run_all)
         return host.result() + [port.result(), env.result()] + probe.result() + advice.result()
 
@@ -92,10 +88,11 @@ def main(args):
         raise UsageError("--dir %s: no such directory" % args.dir)
     try:
         netns = probes.test_netns()
+        internet = probeplan.internet_target()
     except ValueError as err:
         raise UsageError(str(err))
     bridge, subnet = network_of(directory)
-    rows = collect(directory, bridge, subnet, netns)
+    rows = collect(directory, bridge, subnet, netns, internet)
     bad = report.failed(rows)
     if args.json:
         sys.stdout.write(report.render_json(rows) + "\n")
