@@ -262,3 +262,24 @@ def test_not_root_says_skip_not_pass(cage):
     assert rows["persistence"][0] == "pass"     # world-readable files under /etc
     assert rows["probes"][0] == "skip"         # test mode needs root for `ip netns exec`
     assert code == 0 and failing(rows) == set()
+
+
+def _state(lab):
+    """Everything --verify could change in the host ns: every table of both families (nf_tables
+    view), which legacy tables exist, the files under the program's /etc overlay."""
+    legacy = lab.sh(lab.host, "cat /proc/net/ip_tables_names /proc/net/ip6_tables_names "
+                              "2>/dev/null || true").stdout
+    return lab.save(4), lab.save(6), sorted(legacy.split())
+
+
+def test_verify_changes_nothing(cage):
+    before = _state(cage.lab)
+    code, _, _ = cage.verify("--json")           # control state: no claw-cage rules
+    assert code == EXIT_VERIFY and _state(cage.lab) == before
+    cage.firewall()
+    etc = os.path.join(cage.overlay, "upper")
+    files = sorted(os.path.join(d, f) for d, _, fs in os.walk(etc) for f in fs)
+    before = _state(cage.lab)
+    code, _, _ = cage.verify("--json")
+    assert code == 0 and _state(cage.lab) == before
+    assert sorted(os.path.join(d, f) for d, _, fs in os.walk(etc) for f in fs) == files

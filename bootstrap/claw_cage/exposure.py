@@ -13,7 +13,7 @@ import socket
 import stat
 import struct
 
-from . import install, runner
+from . import install
 from .report import Row, PASS, FAIL, SKIP
 
 SECTION = "Host"
@@ -109,13 +109,11 @@ def check_gateway_port(is_root, port=GATEWAY_PORT, proc="/proc/net"):
     if not is_root:
         return _row(name, SKIP, "no listener beyond loopback; DNAT rules need root to read "
                                 "(run with sudo)")
+    from . import fwcheck
     bad = []
-    for tool in ("iptables", "ip6tables"):
-        if not runner.which(tool):
-            continue
-        result = runner.run([tool, "-w", "5", "-t", "nat", "-S"], check=False, timeout=10)
-        if result.ok:
-            bad += exposing_dnat(result.stdout, port)
+    for family in (4, 6):
+        for tool in fwcheck.backends(family):
+            bad += exposing_dnat(fwcheck.read_table(tool, family, "nat") or "", port)
     if bad:
         return _row(name, FAIL, "forwarded from beyond loopback: %s" % bad[0])
     if local:

@@ -96,6 +96,26 @@ def read_config():
 
 # ---- reading the live tables ---------------------------------------------------------------
 
+def _is_legacy(tool):
+    if tool.endswith("-legacy"):
+        return True
+    if tool.endswith("-nft"):
+        return False
+    version = runner.run([tool, "-V"], check=False, timeout=10)
+    return "nf_tables" not in version.stdout
+
+
+def _legacy_loaded(family, table):
+    # Reading a legacy table that does not exist yet would create it (the kernel loads it on
+    # first access): --verify must change nothing, so ask /proc which ones exist instead.
+    path = "/proc/net/ip_tables_names" if family == 4 else "/proc/net/ip6_tables_names"
+    try:
+        with open(path) as f:
+            return table in f.read().split()
+    except OSError:
+        return False
+
+
 def backends(family):
     """iptables flavours to look in: both when both exist, else whatever is on PATH."""
     base = "iptables" if family == 4 else "ip6tables"
@@ -105,12 +125,19 @@ def backends(family):
     return [base] if runner.which(base + "-save") else []
 
 
-def read_filter(tool):
+def read_table(tool, family, table="filter"):
+    """iptables-save text of one table, or None when it cannot be read; "" for a legacy table
+    that does not exist (it is empty, and reading it would create it)."""
+    if _is_legacy(tool) and not _legacy_loaded(family, table):
+        return ""
+    result = runner.run([tool + "-save", "-t", table], check=False, timeout=10)
+    return result.stdout if result.ok else None
+
+
+def read_filter(tool, family):
     """{chain: [rule, ...]} of the filter table, or None when it cannot be read."""
-    result = runner.run([tool + "-save", "-t", "filter"], check=False, timeout=10)
-    if not result.ok:
-        return None
-    return ruleread.parse_save(result.stdout)
+    text = read_table(tool, family)
+    return None if text is None else ruleread.parse_save(text)
 
 
 class Tables:
@@ -119,7 +146,7 @@ class Tables:
     def __init__(self, family):
         self.family, self.tool, self.chains = family, None, None
         self.docker_in, self.ours_in = [], []
-        read = [(t, read_filter(t)) for t in backends(family)]
+        read = [(t, read_filter(t, family)) for t in backends(family)]
         read = [(t, c) for t, c in read if c is not None]
         self.docker_in = [t for t, c in read if any(ch in c for ch in DOCKER_CHAINS)]
         self.ours_in = [t for t, c in read if rules.FWD_CHAIN in c]
