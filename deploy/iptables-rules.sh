@@ -68,14 +68,20 @@ RULES_V6='*filter
 -A CLAW-CAGE-IN -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j RETURN
 -A CLAW-CAGE-IN -j DROP'
 
-# Print the restore lines that leave exactly one copy of jump "$3" in chain "$2", first.
+# Print the restore lines that leave exactly one copy of jump "$3" in chain "$2", first,
+# and delete jumps into the same own chain with another match (a renamed bridge).
 jump_edits() {
-    local ipt=$1 chain=$2 spec=$3 rules first copies i
+    local ipt=$1 chain=$2 spec=$3 rules first copies stale i
     rules=$("$ipt" -w -S "$chain" | grep -e '^-A ' || true)
     first=$(printf '%s\n' "$rules" | head -n 1)
     copies=$(printf '%s\n' "$rules" | grep -c -x -F -e "-A $chain $spec" || true)
-    if [ "$copies" -eq 1 ] && [ "$first" = "-A $chain $spec" ]; then
+    stale=$(printf '%s\n' "$rules" | grep -e " -j ${spec##* -j }\$" |
+            grep -v -x -F -e "-A $chain $spec" || true)
+    if [ "$copies" -eq 1 ] && [ "$first" = "-A $chain $spec" ] && [ -z "$stale" ]; then
         return 0
+    fi
+    if [ -n "$stale" ]; then
+        printf '%s\n' "$stale" | sed -e 's/^-A /-D /'
     fi
     for ((i = 0; i < copies; i++)); do
         echo "-D $chain $spec"

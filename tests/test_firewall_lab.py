@@ -34,9 +34,9 @@ def _ok(proc):
     return proc
 
 
-def matrix(lab, rows):
-    """[(row, reached)] printed as a table, for the log and the closing note."""
-    got = lab.probe(rows)
+def matrix(lab, rows, should_reach=()):
+    """{row: reached}, printed as a table for the log and the closing note."""
+    got = lab.probe(rows, retry=should_reach)
     for row in rows:
         print("  %-7s %s" % ("REACHED" if got[row] else "blocked", row.name))
     return got
@@ -44,14 +44,14 @@ def matrix(lab, rows):
 
 def assert_control(lab, rows):
     """Without claw-cage's rules every row reaches its target: else a block proves nothing."""
-    got = matrix(lab, rows)
+    got = matrix(lab, rows, should_reach=rows)
     failed = [r.name for r in rows if not got[r]]
     assert not failed, "control run: these targets are unreachable even WITHOUT the rules, " \
                        "so blocking them proves nothing: %s" % failed
 
 
 def assert_verdicts(lab, blocked, reachable):
-    got = matrix(lab, blocked + reachable)
+    got = matrix(lab, blocked + reachable, should_reach=reachable)
     leaks = [r.name for r in blocked if got[r]]
     broken = [r.name for r in reachable if not got[r]]
     assert not leaks, "reached although the firewall must block them: %s" % leaks
@@ -291,3 +291,10 @@ def test_custom_bridge_name_from_the_installed_compose_file(pyz, tmp_path):
         assert "-A INPUT -i cc-custom0 -j CLAW-CAGE-IN" in saved
         assert "-d 172.31.9.0/24 -m conntrack --ctorigdst 172.31.9.0/24 -j RETURN" in saved
         assert not [l for l in saved.splitlines() if "CLAW-CAGE" in l and "claw-cage0" in l]
+        # back to the default bridge: the old jumps go, the script does the same
+        _ok(lab.firewall(pyz, "--no-persist"))
+        assert "cc-custom0" not in lab.save(4) + lab.save(6)
+        after_program = lab.save(4), lab.save(6)
+        _ok(lab.firewall(pyz, "--no-persist", "--dir", str(d)))
+        _ok(lab.run_program(["bash", os.path.join(netlab.ROOT, "deploy", "iptables-rules.sh")]))
+        assert (lab.save(4), lab.save(6)) == after_program

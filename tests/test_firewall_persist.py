@@ -51,7 +51,7 @@ def _exec_start(upper):
 
 
 def _verdicts(lab):
-    got = lab.probe(blocked_probes(lab) + open_probes(lab))
+    got = lab.probe(blocked_probes(lab) + open_probes(lab), retry=open_probes(lab))
     leaks = [p.name for p in blocked_probes(lab) if got[p]]
     broken = [p.name for p in open_probes(lab) if not got[p]]
     assert not leaks and not broken, "after reboot: leaks %s, broken %s" % (leaks, broken)
@@ -104,7 +104,8 @@ def test_reboot_restores_the_cage(installed, order):
         assert _own(lab.save(4)) == own4
         assert _own(lab.save(6)) == own6
         _verdicts(lab)
-        reached = lab.probe([netlab.Probe("allowed", lab.ctr, "tcp", "192.168.1.1", 8081)])
+        allowed = [netlab.Probe("allowed", lab.ctr, "tcp", "192.168.1.1", 8081)]
+        reached = lab.probe(allowed, retry=allowed)
         assert all(reached.values()), "the --allow entry did not survive the reboot"
         lab.dockerd_start()   # a later Docker restart keeps it all
         assert _own(lab.save(4)) == own4

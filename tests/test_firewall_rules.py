@@ -81,6 +81,8 @@ J = "-i claw-cage0 -j CLAW-CAGE-FWD"
      ["-D DOCKER-USER " + J, "-I DOCKER-USER 1 " + J]),
     (["-A DOCKER-USER " + J, "-A DOCKER-USER " + J],
      ["-D DOCKER-USER " + J, "-D DOCKER-USER " + J, "-I DOCKER-USER 1 " + J]),
+    (["-A DOCKER-USER " + J, "-A DOCKER-USER -i old0 -j CLAW-CAGE-FWD"],      # renamed bridge
+     ["-D DOCKER-USER -i old0 -j CLAW-CAGE-FWD", "-D DOCKER-USER " + J, "-I DOCKER-USER 1 " + J]),
 ])
 def test_jump_edits_leave_one_copy_first(current, edits):
     assert rules.jump_edits("DOCKER-USER", J, current) == edits

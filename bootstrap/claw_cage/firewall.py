@@ -119,10 +119,10 @@ def check_applied(config, tools, fams):
         for chain in rules.OWN_CHAINS:
             got += [l for l in netfilter.rules_of(ipt, chain) or [] if not l.startswith("-P ")]
         for parent, spec in rules.jumps(config):
-            own = [l for l in netfilter.rules_of(ipt, parent) or [] if l.startswith("-A ")]
-            if own.count("-A %s %s" % (parent, spec)) == 1 and own[0] == "-A %s %s" % (parent,
-                                                                                          spec):
-                got.append(own[0])
+            line = "-A %s %s" % (parent, spec)
+            present = [l for l in netfilter.rules_of(ipt, parent) or [] if l.startswith("-A ")]
+            if present[:1] == [line] and present.count(line) == 1:
+                got.append(line)
         expected = rules.expected_lines(config, family)
         if got != expected:
             missing = [l for l in expected if l not in got]

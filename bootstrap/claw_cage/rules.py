@@ -183,14 +183,18 @@ def expected_lines(config, family):
 def jump_edits(parent, spec, current):
     """Restore lines that leave exactly one copy of `-A parent spec`, at position 1.
 
-    current: the `-A parent ...` lines of `iptables -S parent` as they are now. Nothing to do
-    when the jump is already first and alone, so re-running changes nothing."""
+    current: the `-A parent ...` lines of `iptables -S parent` as they are now. Jumps into the
+    same own chain with another match (a bridge renamed since the last run) are deleted.
+    Nothing to do when the jump is already first and alone, so re-running changes nothing."""
     line = "-A %s %s" % (parent, spec)
+    target = " -j " + spec.split(" -j ")[-1]
     rules = [l for l in current if l.startswith("-A ")]
     copies = rules.count(line)
-    if copies == 1 and rules[0] == line:
+    stale = [l for l in rules if l.endswith(target) and l != line]
+    if copies == 1 and rules[0] == line and not stale:
         return []
-    return ["-D %s %s" % (parent, spec)] * copies + ["-I %s 1 %s" % (parent, spec)]
+    return (["-D" + l[2:] for l in stale] + ["-D %s %s" % (parent, spec)] * copies
+            + ["-I %s 1 %s" % (parent, spec)])
 
 
 def render_restore(config, family, edits=()):
@@ -248,14 +252,20 @@ RULES_V4='@RULES_V4@'
 
 RULES_V6='@RULES_V6@'
 
-# Print the restore lines that leave exactly one copy of jump "$3" in chain "$2", first.
+# Print the restore lines that leave exactly one copy of jump "$3" in chain "$2", first,
+# and delete jumps into the same own chain with another match (a renamed bridge).
 jump_edits() {
-    local ipt=$1 chain=$2 spec=$3 rules first copies i
+    local ipt=$1 chain=$2 spec=$3 rules first copies stale i
     rules=$("$ipt" -w -S "$chain" | grep -e '^-A ' || true)
     first=$(printf '%s\n' "$rules" | head -n 1)
     copies=$(printf '%s\n' "$rules" | grep -c -x -F -e "-A $chain $spec" || true)
-    if [ "$copies" -eq 1 ] && [ "$first" = "-A $chain $spec" ]; then
+    stale=$(printf '%s\n' "$rules" | grep -e " -j ${spec##* -j }\$" |
+            grep -v -x -F -e "-A $chain $spec" || true)
+    if [ "$copies" -eq 1 ] && [ "$first" = "-A $chain $spec" ] && [ -z "$stale" ]; then
         return 0
+    fi
+    if [ -n "$stale" ]; then
+        printf '%s\n' "$stale" | sed -e 's/^-A /-D /'
     fi
     for ((i = 0; i < copies; i++)); do
         echo "-D $chain $spec"
