@@ -182,16 +182,26 @@ def test_netns_name_is_validated():
 
 def test_judge_refused_counts_as_reached():
     must_block = probes.Probe("lan", "tcp", ("10.0.0.1", 80), False, "RFC 1918")
-    assert probeplan.judge(must_block, probes.Outcome(False, "ETIMEDOUT")).status == "pass"
-    assert probeplan.judge(must_block, probes.Outcome(False, "EHOSTUNREACH")).status == "pass"
-    assert probeplan.judge(must_block, probes.Outcome(False, "ECONNREFUSED")).status == "fail"
-    assert probeplan.judge(must_block, probes.Outcome(True, "connected")).status == "fail"
-    assert probeplan.judge(must_block, probes.Outcome(None, "no docker")).status == "skip"
+
+    def status(reached, reason, probe=must_block):
+        return probeplan.judge(probe, probes.Outcome(reached, reason)).status
+    assert status(False, "ETIMEDOUT") == "pass"
+    assert status(False, "ECONNREFUSED") == "fail"         # something answered
+    assert status(False, "HTTP 404") == "fail"
+    assert status(True, "connected") == "fail"
+    assert status(False, "EHOSTUNREACH") == "warn"         # an ICMP error: not a silent drop
+    assert status(None, "no docker") == "skip"
+    # a node crash exits 1 too, with a stack trace: it must never read as "blocked"
+    assert status(False, "Node.js v20.20.2") == "skip"
     must_reach = probes.Probe("wan", "tcp", ("203.0.113.10", 443), True, "internet")
-    assert probeplan.judge(must_reach, probes.Outcome(True, "connected")).status == "pass"
-    assert probeplan.judge(must_reach, probes.Outcome(False, "ETIMEDOUT")).status == "fail"
+    assert status(True, "connected", must_reach) == "pass"
+    assert status(False, "ETIMEDOUT", must_reach) == "fail"
+    assert status(False, "ENOTFOUND", must_reach) == "fail"
     dns = probes.Probe("dns", "dns", ("example.org",), True, "names")
-    assert probeplan.judge(dns, probes.Outcome(False, "ENOTFOUND")).status == "fail"
+    assert status(False, "ENOTFOUND", dns) == "fail"
+    assert status(True, "connected", dns) == "pass"
+    soft = probes.Probe("dns", "dns", ("example.org",), True, "names", soft=True)
+    assert status(False, "EAI_AGAIN", soft) == "warn"
 
 
 def test_plan_covers_every_range_and_skips_allowed_destinations():
@@ -548,3 +558,14 @@ def test_inspect_rows_on_real_containers():
         # image in a container: harmless. A container left behind is not.
         errors = [e for e in cleanup.run() if not e.startswith("remove build tag")]
         assert not errors, errors
+
+
+def test_a_crashing_probe_is_skip_never_blocked():
+    """Real node, a script that throws: exit 1 like a failed connection, but it proves nothing."""
+    if not NODE:
+        pytest.skip("node is not installed")
+    p = probes.Probe("lan", "tcp", ("127.0.0.1", 9), False, "RFC 1918")
+    argv = ["sh", "-c", probes.BATCH_SH, "sh", "throw new Error('boom')", probes.spec(p)]
+    outcome = probes.run_batch(argv, 1, timeout=20)[0]
+    assert outcome.reached is False                 # exit 1, as a refused or dropped probe
+    assert probeplan.judge(p, outcome).status == "skip", outcome.reason

@@ -5,9 +5,11 @@ its own LAN address, the bridge's address) and how the firewall was configured (
 --profile). Every probe runs at the same time, each bounded by probes.PROBE_MS, so the whole
 set costs one timeout even when every LAN packet is silently dropped.
 
-Verdicts. A probe that must be blocked passes when nothing answers. ECONNREFUSED counts as
-REACHED: the firewall drops silently, so a refusal means a packet got to the target and its
-answer came back (this is what makes a probe meaningful even where nothing listens).
+Verdicts. A probe that must be blocked passes when nothing answers (a timeout). ECONNREFUSED
+counts as REACHED: the firewall drops silently, so a refusal means a packet got to the target and
+its answer came back (this is what makes a probe meaningful even where nothing listens). An ICMP
+error (EHOSTUNREACH) is a warning: no route on the host, or a router beyond the cage answered.
+A failure that is none of these (a node crash) cannot tell anything: skip, never "blocked".
 """
 
 import concurrent.futures
@@ -18,7 +20,7 @@ import struct
 import time
 
 from . import allowspec, probes
-from .report import Row, PASS, FAIL, SKIP
+from .report import Row, PASS, FAIL, WARN, SKIP
 
 SECTION = "Probes from the claw-cage network"
 
@@ -149,7 +151,9 @@ def plan(view, allow_targets, local_only, internet):
         host, port = internet
         out.append(probes.Probe("internet %s:%d" % (host, port), "tcp", (host, port),
                                 not local_only, "an internet API"))
-        out.append(probes.Probe("DNS %s" % host, "dns", (host,), True, "name resolution"))
+        # Under local-only the agent may need no names at all: a failure is only a warning.
+        out.append(probes.Probe("DNS %s" % host, "dns", (host,), True, "name resolution",
+                                soft=local_only))
     return out
 
 
@@ -170,23 +174,56 @@ def allow_targets(allows, bridge_address):
 
 # ---- running and judging -------------------------------------------------------------------
 
+# How a failed probe failed, from the one word PROBE_JS (or the stand-in) prints.
+SILENT = ("ETIMEDOUT", "TimeoutError", "AbortError")        # no answer at all: what DROP gives
+ANSWERED = ("ECONNREFUSED", "ECONNRESET")                   # the target (or a firewall) answered
+ICMP = ("EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENETDOWN")
+NO_NAME = ("ENOTFOUND", "EAI_AGAIN", "EAI_FAIL", "ESERVFAIL", "ENODATA", "EREFUSED")
+
+
+def classify(probe, outcome):
+    """"reached", "silent", "icmp" (an ICMP error came back: no route on the host, or a router
+    beyond the cage answered; a cage drop gives no answer), "no-name", or "unknown" (the probe
+    itself broke: a node crash prints a stack trace, not one of these words)."""
+    if outcome.reached:
+        return "reached"
+    word = outcome.reason.split()[0] if outcome.reason else ""
+    if probe.mode == "dns":
+        return "no-name" if word in NO_NAME + SILENT else "unknown"
+    if word in ANSWERED or word == "HTTP":
+        return "reached"
+    for kind, words in (("silent", SILENT), ("icmp", ICMP), ("no-name", NO_NAME)):
+        if word in words:
+            return kind
+    return "unknown"
+
+
 def judge(probe, outcome):
     """Row for one probe, from its Outcome."""
     name = "probe " + probe.name
     if outcome.reached is None:
         return Row(SECTION, name, SKIP, "probe could not run: %s" % outcome.reason)
-    reached = outcome.reached or outcome.reason == "ECONNREFUSED"
-    how = "connected" if outcome.reached else (
-        "answered (%s)" % outcome.reason if reached else "no answer (%s)" % outcome.reason)
-    if probe.mode == "dns":
-        how = "resolves" if outcome.reached else "does not resolve (%s)" % outcome.reason
-        reached = outcome.reached
-    if reached == probe.expect_reach:
-        verdict = "reachable" if reached else "blocked"
-        return Row(SECTION, name, PASS, "%s: %s, %s" % (verdict, probe.why, how))
-    if reached:
+    kind = classify(probe, outcome)
+    how = {"reached": "resolves" if probe.mode == "dns" else (
+               "connected" if outcome.reached else "answered (%s)" % outcome.reason),
+           "silent": "no answer (%s)" % outcome.reason,
+           "icmp": "ICMP error (%s)" % outcome.reason,
+           "no-name": "does not resolve (%s)" % outcome.reason,
+           "unknown": "probe failed oddly (%s)" % outcome.reason}[kind]
+    if kind == "unknown":
+        return Row(SECTION, name, SKIP, "cannot tell: %s, %s" % (probe.why, how))
+    if probe.expect_reach:
+        if kind == "reached":
+            return Row(SECTION, name, PASS, "reachable: %s, %s" % (probe.why, how))
+        return Row(SECTION, name, WARN if probe.soft else FAIL,
+                   "not reachable, but should be: %s, %s" % (probe.why, how))
+    if kind == "reached":
         return Row(SECTION, name, FAIL, "REACHABLE from the container: %s, %s" % (probe.why, how))
-    return Row(SECTION, name, FAIL, "not reachable, but should be: %s, %s" % (probe.why, how))
+    if kind == "icmp":
+        return Row(SECTION, name, WARN, "no connection, but not a silent drop: %s, %s: no route "
+                                        "on the host, or a router beyond the cage answered"
+                   % (probe.why, how))
+    return Row(SECTION, name, PASS, "blocked: %s, %s" % (probe.why, how))
 
 
 def host_reaches(host, port, timeout):

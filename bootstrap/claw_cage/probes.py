@@ -92,11 +92,12 @@ COMMAND_TIMEOUT = 4.0
 class Probe:
     """One packet test: `mode`/`args` in PROBE PROTOCOL terms, and whether it should get through."""
 
-    __slots__ = ("name", "mode", "args", "expect_reach", "why")
+    __slots__ = ("name", "mode", "args", "expect_reach", "why", "soft")
 
-    def __init__(self, name, mode, args, expect_reach, why):
+    def __init__(self, name, mode, args, expect_reach, why, soft=False):
         self.name, self.mode, self.args = name, mode, tuple(str(a) for a in args)
         self.expect_reach, self.why = expect_reach, why
+        self.soft = soft  # a miss is a warning, not a failure
 
     def protocol_args(self, ms=PROBE_MS):
         return [self.mode] + list(self.args) + [str(ms)]
