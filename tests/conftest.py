@@ -94,3 +94,31 @@ def run_pyz(pyz):
     def _run(args=(), **kw):
         return run_file(pyz, args, **kw)
     return _run
+
+
+# ---- end-to-end count (issue 6) --------------------------------------------------------------
+# .ci/run must say how many end-to-end tests (tests/test_e2e*.py, the real Docker engine) ran:
+# a loud skip there is easy to miss in a long run. One line before pytest's closing line.
+_e2e_outcomes = {}
+
+
+def pytest_runtest_logreport(report):
+    if not os.path.basename(report.nodeid.split("::")[0]).startswith("test_e2e"):
+        return
+    prev = _e2e_outcomes.get(report.nodeid)
+    if report.failed:
+        _e2e_outcomes[report.nodeid] = "failed"
+    elif report.skipped and prev != "failed":
+        _e2e_outcomes[report.nodeid] = "skipped"
+    elif report.when == "call" and prev is None:
+        _e2e_outcomes[report.nodeid] = "passed"
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _e2e_outcomes:
+        return
+    counts = {k: list(_e2e_outcomes.values()).count(k) for k in ("passed", "failed", "skipped")}
+    terminalreporter.write_line(
+        "end-to-end tests on the real Docker engine: %d ran (%d passed, %d failed), %d skipped"
+        % (counts["passed"] + counts["failed"], counts["passed"], counts["failed"],
+           counts["skipped"]))
