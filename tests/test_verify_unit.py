@@ -569,3 +569,9 @@ def test_a_crashing_probe_is_skip_never_blocked():
     outcome = probes.run_batch(argv, 1, timeout=20)[0]
     assert outcome.reached is False                 # exit 1, as a refused or dropped probe
     assert probeplan.judge(p, outcome).status == "skip", outcome.reason
+
+
+def test_broken_compose_file_is_a_target_error(run_pyz, tmp_path):
+    (tmp_path / "docker-compose.yml").write_text("services: {}\n")  # no claw-cage network
+    p = run_pyz(["--verify", "--dir", str(tmp_path)], how="path", timeout=60)
+    assert p.returncode == 5 and p.stderr.decode().count("\n") == 1, p.stderr

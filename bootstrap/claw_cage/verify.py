@@ -6,17 +6,19 @@ timeout even when every LAN packet is silently dropped:
   Container  `docker inspect` of the running gateway (container)
   Probes     packets from a throwaway container on the claw-cage network (probeplan, probes)
   Audit      advice from seed 003, warn only (audit)
-Nothing here changes anything: it runs iptables-save, /proc reads, docker ps/inspect and
-`docker run --rm` probe containers. Exit 0 when no row is `fail`, else errors.EXIT_VERIFY.
+Nothing here changes anything: it runs iptables-save, reads /proc and /etc, `docker ps`,
+`docker inspect`, and one `docker run --rm` probe container (probes.py shows its argv).
+Exit 0 when no row is `fail`, else errors.EXIT_VERIFY.
 """
 
 import concurrent.futures
+import ipaddress
 import os
 import sys
 
 from . import (audit, buildinfo, composefile, container, exposure, fwcheck, paths, probeplan,
                probes, report)
-from .errors import EXIT_VERIFY, UsageError
+from .errors import EXIT_VERIFY, ClawCageError, TargetError, UsageError
 from .report import Row, SKIP
 from .ui import UI
 
@@ -27,9 +29,12 @@ def network_of(directory):
     try:
         with open(path, encoding="utf-8") as f:
             return composefile.read_network(f.read(), path)
-    except OSError:
-        import ipaddress
+    except FileNotFoundError:
         return buildinfo.BRIDGE, ipaddress.IPv4Network(buildinfo.SUBNET)
+    except (OSError, UnicodeDecodeError) as err:
+        raise TargetError("cannot read %s: %s" % (path, err))
+    except ClawCageError as err:  # composefile's reason, as a target error (like --firewall)
+        raise TargetError(str(err))
 
 
 def probe_rows(netns, internet, bridge, subnet, fw):
@@ -73,7 +78,7 @@ def collect(directory, bridge, subnet, netns, internet):
     """Every row, in display order. Groups run concurrently; each group orders its own rows."""
     is_root = os.geteuid() == 0
     fw = fwcheck.read_config()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=5) as pool:
         host = pool.submit(fwcheck.rows, bridge, subnet, is_root, fw)
         port = pool.submit(exposure.check_gateway_port, is_root)
         env = pool.submit(exposure.check_env, directory)
