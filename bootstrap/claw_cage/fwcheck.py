@@ -191,9 +191,9 @@ def rules_row(tables, config, config_source):
         if extra:
             problems.append("%s has unexpected `%s`%s" % (chain, extra[0], _more(extra)))
         if not missing and not extra and not same_order:
-            problems.append("%s has the right rules in the wrong order" % chain)
+            problems.append("%s has the right rules, but in another order or repeated" % chain)
     if problems:
-        return _row(name, FAIL, "; ".join(problems))
+        return _row(name, FAIL, "%s (configuration: %s)" % ("; ".join(problems), config_source))
     count = sum(len(v) for v in rules.chain_rules(config, family).values())
     return _row(name, PASS, "%s and %s equal the expected %d rules (%s; configuration: %s)"
                 % (rules.FWD_CHAIN, rules.IN_CHAIN, count, tables.tool, config_source))
