@@ -188,6 +188,11 @@ BREAKAGES = {
     "ACCEPT for the bridge above the jump in FORWARD": (
         "iptables -I FORWARD 1 -i claw-cage0 -j ACCEPT",
         {"FORWARD order"}, "0.0.0.0/0"),
+    "Tailscale's ts-forward above DOCKER-USER": (
+        "iptables -N ts-forward\n"
+        "iptables -A ts-forward -o tailscale0 -j ACCEPT\n"
+        "iptables -I FORWARD 1 -j ts-forward",
+        {"FORWARD order"}, None),           # no tailscale0 in the lab: no packet changes
     "IPv6 DOCKER-USER jump deleted": (
         "ip6tables -D DOCKER-USER -i claw-cage0 -j CLAW-CAGE-FWD",
         {"DOCKER-USER jump"}, None),        # the probes are IPv4: claw-net has no IPv6
@@ -218,6 +223,17 @@ def test_breakage_fails_exactly_its_rows(cage, breakage):
     for name, (status, _) in good.items():
         if name not in expected:
             assert bad[name][0] == status, (name, good[name], bad[name])
+
+
+def test_a_harmless_chain_above_docker_user_is_no_failure(cage):
+    """The FORWARD-order check looks into the chains it meets: logging and dropping is fine."""
+    cage.firewall()
+    cage.lab.sh(cage.lab.host, "iptables -N audit\n"
+                               "iptables -A audit -j LOG --log-prefix fwd\n"
+                               "iptables -A audit -i claw-cage0 -p udp --dport 9 -j DROP\n"
+                               "iptables -I FORWARD 1 -j audit")
+    code, rows, _ = cage.verify("--json")
+    assert code == 0 and rows["FORWARD order"][0] == "pass", rows["FORWARD order"]
 
 
 def test_gateway_on_all_addresses_fails_the_port_row(cage):

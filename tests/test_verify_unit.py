@@ -469,6 +469,21 @@ def test_may_accept_bridge(rule, dangerous):
     assert ruleread.may_accept_bridge(rule, "claw-cage0", SUBNET) is dangerous
 
 
+def test_may_accept_bridge_looks_into_the_chains_it_jumps_to():
+    # Tailscale's chain as tailscaled writes it (netfilter mode on)
+    chains = {"ts-forward": ["-i tailscale0 -j MARK --set-xmark 0x40000/0xff0000",
+                             "-m mark --mark 0x40000/0xff0000 -j ACCEPT",
+                             "-s 100.64.0.0/10 -o tailscale0 -j DROP",
+                             "-o tailscale0 -j ACCEPT"],
+              "audit": ["-j LOG --log-prefix fwd", "-i claw-cage0 -j DROP"],
+              "outer": ["-j audit", "-j inner"], "inner": ["-p tcp -j ACCEPT"]}
+    assert ruleread.may_accept_bridge("-j ts-forward", "claw-cage0", SUBNET, chains)
+    assert not ruleread.may_accept_bridge("-j audit", "claw-cage0", SUBNET, chains)
+    assert ruleread.may_accept_bridge("-j outer", "claw-cage0", SUBNET, chains)
+    assert not ruleread.may_accept_bridge("-i eth0 -j outer", "claw-cage0", SUBNET, chains)
+    assert ruleread.may_accept_bridge("-j unknown-chain", "claw-cage0", SUBNET, chains)
+
+
 def test_jump_position():
     rules = ["-j ts-forward", "-j DOCKER-USER", "-i x -j DOCKER-USER"]
     assert ruleread.jump_position(rules, "DOCKER-USER") == [2, 3]

@@ -258,7 +258,7 @@ def forward_row(bridge, subnet, all_tables):
             continue
         net = subnet if t.family == subnet.version else None
         for i, rule in enumerate(chain[:where[0] - 1], 1):
-            if ruleread.may_accept_bridge(rule, bridge, net):
+            if ruleread.may_accept_bridge(rule, bridge, net, t.chains):
                 bad.append("%s: FORWARD rule %d `%s` comes before DOCKER-USER and may accept "
                            "%s's traffic" % (label, i, rule, bridge))
                 break

@@ -118,10 +118,11 @@ def _iface_matches(pattern, name):
     return pattern == name
 
 
-def may_accept_bridge(rule, bridge, subnet):
+def may_accept_bridge(rule, bridge, subnet, chains=None, _depth=0):
     """True when `rule` could ACCEPT (or hand to another chain that may ACCEPT) a new packet
-    coming in from `bridge` with a source in `subnet` (None: any source). Conservative: when
-    unsure, True."""
+    coming in from `bridge` with a source in `subnet` (None: any source). chains: the table
+    ({chain: rules}), to look into a chain the rule jumps to; without it, or too deep, any jump
+    counts. Conservative: when unsure, True."""
     words = shlex.split(rule)
     target = None
     for j, w in enumerate(words[:-1]):
@@ -129,6 +130,15 @@ def may_accept_bridge(rule, bridge, subnet):
             target = words[j + 1]
     if target is None or target in HARMLESS_TARGETS:
         return False
+    if not _matches_bridge(words, bridge, subnet):
+        return False
+    if target == "ACCEPT" or chains is None or target not in chains or _depth >= 8:
+        return True
+    return any(may_accept_bridge(r, bridge, subnet, chains, _depth + 1) for r in chains[target])
+
+
+def _matches_bridge(words, bridge, subnet):
+    """False when a match of the rule certainly excludes new traffic from the bridge."""
     for g in _groups(words):
         neg = g[0] == "!"
         body = g[1:] if neg else g
