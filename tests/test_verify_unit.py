@@ -224,6 +224,8 @@ def test_plan_covers_every_range_and_skips_allowed_destinations():
     reach = [(p.mode, p.args[:2]) for p in plan if p.expect_reach]
     assert reach == [("tcp", ("192.168.1.50", "11434")), ("tcp", ("172.30.0.1", "11434")),
                      ("tcp", ("api.example", "443")), ("dns", ("api.example",))]
+    literal = probeplan.plan(view, targets, local_only=False, internet=("203.0.113.7", 443))
+    assert [p.mode for p in literal if p.expect_reach] == ["tcp", "tcp", "tcp"]  # no DNS row
     local = probeplan.plan(view, targets, local_only=True, internet=("api.example", 443))
     assert [p.expect_reach for p in local if p.mode == "tcp" and p.args[0] == "api.example"] \
         == [False]

@@ -152,8 +152,10 @@ def plan(view, allow_targets, local_only, internet):
         out.append(probes.Probe("internet %s:%d" % (host, port), "tcp", (host, port),
                                 not local_only, "an internet API"))
         # Under local-only the agent may need no names at all: a failure is only a warning.
-        out.append(probes.Probe("DNS %s" % host, "dns", (host,), True, "name resolution",
-                                soft=local_only))
+        # An address given as the target (CLAW_CAGE_INTERNET_PROBE) leaves no name to resolve.
+        if not is_address(host):
+            out.append(probes.Probe("DNS %s" % host, "dns", (host,), True, "name resolution",
+                                    soft=local_only))
     return out
 
 
