@@ -100,7 +100,9 @@ def look_at_host(bridge, subnet):
             gw = default_gateway(f.read())
     except OSError:
         gw = None
-    lan = source_address(gw) if gw else None
+    # Without a gateway (a default route straight onto an interface), ask the kernel which
+    # address it would leave from toward a documentation address: a route lookup, no packet.
+    lan = source_address(gw or "192.0.2.1")
     br = interface_address(bridge) or str(next(subnet.hosts()))
     return HostView(gw, lan, br)
 
