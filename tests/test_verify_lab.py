@@ -156,7 +156,11 @@ def test_control_then_correct_setup(cage):
 
     code, _, table = cage.verify()
     assert code == 0
-    print("\n" + table)
+    # kept for reviewers, like the e2e tests' tables (tests/output/ is not committed)
+    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "verify-lab.txt"), "w") as f:
+        f.write(table)
 
 
 def _target(name):
