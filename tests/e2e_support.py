@@ -10,11 +10,11 @@ What lives here, so that the test module reads as the list of claims it proves:
                    by a veth, serving HTTP on one address (the LAN host, the WAN host)
   - HostService    an HTTP server in this process, bound to one host address (a "service on the
                    host" the container must not reach)
-  - EgressGuard    a mangle-table chain that drops whatever the container sends beyond the
-                   bridge and the test's own peers: the network rules of this machine allow
-                   packets only to 127.0.0.0/8 and to namespaces the test created, and the
-                   control runs (firewall removed) or a --verify probe of the host's real LAN
-                   must not leak a packet onto eth0.
+  - EgressGuard    a chain after claw-cage's in DOCKER-USER: whatever the container sends
+                   beyond the bridge and the test's peers ends on this machine (a reset, or a
+                   silent drop for the machine's real LAN). The network rules here allow
+                   packets only to 127.0.0.0/8 and to namespaces the test created; the control
+                   runs (firewall removed) and --verify's probes must not leak onto eth0.
 
 Every packet the test sends goes to 127.0.0.0/8, to an address of an interface the test created
 (veth host sides, the compose bridge), or into a namespace the test created.
@@ -118,7 +118,7 @@ def _tables(lines):
 
 def drop_new_empty_tables(before, cleanup_errors):
     """An nf_tables table springs into existence at the first iptables command that names it
-    (our guard's mangle table; the ip6 filter table claw-cage's --firewall reads) and stays,
+    (e.g. the ip6 filter table that claw-cage's --firewall reads and writes) and stays,
     empty, after its last rule is gone. Delete such a table when it did not exist before the
     test and holds nothing but built-in chains with an ACCEPT policy: then it is ours and
     empty. Anything else is left alone (and the comparison will show it)."""
@@ -436,29 +436,59 @@ class HostService:
 
 
 class EgressGuard:
-    """mangle FORWARD: traffic entering from the claw-cage bridge may go back onto the bridge
-    or to the test's peers; everything else is dropped before it can leave this machine.
-    Sits in the mangle table, which claw-cage's firewall and --verify never read, and passes the
-    traffic the test measures untouched (claw-cage's filter rules still decide it)."""
+    """What the container sends beyond the host must end on this machine: the network rules
+    here allow packets only to 127.0.0.0/8 and to namespaces the test created.
+
+    A chain of the test's own, jumped to from DOCKER-USER right AFTER claw-cage's jump, so it
+    sees only what the cage let through (or everything, while the cage is removed):
+      - back onto the bridge, or to the test's peers: RETURN (Docker's rules decide, as usual);
+      - to a network this machine is really connected to (its LAN, here 192.0.2.0/24 on eth0):
+        DROP, silently. Nothing may reach it, and a reply could not be faked honestly;
+      - anywhere else: REJECT, a TCP reset (ICMP unreachable for the rest), standing in for the
+        host that would answer out there. So a probe the cage wrongly lets through is seen as
+        reached (by --verify too), not mistaken for blocked.
+    The one blind spot is therefore the machine's own LAN (--verify's "LAN gateway" row): its
+    proof is the namespace lab of tests/test_verify_lab.py."""
 
     CHAIN = "CLAWE2E-GUARD"
+    JUMP = ["-i", BRIDGE, "-j", CHAIN]
 
-    def __init__(self, cleanup, allowed):
-        ipt = ["iptables", "-w", "10", "-t", "mangle"]
+    def __init__(self, cleanup, peers, lan_nets):
+        ipt = ["iptables", "-w", "10"]
         sh(ipt + ["-N", self.CHAIN])
         cleanup.push("delete chain " + self.CHAIN, self._delete, ipt)
         sh(ipt + ["-A", self.CHAIN, "-o", BRIDGE, "-j", "RETURN"])
-        for net in allowed:
+        for net in peers:
             sh(ipt + ["-A", self.CHAIN, "-d", str(net), "-j", "RETURN"])
-        sh(ipt + ["-A", self.CHAIN, "-j", "DROP"])
-        sh(ipt + ["-I", "FORWARD", "1", "-i", BRIDGE, "-j", self.CHAIN])
-        self.ipt = ipt
+        for net in lan_nets:
+            sh(ipt + ["-A", self.CHAIN, "-d", str(net), "-j", "DROP"])
+        sh(ipt + ["-A", self.CHAIN, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"])
+        sh(ipt + ["-A", self.CHAIN, "-j", "REJECT", "--reject-with", "icmp-port-unreachable"])
+        # Position 1 now; --firewall inserts its own jump above it (first, as it must be).
+        sh(ipt + ["-I", "DOCKER-USER", "1"] + self.JUMP)
 
     def _delete(self, ipt):
-        while sh(ipt + ["-C", "FORWARD", "-i", BRIDGE, "-j", self.CHAIN], check=False).returncode == 0:
-            sh(ipt + ["-D", "FORWARD", "-i", BRIDGE, "-j", self.CHAIN])
+        while sh(ipt + ["-C", "DOCKER-USER"] + self.JUMP, check=False).returncode == 0:
+            sh(ipt + ["-D", "DOCKER-USER"] + self.JUMP)
         sh(ipt + ["-F", self.CHAIN])
         sh(ipt + ["-X", self.CHAIN])
+
+
+def connected_networks(exclude_ifaces):
+    """IPv4 networks this machine is directly connected to (scope link routes), except on the
+    interfaces named (the test's own, the claw-cage bridge)."""
+    nets = []
+    for line in sh(["ip", "-4", "route", "show", "table", "main", "scope", "link"]).stdout.splitlines():
+        words = line.split()
+        if len(words) >= 3 and "dev" in words:
+            dev = words[words.index("dev") + 1]
+            if dev in exclude_ifaces:
+                continue
+            try:
+                nets.append(ipaddress.ip_network(words[0], strict=False))
+            except ValueError:
+                pass
+    return nets
 
 
 # ---- the running gateway -------------------------------------------------------------------

@@ -306,7 +306,8 @@ def stack(pyz, standin, tmp_path_factory):
         wan_net = e2e.pick_subnet(WAN_CANDIDATES, used)
         st.lan = e2e.Peer(cleanup, "lan", lan_net, PEER_PORT, PYTHON)
         st.wan = e2e.Peer(cleanup, "wan", wan_net, PEER_PORT, PYTHON)
-        e2e.EgressGuard(cleanup, [lan_net, wan_net])
+        lan_nets = e2e.connected_networks({st.lan.host_if, st.wan.host_if, e2e.BRIDGE})
+        e2e.EgressGuard(cleanup, [lan_net, wan_net], lan_nets)
         # 4. the firewall, before the stack (the README's order)
         before_fw = e2e.snapshot_rules()
         cleanup.push("firewall --remove", _firewall_cleanup, st)
@@ -619,8 +620,11 @@ def test_verify_passes_then_fails_on_breakage(stack):
         sh(["iptables", "-w", "10", "-D"] + jump[0][3:].split())
         try:
             broken = stack.verify("--json")
+            failed = [r["check"] for r in _failed(_rows(broken))]
             assert broken.returncode == 7, _decoded(broken)
-            assert _failed(_rows(broken)), "exit 7 but no failing row"
+            # the rule row, and the packets: 10.0.0.1 now gets an answer (the guard's reset)
+            assert "DOCKER-USER jump" in failed, failed
+            assert [c for c in failed if c.startswith("probe 10.0.0.1:")], failed
         finally:
             stack.firewall_on(persist=True)
         assert stack.verify().returncode == 0, "firewall re-applied: --verify passes again"
