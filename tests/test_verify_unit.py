@@ -236,7 +236,7 @@ def test_internet_target_override():
     assert probeplan.internet_target({probeplan.INTERNET_ENV: "off"}) is None
     assert probeplan.internet_target({probeplan.INTERNET_ENV: "api.x.test:8443"}) == \
         ("api.x.test", 8443)
-    for bad in ("api.x.test", ":443", "h:0", "h:99999"):
+    for bad in ("api.x.test", ":443", "h:0", "h:99999", "a b:443", "x?y:443"):
         with pytest.raises(ValueError):
             probeplan.internet_target({probeplan.INTERNET_ENV: bad})
 

@@ -15,6 +15,7 @@ A failure that is none of these (a node crash) cannot tell anything: skip, never
 import concurrent.futures
 import ipaddress
 import os
+import re
 import socket
 import struct
 import time
@@ -40,6 +41,7 @@ HOST_PORT = 22
 LAN_GATEWAY_PORT = 80
 INTERNET_ENV = "CLAW_CAGE_INTERNET_PROBE"
 INTERNET_DEFAULT = ("api.anthropic.com", 443)
+_HOST_RE = re.compile(r"^[A-Za-z0-9.:-]{1,253}$")   # a name or an address, nothing else
 
 
 # ---- what the host looks like (read from /proc and the kernel, no packets) -----------------
@@ -116,9 +118,11 @@ def internet_target(environ=None):
     if value == "off":
         return None
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    host = host.strip("[]")
+    if (not sep or not _HOST_RE.match(host) or not port.isdigit()
+            or not 0 < int(port) < 65536):
         raise ValueError("%s must be HOST:PORT or off, not %r" % (INTERNET_ENV, value))
-    return host.strip("[]"), int(port)
+    return host, int(port)
 
 
 # ---- the plan (pure) -----------------------------------------------------------------------

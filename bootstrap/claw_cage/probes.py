@@ -72,7 +72,8 @@ nl='
 '
 js=$1; shift; i=0
 for spec in "$@"; do
-  ( r=$(node -e "$js" $spec 2>&1 >/dev/null); rc=$?; echo "$i $rc" ${r##*$nl} ) &
+  ( r=$(node -e "$js" $spec 2>&1 >/dev/null); rc=$?
+    set -- ${r##*$nl}; printf '%s %s %s\n' "$i" "$rc" "$*" ) &
   i=$((i + 1))
 done
 wait
