@@ -43,6 +43,14 @@ class Cage:
         self.overlay = os.path.join(lab.tmp, "etc")   # /etc for the program: persistence lands here
         self.gateway = None
         self._etc_netns = []
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self):
+        lab = self.lab
         h = lab.host
         # the host's LAN: default route via the "home router" in the lan namespace
         lab.sh(h, "ip route add default via 10.255.0.2")
