@@ -258,6 +258,17 @@ def test_gateway_on_all_addresses_fails_the_port_row(cage):
     assert "0.0.0.0:18789" in bad["gateway port 18789"][1] and code == EXIT_VERIFY
 
 
+def test_gateway_forwarded_from_all_addresses_fails_the_port_row(cage):
+    """Docker with userland-proxy off publishes `18789:18789` with a DNAT rule alone, and no
+    socket listens: only the nat table shows the exposure."""
+    cage.firewall()
+    cage.lab.sh(cage.lab.host, "iptables -t nat -A PREROUTING -p tcp -m tcp --dport 18789 "
+                               "-j DNAT --to-destination 172.30.0.2:18789")
+    code, bad, _ = cage.verify("--json")
+    assert failing(bad) == {"gateway port 18789"}, sorted(failing(bad))
+    assert "DNAT" in bad["gateway port 18789"][1] and code == EXIT_VERIFY
+
+
 def test_env_readable_by_others_fails_the_env_row(cage):
     cage.firewall()
     os.chmod(os.path.join(cage.dir, ".env"), 0o644)
