@@ -663,8 +663,11 @@ def test_verify_passes_then_fails_on_breakage(stack):
 def test_ac6_data_survives_down_reinstall_up(stack):
     stack.ensure_up()
     marker = uuid.uuid4().hex
-    path = "/home/node/.openclaw/e2e-ac6-marker"
-    stack.compose("exec", "-T", "openclaw", "sh", "-c", "echo %s > %s" % (marker, path))
+    # state (claw-data) and auth-profile secrets (claw-secrets), written by the gateway's uid
+    paths = ["/home/node/.openclaw/e2e-ac6-marker", "/home/node/.config/openclaw/e2e-ac6-marker"]
+    for path in paths:
+        stack.compose("exec", "-T", "openclaw", "sh", "-c", "echo %s > %s" % (marker, path))
+    old_container = stack.container_id()
     env_path = os.path.join(stack.dir, ".env")
     with open(env_path, "rb") as f:
         env_before = f.read()
@@ -679,8 +682,10 @@ def test_ac6_data_survives_down_reinstall_up(stack):
         assert f.read() == env_before, ".env must survive a re-install byte for byte"
     assert stat.S_IMODE(os.stat(env_path).st_mode) == 0o600
     stack.up()
-    got = stack.compose("exec", "-T", "openclaw", "cat", path).stdout.strip()
-    assert got == marker
+    assert stack.container_id() != old_container, "a new container, not the old one restarted"
+    for path in paths:
+        got = stack.compose("exec", "-T", "openclaw", "cat", path).stdout.strip()
+        assert got == marker, path
     assert e2e.http_status("http://127.0.0.1:%d/healthz" % GATEWAY_PORT) == 200
     assert stack.matrix()["LAN host tcp"] is False, "the cage holds across down/up"
 
