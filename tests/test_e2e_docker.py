@@ -525,6 +525,11 @@ def test_docker_inspect_shows_every_hardening_setting(stack):
          "subnet 172.30.0.0/24, got %r" % net["IPAM"]["Config"])
     need(net.get("EnableIPv6") is False, "IPv6 off on claw-net")
     need(os.path.exists("/sys/class/net/" + e2e.BRIDGE), "interface %s exists" % e2e.BRIDGE)
+    # IPv6 off means no IPv6 address on the container's interfaces (loopback aside): on this
+    # engine nothing jumps to an IPv6 DOCKER-USER, so this is what keeps IPv6 out of the cage.
+    inet6 = sh(["docker", "exec", info["Id"], "cat", "/proc/net/if_inet6"]).stdout.splitlines()
+    v6 = [ln.split()[-1] + " " + ln.split()[0] for ln in inet6 if ln.split()[-1] != "lo"]
+    need(not v6, "no IPv6 address in the container, got %r" % v6)
     assert not problems, "hardening missing from the running container:\n  " + \
         "\n  ".join(problems)
 
