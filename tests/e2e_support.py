@@ -336,6 +336,28 @@ socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), H).serve_foreve
 """
 
 
+# A tiny DNS server (UDP): every A question gets argv[3], every other type an empty answer.
+# Enough for getaddrinfo, busybox nslookup and Docker's embedded DNS forwarding to it.
+_DNS_SERVER = r"""
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+ip = socket.inet_aton(sys.argv[3])
+while True:
+    data, peer = s.recvfrom(512)
+    if len(data) < 17:
+        continue
+    i = 12
+    while i < len(data) and data[i]:
+        i += data[i] + 1
+    question = data[12:i + 5]
+    is_a = data[i + 1:i + 3] == b"\x00\x01"
+    head = struct.pack(">HHHHHH", struct.unpack(">H", data[:2])[0], 0x8180, 1, int(is_a), 0, 0)
+    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + ip if is_a else b""
+    s.sendto(head + question + answer, peer)
+"""
+
+
 class Peer:
     """A namespace `ns` joined to the root namespace by veth `host_if` (host side, address
     .1 of `subnet`) / `peer_if` (inside, address .2), serving HTTP on .2:port. It has NO
@@ -383,6 +405,18 @@ class Peer:
                 return
             time.sleep(0.2)
         raise AssertionError("peer server in %s does not answer" % self.ns)
+
+    def serve_dns(self, cleanup, answer, python):
+        """Also answer DNS on .2:53/udp (every A query: `answer`): a resolver on the LAN, as a
+        home router is."""
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns, python, "-c", _DNS_SERVER,
+                                 self.addr, "53", answer],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        cleanup.push("stop DNS server in " + self.ns, _stop, proc)
+        time.sleep(0.5)
+        if proc.poll() is not None:
+            raise AssertionError("DNS server in %s died: %s"
+                                 % (self.ns, proc.stderr.read().decode()[-500:]))
 
     def connect_from_ns(self, host, port, timeout=2):
         """True iff a TCP connection from inside this namespace to host:port opens."""

@@ -309,6 +309,7 @@ def stack(pyz, standin, tmp_path_factory):
         wan_net = e2e.pick_subnet(WAN_CANDIDATES, used)
         st.lan = e2e.Peer(cleanup, "lan", lan_net, PEER_PORT, PYTHON)
         st.wan = e2e.Peer(cleanup, "wan", wan_net, PEER_PORT, PYTHON)
+        st.lan.serve_dns(cleanup, st.wan.addr, PYTHON)
         lan_nets = e2e.connected_networks({st.lan.host_if, st.wan.host_if, e2e.BRIDGE})
         e2e.EgressGuard(cleanup, [lan_net, wan_net], lan_nets)
         # 4. the firewall, before the stack (the README's order)
@@ -586,6 +587,42 @@ def test_cage_blocks_lan_and_host_keeps_wan_with_control(stack):
     assert all(open_.values()), "the control: without the rules every probe must get " \
                                 "through, or 'blocked' proves nothing\n" + table
     assert recaged == expected, table
+
+
+def test_lan_resolver_cut_off_unless_allowed(stack):
+    """README, "The firewall / DNS": before Docker 28 (this engine is 20.10), Docker's DNS in
+    the container forwards queries to an upstream resolver FROM the container, so a resolver
+    on the LAN is dropped like any LAN host, and `--allow RESOLVER:53` lets it through.
+    A throwaway container on claw-net with `--dns <LAN resolver>` is that situation."""
+    stack.ensure_up()
+    name = "api.claw-e2e.example"
+
+    def resolves():
+        res = sh(["docker", "run", "--rm", "--pull", "never", "--network",
+                  stack.network_name(), "--dns", stack.lan.addr, "--user", "1000:1000",
+                  "--cap-drop", "ALL", "--read-only", "--entrypoint", "node", stack.image,
+                  "-e", stack.probe_js, "dns", name, "2500"], check=False, timeout=60)
+        assert res.returncode in (0, 1), res.stderr
+        return res.returncode == 0
+
+    caged = resolves()
+    stack.firewall_off()
+    try:
+        open_ = resolves()
+    finally:
+        stack.firewall_on()
+    allow = "%s:53" % stack.lan.addr
+    res = stack.program("--firewall", "--no-persist", "--dir", stack.dir, "--allow", allow)
+    assert res.returncode == 0, _decoded(res)
+    try:
+        allowed = resolves()
+        lan_web = stack.reach("tcp", stack.lan.addr, stack.lan.port)
+    finally:
+        stack.firewall_on()     # back to the default rule set
+    assert open_, "the control: without the rules the LAN resolver answers"
+    assert not caged, "a LAN resolver must be dropped by the default cage on this engine"
+    assert allowed, "--allow %s must let the container's DNS through" % allow
+    assert not lan_web, "--allow RESOLVER:53 opens port 53, not the resolver's other ports"
 
 
 def _rows(res):
