@@ -9,6 +9,8 @@ and then proves, with packets where it is about packets:
   - the gateway answers on 127.0.0.1:18789 and on no other host address;
   - from inside the running container: a LAN host is unreachable and reachable again after
     `--firewall --remove` (the control), a WAN host is reachable, a host service is not;
+  - a resolver on the LAN is cut off (Docker < 28 forwards DNS from the container) and
+    `--allow RESOLVER:53` lets it through;
   - `--verify` passes, and fails after a deliberate breakage;
   - AC-6: data in claw-data survives `docker compose down`, a re-install, and `up`;
   - `--firewall --remove` leaves Docker's own chains and the running stack working.
