@@ -16,8 +16,10 @@ What lives here, so that the test module reads as the list of claims it proves:
                    packets only to 127.0.0.0/8 and to namespaces the test created; the control
                    runs (firewall removed) and --verify's probes must not leak onto eth0.
 
-Every packet the test sends goes to 127.0.0.0/8, to an address of an interface the test created
-(veth host sides, the compose bridge), or into a namespace the test created.
+The test itself aims only at 127.0.0.0/8, at addresses of interfaces it created (veth host
+sides, the compose bridge) and into namespaces it created. --verify, run by the test, also aims
+at the host's own LAN address (delivered locally) and at addresses beyond the host: the guard
+answers those with a reset, or drops them, on this machine.
 """
 
 import http.server
