@@ -51,7 +51,9 @@ GATEWAY_PORT = 18789
 PROBE_MS = 1500
 LAN_CANDIDATES = ["10.231.%d.0/24" % i for i in range(7, 15)] + \
                  ["192.168.231.0/24", "192.168.232.0/24"]
-WAN_CANDIDATES = ["203.0.113.0/24", "198.51.100.0/24"]   # documentation ranges = "internet"
+# Documentation ranges stand for "the internet". 198.51.100.0/24 first: on these machines the
+# package registries resolve into 203.0.113.0/24, which a WAN route here would capture.
+WAN_CANDIDATES = ["198.51.100.0/24", "203.0.113.0/24"]
 PEER_PORT = 8080
 HEALTHY_WITHIN = 120   # seconds; the compose healthcheck runs every 30 s
 OUTPUT_DIR = os.path.join(ROOT, "tests", "output")
