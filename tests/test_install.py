@@ -344,6 +344,24 @@ def test_read_only_target_directory(installed, run_pyz, env, server):
     assert snapshot(installed) == before
 
 
+def test_read_only_empty_target_directory(tmp_path, run_pyz, env, server):
+    """A first install (no .env yet) into an existing, empty, read-only directory."""
+    require_root("mounting a read-only file system over the install directory")
+    target = tmp_path / "empty"
+    target.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(target)],
+                   check=True)
+    try:
+        before = snapshot(target)
+        r = run_pyz(["--dir", str(target), "--source", server.url], env=env)
+        err = r.stderr.decode().strip()
+        assert r.returncode == 5, err
+        assert "Read-only file system" in err and len(err.splitlines()) == 1
+        assert snapshot(target) == before
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
 # --- sudo: installs for the invoking user -------------------------------------------------
 
 def test_under_sudo_it_installs_as_the_invoking_user(tmp_path, run_pyz, env, server):

@@ -105,6 +105,7 @@ def plan_changes(target, files):
 def apply(target, plan):
     """Stage every file, then rename them all into place while Ctrl-C waits."""
     staged = []
+    env_tmp = None
     try:
         for name, data, mode, status in plan.files:
             if status != "unchanged":
@@ -131,7 +132,7 @@ def apply(target, plan):
     finally:
         for tmp, _ in staged:
             os.unlink(tmp)
-        if plan.env_new and env_tmp and os.path.exists(env_tmp):
+        if env_tmp:
             os.unlink(env_tmp)
 
 
