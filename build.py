@@ -91,11 +91,14 @@ def render_buildinfo(repo, ref, hashes, bridge, subnet):
 def package_files():
     """(archive name, bytes) for every module of the program, in a fixed order."""
     files = []
-    for name in sorted(os.listdir(PKG)):
-        if name.endswith(".py") and name != "buildinfo.py":
-            with open(os.path.join(PKG, name), "rb") as f:
-                files.append(("claw_cage/" + name, f.read()))
-    return files
+    for folder, dirs, names in os.walk(PKG):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        rel = os.path.relpath(folder, SRC).replace(os.sep, "/")
+        for name in sorted(names):
+            if name.endswith(".py") and rel + "/" + name != "claw_cage/buildinfo.py":
+                with open(os.path.join(folder, name), "rb") as f:
+                    files.append((rel + "/" + name, f.read()))
+    return sorted(files)
 
 
 def build_zip(files):
@@ -150,13 +153,8 @@ def build(repo, ref):
 
 def check_script(write):
     """deploy/iptables-rules.sh is generated from the rule table; a stale copy fails the build."""
-    try:
-        from claw_cage import rules
-    except ImportError:
-        return
-    render = getattr(rules, "render_script", None)
-    if render is None:
-        return
+    from claw_cage.firewall import rules
+    render = rules.render_script
     path = os.path.join(DEPLOY, SCRIPT_NAME)
     wanted = render()
     current = open(path, encoding="utf-8").read() if os.path.exists(path) else None
@@ -164,7 +162,8 @@ def check_script(write):
         if current != wanted:
             with open(path, "w", encoding="utf-8") as f:
                 f.write(wanted)
-            os.chmod(path, 0o755)
+            # the script is meant to be run (sudo bash it); only its owner can write it
+            os.chmod(path, 0o755)  # nosec B103
             print("wrote deploy/%s" % SCRIPT_NAME)
         return
     if current != wanted:

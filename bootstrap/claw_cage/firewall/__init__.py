@@ -1,0 +1,22 @@
+"""--firewall: isolate the container from the LAN and the host, and keep it so across reboots.
+
+  rules     the rule table (ranges and verdicts) and the pure functions that render it
+  allow     --allow SPEC: parsing and describing allow-list entries
+  backend   which iptables flavour to drive (where Docker's chains are), reading rules
+  readback  reading live iptables-save text and comparing rules as iptables loads them
+  persist   the boot-time unit and root-owned script that restore the rules
+  apply     the --firewall flow: plan, check, commit, read back; and --remove
+
+Exposes main(args) for cli, and the table modules (rules, allow, persist, readback) that
+--verify judges the live rules against. Imports only the shared plumbing beside it.
+"""
+
+from . import allow, persist, readback, rules
+
+
+def main(args):
+    from .apply import main as apply_main  # the flow, only when --firewall runs
+    return apply_main(args)
+
+
+__all__ = ["allow", "main", "persist", "readback", "rules"]

@@ -1,0 +1,138 @@
+"""Step 2 of the install: get the deploy files, all of them, verified, or nothing.
+
+Sources: an http(s) URL, a file:// URL, or a plain directory. Each file is fetched in its own
+thread with a deadline and a size cap, redirects are followed only to https, and each file must
+match the sha256 embedded at build time. Nothing is written to disk here: the caller gets bytes.
+
+The fetch threads are daemon threads, not a ThreadPoolExecutor, so that Ctrl-C ends the
+program at once instead of waiting for a stalled download to time out.
+"""
+
+import hashlib
+import http.client
+import os
+import queue
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from ..errors import FetchError
+
+MAX_BYTES = 1024 * 1024      # our artifacts are a few KiB; anything near this is not ours
+DEFAULT_TIMEOUT = 30.0       # seconds for each whole file, not just each socket read
+CHUNK = 16384
+
+
+class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect may lead only to https: a downgrade to http could be rewritten in transit."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urllib.parse.urlsplit(newurl).scheme != "https":
+            raise FetchError("%s redirects to %s: refusing a redirect that is not https"
+                             % (req.full_url, newurl))
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def describe(source):
+    """What kind of source this is: ("http", url) or ("dir", path)."""
+    parts = urllib.parse.urlsplit(source)
+    if parts.scheme in ("http", "https"):
+        return "http", source.rstrip("/")
+    if parts.scheme == "file":
+        return "dir", urllib.request.url2pathname(parts.path)
+    if parts.scheme and len(parts.scheme) > 1:  # not a Windows drive letter, not a path
+        raise FetchError("unsupported source %r: use https://, http://, file:// or a directory"
+                         % source)
+    return "dir", os.path.abspath(os.path.expanduser(source))
+
+
+def _read_http(url, deadline):
+    opener = urllib.request.build_opener(_HttpsOnlyRedirects)
+    request = urllib.request.Request(url, headers={"User-Agent": "claw-cage"})
+    try:
+        with opener.open(request, timeout=max(0.1, deadline - time.monotonic())) as resp:
+            length = resp.headers.get("Content-Length")
+            if length and length.isdigit() and int(length) > MAX_BYTES:
+                raise FetchError("%s: %s bytes is over the %d-byte limit"
+                                 % (url, length, MAX_BYTES))
+            data = bytearray()
+            while True:
+                if time.monotonic() > deadline:
+                    raise FetchError("%s: timed out" % url)
+                chunk = resp.read(CHUNK)
+                if not chunk:
+                    break
+                data += chunk
+                if len(data) > MAX_BYTES:
+                    raise FetchError("%s: body is over the %d-byte limit" % (url, MAX_BYTES))
+            return bytes(data)
+    except urllib.error.HTTPError as err:
+        raise FetchError("%s: HTTP %d %s" % (url, err.code, err.reason))
+    except urllib.error.URLError as err:
+        raise FetchError("%s: %s" % (url, getattr(err.reason, "strerror", None) or err.reason))
+    except (OSError, http.client.HTTPException) as err:  # resets, timeouts, cut bodies
+        raise FetchError("%s: %s" % (url, str(err) or type(err).__name__))
+
+
+def _read_file(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as err:
+        raise FetchError("%s: %s" % (path, err.strerror))
+    with os.fdopen(fd, "rb") as f:
+        if not os.path.stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise FetchError("%s: not a regular file" % path)
+        data = f.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise FetchError("%s: over the %d-byte limit" % (path, MAX_BYTES))
+    return data
+
+
+def _fetch_one(kind, base, name, timeout):
+    if kind == "http":
+        return _read_http(base + "/" + urllib.parse.quote(name), time.monotonic() + timeout)
+    return _read_file(os.path.join(base, name))
+
+
+def fetch_all(source, names, expected_sha256, timeout=DEFAULT_TIMEOUT):
+    """Return {name: bytes} for every name, each checked against expected_sha256[name]
+    (when that mapping is empty: a source checkout, nothing to check). Raise FetchError
+    for the first file that fails, after all have finished or timed out."""
+    kind, base = describe(source)
+    results = queue.Queue()
+
+    def worker(name):
+        try:
+            results.put((name, _fetch_one(kind, base, name, timeout), None))
+        except FetchError as err:
+            results.put((name, None, err))
+        except Exception as err:  # never leave the main thread waiting on a dead worker
+            results.put((name, None, FetchError("%s: %s: %s" % (name, type(err).__name__,
+                                                                 err))))
+
+    for name in names:
+        threading.Thread(target=worker, args=(name,), daemon=True).start()
+    files, errors = {}, []
+    for _ in names:
+        try:
+            # A hard ceiling above the per-file deadline, in case a read blocks past it.
+            name, data, err = results.get(timeout=timeout + 10)
+        except queue.Empty:
+            raise FetchError("timed out waiting for the download of the deploy files")
+        if err:
+            errors.append(err)
+        else:
+            files[name] = data
+    if errors:
+        raise sorted(errors, key=str)[0]
+    for name in names:
+        want = expected_sha256.get(name)
+        if expected_sha256 and not want:
+            raise FetchError("%s: no expected sha256 was built into this program" % name)
+        got = hashlib.sha256(files[name]).hexdigest()
+        if want and got != want:
+            raise FetchError("%s: sha256 %s does not match the expected %s (tampered, or a "
+                             "source from another release)" % (name, got[:16], want[:16]))
+    return files

@@ -1,0 +1,18 @@
+"""--verify: the verification matrix, read-only. Each row is a claim with pass/fail/warn/skip.
+
+  matrix          the flow: gather every group of rows at once, print, pick the exit status
+  report          a row, and the table and JSON renderings
+  firewall_rows   the live rules against the rule table (chains, jumps, order, persistence)
+  exposure        the gateway port (listeners, DNAT) and the .env file
+  container       `docker inspect` of the running gateway: hardening settings
+  probe_plan      which packet probes to send and what each result means
+  probes          how probes run (one throwaway container, or a test namespace)
+  audit           advice from seed 003 (warn only)
+
+Exposes main(args) for cli. May import firewall and install (their __init__ names), never
+the other way round.
+"""
+
+from .matrix import main
+
+__all__ = ["main"]

@@ -1,0 +1,335 @@
+"""Host firewall rows: is the cage that rules.py describes the one the kernel enforces?
+
+Read with `iptables-save -t filter` (root only; nothing is changed), per family and per
+backend (legacy / nf_tables, when both tools exist), then judged:
+  backend       claw-cage's chains live where Docker's do (else they are never jumped to)
+  rules IPv4/6  each own chain EQUALS rules.chain_rules() for the installed configuration
+  jumps         the jump into each own chain is first in DOCKER-USER and INPUT, exactly once
+  FORWARD order nothing before FORWARD's jump to DOCKER-USER may accept the bridge's traffic
+                (Tailscale's ts-forward is the classic case)
+  persistence   the boot-time restore is installed (persist.py's files)
+"""
+
+import ipaddress
+import os
+import re
+
+from .. import runner
+from ..errors import ClawCageError
+from ..firewall import allow, persist, readback, rules
+from .report import Row, PASS, FAIL, SKIP
+
+SECTION = "Host firewall"
+DOCKER_CHAINS = ("DOCKER", "DOCKER-FORWARD")
+NEEDS_ROOT = "needs root to read iptables: run it with sudo"
+
+
+def _row(check, status, detail):
+    return Row(SECTION, check, status, detail)
+
+
+class FirewallConfig:
+    """What --firewall was told, as far as --verify can learn it."""
+
+    def __init__(self, allows=(), profile="internet", source="defaults"):
+        self.allows, self.profile, self.source = tuple(allows), profile, source
+
+    @property
+    def allow_entries(self):
+        return self.allows
+
+    @property
+    def local_only(self):
+        return self.profile == "local-only"
+
+    def rules_config(self, bridge, subnet):
+        return rules.Config(bridge, ipaddress.ip_network(str(subnet)), self.allows,
+                            self.profile)
+
+
+# The header line rules.render_script() writes into the boot script persist.py installs.
+_HEADER = re.compile(r"^#   bridge (\S+), subnet (\S+), profile (\S+), allow: (.*)$", re.M)
+_TOOL = re.compile(r"^(IP6?TABLES)=(\S+)$", re.M)
+
+
+def persisted_config(text):
+    """(rules.Config, tools) the boot script was rendered from, or None.
+
+    The script names its configuration in a header line. That line is only trusted when
+    rendering the configuration it names gives back the very same script, byte for byte: then
+    the reading is certainly right, and the script is certainly unedited."""
+    m = _HEADER.search(text)
+    tools = dict(_TOOL.findall(text))
+    if not m or set(tools) != {"IPTABLES", "IP6TABLES"}:
+        return None
+    bridge, subnet, profile, allow_text = m.groups()
+    try:
+        allows = () if allow_text == "nothing else" else \
+            allow.parse_all(allow_text.split(", "))
+        config = rules.Config(bridge, ipaddress.ip_network(subnet), allows, profile)
+        tool_names = (tools["IPTABLES"], tools["IP6TABLES"])
+        if rules.render_script(config, tool_names) != text:
+            return None
+    except (ValueError, ClawCageError):
+        return None
+    return config, tool_names
+
+
+def _read_script():
+    with open(persist.SCRIPT, encoding="utf-8") as f:
+        return f.read()
+
+
+def read_config():
+    """The configuration --firewall last persisted (allow list, profile), else the defaults.
+    With --no-persist nothing records it: the detail of the rules rows says which was used."""
+    try:
+        found = persisted_config(_read_script())
+    except FileNotFoundError:
+        return FirewallConfig(source="defaults, no %s" % persist.SCRIPT)
+    except (OSError, UnicodeDecodeError) as err:
+        return FirewallConfig(source="defaults, %s unreadable: %s" % (persist.SCRIPT, err))
+    if found is None:
+        return FirewallConfig(source="defaults, %s not understood" % persist.SCRIPT)
+    config = found[0]
+    return FirewallConfig(config.allows, config.profile, source=persist.SCRIPT)
+
+
+# ---- reading the live tables ---------------------------------------------------------------
+
+def _is_legacy(tool):
+    if tool.endswith("-legacy"):
+        return True
+    if tool.endswith("-nft"):
+        return False
+    version = runner.run([tool, "-V"], check=False, timeout=10)
+    return "nf_tables" not in version.stdout
+
+
+def _legacy_loaded(family, table):
+    # Reading a legacy table that does not exist yet would create it (the kernel loads it on
+    # first access): --verify must change nothing, so ask /proc which ones exist instead.
+    path = "/proc/net/ip_tables_names" if family == 4 else "/proc/net/ip6_tables_names"
+    try:
+        with open(path) as f:
+            return table in f.read().split()
+    except OSError:
+        return False
+
+
+def backends(family):
+    """iptables flavours to look in: both when both exist, else whatever is on PATH."""
+    base = "iptables" if family == 4 else "ip6tables"
+    both = [base + "-legacy", base + "-nft"]
+    if all(runner.which(t + "-save") for t in both):
+        return both
+    return [base] if runner.which(base + "-save") else []
+
+
+def read_table(tool, family, table="filter"):
+    """iptables-save text of one table, or None when it cannot be read; "" for a legacy table
+    that does not exist (it is empty, and reading it would create it)."""
+    if _is_legacy(tool) and not _legacy_loaded(family, table):
+        return ""
+    result = runner.run([tool + "-save", "-t", table], check=False, timeout=10)
+    return result.stdout if result.ok else None
+
+
+def read_filter(tool, family):
+    """{chain: [rule, ...]} of the filter table, or None when it cannot be read."""
+    text = read_table(tool, family)
+    return None if text is None else readback.parse_save(text)
+
+
+class Tables:
+    """The filter table of one family in the backend that matters, and how it was chosen."""
+
+    def __init__(self, family):
+        self.family, self.tool, self.chains = family, None, None
+        self.docker_in, self.ours_in = [], []
+        read = [(t, read_filter(t, family)) for t in backends(family)]
+        read = [(t, c) for t, c in read if c is not None]
+        self.docker_in = [t for t, c in read if any(ch in c for ch in DOCKER_CHAINS)]
+        self.ours_in = [t for t, c in read if rules.FWD_CHAIN in c]
+        pick = self.docker_in or self.ours_in or [t for t, _ in read]
+        if pick:
+            self.tool, self.chains = pick[0], dict(read)[pick[0]]
+
+
+# ---- judging ---------------------------------------------------------------------------------
+
+def backend_row(t4):
+    if not t4.ours_in:
+        return _row("firewall backend", FAIL, "claw-cage's chains are missing: run sudo "
+                                              "python3 claw-cage.pyz --firewall")
+    if not t4.docker_in:
+        return _row("firewall backend", PASS, "chains in %s; Docker's chains are not there yet "
+                                              "(Docker not started?)" % ", ".join(t4.ours_in))
+    if set(t4.docker_in) & set(t4.ours_in):
+        return _row("firewall backend", PASS, "%s, where Docker's chains are"
+                    % t4.docker_in[0])
+    return _row("firewall backend", FAIL, "claw-cage's chains are in %s but Docker's in %s: "
+                                          "never jumped to" % (t4.ours_in[0], t4.docker_in[0]))
+
+
+def rules_row(tables, config, config_source):
+    family = tables.family
+    name = "firewall rules IPv%d" % family
+    if family == 6 and not os.path.exists("/proc/net/if_inet6"):
+        return _row(name, PASS, "IPv6 is off in this kernel: nothing to cover")
+    if tables.chains is None:
+        return _row(name, FAIL if _ipv6_needed(family) else SKIP,
+                    "ip6tables cannot be read" if family == 6 else "iptables cannot be read")
+    problems = []
+    for chain, want in rules.chain_rules(config, family).items():
+        have = tables.chains.get(chain)
+        if have is None:
+            problems.append("%s missing" % chain)
+            continue
+        missing, extra, same_order = readback.diff_chain(want, have)
+        if missing:
+            problems.append("%s lacks `%s`%s" % (chain, missing[0], _more(missing)))
+        if extra:
+            problems.append("%s has unexpected `%s`%s" % (chain, extra[0], _more(extra)))
+        if not missing and not extra and not same_order:
+            problems.append("%s has the right rules, but in another order or repeated" % chain)
+    if problems:
+        return _row(name, FAIL, "%s (configuration: %s)" % ("; ".join(problems), config_source))
+    count = sum(len(v) for v in rules.chain_rules(config, family).values())
+    return _row(name, PASS, "%s and %s equal the expected %d rules (%s; configuration: %s)"
+                % (rules.FWD_CHAIN, rules.IN_CHAIN, count, tables.tool, config_source))
+
+
+def _more(items):
+    return " (+%d more)" % (len(items) - 1) if len(items) > 1 else ""
+
+
+def _ipv6_needed(family):
+    if family != 6 or not os.path.exists("/proc/net/if_inet6"):
+        return False
+    try:
+        with open("/proc/sys/net/ipv6/conf/all/forwarding") as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
+def jump_row(parent, config, all_tables):
+    spec = dict(rules.jumps(config))[parent]
+    target = spec.split()[-1]
+    bad, ok = [], []
+    for t in all_tables:
+        if t.chains is None:
+            continue
+        chain = t.chains.get(parent)
+        label = "IPv%d" % t.family
+        if chain is None:
+            bad.append("%s: no %s chain" % (label, parent))
+            continue
+        where = readback.jump_position(chain, target)
+        exact = [i for i, r in enumerate(chain, 1) if readback.canonical(r) ==
+                 readback.canonical(spec)]
+        if not where:
+            bad.append("%s: no jump to %s" % (label, target))
+        elif len(where) > 1:
+            bad.append("%s: %d jumps to %s" % (label, len(where), target))
+        elif exact != [1]:
+            bad.append("%s: the jump is rule %d, not `%s` first" % (label, where[0], spec))
+        else:
+            ok.append(label)
+    if bad:
+        return _row("%s jump" % parent, FAIL, "; ".join(bad))
+    return _row("%s jump" % parent, PASS, "`%s` first (%s)" % (spec, ", ".join(ok)))
+
+
+def forward_row(bridge, subnet, all_tables):
+    """FORWARD must reach DOCKER-USER before any rule that may accept the bridge's traffic."""
+    notes, bad = [], []
+    for t in all_tables:
+        if t.chains is None or "FORWARD" not in t.chains:
+            continue
+        label = "IPv%d" % t.family
+        chain = t.chains["FORWARD"]
+        where = readback.jump_position(chain, "DOCKER-USER")
+        if not where:
+            if t.docker_in:
+                bad.append("%s: FORWARD never jumps to DOCKER-USER" % label)
+            else:
+                notes.append("%s: Docker has not set up FORWARD yet" % label)
+            continue
+        net = subnet if t.family == subnet.version else None
+        for i, rule in enumerate(chain[:where[0] - 1], 1):
+            if readback.may_accept_bridge(rule, bridge, net, t.chains):
+                bad.append("%s: FORWARD rule %d `%s` comes before DOCKER-USER and may accept "
+                           "%s's traffic" % (label, i, rule, bridge))
+                break
+    if bad:
+        return _row("FORWARD order", FAIL, "; ".join(bad))
+    if notes and len(notes) == len([t for t in all_tables if t.chains is not None]):
+        return _row("FORWARD order", SKIP, "; ".join(notes))
+    return _row("FORWARD order", PASS, "FORWARD reaches DOCKER-USER before anything that "
+                                       "could accept %s's traffic" % bridge)
+
+
+def _root_only(path):
+    """Why `path` is unsafe to run as root at boot (owned or writable by another user), or None."""
+    st = os.lstat(path)
+    if st.st_uid != 0:
+        return "%s is not owned by root" % path
+    if st.st_mode & 0o022:
+        return "%s is writable by non-root users" % path
+    return None
+
+
+def persistence_row(bridge, subnet):
+    """The boot restore (persist.py) is installed, enabled, root-only, unedited, and restores
+    the rules for this installation's network."""
+    name = "persistence"
+    if not persist.systemd_installed():
+        return _row(name, SKIP, "no systemd here: the rules cannot come back at boot "
+                                "(apply them at each boot yourself)")
+    if not os.path.lexists(persist.SCRIPT):
+        return _row(name, FAIL, "not installed: the rules vanish at the next reboot (run "
+                                "--firewall without --no-persist)")
+    for path in (persist.ETC_DIR, persist.SCRIPT):
+        unsafe = _root_only(path)
+        if unsafe:
+            return _row(name, FAIL, unsafe + ": it runs as root at boot")
+    try:
+        with open(persist.UNIT, encoding="utf-8") as f:
+            unit_ok = f.read() == persist.UNIT_TEXT
+    except OSError:
+        return _row(name, FAIL, "%s is missing" % persist.UNIT)
+    if not unit_ok:
+        return _row(name, FAIL, "%s differs from what claw-cage installs" % persist.UNIT)
+    if not (os.path.islink(persist.WANTS) and os.readlink(persist.WANTS) == persist.UNIT):
+        return _row(name, FAIL, "%s is not enabled (no %s)" % (persist.UNIT_NAME, persist.WANTS))
+    try:
+        found = persisted_config(_read_script())
+    except (OSError, UnicodeDecodeError) as err:
+        return _row(name, FAIL, "cannot read %s: %s" % (persist.SCRIPT, err))
+    if found is None:
+        return _row(name, FAIL, "%s was edited, or written by another claw-cage version: run "
+                                "--firewall again" % persist.SCRIPT)
+    config = found[0]
+    if (config.bridge, str(config.subnet)) != (bridge, str(subnet)):
+        return _row(name, FAIL, "%s restores rules for %s %s, but the installation uses %s %s"
+                    % (persist.SCRIPT, config.bridge, config.subnet, bridge, subnet))
+    return _row(name, PASS, "%s enabled; %s restores this configuration at boot"
+                % (persist.UNIT_NAME, persist.SCRIPT))
+
+
+def rows(bridge, subnet, is_root, fw):
+    """Every host-firewall row. Without root iptables cannot be read at all: one `skip` row per
+    check says so plainly, and the summary repeats it (verify.main)."""
+    names = ("firewall backend", "firewall rules IPv4", "firewall rules IPv6", "DOCKER-USER jump",
+             "INPUT jump", "FORWARD order")
+    if not is_root:
+        return [_row(n, SKIP, NEEDS_ROOT) for n in names] + [persistence_row(bridge, subnet)]
+    config = fw.rules_config(bridge, subnet)
+    t4, t6 = Tables(4), Tables(6)
+    present = [t for t in (t4, t6) if t.chains is not None]
+    out = [backend_row(t4), rules_row(t4, config, fw.source), rules_row(t6, config, fw.source),
+           jump_row("DOCKER-USER", config, present), jump_row("INPUT", config, present),
+           forward_row(bridge, subnet, present), persistence_row(bridge, subnet)]
+    return out

@@ -1,0 +1,209 @@
+"""Packet probes run from the claw-cage network, and the one script that implements them.
+
+The commands --verify runs (the e2e stand-in image supports both shapes):
+
+  All probes in ONE throwaway container, each probe its own `node -e PROBE_JS` process, all at
+  once (BATCH_SH; starting a container costs ~0.3 s, so one per probe would eat the 5 s budget):
+
+    docker run --rm --pull never --network <project>_claw-net --user 1000:1000 \
+        --cap-drop ALL --read-only --security-opt no-new-privileges \
+        --entrypoint sh <gateway image id> -c <BATCH_SH> sh <PROBE_JS> \
+        "tcp 10.0.0.1 80 1500" "dns api.anthropic.com 1500" ...
+
+  Fallback when the image has no `sh` (docker exits 126/127): one container per probe, in
+  parallel, with the same argv up to the image and then
+
+        --entrypoint node <gateway image id> -e <PROBE_JS> <mode> <args...>
+
+PROBE PROTOCOL (shared with the compose healthcheck and the e2e stand-in image):
+
+    node -e PROBE_JS http URL TIMEOUT_MS        exit 0 iff an HTTP GET answers 2xx
+    node -e PROBE_JS tcp HOST PORT TIMEOUT_MS   exit 0 iff a TCP connection opens
+    node -e PROBE_JS dns NAME TIMEOUT_MS        exit 0 iff the name resolves
+
+On failure the script writes one short reason on stderr (an error code such as ETIMEDOUT or
+ECONNREFUSED, or "HTTP 503"): never a URL, header or body, so nothing secret can leak.
+The image's own `node` runs it because the real OpenClaw image may have no curl.
+
+Test mode: with CLAW_CAGE_PROBE_NETNS=NAME, the same BATCH_SH and PROBE_JS run with the host's
+`sh` and `node` inside network namespace NAME (`ip netns exec NAME sh -c BATCH_SH ...`) instead of
+in a container. The namespace lab of the test suite uses it: it has no Docker, but it has a
+"container" namespace on the claw-cage bridge. Targets, verdicts and timeouts are unchanged.
+"""
+
+import os
+import re
+
+from .. import runner
+
+# Node >= 18: fetch, net and dns are built in. A hard timer guarantees the process ends even if
+# a socket never settles, so a probe can never outlive its budget.
+PROBE_JS = r"""
+const [mode, a, b, c] = process.argv.slice(1);
+const ms = (v) => { const n = parseInt(v, 10); return n > 0 && n <= 60000 ? n : 3000; };
+const done = (code, why) => { if (why) process.stderr.write(String(why).slice(0, 60) + "\n");
+                               process.exit(code); };
+const limit = (t) => setTimeout(() => done(1, "ETIMEDOUT"), t);
+if (mode === "http") {
+  const t = ms(b); limit(t);
+  fetch(a, { redirect: "manual", signal: AbortSignal.timeout(t) }).then(
+    (r) => done(r.status >= 200 && r.status < 300 ? 0 : 1, r.ok ? "" : "HTTP " + r.status),
+    (e) => done(1, (e.cause && e.cause.code) || e.name));
+} else if (mode === "tcp") {
+  limit(ms(c));
+  const s = require("net").connect({ host: a, port: parseInt(b, 10) });
+  s.on("connect", () => { s.destroy(); done(0); });
+  s.on("error", (e) => done(1, e.code || "error"));
+} else if (mode === "dns") {
+  limit(ms(b));
+  require("dns").lookup(a, (e) => done(e ? 1 : 0, e ? e.code : ""));
+} else {
+  done(2, "usage: http URL MS | tcp HOST PORT MS | dns NAME MS");
+}
+""".strip()
+
+# Runs every probe given as an argument ("MODE ARG... MS", words without spaces) at once and
+# prints one line per probe: "<index> <exit status> <last line of its stderr>". Each line is one
+# short write, so lines of parallel probes never interleave. Nothing is written to disk (the
+# root is read-only). set -f: no word of a probe is ever globbed.
+BATCH_SH = r"""
+set -f
+nl='
+'
+js=$1; shift; i=0
+for spec in "$@"; do
+  ( r=$(node -e "$js" $spec 2>&1 >/dev/null); rc=$?
+    set -- ${r##*$nl}; printf '%s %s %s\n' "$i" "$rc" "$*" ) &
+  i=$((i + 1))
+done
+wait
+""".strip()
+
+NETNS_ENV = "CLAW_CAGE_PROBE_NETNS"
+# A probe word: addresses, names, ports, modes. Anything else is refused before it reaches sh.
+_WORD_RE = re.compile(r"^[A-Za-z0-9_.:/%\[\]-]{1,255}$")
+_NETNS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+# How long one probe may wait for an answer, and the wall-clock cap on the command running it
+# (container start-up included). Every LAN probe of a working cage hits the first limit.
+PROBE_MS = 1500
+COMMAND_TIMEOUT = 4.0
+
+
+class Probe:
+    """One packet test: `mode`/`args` in PROBE PROTOCOL terms, and whether it should get through."""
+
+    __slots__ = ("name", "mode", "args", "expect_reach", "why", "soft")
+
+    def __init__(self, name, mode, args, expect_reach, why, soft=False):
+        self.name, self.mode, self.args = name, mode, tuple(str(a) for a in args)
+        self.expect_reach, self.why = expect_reach, why
+        self.soft = soft  # a miss is a warning, not a failure
+
+    def protocol_args(self, ms=PROBE_MS):
+        return [self.mode] + list(self.args) + [str(ms)]
+
+    def __repr__(self):
+        return "Probe(%r, %r, %r, %r)" % (self.name, self.mode, self.args, self.expect_reach)
+
+
+def _container(network, image, entrypoint):
+    return ["docker", "run", "--rm", "--pull", "never", "--network", network,
+            "--user", "1000:1000", "--cap-drop", "ALL", "--read-only",
+            "--security-opt", "no-new-privileges", "--entrypoint", entrypoint, image]
+
+
+def spec(probe, ms=PROBE_MS):
+    """One probe as a BATCH_SH argument: its protocol words joined by spaces."""
+    words = probe.protocol_args(ms)
+    bad = [w for w in words if not _WORD_RE.match(w)]
+    if bad:
+        raise ValueError("unsafe probe argument %r" % bad[0])
+    return " ".join(words)
+
+
+def batch_docker_argv(network, image, plan, ms=PROBE_MS):
+    """Every probe of the plan in one throwaway container (shape documented at the top)."""
+    return (_container(network, image, "sh") + ["-c", BATCH_SH, "sh", PROBE_JS] +
+            [spec(p, ms) for p in plan])
+
+
+def batch_netns_argv(netns, plan, ms=PROBE_MS):
+    """Test mode: the same batch, run by the host's sh and node inside a network namespace."""
+    return (["ip", "netns", "exec", netns, "sh", "-c", BATCH_SH, "sh", PROBE_JS] +
+            [spec(p, ms) for p in plan])
+
+
+def docker_argv(network, image, probe, ms=PROBE_MS):
+    """The one-container-per-probe fallback, for an image without sh."""
+    return _container(network, image, "node") + ["-e", PROBE_JS] + probe.protocol_args(ms)
+
+
+def test_netns(environ=None):
+    """The namespace named by CLAW_CAGE_PROBE_NETNS, or None. A malformed name is refused
+    rather than passed to `ip`."""
+    value = (environ if environ is not None else os.environ).get(NETNS_ENV, "")
+    if not value:
+        return None
+    if not _NETNS_RE.match(value):
+        raise ValueError("%s=%r is not a namespace name" % (NETNS_ENV, value))
+    return value
+
+
+class Outcome:
+    """What a probe run showed: reached (bool) or None when the probe itself could not run."""
+
+    __slots__ = ("reached", "reason")
+
+    def __init__(self, reached, reason):
+        self.reached, self.reason = reached, reason
+
+
+def _outcome(returncode, reason):
+    if returncode == 0:
+        return Outcome(True, "connected")
+    if returncode == 1:
+        return Outcome(False, reason or "no answer")
+    return Outcome(None, "probe exited %d%s" % (returncode, ": " + reason if reason else ""))
+
+
+def run_probe(argv, timeout=COMMAND_TIMEOUT):
+    """Run one probe command. Exit 0: reached. Exit 1: not reached (reason from stderr).
+    Anything else (no docker, image gone, timeout of the command itself): could not tell."""
+    try:
+        result = runner.run(argv, check=False, timeout=timeout)
+    except runner.CommandError as err:
+        return Outcome(None, str(err).split(": ", 1)[-1][:80])
+    lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+    return _outcome(result.returncode, lines[-1].strip()[:80] if lines else "")
+
+
+class NoShell(Exception):
+    """The batch could not start because the image has no sh: use one container per probe."""
+
+
+def parse_batch(stdout, count):
+    """BATCH_SH output -> one Outcome per probe; a probe without a line could not tell."""
+    found = {}
+    for line in stdout.splitlines():
+        words = line.split(None, 2)
+        if len(words) >= 2 and words[0].isdigit() and words[1].isdigit():
+            found[int(words[0])] = _outcome(int(words[1]), (words[2] if len(words) > 2
+                                                            else "")[:80])
+    return [found.get(i, Outcome(None, "no result from the probe batch")) for i in range(count)]
+
+
+def run_batch(argv, count, timeout=COMMAND_TIMEOUT):
+    """Run a batch command; one Outcome per probe. Raises NoShell when docker could not find
+    sh in the image (126/127 with nothing printed)."""
+    try:
+        result = runner.run(argv, check=False, timeout=timeout)
+    except runner.CommandError as err:
+        return [Outcome(None, str(err).split(": ", 1)[-1][:80])] * count
+    if result.returncode in (126, 127) and not result.stdout.strip():
+        raise NoShell(result.stderr.strip()[-200:])
+    outcomes = parse_batch(result.stdout, count)
+    if result.returncode != 0:
+        why = (result.stderr.strip().splitlines() or ["exit %d" % result.returncode])[-1]
+        outcomes = [o if o.reached is not None else Outcome(None, why[:80]) for o in outcomes]
+    return outcomes

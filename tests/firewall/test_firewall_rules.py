@@ -1,0 +1,148 @@
+"""The rule table and its pure renderers, and --allow parsing (no root needed).
+
+What the packets cannot show on their own: the restore input never names a chain that is not
+claw-cage's (declaring DOCKER-USER would flush the user's rules), never ACCEPTs, and keeps the
+order that makes allow-listing and established replies work.
+"""
+
+import ipaddress
+import os
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
+from claw_cage.firewall import allow, rules  # noqa: E402
+from claw_cage.errors import UsageError  # noqa: E402
+
+NET = ipaddress.ip_network("172.30.0.0/24")
+ALLOWS = allow.parse_all(["192.168.1.50:11434", "host:11434", "[fd00::5]:53", "10.9.0.0/16"])
+CONFIGS = [rules.Config("claw-cage0", NET, allows, profile)
+           for allows in ((), ALLOWS) for profile in rules.PROFILES]
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("family", rules.FAMILIES)
+def test_restore_input_declares_only_own_chains_and_never_accepts(config, family):
+    edits = rules.jump_edits("DOCKER-USER", rules.jumps(config)[0][1], ["-A DOCKER-USER -j X"])
+    text = rules.render_restore(config, family, edits)
+    lines = text.splitlines()
+    assert lines[0] == "*filter" and lines[-1] == "COMMIT"
+    declared = [l for l in lines if l.startswith(":")]
+    assert declared == [":%s - [0:0]" % c for c in rules.OWN_CHAINS]
+    assert "ACCEPT" not in text
+    assert not any(l.startswith(("-F", "-X", "-P", "-Z", "-N")) for l in lines)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("family", rules.FAMILIES)
+def test_order_established_then_allows_then_drops_then_rest(config, family):
+    fwd = rules.chain_rules(config, family)[rules.FWD_CHAIN]
+    assert fwd[0].startswith("-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN")
+    first_drop = min(i for i, r in enumerate(fwd) if r.endswith("DROP"))
+    assert all(r.endswith("RETURN") for r in fwd[:first_drop])
+    for cidr, _ in rules.SPECIAL_RANGES[family]:
+        net = ipaddress.ip_network(cidr)
+        assert "-d %s -j DROP" % cidr in fwd[first_drop:]
+        ct = str(net.network_address) if net.num_addresses == 1 else cidr
+        assert "-m conntrack --ctorigdst %s -j DROP" % ct in fwd[first_drop:]
+    want_rest = "RETURN" if (family, config.profile) == (4, "internet") else "DROP"
+    assert fwd[-1] == "-j " + want_rest
+    inp = rules.chain_rules(config, family)[rules.IN_CHAIN]
+    assert inp[0].startswith("-m conntrack --ctstate RELATED,ESTABLISHED")
+    assert inp[-1] == "-j DROP"
+
+
+def test_allow_entries_land_in_the_right_family_and_chain():
+    config = rules.Config("claw-cage0", NET, ALLOWS, "internet")
+    v4, v6 = rules.chain_rules(config, 4), rules.chain_rules(config, 6)
+    assert ("-p tcp -m conntrack --ctorigdst 192.168.1.50 --ctorigdstport 11434 -j RETURN"
+            in v4[rules.FWD_CHAIN])
+    assert "-m conntrack --ctorigdst 10.9.0.0/16 -j RETURN" in v4[rules.FWD_CHAIN]
+    assert "-p udp -m udp --dport 11434 -j RETURN" in v4[rules.IN_CHAIN]
+    assert "-p udp -m udp --dport 11434 -j RETURN" in v6[rules.IN_CHAIN]
+    assert not any("fd00::5" in r for r in v4[rules.FWD_CHAIN] + v4[rules.IN_CHAIN])
+    assert not any("192.168" in r for r in v6[rules.FWD_CHAIN] + v6[rules.IN_CHAIN])
+    assert "-p udp -m conntrack --ctorigdst fd00::5 --ctorigdstport 53 -j RETURN" in \
+        v6[rules.FWD_CHAIN]
+
+
+J = "-i claw-cage0 -j CLAW-CAGE-FWD"
+
+
+@pytest.mark.parametrize("current, edits", [
+    ([], ["-I DOCKER-USER 1 " + J]),
+    (["-N DOCKER-USER", "-A DOCKER-USER " + J], []),
+    (["-N DOCKER-USER", "-A DOCKER-USER " + J, "-A DOCKER-USER -j RETURN"], []),
+    (["-N DOCKER-USER", "-A DOCKER-USER -j RETURN"], ["-I DOCKER-USER 1 " + J]),
+    (["-A DOCKER-USER -i x -j DROP", "-A DOCKER-USER " + J],
+     ["-D DOCKER-USER " + J, "-I DOCKER-USER 1 " + J]),
+    (["-A DOCKER-USER " + J, "-A DOCKER-USER " + J],
+     ["-D DOCKER-USER " + J, "-D DOCKER-USER " + J, "-I DOCKER-USER 1 " + J]),
+    (["-A DOCKER-USER " + J, "-A DOCKER-USER -i old0 -j CLAW-CAGE-FWD"],      # renamed bridge
+     ["-D DOCKER-USER -i old0 -j CLAW-CAGE-FWD", "-D DOCKER-USER " + J, "-I DOCKER-USER 1 " + J]),
+])
+def test_jump_edits_leave_one_copy_first(current, edits):
+    assert rules.jump_edits("DOCKER-USER", J, current) == edits
+
+
+def test_expected_lines_are_chains_then_jumps():
+    config = rules.default_config()
+    lines = rules.expected_lines(config, 4)
+    assert lines[0] == "-N CLAW-CAGE-FWD"
+    assert lines[-2:] == ["-A DOCKER-USER " + J, "-A INPUT -i claw-cage0 -j CLAW-CAGE-IN"]
+
+
+@pytest.mark.parametrize("spec, kind, net, port", [
+    ("192.168.1.50:11434", "net", "192.168.1.50/32", 11434),
+    ("192.168.1.0/24", "net", "192.168.1.0/24", None),
+    ("10.0.0.7", "net", "10.0.0.7/32", None),
+    ("host:11434", "host", None, 11434),
+    ("[fd00::5]:53", "net", "fd00::5/128", 53),
+    ("[fd00::/64]:53", "net", "fd00::/64", 53),
+    ("fd00::/64", "net", "fd00::/64", None),
+])
+def test_allow_spec_parses(spec, kind, net, port):
+    entry = allow.parse(spec)
+    assert (entry.kind, str(entry.net) if entry.net else None, entry.port) == (kind, net, port)
+    assert allow.parse(allow.describe(entry)) == entry
+
+
+@pytest.mark.parametrize("spec", ["", "host", "host:0", "host:65536", "192.168.1.5/24",
+                                  "192.168.1.300", "example.com", "example.com:443",
+                                  "fd00::5:53:", "[fd00::5]:", "1.2.3.4:x", "1.2.3.4/33"])
+def test_allow_spec_refuses(spec):
+    with pytest.raises(UsageError) as err:
+        allow.parse(spec)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("profile, address, port, verdict", [
+    ("internet", "203.0.113.10", 443, "RETURN"),
+    ("local-only", "203.0.113.10", 443, "DROP"),
+    ("internet", "192.168.1.50", 11434, "RETURN"),     # allowed
+    ("internet", "192.168.1.50", 22, "DROP"),          # allowed address, other port
+    ("internet", "10.9.8.7", None, "RETURN"),          # allowed network, any port
+    ("internet", "169.254.169.254", 80, "DROP"),
+    ("internet", "172.30.0.5", 80, "RETURN"),          # the claw-cage network itself
+    ("internet", "2001:db8::1", 443, "DROP"),          # no IPv6 out
+    ("internet", "fd00::5", 53, "RETURN"),             # ... unless allowed
+])
+def test_forward_verdict_follows_the_table(profile, address, port, verdict):
+    config = rules.Config("claw-cage0", NET, ALLOWS, profile)
+    assert rules.forward_verdict(config, address, port) == verdict
+
+
+def test_blocked_resolvers_warns_only_for_lan_servers(tmp_path):
+    from claw_cage.firewall import apply
+    conf = tmp_path / "resolv.conf"
+    conf.write_text("# comment\nnameserver 127.0.0.53\nnameserver 192.168.1.1\n"
+                    "nameserver 1.1.1.1\nnameserver fe80::1%eth0\nnameserver 192.168.1.1\n"
+                    "search lan\n")
+    config = rules.default_config()
+    assert [str(a) for a in apply.blocked_resolvers(config, [str(conf)])] == \
+        ["192.168.1.1"]
+    allowed = config._replace(allows=allow.parse_all(["192.168.1.1:53"]))
+    assert apply.blocked_resolvers(allowed, [str(conf)]) == []

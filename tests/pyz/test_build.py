@@ -1,0 +1,183 @@
+"""build.py and the file it builds: runs the same by path, from stdin and from a pipe; a cut
+download never runs; the current directory never shadows the standard library; old Pythons
+get one clear line; two builds are byte-identical; build facts are embedded."""
+
+import base64
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import zipfile
+import zlib
+
+import pytest
+
+from conftest import PYTHON, ROOT, build_pyz, find_python, run_file
+
+HOWS = ("path", "stdin", "pipe")
+
+
+def payload_zip(path):
+    """The zip archive carried inside a built file."""
+    text = open(path, encoding="utf-8").read()
+    b85 = text.rsplit('"""', 2)[-2].replace("\n", "")
+    return zipfile.ZipFile(io.BytesIO(zlib.decompress(base64.b85decode(b85))))
+
+
+def git(*args):
+    return subprocess.run(["git", "-C", ROOT] + list(args), stdout=subprocess.PIPE,
+                          check=True).stdout.decode().strip()
+
+
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["--bogus"],
+                                  ["--verify", "--source", "x"]])
+def test_the_three_ways_to_run_behave_identically(pyz, args):
+    results = [run_file(pyz, args, how=how) for how in HOWS]
+    assert len({(r.returncode, r.stdout, r.stderr) for r in results}) == 1, results
+    assert results[0].stdout or results[0].stderr
+
+
+def test_version_and_help(pyz):
+    r = run_file(pyz, ["--version"])
+    assert r.returncode == 0
+    assert r.stdout.decode().strip() == "claw-cage %s (VelocityPulse/claw-cage@%s)" % (
+        re.search(r'__version__ = "(.*)"',
+                  open(os.path.join(ROOT, "bootstrap/claw_cage/__init__.py")).read()).group(1),
+        git("rev-parse", "HEAD"))
+    help_text = run_file(pyz, ["--help"]).stdout.decode()
+    for needle in ("--firewall", "--verify", "--dir", "--source", "--dry-run", "--yes",
+                   "CLAW_CAGE_DIR", "CLAW_CAGE_SOURCE", "NO_COLOR", "exit status"):
+        assert needle in help_text
+
+
+def test_usage_errors_are_one_line_and_exit_2(pyz):
+    for args in (["--bogus"], ["--firewall", "--verify"], ["--json"], ["--remove"],
+                 ["--firewall", "--remove", "--allow", "host:1"]):
+        r = run_file(pyz, args)
+        assert r.returncode == 2, args
+        assert len(r.stderr.decode().strip().splitlines()) == 1, r.stderr
+        assert r.stdout == b""
+
+
+def test_a_cut_download_never_runs_and_never_exits_0(pyz, tmp_path):
+    """Cut the file at ~300 offsets spread over its length and at each of the last 200 bytes;
+    pipe each prefix into python3 as an install. None may exit 0 or create anything."""
+    data = open(pyz, "rb").read()
+    n = len(data)
+    offsets = sorted(set(list(range(1, n, max(1, n // 300))) + list(range(n - 200, n))))
+    target = tmp_path / "target"
+    failures = []
+    for off in offsets:
+        r = run_file(pyz, ["--dir", str(target), "--source", os.path.join(ROOT, "deploy")],
+                     input_bytes=data[:off], cwd=str(tmp_path), timeout=30)
+        if r.returncode == 0 or target.exists() or r.stdout:
+            failures.append((off, r.returncode, r.stdout[:100]))
+    assert not failures, failures[:5]
+    assert len(offsets) >= 450
+    # The control: the uncut file, the same way, does install.
+    r = run_file(pyz, ["--dir", str(target), "--source", os.path.join(ROOT, "deploy")],
+                 input_bytes=data, cwd=str(tmp_path), env={"PATH": os.environ["PATH"]})
+    assert r.returncode in (0, 3), r.stderr  # 3 only if this machine lacks docker compose v2
+
+
+SHADOWS = ("json", "zipfile", "binascii", "base64", "argparse", "hashlib", "urllib",
+           "importlib", "claw_cage", "logging", "re", "secrets", "tempfile")
+
+
+def _plant_shadows(directory, marker):
+    for mod in SHADOWS:
+        (directory / (mod + ".py")).write_text(
+            "open(%r, 'a').write(%r)\nraise SystemExit('shadowed %s')\n" % (str(marker),
+                                                                         mod + "\n", mod))
+
+
+@pytest.mark.parametrize("how", HOWS)
+def test_the_current_directory_never_shadows_the_standard_library(pyz, tmp_path, how):
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    marker = tmp_path / "imported"
+    _plant_shadows(cwd, marker)
+    path = pyz
+    if how == "path":  # with `python3 FILE`, FILE's own folder is the danger
+        path = str(cwd / "claw-cage.pyz")
+        shutil.copy(pyz, path)
+    target = tmp_path / "t"
+    r = run_file(path, ["--dir", str(target), "--source", os.path.join(ROOT, "deploy"),
+                        "--dry-run"], how=how, cwd=str(cwd))
+    assert not marker.exists(), marker.read_text()
+    assert b"shadowed" not in r.stderr
+    assert r.returncode in (0, 3), r.stderr
+    # The control: the same planted files ARE imported by a plain `python3 -` here.
+    subprocess.run([PYTHON, "-"], input=b"import json\n", cwd=str(cwd),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("version", ["3.6", "3.7"])
+def test_old_python_gets_one_clear_line(pyz, version, tmp_path):
+    py = find_python(version)
+    for how in HOWS:
+        r = run_file(pyz, ["--dir", str(tmp_path / "t")], how=how, python=py)
+        err = r.stderr.decode().strip()
+        assert r.returncode == 3, err
+        assert err.splitlines() == [err] and "Python 3.8 or newer is required" in err
+        assert "this is Python %s" % version in err
+    assert not (tmp_path / "t").exists()
+
+
+def test_runs_on_python_38(pyz):
+    py = find_python("3.8")
+    for how in HOWS:
+        r = run_file(pyz, ["--version"], how=how, python=py)
+        assert r.returncode == 0 and r.stdout.startswith(b"claw-cage "), r.stderr
+
+
+def test_two_builds_are_byte_identical_whatever_the_mtimes(tmp_path):
+    first = build_pyz(str(tmp_path / "a.pyz"))
+    stamp = 1234567890
+    touched = []
+    for base in ("bootstrap", "deploy"):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, base)):
+            for f in files:
+                p = os.path.join(dirpath, f)
+                touched.append((p, os.stat(p)))
+                os.utime(p, (stamp, stamp))
+    try:
+        second = build_pyz(str(tmp_path / "b.pyz"))
+    finally:
+        for p, st in touched:
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    a, b = open(first, "rb").read(), open(second, "rb").read()
+    assert hashlib.sha256(a).hexdigest() == hashlib.sha256(b).hexdigest()
+    # and the build is not trivially constant: another repo name changes it
+    third = open(build_pyz(str(tmp_path / "c.pyz"), "--repo", "someone/fork"), "rb").read()
+    assert third != a
+
+
+def test_build_embeds_version_ref_repo_and_deploy_hashes(tmp_path):
+    out = build_pyz(str(tmp_path / "x.pyz"), "--repo", "someone/fork", "--ref", "v9.9.9")
+    r = run_file(out, ["--version"])
+    assert r.stdout.decode().strip().endswith("(someone/fork@v9.9.9)")
+    info = {}
+    exec(payload_zip(out).read("claw_cage/buildinfo.py").decode(), info)
+    assert info["REPO"] == "someone/fork" and info["GIT_REF"] == "v9.9.9"
+    deploy = os.path.join(ROOT, "deploy")
+    expected = {n: hashlib.sha256(open(os.path.join(deploy, n), "rb").read()).hexdigest()
+                for n in os.listdir(deploy)}
+    assert info["DEPLOY_SHA256"] == expected
+    assert {"docker-compose.yml", ".env.example", "iptables-rules.sh"} <= set(expected)
+
+
+def test_the_payload_is_a_runnable_zipapp(pyz, tmp_path):
+    zpath = tmp_path / "app.zip"
+    zpath.write_bytes(payload_zip(pyz).fp.getvalue())
+    r = subprocess.run([PYTHON, str(zpath), "--version"], stdout=subprocess.PIPE)
+    assert r.returncode == 0 and r.stdout.startswith(b"claw-cage ")
+
+
+def test_build_refuses_a_bad_repo_name(tmp_path):
+    r = subprocess.run([PYTHON, os.path.join(ROOT, "build.py"), "--repo", "nope",
+                        "--out", str(tmp_path / "x")], stderr=subprocess.PIPE)
+    assert r.returncode == 2 and not (tmp_path / "x").exists()
