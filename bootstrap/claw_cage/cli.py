@@ -48,6 +48,7 @@ def build_parser():
     mode.add_argument("--verify", action="store_true",
                       help="run the verification matrix and report what holds")
     mode.add_argument("--version", action="store_true", help="print the version and exit")
+    add_layer_modes(p, mode)
 
     p.add_argument("--dir", metavar="DIR",
                    help="install directory (default: $CLAW_CAGE_DIR or ~/claw-cage)")
@@ -79,8 +80,44 @@ def build_parser():
     return p
 
 
+# -- seed 003's other layers: --proxmox (issue 12) --------------------------------------------
+def add_layer_modes(p, mode):
+    mode.add_argument("--proxmox", action="store_true",
+                      help="print this VM's Proxmox firewall file; applies nothing")
+    g = p.add_argument_group("--proxmox options")
+    g.add_argument("--vmid", type=_vmid, metavar="N", help="--proxmox: this VM's id")
+    g.add_argument("--admin-source", metavar="CIDR",
+                   help="--proxmox: where SSH may come from (default: this SSH client)")
+
+
+def _vmid(text):
+    if not text.isdigit() or not 100 <= int(text) <= 999999999:
+        raise argparse.ArgumentTypeError("not a Proxmox VM id (100-999999999): %r" % text)
+    return int(text)
+
+
+def check_layer_combinations(p, args):
+    """True for --proxmox (--allow/--profile as in --firewall), after refusing every option
+    it does not take; elsewhere refuses its own options."""
+    given = [("--allow", bool(args.allow)), ("--profile", args.profile is not None),
+             ("--no-persist", args.no_persist), ("--remove", args.remove),
+             ("--source", args.source is not None), ("--yes", args.yes), ("--json", args.json),
+             ("--dir", args.dir is not None), ("--dry-run", args.dry_run),
+             ("--vmid", args.vmid is not None), ("--admin-source", args.admin_source is not None)]
+    if args.proxmox:
+        mode, ok = "with --proxmox", ("--allow", "--profile", "--vmid", "--admin-source")
+    else:
+        mode, ok = "without --proxmox", [n for n, _ in given[:9]]
+    used = [name for name, value in given if value and name not in ok]
+    if used:
+        p.error("%s cannot be used %s" % (", ".join(used), mode))
+    return args.proxmox
+
+
 def check_combinations(p, args):
     """Options that belong to one mode are refused in the others, instead of being ignored."""
+    if check_layer_combinations(p, args):
+        return
     firewall_only = [("--allow", bool(args.allow)), ("--profile", args.profile is not None),
                      ("--no-persist", args.no_persist), ("--remove", args.remove)]
     install_only = [("--source", args.source is not None), ("--yes", args.yes)]
@@ -124,6 +161,8 @@ def main(argv=None):
             from . import firewall as mode
         elif args.verify:
             from . import verify as mode
+        elif args.proxmox:
+            from . import proxmox as mode
         else:
             from . import install as mode
         return mode.main(args)

@@ -13,9 +13,10 @@ import pytest
 from conftest import ROOT
 
 PKG = os.path.join(ROOT, "bootstrap", "claw_cage")
-MODES = ("install", "firewall", "verify")
+MODES = ("install", "firewall", "verify", "proxmox")
 # Which subpackage may import which other one (through its __init__ names): the user's flow.
-MAY_IMPORT = {"install": (), "firewall": (), "verify": ("firewall", "install")}
+MAY_IMPORT = {"install": (), "firewall": (), "verify": ("firewall", "install"),
+              "proxmox": ("firewall",)}
 
 
 def _layout_rows():
@@ -89,15 +90,16 @@ def test_cross_mode_imports_use_the_subpackage_names():
                 names.add(node.name)
         exposed[mode] = names
     bad = []
-    for name in sorted(os.listdir(os.path.join(PKG, "verify"))):
+    for sub, name in [(s, n) for s in ("verify", "proxmox")
+                      for n in sorted(os.listdir(os.path.join(PKG, s)))]:
         if not name.endswith(".py"):
             continue
-        for level, module, names in _imports(os.path.join(PKG, "verify", name)):
+        for level, module, names in _imports(os.path.join(PKG, sub, name)):
             if level == 2 and module in exposed:
-                bad += ["verify/%s: %s.%s" % (name, module, n) for n in names
+                bad += ["%s/%s: %s.%s" % (sub, name, module, n) for n in names
                         if n not in exposed[module]]
             elif level == 2 and module.split(".")[0] in exposed:
-                bad.append("verify/%s imports %s directly" % (name, module))
+                bad.append("%s/%s imports %s directly" % (sub, name, module))
     assert not bad
 
 

@@ -1,0 +1,97 @@
+"""--proxmox: print /etc/pve/firewall/<VMID>.fw for the VM that runs claw-cage (seed 003 step 3).
+
+Prints, never applies: it runs on the VM, the file belongs on the Proxmox host. Rendered from
+--firewall's rule table, so the whole VM is kept from what its container is kept from. Format
+from pve-docs pve-firewall.adoc: rule addresses hold no `!`, no list mixes IPv4 and IPv6.
+"""
+
+import ipaddress
+import json
+import os
+import sys
+
+from .. import runner
+from ..errors import PrereqError, UsageError
+from ..firewall import allow, rules
+
+NIC = "net0"   # Proxmox's name for the VM's NIC: assumed to be the one of the default route
+OPTIONS = "enable: 1\npolicy_in: DROP\npolicy_out: ACCEPT\nmacfilter: 1\nipfilter: 1\nndp: 1\ndhcp: 1"
+HEADER = """\
+# /etc/pve/firewall/{vm}.fw for the VM that runs claw-cage, from --firewall's rule table:
+# the VM sends nothing to the ranges its container may not reach, and takes SSH only
+# from {admin}. A resolver, NTP server or mirror on the LAN needs --allow ADDRESS:PORT.
+#   python3 claw-cage.pyz --proxmox{args}
+# On the Proxmox host, as root (keep a shell open):
+#  1. cluster firewall on: "enable: 1" under [OPTIONS] in /etc/pve/firewall/cluster.fw
+#  2. the NIC's firewall on: qm set {vm} --{nic} '<net0 of qm config {vm}>,firewall=1'
+#  3. save this as /etc/pve/firewall/{vm}.fw; `pve-firewall compile` prints no error
+#  4. from another LAN host: ssh works only from {admin}, other ports time out
+# ipfilter: the VM may send only from ipfilter-{nic} (its addresses now): with DHCP,
+# reserve them or regenerate this file. DHCP and NDP pass before these rules.
+"""
+
+
+def _addr(net):
+    return str(net.network_address) if net.num_addresses == 1 else str(net)
+
+
+def render(config, admin, own, vmid=None):
+    """The .fw text: config (the table's allows and profile), admin (ip_network let in over
+    SSH), own (this VM's addresses, for ipfilter)."""
+    args = "".join(" --allow " + allow.describe(a) for a in config.allows)
+    if config.profile != "internet":
+        args += " --profile " + config.profile
+    args += (" --vmid %s" % vmid if vmid else "") + " --admin-source " + _addr(admin)
+    out = [HEADER.format(vm=vmid or "VMID", admin=_addr(admin), args=args, nic=NIC),
+           "[OPTIONS]", OPTIONS, "", "[IPSET ipfilter-%s] # this VM's addresses" % NIC]
+    out += [str(a) for a in sorted(own, key=lambda a: (a.version, a))]
+    for fam in rules.FAMILIES:
+        out += ["", "[IPSET claw-cage-v%d] # blocked by claw-cage" % fam]
+        out += ["%s # %s" % r for r in rules.SPECIAL_RANGES[fam]]
+    out += ["", "[RULES]", "IN ACCEPT -source %s -p tcp -dport 22 # SSH" % _addr(admin)]
+    for a in config.allows:
+        if a.kind != "net":
+            continue  # host:PORT: traffic that stays inside the VM
+        rule, tail = "OUT ACCEPT -dest " + _addr(a.net), " # --allow " + allow.describe(a)
+        if a.port is None:
+            out.append(rule + tail)
+        else:
+            out += ["%s -p %s -dport %d%s" % (rule, p, a.port, tail) for p in rules.PROTOCOLS]
+    out += ["OUT DROP -dest +claw-cage-v%d" % f for f in rules.FAMILIES]
+    if config.profile == "local-only":
+        out.append("OUT DROP # --profile local-only")
+    return "\n".join(out) + "\n"
+
+
+def admin_source(text):
+    """--admin-source, else the client address of this SSH session."""
+    text = text or (os.environ.get("SSH_CLIENT", "").split() or [None])[0]
+    if not text:
+        raise UsageError("--proxmox needs --admin-source CIDR: the address you SSH in from")
+    try:
+        return ipaddress.ip_network(text)
+    except ValueError as err:
+        raise UsageError("--admin-source %s: %s" % (text, err))
+
+
+def own_addresses():
+    """Global addresses of the interface of this VM's default route."""
+    ip = runner.which("ip") or "ip"
+    for fam in ("-4", "-6"):
+        routes = json.loads(runner.run([ip, "-j", fam, "route", "show", "default"]).stdout or "[]")
+        if routes:
+            links = json.loads(runner.run([ip, "-j", "addr", "show", "dev", routes[0]["dev"]])
+                               .stdout or "[]")
+            found = [ipaddress.ip_address(a["local"]) for link in links
+                     for a in link.get("addr_info", ()) if a.get("scope") == "global"]
+            if found:
+                return found
+    raise PrereqError("no global address on a default route: cannot fill ipfilter-" + NIC)
+
+
+def main(args):
+    config = rules.default_config()._replace(allows=allow.parse_all(args.allow),
+                                             profile=args.profile or "internet")
+    sys.stdout.write(render(config, admin_source(args.admin_source), own_addresses(),
+                            args.vmid))
+    return 0
