@@ -79,9 +79,8 @@ def own_addresses():
     ip = runner.which("ip") or "ip"
     for fam in ("-4", "-6"):
         routes = json.loads(runner.run([ip, "-j", fam, "route", "show", "default"]).stdout or "[]")
-        if routes:
-            links = json.loads(runner.run([ip, "-j", "addr", "show", "dev", routes[0]["dev"]])
-                               .stdout or "[]")
+        for dev in [r["dev"] for r in routes if r.get("dev")][:1]:
+            links = json.loads(runner.run([ip, "-j", "addr", "show", "dev", dev]).stdout or "[]")
             found = [ipaddress.ip_address(a["local"]) for link in links
                      for a in link.get("addr_info", ()) if a.get("scope") == "global"]
             if found:
