@@ -7,6 +7,7 @@ table's ranges. CLAW_CAGE_UPDATE_GOLDEN=1 rewrites the golden files instead of c
 
 import ipaddress
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -49,7 +50,8 @@ def golden(name):
 
 @pytest.fixture(scope="module")
 def vm_namespace():
-    """A namespace standing for the VM: one interface with OWN and a default route."""
+    """A namespace standing for the VM: one interface with OWN and a default route, and
+    (through `ip netns exec`'s /etc/netns/NS/resolv.conf) a resolver on the internet."""
     require_root("a network namespace with known addresses stands for the VM")
     ns = "claw-px-" + uuid.uuid4().hex[:8]
     sh = ("ip netns add {ns} && ip -n {ns} link add eth0 type veth peer name eth1 && "
@@ -58,11 +60,20 @@ def vm_namespace():
           "ip -n {ns} addr add {v6}/64 dev eth0 nodad && "
           "ip -n {ns} route add default via 192.168.1.1 dev eth0").format(
               ns=ns, v4=OWN[0], v6=OWN[1])
+    etc = os.path.join("/etc/netns", ns)
     try:
         subprocess.run(["sh", "-c", sh], check=True)
+        os.makedirs(etc)
+        resolv(ns, "nameserver 198.51.100.53\n")
         yield ns
     finally:
         subprocess.run(["ip", "netns", "del", ns])
+        shutil.rmtree(etc, ignore_errors=True)
+
+
+def resolv(ns, text):
+    with open(os.path.join("/etc/netns", ns, "resolv.conf"), "w") as f:
+        f.write(text)
 
 
 def run_in(ns, pyz, args, env=None):
@@ -77,7 +88,9 @@ def run_in(ns, pyz, args, env=None):
 def test_output_is_the_golden_file(name, pyz, vm_namespace):
     res = run_in(vm_namespace, pyz, args_for(*CASES[name]))
     assert res.returncode == 0, res.stderr
-    assert res.stderr == ""
+    assert res.stderr == ("" if CASES[name][0] == "internet" else   # the resolver: internet
+                          "warning: this file cuts the VM off from its DNS server "
+                          "198.51.100.53: add --allow 198.51.100.53:53\n")
     if os.environ.get("CLAW_CAGE_UPDATE_GOLDEN") == "1":
         with open(os.path.join(GOLDEN, name), "w") as f:
             f.write(res.stdout)
@@ -168,3 +181,22 @@ def test_no_default_route_is_a_missing_prerequisite(pyz):
         subprocess.run(["ip", "netns", "del", ns])
     assert res.returncode == 3, res.stderr
     assert "no global address on a default route" in res.stderr and res.stdout == ""
+
+
+def test_a_resolver_the_file_cuts_off_is_named_with_the_allow_that_keeps_it(pyz, vm_namespace):
+    resolv(vm_namespace, "nameserver 192.168.1.1\nnameserver 127.0.0.53\n"
+                         "nameserver fd00::53\nnameserver 198.51.100.53\n")
+    try:
+        res = run_in(vm_namespace, pyz, args_for("internet", []))
+        assert res.returncode == 0 and res.stdout == golden("internet.fw"), res.stderr
+        assert res.stderr.splitlines() == [
+            "warning: this file cuts the VM off from its DNS server 192.168.1.1: "
+            "add --allow 192.168.1.1:53",
+            "warning: this file cuts the VM off from its DNS server fd00::53: "
+            "add --allow [fd00::53]:53"]
+        allowed = run_in(vm_namespace, pyz, args_for("internet", ["192.168.1.1:53"]))
+        assert "192.168.1.1" not in allowed.stderr and "fd00::53" in allowed.stderr
+        local = run_in(vm_namespace, pyz, args_for("local-only", ["192.168.1.1:53"]))
+        assert "DNS server 198.51.100.53: add --allow 198.51.100.53:53" in local.stderr
+    finally:
+        resolv(vm_namespace, "nameserver 198.51.100.53\n")

@@ -13,6 +13,7 @@ import sys
 from .. import runner
 from ..errors import PrereqError, UsageError
 from ..firewall import allow, rules
+from ..ui import UI
 
 NIC = "net0"   # Proxmox's name for the VM's NIC: assumed to be the one of the default route
 OPTIONS = "enable: 1\npolicy_in: DROP\npolicy_out: ACCEPT\nmacfilter: 1\nipfilter: 1\nndp: 1\ndhcp: 1"
@@ -88,9 +89,30 @@ def own_addresses():
     raise PrereqError("no global address on a default route: cannot fill ipfilter-" + NIC)
 
 
+def blocked_resolvers(config, path="/etc/resolv.conf"):
+    """This VM's DNS servers that the file would cut it off from (loopback ones stay inside)."""
+    found = []
+    try:
+        with open(path) as f:
+            words = [line.split() for line in f]
+    except OSError:
+        return found
+    for w in words:
+        try:
+            addr = ipaddress.ip_address(w[1].split("%")[0]) if w[:1] == ["nameserver"] else None
+        except (IndexError, ValueError):
+            continue
+        if addr and not addr.is_loopback and rules.forward_verdict(config, addr, 53) == "DROP":
+            found.append(addr)
+    return found
+
+
 def main(args):
     config = rules.default_config()._replace(allows=allow.parse_all(args.allow),
                                              profile=args.profile or "internet")
     sys.stdout.write(render(config, admin_source(args.admin_source), own_addresses(),
                             args.vmid))
+    for addr in blocked_resolvers(config):
+        UI(sys.stderr).warn("this file cuts the VM off from its DNS server %s: add --allow %s"
+                            % (addr, ("[%s]:53" if addr.version == 6 else "%s:53") % addr))
     return 0
