@@ -80,11 +80,16 @@ def build_parser():
     return p
 
 
-# -- seed 003's other layers: --proxmox (issue 12) --------------------------------------------
+# -- seed 003's other layers: --harden-docker and --proxmox (issue 12) -------------------------
 def add_layer_modes(p, mode):
+    mode.add_argument("--harden-docker", action="store_true",
+                      help="merge hardened settings into /etc/docker/daemon.json, restart "
+                           "Docker (needs root)")
     mode.add_argument("--proxmox", action="store_true",
                       help="print this VM's Proxmox firewall file; applies nothing")
-    g = p.add_argument_group("--proxmox options")
+    g = p.add_argument_group("--harden-docker / --proxmox options")
+    g.add_argument("--revert", action="store_true",
+                   help="--harden-docker: put the daemon.json from before back")
     g.add_argument("--vmid", type=_vmid, metavar="N", help="--proxmox: this VM's id")
     g.add_argument("--admin-source", metavar="CIDR",
                    help="--proxmox: where SSH may come from (default: this SSH client)")
@@ -97,21 +102,25 @@ def _vmid(text):
 
 
 def check_layer_combinations(p, args):
-    """True for --proxmox (--allow/--profile as in --firewall), after refusing every option
-    it does not take; elsewhere refuses its own options."""
+    """True for --harden-docker and --proxmox (--allow/--profile as in --firewall), after
+    refusing every option they do not take; elsewhere refuses their own options."""
     given = [("--allow", bool(args.allow)), ("--profile", args.profile is not None),
              ("--no-persist", args.no_persist), ("--remove", args.remove),
              ("--source", args.source is not None), ("--yes", args.yes), ("--json", args.json),
              ("--dir", args.dir is not None), ("--dry-run", args.dry_run),
-             ("--vmid", args.vmid is not None), ("--admin-source", args.admin_source is not None)]
-    if args.proxmox:
+             ("--vmid", args.vmid is not None), ("--admin-source", args.admin_source is not None),
+             ("--revert", args.revert)]
+    if args.harden_docker:
+        mode, ok = "with --harden-docker", ("--dry-run", "--revert")
+    elif args.proxmox:
         mode, ok = "with --proxmox", ("--allow", "--profile", "--vmid", "--admin-source")
     else:
-        mode, ok = "without --proxmox", [n for n, _ in given[:9]]
+        mode = "without " + ("--harden-docker" if args.revert else "--proxmox")
+        ok = [n for n, _ in given[:9]]
     used = [name for name, value in given if value and name not in ok]
     if used:
         p.error("%s cannot be used %s" % (", ".join(used), mode))
-    return args.proxmox
+    return args.harden_docker or args.proxmox
 
 
 def check_combinations(p, args):
@@ -161,6 +170,8 @@ def main(argv=None):
             from . import firewall as mode
         elif args.verify:
             from . import verify as mode
+        elif args.harden_docker:
+            from . import harden as mode
         elif args.proxmox:
             from . import proxmox as mode
         else:

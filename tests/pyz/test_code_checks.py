@@ -13,10 +13,10 @@ import pytest
 from conftest import ROOT
 
 PKG = os.path.join(ROOT, "bootstrap", "claw_cage")
-MODES = ("install", "firewall", "verify", "proxmox")
+MODES = ("install", "firewall", "verify", "proxmox", "harden")
 # Which subpackage may import which other one (through its __init__ names): the user's flow.
 MAY_IMPORT = {"install": (), "firewall": (), "verify": ("firewall", "install"),
-              "proxmox": ("firewall",)}
+              "proxmox": ("firewall",), "harden": ()}
 
 
 def _layout_rows():

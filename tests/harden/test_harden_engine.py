@@ -1,0 +1,139 @@
+"""--harden-docker against a real engine: the system's dockerd binary as a private engine
+(private_engine.py), restarted through the same `service`/`systemctl` command the product
+runs. The system's engine and its /etc/docker are never touched."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import require_root
+from private_engine import PrivateEngine
+
+HARDENED = {"icc": False, "no-new-privileges": True, "ipv6": False, "log-driver": "json-file",
+            "log-opts": {"max-size": "10m", "max-file": "3"}, "live-restore": True}
+
+
+@pytest.fixture(autouse=True)
+def _needs():
+    require_root("a private dockerd in its own namespaces")
+    for tool in ("dockerd", "docker", "unshare", "nsenter"):
+        if not shutil.which(tool):
+            pytest.skip("NEEDS %s, NOT RUN" % tool)
+    if not os.path.isdir("/etc/docker"):
+        pytest.skip("NEEDS /etc/docker (the private engine's bind-mount point), NOT RUN")
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def expected_for(info):
+    want = dict(HARDENED)
+    major = int(info["ServerVersion"].split(".")[0])
+    if major >= 24:
+        want["default-network-opts"] = {
+            "bridge": {"com.docker.network.bridge.host_binding_ipv4": "127.0.0.1"}}
+    return want
+
+
+@pytest.mark.parametrize("init", ["sysv", "systemd"])
+def test_empty_config_hardened_rerun_noop_revert_removes(tmp_path, pyz, init):
+    with PrivateEngine(init=init) as engine:
+        assert not os.path.exists(engine.daemon_json)
+        res = engine.product(pyz, "--harden-docker")
+        assert res.returncode == 0, res.stdout + res.stderr + engine.log()[-3000:]
+        out = res.stdout
+        assert out.index("+++ /etc/docker/daemon.json") < out.index("restarting Docker")
+        assert "running containers stop" in out          # said before the restart
+        conf = json.loads(read(engine.daemon_json))
+        assert conf == expected_for(engine.info())
+        assert "userland-proxy" not in conf              # decided against (README "Layers")
+        info = engine.info()
+        assert info["LiveRestoreEnabled"] is True and info["LoggingDriver"] == "json-file"
+        opts = json.loads(engine.run(["docker", "network", "inspect", "bridge", "--format",
+                                      "{{json .Options}}"]).stdout)
+        assert opts["com.docker.network.bridge.enable_icc"] == "false"
+
+        before, pid = read(engine.daemon_json), engine.dockerd_pid()
+        again = engine.product(pyz, "--harden-docker")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "nothing to change" in again.stdout
+        assert read(engine.daemon_json) == before and engine.dockerd_pid() == pid
+
+        back = engine.product(pyz, "--harden-docker", "--revert")
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert not os.path.exists(engine.daemon_json)
+        assert os.listdir(engine.etc) == ["key.json"] or "daemon.json" not in os.listdir(engine.etc)
+        assert engine.info()["LiveRestoreEnabled"] is False
+
+
+def test_user_config_kept_conflict_reported_revert_byte_identical(tmp_path, pyz):
+    original = (b'{\n    "icc": true,\n    "max-concurrent-downloads": 5,\n'
+                b'    "log-opts": {"max-size": "50m"}\n}\n')
+    with PrivateEngine() as engine:
+        with open(engine.daemon_json, "wb") as f:
+            f.write(original)
+        engine.service("restart")
+        engine.wait()
+        res = engine.product(pyz, "--harden-docker")
+        assert res.returncode == 0, res.stdout + res.stderr + engine.log()[-3000:]
+        assert "icc is true in daemon.json, hardened is false: kept yours" in res.stdout
+        assert "log-opts.max-size" in res.stdout
+        conf = json.loads(read(engine.daemon_json))
+        assert conf["icc"] is True and conf["max-concurrent-downloads"] == 5
+        assert conf["log-opts"] == {"max-size": "50m", "max-file": "3"}
+        assert conf["live-restore"] is True
+        assert read(engine.daemon_json + ".claw-cage.bak") == original
+        back = engine.product(pyz, "--harden-docker", "--revert")
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert read(engine.daemon_json) == original
+        assert not os.path.exists(engine.daemon_json + ".claw-cage.bak")
+        assert engine.info()["LiveRestoreEnabled"] is False
+
+
+def test_unknown_key_refused_before_any_write(tmp_path, pyz):
+    with PrivateEngine() as engine:
+        broken = b'{"no-such-daemon-key": 1}\n'     # edited while dockerd runs
+        with open(engine.daemon_json, "wb") as f:
+            f.write(broken)
+        pid = engine.dockerd_pid()
+        res = engine.product(pyz, "--harden-docker")
+        assert res.returncode == 8, res.stdout + res.stderr
+        assert "no-such-daemon-key" in res.stderr and "nothing written" in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+        assert read(engine.daemon_json) == broken
+        assert sorted(os.listdir(engine.etc)) in (["daemon.json"], ["daemon.json", "key.json"])
+        assert engine.dockerd_pid() == pid
+
+
+def test_flag_on_the_command_line_is_not_repeated(tmp_path, pyz):
+    with PrivateEngine(flags=["--live-restore"]) as engine:
+        res = engine.product(pyz, "--harden-docker")
+        assert res.returncode == 0, res.stdout + res.stderr + engine.log()[-3000:]
+        assert "dockerd's command line sets --live-restore" in res.stdout
+        assert "live-restore" not in json.loads(read(engine.daemon_json))
+        assert engine.info()["LiveRestoreEnabled"] is True
+
+
+@pytest.mark.parametrize("init", ["sysv", "systemd"])
+def test_dockerd_that_does_not_come_back_is_rolled_back(tmp_path, pyz, init):
+    """docker.service edited (a --log-driver flag) but not yet restarted: the running dockerd
+    has no such flag, so the merge adds log-driver, and the restart fails for real
+    ("specified both as a flag and in the configuration file")."""
+    original = b'{"max-concurrent-downloads": 4}\n'
+    with PrivateEngine(init=init) as engine:
+        with open(engine.daemon_json, "wb") as f:
+            f.write(original)
+        engine.service("restart")
+        engine.wait()
+        engine.set_args(engine.args + ["--log-driver", "json-file"])
+        res = engine.product(pyz, "--harden-docker")
+        assert res.returncode == 8, res.stdout + res.stderr
+        assert "restoring the previous one" in res.stdout
+        assert "the previous one is back and Docker runs again with it" in res.stderr
+        assert "specified both as a flag and in the configuration file" in engine.log()
+        assert read(engine.daemon_json) == original
+        assert engine.info()["ServerVersion"]
