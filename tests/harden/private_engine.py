@@ -2,7 +2,7 @@
 mount, network and PID namespaces of its own, so that the test can restart it and rewrite its
 /etc/docker/daemon.json while other tests use the system's engine.
 
-    with PrivateEngine(init="sysv") as engine:   # or init="systemd"
+    with PrivateEngine(init="sysv") as engine:   # or init="systemd"; bindir=another engine
         engine.daemon_json                      # the host path of the engine's daemon.json
         engine.run(argv, env=None)              # a command inside the namespaces
         engine.product(pyz, "--harden-docker")  # the built program, as root, inside them
@@ -100,7 +100,7 @@ esac
 
 
 class PrivateEngine:
-    def __init__(self, init="sysv", flags=()):
+    def __init__(self, init="sysv", flags=(), bindir=None):
         # short: containerd's socket under exec-root must fit a unix socket path (108 bytes)
         self.tmp = tempfile.mkdtemp(prefix="claw-h-", dir="/tmp")
         self.init = init
@@ -108,8 +108,9 @@ class PrivateEngine:
         self.daemon_json = os.path.join(self.etc, "daemon.json")
         self.sock = os.path.join(self.tmp, "docker.sock")
         self.bin = os.path.join(self.tmp, "bin")
+        path = [self.bin] + ([bindir] if bindir else []) + [os.environ.get("PATH", "")]
         self.env = dict(os.environ, DOCKER_HOST="unix://" + self.sock,
-                        PATH=self.bin + os.pathsep + os.environ.get("PATH", ""))
+                        PATH=os.pathsep.join(path))
         self.env.pop("CLAW_CAGE_DIR", None)
         self.holder = self.pid = None
         self.args = ["-H", "unix://" + self.sock, "--data-root", os.path.join(self.tmp, "data"),

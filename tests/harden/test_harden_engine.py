@@ -5,6 +5,7 @@ runs. The system's engine and its /etc/docker are never touched."""
 import json
 import os
 import shutil
+import subprocess
 
 import pytest
 
@@ -132,8 +133,103 @@ def test_dockerd_that_does_not_come_back_is_rolled_back(tmp_path, pyz, init):
         engine.set_args(engine.args + ["--log-driver", "json-file"])
         res = engine.product(pyz, "--harden-docker")
         assert res.returncode == 8, res.stdout + res.stderr
-        assert "restoring the previous one" in res.stdout
-        assert "the previous one is back and Docker runs again with it" in res.stderr
+        assert "putting the previous one back" in res.stdout
+        assert "the previous one is back and Docker runs with it" in res.stderr
         assert "specified both as a flag and in the configuration file" in engine.log()
         assert read(engine.daemon_json) == original
         assert engine.info()["ServerVersion"]
+
+
+def test_dry_run_changes_nothing_and_shows_the_diff(tmp_path, pyz):
+    with PrivateEngine() as engine:
+        original = b'{"mtu": 1400}\n'
+        with open(engine.daemon_json, "wb") as f:
+            f.write(original)
+        pid = engine.dockerd_pid()
+        res = engine.product(pyz, "--harden-docker", "--dry-run")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert '+  "live-restore": true' in res.stdout and "dry run: nothing written" in res.stdout
+        assert read(engine.daemon_json) == original
+        assert sorted(os.listdir(engine.etc)) in (["daemon.json"], ["daemon.json", "key.json"])
+        assert engine.dockerd_pid() == pid
+
+
+def test_mode_and_owner_are_kept_and_bad_input_changes_nothing(tmp_path, pyz):
+    with PrivateEngine() as engine:
+        with open(engine.daemon_json, "wb") as f:
+            f.write(b'{"mtu": 1400}\n')
+        os.chmod(engine.daemon_json, 0o600)
+        os.chown(engine.daemon_json, 0, 4)
+        res = engine.product(pyz, "--harden-docker")
+        assert res.returncode == 0, res.stdout + res.stderr
+        st = os.stat(engine.daemon_json)
+        assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o600, 0, 4)
+        assert not [n for n in os.listdir(engine.etc) if n.startswith(".claw-cage-")]
+
+        broken = b'{"mtu": 1400,'                   # not JSON: refused, untouched
+        with open(engine.daemon_json, "wb") as f:
+            f.write(broken)
+        bad = engine.product(pyz, "--harden-docker")
+        assert bad.returncode == 5 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+        assert "is not valid JSON" in bad.stderr or "cannot use" in bad.stderr
+        assert read(engine.daemon_json) == broken
+
+        os.unlink(engine.daemon_json + ".claw-cage.bak")
+        none = engine.product(pyz, "--harden-docker", "--revert")
+        assert none.returncode == 5 and "no claw-cage backup" in none.stderr
+        assert read(engine.daemon_json) == broken
+
+
+def test_not_root_is_refused_before_anything(pyz):
+    require_root("runs the program as nobody")
+    python = shutil.which("python3", path="/usr/bin:/bin")   # one that nobody can run
+    if not python:
+        pytest.skip("NEEDS /usr/bin/python3, NOT RUN")
+    with open(pyz, "rb") as f:                                # `cat pyz | python3 -`
+        res = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534",
+                              "--clear-groups", python, "-", "--harden-docker"],
+                             input=f.read(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             cwd="/", timeout=60)
+    res.stderr = res.stderr.decode()
+    assert res.returncode == 3, res.stderr
+    assert res.stderr.strip() == ("claw-cage: error: --harden-docker changes "
+                                  "/etc/docker/daemon.json and restarts Docker: run it with sudo")
+
+
+NEWER = ("26.1.5", "29.7.2-iptables")
+
+
+@pytest.mark.parametrize("name", NEWER)
+def test_newer_engine_validates_with_dockerd_and_binds_new_networks_to_loopback(pyz, name):
+    """Engines of 23.0+ validate with `dockerd --validate`, 24.0+ take default-network-opts;
+    the binaries come from the engines harness (tests/lab/engines.py, issue 18)."""
+    try:
+        from lab import engines
+    except ImportError:
+        pytest.skip("NEEDS tests/lab/engines.py (issue 18) for Docker %s, NOT RUN" % name)
+    try:
+        binaries = engines.prepare(name)
+    except engines.EngineUnavailable as err:
+        if engines.must_run():
+            pytest.fail("Docker %s unavailable: %s" % (name, err))
+        pytest.skip("Docker %s UNAVAILABLE, NOT RUN: %s" % (name, err))
+    with PrivateEngine(init="systemd", bindir=binaries.bindir) as engine:
+        assert engine.info()["ServerVersion"].startswith(name.split("-")[0])
+        broken = b'{"no-such-daemon-key": 1}\n'
+        with open(engine.daemon_json, "wb") as f:
+            f.write(broken)
+        res = engine.product(pyz, "--harden-docker")
+        assert res.returncode == 8, res.stdout + res.stderr
+        assert "dockerd refuses the merged daemon.json, nothing written" in res.stderr
+        assert "no-such-daemon-key" in res.stderr and read(engine.daemon_json) == broken
+
+        os.unlink(engine.daemon_json)
+        res = engine.product(pyz, "--harden-docker")
+        assert res.returncode == 0, res.stdout + res.stderr + engine.log()[-3000:]
+        assert json.loads(read(engine.daemon_json)) == expected_for(engine.info())
+        engine.run(["docker", "network", "create", "after-harden"])
+        opts = json.loads(engine.run(["docker", "network", "inspect", "after-harden",
+                                      "--format", "{{json .Options}}"]).stdout)
+        assert opts.get("com.docker.network.bridge.host_binding_ipv4") == "127.0.0.1"
+        back = engine.product(pyz, "--harden-docker", "--revert")
+        assert back.returncode == 0 and not os.path.exists(engine.daemon_json), back.stderr
