@@ -233,3 +233,24 @@ def test_newer_engine_validates_with_dockerd_and_binds_new_networks_to_loopback(
         assert opts.get("com.docker.network.bridge.host_binding_ipv4") == "127.0.0.1"
         back = engine.product(pyz, "--harden-docker", "--revert")
         assert back.returncode == 0 and not os.path.exists(engine.daemon_json), back.stderr
+
+
+def test_measurement_userland_proxy_false_sets_route_localnet_on_every_bridge():
+    """The measurement behind leaving userland-proxy alone (README "Layers"): with
+    `userland-proxy: false` dockerd turns on route_localnet on docker0 and on each bridge it
+    creates, so packets from containers to 127.0.0.0/8 are routed to this host; without it,
+    never. If an engine stops doing this, the decision can be revisited."""
+    seen = {}
+    for setting in (None, False):
+        with PrivateEngine() as engine:
+            if setting is not None:
+                with open(engine.daemon_json, "w") as f:
+                    json.dump({"userland-proxy": setting}, f)
+                engine.service("restart")
+                engine.wait()
+            engine.run(["docker", "network", "create", "--opt",
+                        "com.docker.network.bridge.name=measure0", "measure"])
+            seen[setting] = [engine.run(["sysctl", "-n", "net.ipv4.conf.%s.route_localnet"
+                                         % bridge]).stdout.strip()
+                             for bridge in ("docker0", "measure0")]
+    assert seen == {None: ["0", "0"], False: ["1", "1"]}
