@@ -7,6 +7,7 @@ mount, network and PID namespaces of its own, so that the test can restart it an
         engine.run(argv, env=None)              # a command inside the namespaces
         engine.product(pyz, "--harden-docker")  # the built program, as root, inside them
         engine.info()                           # `docker info` of the private engine (dict)
+        engine.sleeper(name), .running(name)    # a busybox container; (running, pid)
 
 Inside, /etc/docker is a bind mount of a test folder (the real one is never written), the
 engine's socket, data-root, exec-root and pidfile are under the test folder, and the storage
@@ -31,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 
@@ -187,6 +189,22 @@ class PrivateEngine:
 
     def product(self, pyz, *args):
         return self.run([sys.executable, pyz] + list(args), check=False, timeout=300)
+
+    def sleeper(self, name):
+        """A container that just sleeps, from an image of the static busybox."""
+        tar = os.path.join(self.tmp, "busybox.tar")
+        if not os.path.exists(tar):
+            with tarfile.open(tar, "w") as t:
+                t.add(shutil.which("busybox") or "/bin/busybox", arcname="bin/busybox")
+            self.run(["docker", "import", tar, "claw-sleeper:1"])
+        self.run(["docker", "run", "-d", "--name", name, "claw-sleeper:1",
+                  "/bin/busybox", "sleep", "3600"])
+
+    def running(self, name):
+        """(running, pid) of a container."""
+        out = self.run(["docker", "inspect", "-f", "{{.State.Running}} {{.State.Pid}}",
+                        name]).stdout.split()
+        return out[0] == "true", int(out[1])
 
     def info(self):
         res = self.run(["docker", "info", "--format", "{{json .}}"], check=False)

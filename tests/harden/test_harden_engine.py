@@ -254,3 +254,35 @@ def test_measurement_userland_proxy_false_sets_route_localnet_on_every_bridge():
                                          % bridge]).stdout.strip()
                              for bridge in ("docker0", "measure0")]
     assert seen == {None: ["0", "0"], False: ["1", "1"]}
+
+
+def test_containers_stop_or_keep_running_as_said_before_the_restart(pyz):
+    """Measured: a container survives a restart only when the dockerd that stops and the one
+    that starts both have live-restore on; what the program says must match."""
+    if not shutil.which("busybox"):
+        pytest.skip("NEEDS busybox (busybox-static) for a container image, NOT RUN")
+    with PrivateEngine() as engine:                      # no daemon.json: live-restore off
+        engine.sleeper("c1")
+        res = engine.product(pyz, "--harden-docker")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "running containers stop" in res.stdout
+        assert engine.running("c1") == (False, 0)
+        engine.run(["docker", "start", "c1"])
+        res = engine.product(pyz, "--harden-docker", "--revert")   # live-restore off after
+        assert res.returncode == 0 and "running containers stop" in res.stdout, res.stderr
+        assert engine.running("c1") == (False, 0)
+
+    with PrivateEngine() as engine:                      # the user had live-restore on
+        with open(engine.daemon_json, "w") as f:
+            f.write('{"live-restore": true}\n')
+        engine.service("restart")
+        engine.wait()
+        engine.sleeper("c1")
+        before = engine.running("c1")
+        for args in (["--harden-docker"], ["--harden-docker", "--revert"]):
+            res = engine.product(pyz, *args)
+            assert res.returncode == 0, res.stdout + res.stderr
+            assert "running containers keep running (live-restore)" in res.stdout
+            assert engine.running("c1") == before and before[0]
+            if "--revert" not in args:   # the default bridge stays as it was, and is said so
+                assert "icc: the default bridge keeps its old settings" in res.stdout
