@@ -88,6 +88,11 @@ def test_user_config_kept_conflict_reported_revert_byte_identical(tmp_path, pyz)
         assert conf["log-opts"] == {"max-size": "50m", "max-file": "3"}
         assert conf["live-restore"] is True
         assert read(engine.daemon_json + ".claw-cage.bak") == original
+        hardened = read(engine.daemon_json)
+        dry = engine.product(pyz, "--harden-docker", "--revert", "--dry-run")
+        assert dry.returncode == 0 and '-  "live-restore": true' in dry.stdout, dry.stderr
+        assert read(engine.daemon_json) == hardened
+        assert read(engine.daemon_json + ".claw-cage.bak") == original
         back = engine.product(pyz, "--harden-docker", "--revert")
         assert back.returncode == 0, back.stdout + back.stderr
         assert read(engine.daemon_json) == original

@@ -206,7 +206,8 @@ def revert(args, ui, path):
     if not os.path.exists(backup):
         raise TargetError("no claw-cage backup of %s: nothing to revert" % path)
     old, current = (raw(p) for p in (backup if backup.endswith(BACKUP) else None, path))
-    ui.info(merge.diff((current or b"").decode("utf-8"), (old or b"").decode("utf-8"), path))
+    shown = merge.diff(*[(b or b"").decode("utf-8", "replace") for b in (current, old)], path=path)
+    ui.info(shown.rstrip("\n") or "%s is already the original" % path)
     if args.dry_run:
         ui.info("dry run: nothing written, Docker not restarted")
         return 0
