@@ -11,7 +11,7 @@ EXIT_FETCH = 4         # an artifact could not be downloaded or failed its sha25
 EXIT_TARGET = 5        # the target directory or a file in it is unusable (.env symlink, locked, ...)
 EXIT_FIREWALL = 6      # applying or removing firewall rules failed
 EXIT_VERIFY = 7        # --verify ran and at least one check failed
-EXIT_DAEMON = 8        # --harden-docker: Docker refused the new daemon.json (or was rolled back)
+EXIT_DAEMON = 10       # --harden-docker: Docker refused the new daemon.json (or was rolled back)
 EXIT_INTERRUPTED = 130 # Ctrl-C
 
 EXIT_CODES_HELP = """exit status:
@@ -23,7 +23,7 @@ EXIT_CODES_HELP = """exit status:
   5    target directory unusable (not writable, .env not a regular file, another run holds the lock)
   6    firewall could not be applied or removed
   7    --verify found at least one failing check
-  8    --harden-docker: the merged daemon.json was refused (nothing written), or Docker did not
+  10   --harden-docker: the merged daemon.json was refused (nothing written), or Docker did not
        come back with it (the previous one was put back)
   130  interrupted (Ctrl-C)"""
 

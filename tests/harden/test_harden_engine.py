@@ -107,7 +107,7 @@ def test_unknown_key_refused_before_any_write(tmp_path, pyz):
             f.write(broken)
         pid = engine.dockerd_pid()
         res = engine.product(pyz, "--harden-docker")
-        assert res.returncode == 8, res.stdout + res.stderr
+        assert res.returncode == 10, res.stdout + res.stderr
         assert "no-such-daemon-key" in res.stderr and "nothing written" in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1
         assert read(engine.daemon_json) == broken
@@ -137,7 +137,7 @@ def test_dockerd_that_does_not_come_back_is_rolled_back(tmp_path, pyz, init):
         engine.wait()
         engine.set_args(engine.args + ["--log-driver", "json-file"])
         res = engine.product(pyz, "--harden-docker")
-        assert res.returncode == 8, res.stdout + res.stderr
+        assert res.returncode == 10, res.stdout + res.stderr
         assert "putting the previous one back" in res.stdout
         assert "the previous one is back and Docker runs with it" in res.stderr
         assert "specified both as a flag and in the configuration file" in engine.log()
@@ -224,7 +224,7 @@ def test_newer_engine_validates_with_dockerd_and_binds_new_networks_to_loopback(
         with open(engine.daemon_json, "wb") as f:
             f.write(broken)
         res = engine.product(pyz, "--harden-docker")
-        assert res.returncode == 8, res.stdout + res.stderr
+        assert res.returncode == 10, res.stdout + res.stderr
         assert "dockerd refuses the merged daemon.json, nothing written" in res.stderr
         assert "no-such-daemon-key" in res.stderr and read(engine.daemon_json) == broken
 
