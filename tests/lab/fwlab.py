@@ -11,7 +11,7 @@ end-to-end neighbour test (tests/e2e/test_e2e_neighbours.py).
   FailingTools           a directory of wrappers for iptables*-save/-restore put first on PATH:
                          each call is passed to the real tool, except the Nth of one name,
                          which fails (exit 1) without running it - to prove the rollback call
-                         by call
+                         by call - or runs and is followed by a given change
 """
 
 import os
@@ -150,10 +150,14 @@ n=$(cat "%(dir)s/%(name)s.count" 2>/dev/null || echo 0)
 n=$((n + 1))
 echo "$n" > "%(dir)s/%(name)s.count"
 echo "%(name)s $*" >> "%(dir)s/calls.log"
-if [ "$n" -eq %(fail)d ]; then
+if [ "$n" -eq %(fail)d ] && [ -z '%(after)s' ]; then
     %(drain)s
     echo "%(name)s: injected failure (call $n)" >&2
     exit 1
+fi
+if [ "$n" -eq %(fail)d ]; then
+    %(real)s "$@" && %(after)s
+    exit $?
 fi
 exec %(real)s "$@"
 """
@@ -162,9 +166,11 @@ TOOL_NAMES = ["%s%s-%s" % (base, flavour, kind) for base in ("iptables", "ip6tab
               for flavour in ("", "-nft", "-legacy") for kind in ("save", "restore")]
 
 
-def failing_tools(directory, name, call):
+def failing_tools(directory, name, call, after=""):
     """Write wrappers for every iptables*-save/-restore into `directory`: call number `call`
-    of `name` fails. Returns the directory (to put first on PATH)."""
+    of `name` fails, or (with `after`, a shell command) runs and then does `after` - a
+    neighbour changing the rules between the commit and the read-back. Returns the directory
+    (to put first on PATH)."""
     os.makedirs(directory, exist_ok=True)
     for tool in TOOL_NAMES:
         real = "/usr/sbin/" + tool
@@ -173,7 +179,7 @@ def failing_tools(directory, name, call):
         path = os.path.join(directory, tool)
         with open(path, "w") as f:
             f.write(WRAPPER % {"name": tool, "dir": directory, "real": real,
-                               "fail": call if tool == name else 0,
+                               "fail": call if tool == name else 0, "after": after,
                                "drain": "cat >/dev/null" if tool.endswith("restore") else ":"})
         os.chmod(path, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
     return directory
