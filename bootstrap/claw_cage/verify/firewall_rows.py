@@ -330,10 +330,11 @@ def neighbours_row(all_tables, first_anchor_ok):
         driver = "iptables"
     else:
         driver = backend.docker_firewall_backend()
-    seen.append("Docker's %s firewall backend%s" % (
+    docker = "Docker's %s firewall backend%s" % (
         driver, " (no DOCKER-USER: the second anchor hangs off FORWARD)"
-        if driver == "nftables" else ""))
-    text = "; ".join(seen)
+        if driver == "nftables" else "")
+    text = ("seen: %s; %s" % (", ".join(seen), docker) if seen else
+            "no Tailscale, ufw or ufw-docker rules; %s" % docker)
     if first_anchor_ok:
         return _row("neighbours", PASS, "%s: the cage holds despite them (mangle PREROUTING "
                                         "judges the container's packets before any of them)"
