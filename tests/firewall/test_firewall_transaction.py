@@ -75,7 +75,8 @@ def test_failure_after_the_first_commit_restores_both_families_exactly(
             netlab.ok(lab.firewall(pyz, "--no-persist"))
         before = saves(lab)
         wrappers = fwlab.failing_tools(str(tmp_path / "bin"), tool, call)
-        proc = run_with(lab, pyz, wrappers, "--no-persist", "--allow", "192.168.1.1:8081")
+        # host:8081 changes both families (INPUT and mangle PREROUTING of IPv4 and IPv6)
+        proc = run_with(lab, pyz, wrappers, "--no-persist", "--allow", "host:8081")
         assert proc.returncode == EXIT_FIREWALL, (what, proc.stderr)
         assert "restored" in one_line(proc), proc.stderr
         assert "internal error" not in proc.stderr
@@ -125,20 +126,41 @@ def test_a_change_between_commit_and_read_back_is_rolled_back(pyz, tmp_path):
         assert settled(saves(lab)) == settled(before)
 
 
+def _jumps(lab):
+    """Every rule jumping into a claw-cage chain, per family: (parent, rule) lines."""
+    return [[l for l in lab.save(f).splitlines() if l.startswith("-A ")
+             and " -j CLAW-CAGE-" in l and not l.startswith("-A CLAW-CAGE-")] for f in (4, 6)]
+
+
 @pytest.mark.parametrize("tool, call", [("iptables-nft-save", 1), ("ip6tables-nft-save", 1),
                                         ("iptables-nft-save", 2), ("ip6tables-nft-save", 2),
                                         ("iptables-nft-restore", 1),
+                                        ("iptables-nft-restore", 2),
                                         ("ip6tables-nft-restore", 2)])
 def test_reapplying_never_duplicates_a_jump_whatever_read_fails(pyz, tmp_path, tool, call):
+    """A caged host where a neighbour inserted its rules above claw-cage's jumps (so the
+    re-run has jumps to move): whichever read or write fails, every jump exists once."""
     with Lab() as lab:
         netlab.ok(lab.firewall(pyz, "--no-persist"))
-        caged = saves(lab)
+        for ipt in (lab.backend, lab.ip6tables):
+            lab.sh(lab.host, "%s -w -I INPUT 1 -i lan0 -j RETURN; %s -w -I DOCKER-USER 1 -i lan0 "
+                             "-j RETURN; %s -w -t mangle -I PREROUTING 1 -i lan0 -j RETURN"
+                   % (ipt, ipt, ipt))
+        moved = saves(lab)
         wrappers = fwlab.failing_tools(str(tmp_path / "bin"), tool, call)
         proc = run_with(lab, pyz, wrappers, "--no-persist")
         assert proc.returncode in (EXIT_FIREWALL, EXIT_UNCHECKED), proc.stderr
-        assert settled(saves(lab)) == settled(caged)
+        once = [sorted(set(j)) for j in _jumps(lab)]
+        for family, found in zip((4, 6), _jumps(lab)):
+            assert len(found) == len(set(found)) == 3, (family, found)
+        if proc.returncode == EXIT_FIREWALL:
+            assert settled(saves(lab)) == settled(moved)     # nothing, or rolled back
         netlab.ok(lab.firewall(pyz, "--no-persist"))      # and a clean run after it
-        assert saves(lab) == caged
+        for parent in ("PREROUTING", "DOCKER-USER", "INPUT"):
+            for family in (4, 6):
+                lines = [l for l in lab.save(family).splitlines() if l.startswith("-A " + parent)]
+                assert " -j CLAW-CAGE-" in lines[0], lines
+        assert [sorted(set(j)) for j in _jumps(lab)] == once
 
 
 def test_persistence_failing_after_the_commit_rolls_back_rules_and_files(pyz, tmp_path):

@@ -107,10 +107,13 @@ class State:
 
 
 def plan_apply(config, state):
-    """One `iptables-restore -n` per family, holding both tables."""
+    """One `iptables-restore -n` per family, holding both tables; none for a family whose
+    saved state already holds exactly the rule table (a re-run then changes nothing, and the
+    read it was planned from is its check)."""
     return [Step([state.tools.restore(f), "-w", "-n"],
                  rules.render_restore(config, f, state.tables.get(f, {})), f)
-            for f in state.fams]
+            for f in state.fams
+            if readback.compare(config, f, state.tables.get(f, {})) is not None]
 
 
 def plan_removal(state):
@@ -279,11 +282,12 @@ def apply(args, ui):
         _show_or_run(steps + later, True, ui)
         return 0
     fams = commit(steps, state)
-    unchecked = None
+    unchecked = problem = None
     try:
-        problem = check_applied(config, state)
+        if steps:
+            problem = check_applied(config, state)
     except UncheckedError as err:
-        problem, unchecked = None, err
+        unchecked = err
     if problem:
         raise undo(state, fams, problem)
     reaches = "the internet" if config.profile == "internet" else "only allowed destinations"
