@@ -83,8 +83,6 @@ def families(tools, ui):
     return rules.FAMILIES
 
 
-
-
 class State:
     """What one `iptables-save` per family showed before any change: the plan is made from it,
     and a failed apply puts exactly it back."""
@@ -175,11 +173,12 @@ def commit(steps, state):
     return touched
 
 
-def check_applied(config, state):
-    """Read back (one save per family) and compare with the rule table. Returns the problem
-    text, or None when the kernel holds exactly the expected rules. A failing read raises
-    UncheckedError: the rules are applied, only the check is missing."""
-    for f in state.fams:
+def check_applied(config, state, fams):
+    """Read back (one save per family written; the others were checked by the read the plan
+    came from) and compare with the rule table. Returns the problem text, or None when the
+    kernel holds exactly the expected rules. A failing read raises UncheckedError: the rules
+    are applied, only the check is missing."""
+    for f in fams:
         try:
             text = runner.run([state.tools.save(f)]).stdout
         except runner.CommandError as err:
@@ -285,7 +284,7 @@ def apply(args, ui):
     unchecked = problem = None
     try:
         if steps:
-            problem = check_applied(config, state)
+            problem = check_applied(config, state, fams)
     except UncheckedError as err:
         unchecked = err
     if problem:
