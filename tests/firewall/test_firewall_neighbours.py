@@ -125,14 +125,14 @@ def test_neighbour_cannot_open_the_cage(pyz, tmp_path, name):
         got = lab.probe(blocked + reach, retry=reach)
         leaks, broken = _reached(got, blocked), [r.name for r in reach if not got[r]]
         caged = (len(_reached(got, lan)), len(_reached(got, host)), len(reach) - len(broken))
+        assert not leaks, "%s opened the cage: %s" % (name, leaks)
+        assert not broken, "with %s these must stay reachable: %s" % (name, broken)
         # the filter layer alone, as claw-cage 0.1 had it: does the neighbour open it?
         _drop_anchor(lab, "first")
         alone = len(_reached(lab.probe(lan), lan))
         _write_matrix(name, ["%d/%d" % (control, len(lan)), "%d/%d" % (caged[0], len(lan)),
                              "%d/%d" % (caged[1], len(host)), "%d/%d" % (caged[2], len(reach)),
                              "%d/%d" % (alone, len(lan))])
-        assert not leaks, "%s opened the cage: %s" % (name, leaks)
-        assert not broken, "with %s these must stay reachable: %s" % (name, broken)
         if neighbour is None and not nft_layout:
             assert alone == 0, "the second anchor alone must block the LAN"
         elif neighbour is not None:
