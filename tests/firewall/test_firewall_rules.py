@@ -234,3 +234,19 @@ def test_blocked_resolvers_warns_only_for_lan_servers(tmp_path):
         ["192.168.1.1"]
     allowed = config._replace(allows=allow.parse_all(["192.168.1.1:53"]))
     assert apply.blocked_resolvers(allowed, [str(conf)]) == []
+
+
+def test_the_host_opens_port_by_port_only():
+    """ADDRESS:PORT (the address may be one of the host's) is judged before the LOCAL drop; a
+    network or an address without a port after it, and never in INPUT: an allow that covers
+    the host's addresses without naming a port opens none of its ports (issue 17)."""
+    config = rules.Config("claw-cage0", NET, allow.parse_all(
+        ["10.255.0.1:8081", "10.255.0.0/30", "10.9.0.0/16:53"]), "internet")
+    pre = rules.chain_rules(config, 4)[rules.PRE_CHAIN]
+    local = pre.index("-m addrtype --dst-type LOCAL -j DROP")
+    assert pre.index("-d 10.255.0.1/32 -p tcp -m tcp --dport 8081 -j RETURN") < local
+    assert pre.index("-d 10.255.0.0/30 -j RETURN") > local
+    assert pre.index("-d 10.9.0.0/16 -p udp -m udp --dport 53 -j RETURN") > local
+    inp = rules.chain_rules(config, 4)[rules.IN_CHAIN]
+    assert "-d 10.255.0.1/32 -p tcp -m tcp --dport 8081 -j RETURN" in inp
+    assert not [r for r in inp if "10.255.0.0/30" in r or "10.9.0.0/16" in r]

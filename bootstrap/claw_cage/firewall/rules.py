@@ -110,21 +110,28 @@ def policy(config, family):
     but never reorders it.
 
     Order matters where sets overlap: the host's own addresses on the bridge (172.30.0.1) are
-    LOCAL *and* in the subnet, so "local" is judged before "subnet"; allows come before every
-    DROP (an ADDRESS:PORT allow may name one of the host's addresses)."""
+    LOCAL *and* in the subnet, so "local" is judged before "subnet". The host opens port by
+    port only (issue 17): host:PORT and ADDRESS:PORT allows (the address may be one of the
+    host's) come before the LOCAL drop, every other allow after it - a network allow never
+    opens a port of the host - and all allows before the ranges' drops."""
     if config.profile not in PROFILES:
         raise ValueError("unknown profile %r" % (config.profile,))
     table = [Rule("established", None, "RETURN")]
     table += [Rule("nd", t, "RETURN") for t in NEIGHBOUR_DISCOVERY[family]]
+    port_allows, net_allows = [], []
     for allow in config.allows:
         if allow.kind == "host":
             table += [Rule("host-port", (p, allow.port), "RETURN") for p in PROTOCOLS]
         elif allow.net.version == family:
             ports = [(p, allow.port) for p in PROTOCOLS] if allow.port else [None]
-            table += [Rule("allow", (allow.net, pp), "RETURN") for pp in ports]
+            kind = "allow" if allow.port and allow.net.num_addresses == 1 else "allow-net"
+            (port_allows if kind == "allow" else net_allows).extend(
+                Rule(kind, (allow.net, pp), "RETURN") for pp in ports)
+    table += port_allows
     table.append(Rule("local", None, "DROP"))
     if family == 4:
         table.append(Rule("broadcast", None, "DROP"))   # 172.30.0.255 reaches the host too
+    table += net_allows
     if config.subnet.version == family:
         table.append(Rule("subnet", config.subnet, "RETURN"))
     table += [Rule("range", ipaddress.ip_network(cidr), "DROP")
@@ -159,7 +166,7 @@ def _pre(rule):
     if kind == "host-port":
         return ["-p %s -m addrtype --dst-type LOCAL -m %s --dport %d -j RETURN"
                 % (arg[0], arg[0], arg[1])]
-    if kind == "allow":
+    if kind in ("allow", "allow-net"):
         net, pp = arg
         return ["-d %s %s-j RETURN" % (_net(net), _port(pp))]
     if kind in ("local", "broadcast"):
@@ -177,7 +184,7 @@ def _fwd(rule):
         return [ESTABLISHED]
     if kind in ("nd", "host-port", "local", "broadcast"):
         return []    # never forwarded: INPUT's business
-    if kind == "allow":
+    if kind in ("allow", "allow-net"):
         net, pp = arg
         if pp is None:
             return ["-m conntrack --ctorigdst %s -j RETURN" % _ct_net(net)]
@@ -199,7 +206,7 @@ def _in(rule):
         return ["-p ipv6-icmp -m icmp6 --icmpv6-type %d -j RETURN" % arg]
     if kind == "host-port":
         return ["-p %s -m %s --dport %d -j RETURN" % (arg[0], arg[0], arg[1])]
-    if kind == "allow":   # in case the allowed address is one of the host's own
+    if kind == "allow":   # ADDRESS:PORT, in case the address is one of the host's own
         net, pp = arg
         return ["-d %s %s-j RETURN" % (_net(net), _port(pp))]
     if kind == "local":
@@ -224,7 +231,8 @@ def forward_verdict(config, address, port=None):
     table's order: for messages and checks, not a substitute for packets."""
     address = ipaddress.ip_address(str(address))
     for kind, arg, verdict in policy(config, address.version):
-        if kind == "allow" and address in arg[0] and (arg[1] is None or arg[1][1] == port):
+        if (kind in ("allow", "allow-net") and address in arg[0]
+                and (arg[1] is None or arg[1][1] == port)):
             return verdict
         if kind in ("subnet", "range") and address in arg:
             return verdict
