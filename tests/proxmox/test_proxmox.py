@@ -23,7 +23,7 @@ from claw_cage.firewall import allow, rules  # noqa: E402
 from claw_cage.proxmox import render  # noqa: E402
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
-ALLOWS = ["192.168.1.50:11434", "10.0.5.0/24", "[fd00::50]:53", "host:11434"]
+ALLOWS = ["192.168.1.50:11434", "10.0.5.0/24", "10.0.6.0/24:443", "[fd00::50]:53", "host:11434"]
 CASES = {  # golden file -> (profile, allows)
     "internet.fw": ("internet", []),
     "internet-allow.fw": ("internet", ALLOWS),

@@ -38,7 +38,13 @@ def _addr(net):
 
 def render(config, admin, own, vmid=None):
     """The .fw text: config (the table's allows and profile), admin (ip_network let in over
-    SSH), own (this VM's addresses, for ipfilter)."""
+    SSH), own (this VM's addresses, for ipfilter).
+
+    Rendered from rules.policy(), the table every iptables anchor renders, as one more
+    anchor: the VM's NIC. Its allows become OUT ACCEPTs and its ranges the IP sets dropped out;
+    IPv4's rest verdict (DROP under local-only) ends the rules. Rules about the host itself
+    (host:PORT, LOCAL, broadcast) and the container's own subnet stay inside the VM, and the
+    IPv6 rest is about the container (it has no IPv6), so they have no line here."""
     args = "".join(" --allow " + allow.describe(a) for a in config.allows)
     if config.profile != "internet":
         args += " --profile " + config.profile
@@ -46,21 +52,24 @@ def render(config, admin, own, vmid=None):
     out = [HEADER.format(vm=vmid or "VMID", admin=_addr(admin), args=args, nic=NIC),
            "[OPTIONS]", OPTIONS, "", "[IPSET ipfilter-%s] # this VM's addresses" % NIC]
     out += [str(a) for a in sorted(own, key=lambda a: (a.version, a))]
+    accepts, rest = [], None
     for fam in rules.FAMILIES:
+        why = {ipaddress.ip_network(cidr): text for cidr, text in rules.SPECIAL_RANGES[fam]}
         out += ["", "[IPSET claw-cage-v%d] # blocked by claw-cage" % fam]
-        out += ["%s # %s" % r for r in rules.SPECIAL_RANGES[fam]]
+        for kind, arg, verdict in rules.policy(config, fam):
+            if kind == "range":
+                out.append("%s # %s" % (arg, why[arg]))
+            elif kind in ("allow", "allow-net"):
+                net, pp = arg
+                spec = allow.describe(allow.Allow("net", net, pp and pp[1]))
+                accepts.append("OUT ACCEPT -dest %s%s # --allow %s" % (
+                    _addr(net), " -p %s -dport %d" % pp if pp else "", spec))
+            elif kind == "rest" and fam == 4:
+                rest = verdict
     out += ["", "[RULES]", "IN ACCEPT -source %s -p tcp -dport 22 # SSH" % _addr(admin)]
-    for a in config.allows:
-        if a.kind != "net":
-            continue  # host:PORT: traffic that stays inside the VM
-        rule, tail = "OUT ACCEPT -dest " + _addr(a.net), " # --allow " + allow.describe(a)
-        if a.port is None:
-            out.append(rule + tail)
-        else:
-            out += ["%s -p %s -dport %d%s" % (rule, p, a.port, tail) for p in rules.PROTOCOLS]
-    out += ["OUT DROP -dest +claw-cage-v%d" % f for f in rules.FAMILIES]
-    if config.profile == "local-only":
-        out.append("OUT DROP # --profile local-only")
+    out += accepts + ["OUT DROP -dest +claw-cage-v%d" % f for f in rules.FAMILIES]
+    if rest == "DROP":
+        out.append("OUT DROP # --profile %s: nothing else leaves" % config.profile)
     return "\n".join(out) + "\n"
 
 
