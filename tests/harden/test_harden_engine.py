@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -291,3 +292,12 @@ def test_containers_stop_or_keep_running_as_said_before_the_restart(pyz):
             assert engine.running("c1") == before and before[0]
             if "--revert" not in args:   # the default bridge stays as it was, and is said so
                 assert "icc: the default bridge keeps its old settings" in res.stdout
+
+
+def test_no_docker_cli_is_a_missing_prerequisite(pyz, tmp_path):
+    res = subprocess.run([sys.executable, pyz, "--harden-docker"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=60,
+                         env=dict(os.environ, PATH=str(tmp_path)))
+    assert res.returncode == 3, res.stderr
+    assert res.stderr == ("claw-cage: error: --harden-docker needs Docker: `docker` is not "
+                          "on PATH\n")

@@ -223,6 +223,8 @@ def revert(args, ui, path):
 
 
 def main(args):
+    if not runner.which("docker"):
+        raise PrereqError("--harden-docker needs Docker: `docker` is not on PATH")
     if os.geteuid() != 0 and not args.dry_run:
         raise PrereqError("--harden-docker changes %s and restarts Docker: run it with sudo"
                           % merge.DAEMON_JSON)
