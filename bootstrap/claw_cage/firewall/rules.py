@@ -113,11 +113,11 @@ def _allow_rules(allow, family, chain):
             return ["-m conntrack --ctorigdst %s -j RETURN" % net]
         return ["-p %s -m conntrack --ctorigdst %s --ctorigdstport %d -j RETURN"
                 % (p, net, allow.port) for p in PROTOCOLS]
-    # INPUT: in case the allowed address is one of the host's own
-    net = _net(allow.net)
-    if allow.port is None:
-        return ["-d %s -j RETURN" % net]
-    return ["-d %s -p %s -m %s --dport %d -j RETURN" % (net, p, p, allow.port)
+    # INPUT: ADDRESS:PORT, in case the address is one of the host's own. The host opens port
+    # by port only (issue 17): a network, or an address without a port, opens no port of it.
+    if allow.port is None or allow.net.num_addresses != 1:
+        return []
+    return ["-d %s -p %s -m %s --dport %d -j RETURN" % (_net(allow.net), p, p, allow.port)
             for p in PROTOCOLS]
 
 

@@ -17,7 +17,7 @@ import re
 from .. import runner
 from ..errors import ClawCageError
 from ..firewall import allow, persist, readback, rules
-from .report import Row, PASS, FAIL, SKIP
+from .report import Row, PASS, FAIL, SKIP, WARN
 
 SECTION = "Host firewall"
 DOCKER_CHAINS = ("DOCKER", "DOCKER-FORWARD")
@@ -325,11 +325,20 @@ def rows(bridge, subnet, is_root, fw):
     names = ("firewall backend", "firewall rules IPv4", "firewall rules IPv6", "DOCKER-USER jump",
              "INPUT jump", "FORWARD order")
     if not is_root:
-        return [_row(n, SKIP, NEEDS_ROOT) for n in names] + [persistence_row(bridge, subnet)]
+        return ([_row(n, SKIP, NEEDS_ROOT) for n in names] + [persistence_row(bridge, subnet)]
+                + allow_rows(subnet, fw))
     config = fw.rules_config(bridge, subnet)
     t4, t6 = Tables(4), Tables(6)
     present = [t for t in (t4, t6) if t.chains is not None]
     out = [backend_row(t4), rules_row(t4, config, fw.source), rules_row(t6, config, fw.source),
            jump_row("DOCKER-USER", config, present), jump_row("INPUT", config, present),
            forward_row(bridge, subnet, present), persistence_row(bridge, subnet)]
-    return out
+    return out + allow_rows(subnet, fw)
+
+
+def allow_rows(subnet, fw):
+    """A warn row for each --allow entry that reaches the LAN or this host: the same words
+    --firewall printed after applying (firewall.allow.summary), from the configuration read."""
+    gateway = next(ipaddress.ip_network(str(subnet)).hosts())
+    opened = allow.summary(fw.allows, allow.host_networks(gateway), fw.profile)
+    return [_row("opened by --allow", WARN, text) for warning, text in opened if warning]
