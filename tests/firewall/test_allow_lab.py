@@ -64,7 +64,7 @@ REFUSED = [
     (["::/0"], "fd00:ec2::254"),
     (["::ffff:10.0.0.1"], "IPv4-mapped"),
     (["192.168.0.0/16"], "whole blocked range 192.168.0.0/16"),
-    (["192.168.1.0/24", "192.168.2.0/24"], "together open 512 blocked IPv4 addresses"),
+    (["192.168.1.0/24", "192.168.2.0/24"], "together would open 512 blocked IPv4 addresses"),
     (["10.0.0.0/9", "10.128.0.0/9"], "whole blocked range 10.0.0.0/8"),
     (["10.255.0.1"], "this host's own address"),
     (["[::1]"], "this host's own address"),
