@@ -24,7 +24,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON
+from conftest import PYTHON, ROOT
 from lab import netlab
 
 EXIT_VERIFY = 7
@@ -162,7 +162,7 @@ def test_control_then_correct_setup(cage):
     code, _, table = cage.verify()
     assert code == 0
     # kept for reviewers, like the e2e tests' tables (tests/output/ is not committed)
-    out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "output")
+    out = os.path.join(ROOT, "tests", "output")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "verify-lab.txt"), "w") as f:
         f.write(table)
