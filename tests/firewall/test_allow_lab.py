@@ -168,3 +168,32 @@ def test_narrow_lan_allow_is_named_in_the_summary(pyz):
         assert "not the LAN or this host" not in out.stdout
         got = _reach(lab, probes, should=["lan 192.168.1.1", "ula"])
         assert got["lan 192.168.1.1"] and got["ula"] and not got["lan 10.1.2.3"], got
+
+
+def test_verify_shows_what_is_open_as_warn_rows(pyz):
+    """--verify, from the configuration --firewall persisted (into a private /etc overlay),
+    shows each opening as a warn row: the same words as the summary."""
+    import json
+    import os
+    with Lab() as lab:
+        overlay = os.path.join(lab.tmp, "etc")
+        out = lab.firewall(pyz, "--allow", "host:2222", "--allow", "192.168.1.1:8080",
+                           etc_overlay=overlay)
+        _ok(out)
+        env = dict(os.environ)
+        os.environ.update({"CLAW_CAGE_PROBE_NETNS": lab.ctr,   # probes stay in the lab
+                           "CLAW_CAGE_INTERNET_PROBE": "%s:8080" % netlab.WAN_V4})
+        try:
+            proc = lab.run_program([netlab.PY, pyz, "--verify", "--json", "--dir",
+                                    lab.compose_dir], etc_overlay=overlay)
+        finally:
+            os.environ.clear()
+            os.environ.update(env)
+        rows = json.loads(proc.stdout)
+        opened = [r for r in rows if r["check"].startswith("opened by --allow")]
+        print(json.dumps(opened, indent=1))
+        assert [r["status"] for r in opened] == ["warn", "warn"], rows
+        assert "this host is reachable on port 2222" in opened[0]["detail"]
+        assert "the LAN is NOT fully blocked" in opened[1]["detail"]
+        for r in opened:
+            assert r["detail"] in out.stdout, (r, out.stdout)

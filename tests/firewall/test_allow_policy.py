@@ -84,14 +84,15 @@ def test_summary_tells_what_is_open():
     allows = allow.parse_all(["host:2222", "172.30.0.1:8080", "192.168.1.0/24", "8.8.8.8:53",
                               "[fd00::5]:53"])
     lines = allow.summary(allows, HOST)
-    text = "\n".join(t for _, t in lines)
-    warned = [t for w, t in lines if w]
+    text = "\n".join(t for _, _, t in lines)
+    warned = [t for w, _, t in lines if w]
     assert "this host is reachable on port 2222" in warned[0]
     assert "this host is reachable on port 8080 (TCP and UDP) at 172.30.0.1" in warned[1]
     assert "the LAN is NOT fully blocked: the container reaches 192.168.1.0/24" in warned[2]
     assert "the LAN is NOT fully blocked: the container reaches fd00::5" in warned[3]
     assert "this host's own 192.168.1.10 in 192.168.1.0/24 stays closed" in text
-    assert (False, "open: 8.8.8.8 (TCP and UDP port 53): --allow 8.8.8.8:53") in lines
+    assert (False, "8.8.8.8:53", "open: 8.8.8.8 (TCP and UDP port 53): --allow 8.8.8.8:53") \
+        in lines
     assert allow.summary((), HOST) == []
 
 
@@ -170,6 +171,8 @@ def test_verify_warn_rows_say_what_summary_says():
                                                        "8.8.8.8:53"]), "internet", "test")
     rows = firewall_rows.allow_rows("172.30.0.0/24", fw)
     assert [r.status for r in rows] == ["warn", "warn"]
+    assert [r.check for r in rows] == ["opened by --allow host:2222",
+                                       "opened by --allow 192.168.1.1:8080"]
     assert "this host is reachable on port 2222" in rows[0].detail
     assert "the LAN is NOT fully blocked" in rows[1].detail
     assert firewall_rows.allow_rows("172.30.0.0/24", firewall_rows.FirewallConfig()) == []

@@ -23,7 +23,8 @@ from ..errors import UsageError
 from . import rules
 
 # kind: "host" (the host itself: INPUT) or "net" (a destination: FORWARD; and INPUT for a single
-# ADDRESS:PORT, in case the address is one of the host's own). net: an ip_network or None. port: int or None.
+# ADDRESS:PORT, in case the address is one of the host's own).
+# net: an ip_network or None. port: int or None.
 Allow = collections.namedtuple("Allow", "kind net port")
 
 _V4 = re.compile(r"^(?P<addr>[0-9.]+(?:/[0-9]+)?)(?::(?P<port>[0-9]+))?$")
@@ -205,35 +206,36 @@ def _lan_space(family):
 
 def summary(allows, host_nets, profile="internet"):
     """What the allow list opens, for the lines after --firewall and --verify's rows:
-    [(warning, text)]; warning is True where the LAN or this host is reachable."""
+    [(warning, spec, text)]; warning is True where the LAN or this host is reachable."""
     hosts = _host_nets(host_nets)
     out = []
     for a in allows:
         spec = describe(a)
         ports = "every port" if a.port is None else "TCP and UDP port %d" % a.port
         if a.kind == "host":
-            out.append((True, "this host is reachable on port %d (TCP and UDP, at every address "
-                              "of this host): --allow %s" % (a.port, spec)))
+            out.append((True, spec, "this host is reachable on port %d (TCP and UDP, at every "
+                                    "address of this host): --allow %s" % (a.port, spec)))
             continue
         if is_host_port(a, host_nets):
-            out.append((True, "this host is reachable on port %d (TCP and UDP) at %s: --allow "
-                              "%s" % (a.port, _show(a.net), spec)))
+            out.append((True, spec, "this host is reachable on port %d (TCP and UDP) at %s: "
+                                    "--allow %s" % (a.port, _show(a.net), spec)))
             continue
         lan = _lan_space(a.net.version)
         if any(a.net.overlaps(b) for b in lan):
             size = _overlap_size([a.net], list(ipaddress.collapse_addresses(lan)))
             many = ", %d LAN addresses" % size if a.net.version == 4 and size > 1 else ""
-            out.append((True, "the LAN is NOT fully blocked: the container reaches %s (%s%s): "
-                              "--allow %s" % (_show(a.net), ports, many, spec)))
-        elif any(a.net.overlaps(b) for b in blocked_space(a.net.version, profile)):
-            out.append((False, "open: %s (%s), otherwise blocked: --allow %s"
-                               % (_show(a.net), ports, spec)))
+            text = "the LAN is NOT fully blocked: the container reaches %s (%s%s)" % (
+                _show(a.net), ports, many)
+            out.append((True, spec, text + ": --allow " + spec))
         else:
-            out.append((False, "open: %s (%s): --allow %s" % (_show(a.net), ports, spec)))
+            blocked = any(a.net.overlaps(b) for b in blocked_space(a.net.version, profile))
+            out.append((False, spec, "open: %s (%s)%s: --allow %s" % (
+                _show(a.net), ports, ", otherwise blocked" if blocked else "", spec)))
         inside = _host_addrs_in(a.net, hosts)
         if inside:
-            out.append((False, "this host's own %s in %s stays closed (host:PORT opens a port "
-                               "of it)" % (", ".join(_show(h) for h in inside[:3]), spec)))
+            out.append((False, spec, "this host's own %s in %s stays closed (host:PORT opens "
+                                     "a port of it)" % (", ".join(_show(h) for h in inside[:3]),
+                                                        spec)))
     return out
 
 

@@ -232,10 +232,10 @@ def apply(args, ui):
     # what is open, exactly: never "not the LAN" while an --allow reaches it (issue 17)
     opened = allow.summary(config.allows, _host_networks(config), config.profile)
     reaches = "the internet" if config.profile == "internet" else "only allowed destinations"
-    closed = "" if any(warning for warning, _ in opened) else ", not the LAN or this host"
+    closed = "" if any(warning for warning, _, _ in opened) else ", not the LAN or this host"
     ui.ok("firewall applied (%s): %s (%s) reaches %s%s"
           % (tools.iptables(4), config.bridge, config.subnet, reaches, closed))
-    for warning, text in opened:
+    for warning, _, text in opened:
         if warning:
             ui.warn(text)
         else:

@@ -341,4 +341,5 @@ def allow_rows(subnet, fw):
     --firewall printed after applying (firewall.allow.summary), from the configuration read."""
     gateway = next(ipaddress.ip_network(str(subnet)).hosts())
     opened = allow.summary(fw.allows, allow.host_networks(gateway), fw.profile)
-    return [_row("opened by --allow", WARN, text) for warning, text in opened if warning]
+    return [_row("opened by --allow %s" % spec, WARN, text)
+            for warning, spec, text in opened if warning]
