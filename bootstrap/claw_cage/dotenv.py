@@ -10,8 +10,8 @@ real Compose binary case by case:
   - a UTF-8 byte-order mark at the start is ignored; CRLF line ends are LF
   - unquoted values end at the line end or at ` #` (a comment), trailing spaces dropped;
     'single quoted' values are literal; "double quoted" ones may span lines and know \\n \\r
-  - $VAR / ${VAR} / ${VAR:-default} / ${VAR-default} expand (earlier keys, then the
-    environment), except in single quotes; $$ is a dollar sign
+  - $VAR / ${VAR} / ${VAR:-default} / ${VAR-default} expand (the environment, then earlier
+    keys), except in single quotes; $$ is a dollar sign
 A value's text never appears in an error message: only its line number.
 """
 
@@ -46,7 +46,7 @@ def _expand(value, known, environ):
             if not found:
                 raise DotenvError("invalid ${...} expression")
             name, mode, default = found.groups()
-        current = known.get(name, environ.get(name))
+        current = environ.get(name, known.get(name))   # the environment first, as Compose
         if mode in (":-", "-"):
             unset = current is None or (mode == ":-" and current == "")
             return default if unset else current

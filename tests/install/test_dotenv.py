@@ -63,6 +63,13 @@ def test_more_cases_match_compose(compose, text):
     assert dotenv.parse(text) == dotenv.compose(text.encode("utf-8"), compose)
 
 
+def test_the_environment_comes_before_earlier_keys(compose, monkeypatch):
+    monkeypatch.setenv("CLAW_TEST_KX", "fromenv")
+    text = "CLAW_TEST_KX=v\nJ=${CLAW_TEST_KX}z\n"
+    assert dotenv.parse(text) == dotenv.compose(text.encode(), compose) == {
+        "CLAW_TEST_KX": "v", "J": "fromenvz"}
+
+
 @pytest.mark.parametrize("text", ['K="abc\n', "K!=a\n", "K K=a\n"])
 def test_files_compose_refuses_are_refused(compose, text):
     with pytest.raises(dotenv.DotenvError):
