@@ -154,15 +154,10 @@ services:
 
 
 def compose_command():
-    """argv prefix of Docker Compose v2 (`docker compose`, else `docker-compose`), or None."""
-    if runner.which("docker"):
-        probe = runner.run(["docker", "compose", "version"], check=False, timeout=30)
-        if probe.ok:
-            return ["docker", "compose"]
-    if runner.which("docker-compose"):
-        probe = runner.run(["docker-compose", "version"], check=False, timeout=30)
-        if probe.ok and "v2." in probe.stdout:
-            return ["docker-compose"]
+    """["docker", "compose"] when Compose v2 answers (as prereqs requires), else None."""
+    if runner.which("docker") and runner.run(["docker", "compose", "version"], check=False,
+                                             timeout=30).ok:
+        return ["docker", "compose"]
     return None
 
 

@@ -37,17 +37,16 @@ def uplinks(proc="/proc"):
 
 def check(name, sysfs="/sys/class/net", proc="/proc"):
     """TargetError unless `name` is an existing Linux bridge or no interface at all yet."""
-    where = "docker-compose.yml names bridge %s" % name
     if name == "lo":
-        raise TargetError("%s: that is this host's loopback interface, and caging it would cut "
-                          "the host's own traffic; use a bridge name of its own (claw-cage0)"
-                          % where)
-    if name in uplinks(proc):
-        raise TargetError("%s: that is the interface of this host's default route, and caging "
-                          "it would cut the host's LAN traffic, SSH included; use a bridge name "
-                          "of its own (claw-cage0)" % where)
-    path = os.path.join(sysfs, name)
-    if os.path.lexists(path) and not os.path.isdir(os.path.join(path, "bridge")):
-        raise TargetError("%s: an interface with that name exists and is not a Linux bridge; "
-                          "caging it would cut traffic that is not the container's; use a "
-                          "bridge name of its own (claw-cage0)" % where)
+        why = "this host's loopback interface: caging it would cut the host's own traffic"
+    elif name in uplinks(proc):
+        why = ("the interface of this host's default route: caging it would cut the host's LAN "
+               "traffic, SSH included")
+    elif os.path.lexists(os.path.join(sysfs, name)) and \
+            not os.path.isdir(os.path.join(sysfs, name, "bridge")):
+        why = ("an existing interface that is not a Linux bridge: caging it would cut traffic "
+               "that is not the container's")
+    else:
+        return
+    raise TargetError("docker-compose.yml names bridge %s, %s; give the network a bridge name "
+                      "of its own (claw-cage0)" % (name, why))
