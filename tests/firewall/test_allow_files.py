@@ -10,6 +10,8 @@ namespace of its own (the lab's host, or `unshare -n`), so no real firewall is t
 import os
 import stat
 import subprocess
+import sys
+
 import pytest
 
 from lab import netlab
@@ -137,3 +139,30 @@ def test_bridge_must_be_a_linux_bridge_or_absent(pyz, tmp_path, root):
         assert out.returncode == 0, out.stderr
         out = lab.firewall(pyz, "--no-persist")
         assert out.returncode == 0, out.stderr
+
+
+# ---- safefile itself -----------------------------------------------------------------------
+
+def test_safefile_reads_regular_files_only(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
+    from claw_cage import safefile
+    from claw_cage.errors import TargetError
+    ok = tmp_path / "ok"
+    ok.write_bytes(b"abc\n")
+    assert safefile.read(str(ok)) == b"abc\n"
+    assert safefile.read(str(tmp_path / "absent")) is None
+    os.symlink(str(ok), str(tmp_path / "link"))
+    os.mkfifo(str(tmp_path / "fifo"))
+    (tmp_path / "dir").mkdir()
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * 101)
+    for name, limit, words in (("link", 100, "symlink"), ("fifo", 100, "not a regular file"),
+                               ("dir", 100, "not a regular file"), ("big", 100, "larger than")):
+        with pytest.raises(safefile.UnsafeFile) as err:
+            safefile.read(str(tmp_path / name), limit)
+        assert words in str(err.value) and err.value.exit_code == 5
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"bridge: " + SECRET.encode() + b"\xff\n")
+    with pytest.raises(TargetError) as err:
+        safefile.read_text(str(bad))
+    assert SECRET not in str(err.value) and "\\xff" not in str(err.value)
