@@ -84,7 +84,7 @@ def parse(text, environ=None):
             i += len("export")
             while i < n and text[i] in _SPACE:
                 i += 1
-        start, key_end, sep = i, None, None
+        start, sep = i, None
         while i < n:
             c = text[i]
             if c in "=:\n":
