@@ -111,19 +111,21 @@ def _vmid(text):
 def check_layer_combinations(p, args):
     """True for --harden-docker and --proxmox (--allow/--profile as in --firewall), after
     refusing every option they do not take; elsewhere refuses their own options."""
-    given = [("--allow", bool(args.allow)), ("--profile", args.profile is not None),
-             ("--no-persist", args.no_persist), ("--remove", args.remove),
-             ("--source", args.source is not None), ("--yes", args.yes), ("--json", args.json),
-             ("--dir", args.dir is not None), ("--dry-run", args.dry_run),
-             ("--vmid", args.vmid is not None), ("--admin-source", args.admin_source is not None),
-             ("--revert", args.revert)]
+    others = [("--allow", bool(args.allow)), ("--profile", args.profile is not None),
+              ("--unsafe-wide-allow", args.unsafe_wide_allow), ("--no-persist", args.no_persist),
+              ("--remove", args.remove), ("--source", args.source is not None),
+              ("--yes", args.yes), ("--json", args.json), ("--dir", args.dir is not None),
+              ("--dry-run", args.dry_run)]
+    given = others + [("--vmid", args.vmid is not None),
+                      ("--admin-source", args.admin_source is not None), ("--revert", args.revert)]
     if args.harden_docker:
         mode, ok = "with --harden-docker", ("--dry-run", "--revert")
     elif args.proxmox:
-        mode, ok = "with --proxmox", ("--allow", "--profile", "--vmid", "--admin-source")
+        mode, ok = "with --proxmox", ("--allow", "--profile", "--unsafe-wide-allow", "--vmid",
+                                      "--admin-source")
     else:
         mode = "without " + ("--harden-docker" if args.revert else "--proxmox")
-        ok = [n for n, _ in given[:9]]
+        ok = [name for name, _ in others]   # the other modes check these themselves
     used = [name for name, value in given if value and name not in ok]
     if used:
         p.error("%s cannot be used %s" % (", ".join(used), mode))

@@ -23,7 +23,7 @@ from claw_cage.firewall import allow, rules  # noqa: E402
 from claw_cage.proxmox import render  # noqa: E402
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
-ALLOWS = ["192.168.1.50:11434", "10.0.5.0/24", "10.0.6.0/24:443", "[fd00::50]:53", "host:11434"]
+ALLOWS = ["192.168.1.50:11434", "10.0.5.0/26", "10.0.6.0/26:443", "[fd00::50]:53", "host:11434"]
 CASES = {  # golden file -> (profile, allows)
     "internet.fw": ("internet", []),
     "internet-allow.fw": ("internet", ALLOWS),
@@ -162,7 +162,14 @@ def test_admin_source_from_the_ssh_session(pyz, vm_namespace):
     (["--proxmox", "--admin-source", "10.0.0.1", "--dry-run"], 2, "--dry-run cannot be used"),
     (["--proxmox", "--admin-source", "10.0.0.1", "--remove"], 2, "--remove cannot be used"),
     (["--firewall", "--vmid", "105"], 2, "--vmid cannot be used without --proxmox"),
+    (["--proxmox", "--admin-source", "10.0.0.1", "--allow", "10.0.0.0/8"], 2,
+     "would open the whole blocked range 10.0.0.0/8; to open it anyway, add --unsafe-wide-allow"),
+    (["--proxmox", "--admin-source", "10.0.0.1", "--allow", "192.168.1.20"], 2,
+     "is this host's own address"),
+    (["--harden-docker", "--unsafe-wide-allow"], 2,
+     "--unsafe-wide-allow cannot be used with --harden-docker"),
 ])
+
 def test_bad_input_is_one_line_and_prints_no_file(args, code, message, pyz, vm_namespace):
     env = {"SSH_CLIENT": ""}
     res = run_in(vm_namespace, pyz, args, env=env)
@@ -200,3 +207,10 @@ def test_a_resolver_the_file_cuts_off_is_named_with_the_allow_that_keeps_it(pyz,
         assert "DNS server 198.51.100.53: add --allow 198.51.100.53:53" in local.stderr
     finally:
         resolv(vm_namespace, "nameserver 198.51.100.53\n")
+
+
+def test_a_wide_allow_needs_the_same_flag_as_for_the_firewall(pyz, vm_namespace):
+    res = run_in(vm_namespace, pyz, args_for("internet", ["10.0.0.0/8"]) + ["--unsafe-wide-allow"])
+    assert res.returncode == 0, res.stderr
+    assert "OUT ACCEPT -dest 10.0.0.0/8 # --allow 10.0.0.0/8\n" in res.stdout
+    assert "--allow 10.0.0.0/8 --unsafe-wide-allow --vmid 105" in res.stdout   # the command

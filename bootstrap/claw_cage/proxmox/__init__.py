@@ -36,7 +36,7 @@ def _addr(net):
     return str(net.network_address) if net.num_addresses == 1 else str(net)
 
 
-def render(config, admin, own, vmid=None):
+def render(config, admin, own, vmid=None, wide=False):
     """The .fw text: config (the table's allows and profile), admin (ip_network let in over
     SSH), own (this VM's addresses, for ipfilter).
 
@@ -48,7 +48,7 @@ def render(config, admin, own, vmid=None):
     args = "".join(" --allow " + allow.describe(a) for a in config.allows)
     if config.profile != "internet":
         args += " --profile " + config.profile
-    args += (" --vmid %s" % vmid if vmid else "") + " --admin-source " + _addr(admin)
+    args += (" " + allow.WIDE_FLAG if wide else "") + (" --vmid %s" % vmid if vmid else "") + " --admin-source " + _addr(admin)
     out = [HEADER.format(vm=vmid or "VMID", admin=_addr(admin), args=args, nic=NIC),
            "[OPTIONS]", OPTIONS, "", "[IPSET ipfilter-%s] # this VM's addresses" % NIC]
     out += [str(a) for a in sorted(own, key=lambda a: (a.version, a))]
@@ -119,8 +119,10 @@ def blocked_resolvers(config, path="/etc/resolv.conf"):
 def main(args):
     config = rules.default_config()._replace(allows=allow.parse_all(args.allow),
                                              profile=args.profile or "internet")
+    # what an allow may open: as for --firewall, this VM being the host
+    allow.check(config.allows, allow.host_networks(), config.profile, args.unsafe_wide_allow)
     sys.stdout.write(render(config, admin_source(args.admin_source), own_addresses(),
-                            args.vmid))
+                            args.vmid, args.unsafe_wide_allow))
     for addr in blocked_resolvers(config):
         UI(sys.stderr).warn("this file cuts the VM off from its DNS server %s: add --allow %s"
                             % (addr, ("[%s]:53" if addr.version == 6 else "%s:53") % addr))
