@@ -379,6 +379,13 @@ def test_engine_chains(stack):
     """The chain layout each engine makes, and claw-cage's anchor first where it hangs."""
     f = stack.facts
     chains = f["chains"]
+    # every jump into claw-cage's chains is rule 1 of its parent, on every engine
+    jumps = stack.cage_jumps()
+    assert jumps, "no jump into claw-cage's chains on %s" % stack.name
+    for family, table, line in jumps:
+        parent = stack.rules(line.split()[1], family, table)
+        assert parent[1] == line, "%s (IPv%d, %s) is not first: %s" % (line, family, table,
+                                                                      parent)
     if stack.name == NFT:
         assert f["v4_user"] is None and f["v6_user"] is None, "no DOCKER-USER on nftables"
         assert not [c for c in chains if c.startswith("DOCKER")], chains
@@ -607,3 +614,166 @@ def _write_output(name, text):
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, name), "w") as f:
         f.write(text)
+
+
+# ---- hostile neighbours on a real engine (issue 10's matrix) ---------------------------------
+
+# Tailscale's netfilter layout, replayed from its source (tailscale/tailscale,
+# util/linuxfw/iptables_runner.go: AddChains, addBase4, AddHooks; mark 0x40000/0xff0000 from
+# its PacketMarks): Tailscale is not in Debian. Inserted while dockerd runs, as when tailscaled
+# starts after dockerd: `ts-forward` sits at FORWARD 1, above DOCKER-USER.
+TAILSCALE_V4 = """*filter
+:ts-input - [0:0]
+:ts-forward - [0:0]
+-A ts-input ! -i tailscale0 -s 100.115.92.0/23 -j RETURN
+-A ts-input ! -i tailscale0 -s 100.64.0.0/10 -j DROP
+-A ts-input -i tailscale0 -j ACCEPT
+-A ts-forward -i tailscale0 -j MARK --set-xmark 0x40000/0xff0000
+-A ts-forward -m mark --mark 0x40000/0xff0000 -j ACCEPT
+-A ts-forward -s 100.64.0.0/10 -o tailscale0 -j DROP
+-A ts-forward -o tailscale0 -j ACCEPT
+-I INPUT 1 -j ts-input
+-I FORWARD 1 -j ts-forward
+COMMIT
+*nat
+:ts-postrouting - [0:0]
+-I POSTROUTING 1 -j ts-postrouting
+COMMIT
+"""
+
+# ufw-docker's block for /etc/ufw/after.rules (chaifeng/ufw-docker, README "Solving UFW and
+# Docker issues"): every `ufw reload` restores it with iptables-restore -n, which re-declares
+# and so flushes DOCKER-USER.
+UFW_DOCKER_AFTER_RULES = """*filter
+:ufw-user-forward - [0:0]
+:ufw-docker-logging-deny - [0:0]
+:DOCKER-USER - [0:0]
+-A DOCKER-USER -j ufw-user-forward
+-A DOCKER-USER -j RETURN -s 10.0.0.0/8
+-A DOCKER-USER -j RETURN -s 172.16.0.0/12
+-A DOCKER-USER -j RETURN -s 192.168.0.0/16
+-A DOCKER-USER -p udp -m udp --sport 53 --dport 1024:65535 -j RETURN
+-A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 192.168.0.0/16
+-A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 10.0.0.0/8
+-A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 172.16.0.0/12
+-A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 192.168.0.0/16
+-A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 10.0.0.0/8
+-A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 172.16.0.0/12
+-A DOCKER-USER -j RETURN
+-A ufw-docker-logging-deny -m limit --limit 3/min --limit-burst 10 -j LOG --log-prefix "[UFW DOCKER BLOCK] "
+-A ufw-docker-logging-deny -j DROP
+COMMIT
+"""
+
+
+def _needs_issue_10_anywhere(request):
+    """The neighbour cases rest on issue 10's first anchor on every engine."""
+    if not _nft_anchor_merged():
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=ISSUE_10))
+
+
+def _restore(stack, text):
+    stack.lab.run(["iptables-restore", "-w", "10", "-n"], input=text)
+
+
+def _tailscale_down(stack):
+    for table, parent, chain in (("filter", "INPUT", "ts-input"),
+                                 ("filter", "FORWARD", "ts-forward"),
+                                 ("nat", "POSTROUTING", "ts-postrouting")):
+        ipt = ["iptables", "-w", "10", "-t", table]
+        while stack.lab.run(ipt + ["-C", parent, "-j", chain], check=False).returncode == 0:
+            stack.lab.run(ipt + ["-D", parent, "-j", chain])
+        stack.lab.run(ipt + ["-F", chain], check=False)
+        stack.lab.run(ipt + ["-X", chain], check=False)
+
+
+def _neighbour_rows(stack, peer=None):
+    rows = {
+        "LAN host %s http" % eng.LAN_HOST:
+            stack.reach("http", "http://%s:%d/" % (eng.LAN_HOST, eng.PEER_PORT)),
+        "metadata 169.254.169.254 tcp": stack.reach("tcp", "169.254.169.254", eng.PEER_PORT),
+        "host via its LAN address %s" % eng.HOST_LAN:
+            stack.reach("tcp", eng.HOST_LAN, eng.HOST_PORT),
+        "WAN host %s http" % eng.WAN_HOST:
+            stack.reach("http", "http://%s:%d/" % (eng.WAN_HOST, eng.PEER_PORT)),
+    }
+    if peer:
+        rows["tailnet peer %s http" % peer] = stack.reach("http", "http://%s:%d/"
+                                                          % (peer, eng.PEER_PORT))
+    return rows
+
+
+def test_neighbour_tailscale_forward_first(stack, request):
+    """Tailscale started after dockerd: `ts-forward` at FORWARD 1 ACCEPTs whatever is routed
+    to tailscale0, before DOCKER-USER. The cage must still keep the tailnet, the LAN and the
+    host closed; the control (claw-cage's jumps removed) reaches the tailnet."""
+    _needs_issue_10_anywhere(request)
+    stack.ensure_up()
+    peer = stack.lab.add_tailnet()
+    _restore(stack, TAILSCALE_V4)
+    try:
+        forward = stack.rules("FORWARD")
+        assert forward[1] == "-A FORWARD -j ts-forward", forward
+        caged = _neighbour_rows(stack, peer)
+        for family, table, line in stack.cage_jumps():
+            stack.delete_rule(family, table, line)
+        try:
+            control = _neighbour_rows(stack, peer)
+        finally:
+            stack.firewall_on()
+        table = _table(("caged", caged), ("no jumps", control))
+        _write_output("e2e-engine-%s-tailscale.txt" % stack.name, table + "\n")
+        assert caged == _expected(caged), table
+        assert control["tailnet peer %s http" % peer], "control: Tailscale's ACCEPT opens " \
+            "the tailnet without the cage\n" + table
+    finally:
+        _tailscale_down(stack)
+        stack.firewall_on()
+
+
+def test_neighbour_flushes_the_second_anchor(stack, request):
+    """ufw-docker's after.rules restored by `ufw reload` (iptables-restore -n re-declares
+    DOCKER-USER: claw-cage's jump there is gone, and its RETURN for 172.16/12 passes the
+    container's traffic); on the nftables engine, where no DOCKER-USER exists, a reset script
+    flushing FORWARD with policy ACCEPT. The cage must hold through its first anchor; the
+    control (the same neighbour with claw-cage's jumps removed) reaches the LAN."""
+    _needs_issue_10_anywhere(request)
+    stack.ensure_up()
+    docker_user = stack.facts["v4_user"] is not None
+    policy = [ln for ln in stack.rules("FORWARD") if ln.startswith("-P ")][0].split()[2]
+
+    def neighbour():
+        if docker_user:
+            _restore(stack, UFW_DOCKER_AFTER_RULES)
+        else:
+            stack.lab.run(["iptables", "-w", "10", "-F", "FORWARD"])
+            stack.lab.run(["iptables", "-w", "10", "-P", "FORWARD", "ACCEPT"])
+
+    def undo():
+        if docker_user:
+            stack.lab.run(["iptables", "-w", "10", "-F", "DOCKER-USER"])
+            for chain in ("ufw-user-forward", "ufw-docker-logging-deny"):
+                stack.lab.run(["iptables", "-w", "10", "-F", chain], check=False)
+                stack.lab.run(["iptables", "-w", "10", "-X", chain], check=False)
+        else:
+            stack.lab.run(["iptables", "-w", "10", "-P", "FORWARD", policy])
+        stack.firewall_on()
+
+    try:
+        neighbour()
+        if docker_user:
+            user = stack.rules("DOCKER-USER")
+            assert not [ln for ln in user if "CLAW-CAGE" in ln], user
+        caged = _neighbour_rows(stack)
+        undo()
+        for family, table, line in stack.cage_jumps():
+            stack.delete_rule(family, table, line)
+        neighbour()
+        control = _neighbour_rows(stack)
+    finally:
+        undo()
+    table = _table(("caged", caged), ("no jumps", control))
+    _write_output("e2e-engine-%s-flush.txt" % stack.name, table + "\n")
+    assert caged == _expected(caged), table
+    assert control["LAN host %s http" % eng.LAN_HOST], "control: with the neighbour and " \
+        "without claw-cage's jumps the LAN is reached\n" + table

@@ -45,6 +45,7 @@ API
     .in_ns(ns, argv, ...)         a command in one of the lab's namespaces
     .docker(*args, ...)           the engine's docker CLI
     .restart()                    stop and start dockerd (same data root)
+    .add_tailnet()                a `tailscale0` and a tailnet peer (Tailscale's layout)
     .version()                    what `docker version` says the server is
     addresses: LAN_HOST, HOST_LAN, WAN_HOST, UPLINK_GW, HOST_WAN, .resolver
 """
@@ -92,6 +93,7 @@ HOST_LAN, LAN_HOST, LAN_NET = "192.168.1.2", "192.168.1.10", "192.168.1.0/24"
 HOST_WAN, UPLINK_GW, WAN_NET = "10.99.0.2", "10.99.0.1", "10.99.0.0/24"
 WAN_HOST = "203.0.113.10"
 PEER_PORT = 8080
+TAILNET_SELF, TAILNET_PEER = "100.101.0.2", "100.100.1.1"      # add_tailnet()
 HOST_PORT = 8081       # a service of the engine's host itself, on every address
 
 
@@ -432,6 +434,29 @@ class EngineLab:
         for ns, addr, port in ((lan, LAN_HOST, PEER_PORT), (wan, WAN_HOST, PEER_PORT),
                                (h, "127.0.0.1", HOST_PORT)):
             self._wait_port(ns, addr, port)
+
+    def add_tailnet(self):
+        """A tailnet as Tailscale makes one: an interface `tailscale0` in the engine's
+        namespace (here a veth into the LAN namespace, which plays a tailnet peer at
+        TAILNET_PEER), an address in 100.64.0.0/10 and the route to the whole range through it.
+        Idempotent; the interface goes with the namespaces."""
+        if self.connect(self.lan_ns, TAILNET_PEER, PEER_PORT, 1):
+            return TAILNET_PEER
+        _sh(self.nsenter() + ["sh", "-c", """
+            set -e
+            ip link add tailscale0 type veth peer name ts0 netns {lan}
+            ip addr add {me}/32 dev tailscale0
+            ip link set tailscale0 up
+            ip route add 100.64.0.0/10 dev tailscale0
+        """.format(lan=self.lan_ns, me=TAILNET_SELF)])
+        _sh(self.nsenter(self.lan_ns) + ["sh", "-c", """
+            set -e
+            ip addr add {peer}/10 dev ts0
+            ip link set ts0 up
+        """.format(peer=TAILNET_PEER)])
+        self._serve(self.lan_ns, _HTTP, TAILNET_PEER, PEER_PORT)
+        self._wait_port(self.lan_ns, TAILNET_PEER, PEER_PORT)
+        return TAILNET_PEER
 
     def _serve(self, ns, program, addr, port, *extra):
         proc = subprocess.Popen(self.nsenter(ns) + [PY, "-c", program, addr, str(port)]
