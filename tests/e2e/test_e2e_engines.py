@@ -777,3 +777,81 @@ def test_neighbour_flushes_the_second_anchor(stack, request):
     assert caged == _expected(caged), table
     assert control["LAN host %s http" % eng.LAN_HOST], "control: with the neighbour and " \
         "without claw-cage's jumps the LAN is reached\n" + table
+
+
+def test_neighbour_real_ufw(stack, request, tmp_path):
+    """Debian's real ufw (bookworm's package, unpacked, enabled inside the engine's namespace)
+    with ufw-docker's block in after.rules where Docker has a DOCKER-USER: `ufw enable` and
+    every `ufw reload` restore that block, which flushes DOCKER-USER. The cage must hold
+    through both; the control (claw-cage's jumps removed, ufw on) reaches the LAN.
+    On the nftables engine there is no DOCKER-USER for ufw-docker to act on, and ufw's default
+    `deny (routed)` drops what Docker's own table accepts (measured: the container then
+    reaches nothing, the internet included). A user there routes the bridge to the uplink
+    with `ufw route allow in on claw-cage0 out on wan0`, as here; the control is then the
+    metadata address beyond the uplink, which that rule lets through without the cage."""
+    _needs_issue_10_anywhere(request)
+    stack.ensure_up()
+    try:
+        root = eng.prepare_ufw()
+    except eng.EngineUnavailable as err:
+        _fail_or_skip("UFW NOT AVAILABLE: %s" % err)
+    ufw = eng.Ufw(stack.lab, root, str(tmp_path))
+    docker_user = stack.facts["v4_user"] is not None
+    if docker_user:
+        ufw.append_after_rules(UFW_DOCKER_AFTER_RULES)
+    before = _ufw_policies(stack)
+    rows = {}
+    try:
+        ufw.run("--force", "enable")
+        if not docker_user:
+            ufw.run("route", "allow", "in", "on", "claw-cage0", "out", "on", "wan0")
+        if docker_user:
+            user = stack.rules("DOCKER-USER")
+            assert "-A DOCKER-USER -j ufw-user-forward" in user, user
+        rows["ufw enabled"] = _neighbour_rows(stack)
+        ufw.run("reload")
+        rows["after ufw reload"] = _neighbour_rows(stack)
+        for family, table, line in stack.cage_jumps():
+            stack.delete_rule(family, table, line)
+        ufw.run("reload")
+        rows["control: no jumps"] = _neighbour_rows(stack)
+    finally:
+        ufw.run("--force", "disable", check=False)
+        _ufw_cleanup(stack, before)
+        stack.firewall_on()
+    table = _table(*rows.items())
+    _write_output("e2e-engine-%s-ufw.txt" % stack.name, table + "\n")
+    for name in ("ufw enabled", "after ufw reload"):
+        assert rows[name] == _expected(rows[name]), table
+    control = rows["control: no jumps"]
+    if docker_user:
+        assert control["LAN host %s http" % eng.LAN_HOST], table
+    else:
+        assert control["metadata 169.254.169.254 tcp"], table
+
+
+def _ufw_policies(stack):
+    return {(family, chain): stack.rules(chain, family)[0].split()[2]
+            for family in (4, 6) for chain in ("INPUT", "FORWARD", "OUTPUT")}
+
+
+def _ufw_cleanup(stack, policies):
+    """ufw's chains out (IPv4 and IPv6), the built-in policies back as they were (Docker's
+    FORWARD DROP), DOCKER-USER emptied (claw-cage's --firewall then puts its jump back)."""
+    for family in (4, 6):
+        ipt = ["iptables" if family == 4 else "ip6tables", "-w", "10"]
+        for chain in ("INPUT", "FORWARD", "OUTPUT"):
+            for ln in stack.rules(chain, family):
+                if ln.startswith("-A ") and re.search(r" -j ufw6?-", ln):
+                    stack.lab.run(ipt + ["-D"] + ln.split()[1:])
+            stack.lab.run(ipt + ["-P", chain, policies[(family, chain)]])
+        if family == 4 and stack.rules("DOCKER-USER") is not None:
+            stack.lab.run(ipt + ["-F", "DOCKER-USER"])
+        chains = [ln[1:].split()[0] for ln in stack.save(family)
+                  if re.match(r"^:ufw6?-", ln)]
+        for chain in chains:
+            stack.lab.run(ipt + ["-F", chain], check=False)
+        for chain in chains:
+            stack.lab.run(ipt + ["-X", chain], check=False)
+        left = [ln for ln in stack.save(family) if "ufw" in ln]
+        assert not left, "ufw left rules behind: %s" % left

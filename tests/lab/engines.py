@@ -131,6 +131,7 @@ class Binaries:
 
 
 _APT_LIST = """\
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian bookworm main
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian forky main
 """
@@ -160,13 +161,19 @@ def _apt_download(cache, specs):
         os.makedirs(d, exist_ok=True)
     with open(os.path.join(apt, "sources.list"), "w") as f:
         f.write(_APT_LIST)
-    stamp = os.path.join(apt, "lists.ok")
-    if not os.path.exists(stamp):
+    stamp = os.path.join(apt, "lists.ok")       # holds the sources list it was made from
+    try:
+        with open(stamp) as f:
+            fresh = f.read() == _APT_LIST
+    except OSError:
+        fresh = False
+    if not fresh:
         res = _sh(_apt_argv(apt, "update"), check=False, timeout=600)
         if res.returncode != 0 or "Err:" in res.stdout:
             raise EngineUnavailable("apt-get update (private lists) failed:\n%s%s"
                                     % (res.stdout[-1500:], res.stderr[-1500:]))
-        open(stamp, "w").close()
+        with open(stamp, "w") as f:
+            f.write(_APT_LIST)
     res = _sh(_apt_argv(apt, "download") + list(specs), check=False, timeout=600, cwd=debs)
     if res.returncode != 0:
         raise EngineUnavailable("apt-get download %s failed: %s"
@@ -602,6 +609,72 @@ class EngineLab:
             res = _sh(["umount", "-l", point], check=False)
             if res.returncode != 0:
                 errors.append("umount %s: %s" % (point, res.stderr.strip()))
+
+
+# ---- Debian's ufw, run inside an engine's namespace --------------------------------------------
+
+def prepare_ufw(cache=ENGINE_CACHE):
+    """bookworm's ufw package (this machine's release), unpacked into the cache: never
+    installed on the machine, whose /etc, /usr and firewall stay as they are."""
+    root = os.path.join(cache, "ufw", "root")
+    stamp = os.path.join(cache, "ufw", "ready")
+    if not os.path.exists(stamp):
+        if os.path.isdir(root):
+            shutil.rmtree(root)
+        os.makedirs(root)
+        debs = _apt_download(cache, ["ufw/bookworm"])
+        _sh(["dpkg-deb", "-x", _deb_for(debs, "ufw", "0.36"), root])
+        open(stamp, "w").close()
+    return root
+
+
+class Ufw:
+    """`ufw` from the unpacked package, run in the engine's namespace inside a private mount
+    namespace: /etc is an overlay whose writes land in `etc` (prepared the way the package's
+    postinst does: the rules files from /usr/share/ufw/iptables, ufw.conf), /usr/lib and
+    /usr/share are overlays that add the package's files. IPT_SYSCTL is emptied: the
+    machine's kernel settings outside the namespace are not ufw's to change here."""
+
+    def __init__(self, lab, root, workdir):
+        self.lab, self.root = lab, root
+        self.etc = os.path.join(workdir, "ufw-etc")
+        self.work = os.path.join(workdir, "ufw-work")
+        upper = os.path.join(self.etc, "upper")
+        for d in (upper, os.path.join(self.work, "etc"), os.path.join(self.work, "lib"),
+                  os.path.join(self.work, "share")):
+            os.makedirs(d, exist_ok=True)
+        shutil.copytree(os.path.join(root, "etc"), upper, dirs_exist_ok=True)
+        share = os.path.join(root, "usr", "share", "ufw")
+        for name in os.listdir(os.path.join(share, "iptables")):
+            shutil.copy2(os.path.join(share, "iptables", name), os.path.join(upper, "ufw", name))
+        shutil.copy2(os.path.join(share, "ufw.conf"), os.path.join(upper, "ufw", "ufw.conf"))
+        default = os.path.join(upper, "default", "ufw")
+        with open(default) as f:
+            text = f.read()
+        with open(default, "w") as f:
+            f.write(re.sub(r"^IPT_SYSCTL=.*$", "IPT_SYSCTL=", text, flags=re.M))
+        for dirpath, dirs, files in os.walk(self.etc):
+            for n in dirs + files:
+                os.chmod(os.path.join(dirpath, n), 0o755 if n in dirs else 0o644)
+
+    def append_after_rules(self, text):
+        path = os.path.join(self.etc, "upper", "ufw", "after.rules")
+        with open(path, "a") as f:
+            f.write("\n" + text)
+
+    def run(self, *args, check=True):
+        mounts = " && ".join([
+            "mount --make-rprivate /",
+            "mount -t overlay overlay -o lowerdir=/etc,upperdir=%s,workdir=%s /etc"
+            % (os.path.join(self.etc, "upper"), os.path.join(self.work, "etc")),
+            "mount -t overlay overlay -o lowerdir=%s:%s:/usr/lib /usr/lib"
+            % (os.path.join(self.root, "lib"), os.path.join(self.root, "usr", "lib")),
+            "mount -t overlay overlay -o lowerdir=%s:/usr/share /usr/share"
+            % os.path.join(self.root, "usr", "share"),
+            'exec "$@"'])
+        return self.lab.run(["unshare", "-m", "sh", "-c", mounts, "sh", "python3",
+                             os.path.join(self.root, "usr", "sbin", "ufw")] + list(args),
+                            check=check, timeout=120)
 
 
 def leftovers():
