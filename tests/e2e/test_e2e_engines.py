@@ -458,8 +458,9 @@ def test_dns_path(stack, request):
     """From 28, the embedded DNS sends queries for the host's resolvers from the host's own
     namespace (OUTPUT): the cage does not see them. Before 28 they leave from the container
     (FORWARD): a resolver on the LAN is cut off, and --allow RESOLVER:53 opens it. A resolver
-    pinned for the container (compose `dns:`, here `--dns`) is queried from the container on
-    every engine. Each path is shown by blocking the other one."""
+    pinned for the container (compose `dns:`, or `--dns`) is queried from the container on
+    every engine: a LAN one is cut off, the public pair of the compose file passes the cage.
+    Each path is shown by blocking the other one."""
     _needs_issue_10(request, stack.name)
     resolver = stack.lab.resolver
     if not resolver:
@@ -480,8 +481,22 @@ def test_dns_path(stack, request):
 
     out_drop = ["OUTPUT", "-d", resolver, "-p", "udp", "--dport", "53", "-j", "DROP"]
     rows = {}
+    # the day-one pinned resolvers: compose `dns:` on the gateway where the compose file has
+    # it (queried by the gateway container itself), else the same public pair by --dns
+    cfg = json.loads(stack.compose("config", "--format", "json").stdout)
+    pinned = cfg["services"]["openclaw"].get("dns") or ["1.1.1.1", "9.9.9.9"]
+    if isinstance(pinned, str):
+        pinned = [pinned]
+
+    def pinned_resolves():
+        if cfg["services"]["openclaw"].get("dns"):
+            return stack.reach("dns", "api.claw-e2e.example")
+        return resolves(*pinned)
+
+    fwd_drop = ["FORWARD", "-i", BRIDGE, "-p", "udp", "--dport", "53", "-j", "DROP"]
     rows["host resolver, caged"] = resolves()
     rows["pinned LAN resolver, caged"] = resolves(eng.LAN_HOST)
+    rows["pinned public resolvers %s, caged" % ",".join(pinned)] = pinned_resolves()
     stack.firewall_off()
     try:
         rows["host resolver, no rules"] = resolves()
@@ -491,6 +506,12 @@ def test_dns_path(stack, request):
             rows["host resolver, no rules, host's OUTPUT closed"] = resolves()
         finally:
             stack.lab.run(["iptables", "-w", "10", "-D"] + out_drop)
+        stack.lab.run(["iptables", "-w", "10", "-I"] + fwd_drop)
+        try:
+            rows["pinned public resolvers, no rules, FORWARD closed to :53"] = \
+                pinned_resolves()
+        finally:
+            stack.lab.run(["iptables", "-w", "10", "-D"] + fwd_drop)
     finally:
         stack.firewall_on()
     stack.firewall_on("--allow", "%s:53" % resolver, "--allow", "%s:53" % eng.LAN_HOST)
@@ -508,6 +529,8 @@ def test_dns_path(stack, request):
     expected = {
         "host resolver, caged": from_host,
         "pinned LAN resolver, caged": False,
+        "pinned public resolvers %s, caged" % ",".join(pinned): True,
+        "pinned public resolvers, no rules, FORWARD closed to :53": False,
         "host resolver, no rules": True,
         "pinned LAN resolver, no rules": True,
         "host resolver, no rules, host's OUTPUT closed": not from_host,

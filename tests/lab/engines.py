@@ -431,11 +431,14 @@ class EngineLab:
             # the cage to anything beyond the host is seen as reached, never mistaken for a
             # silent drop
             iptables -w -t nat -A PREROUTING -i up0 -p tcp -j REDIRECT --to-ports {port}
+            # and every DNS query sent to a public resolver (1.1.1.1, 9.9.9.9 ...) is answered
+            iptables -w -t nat -A PREROUTING -i up0 -p udp --dport 53 -j REDIRECT --to-ports 53
         """.format(gw=UPLINK_GW, wh=WAN_HOST, port=PEER_PORT)])
         self._serve(lan, _HTTP, LAN_HOST, PEER_PORT)
         self._serve(wan, _HTTP, "0.0.0.0", PEER_PORT)
         self._serve(h, _HTTP, "0.0.0.0", HOST_PORT)
         self._serve(lan, _DNS, LAN_HOST, 53, WAN_HOST)
+        self._serve(wan, _DNS, "0.0.0.0", 53, WAN_HOST)
         if self.resolver:
             self._serve(lan, _DNS, self.resolver, 53, WAN_HOST)
         for ns, addr, port in ((lan, LAN_HOST, PEER_PORT), (wan, WAN_HOST, PEER_PORT),
