@@ -295,10 +295,13 @@ def stack(request, pyz, tmp_path_factory):
         if not shutil.which(tool):
             _fail_or_skip("ENGINE %s NOT RUN: %s is missing" % (name, tool))
     t0 = time.time()
+    apt_before = _system_apt_state()
     try:
         binaries = eng.prepare(name)
     except eng.EngineUnavailable as err:
         _fail_or_skip("ENGINE %s NOT AVAILABLE: %s" % (name, err))
+    assert _system_apt_state() == apt_before, "fetching the engine changed the machine's " \
+        "apt sources, package lists or cache"
     home = str(tmp_path_factory.mktemp("eng-" + name))
     lab = eng.EngineLab(name, binaries)
     try:
@@ -339,6 +342,22 @@ def stack(request, pyz, tmp_path_factory):
         _write_timings()
         if errors:
             pytest.fail("engine %s cleanup: %s" % (name, "; ".join(errors)))
+
+
+def _system_apt_state():
+    """Name, size and mtime of every file of the machine's apt sources, lists and caches: the
+    engines are fetched through a private sources list and lists directory only."""
+    state = {}
+    for top in ("/etc/apt", "/var/lib/apt/lists", "/var/cache/apt"):
+        for dirpath, _dirs, files in os.walk(top):
+            for f in files:
+                path = os.path.join(dirpath, f)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                state[path] = (st.st_size, st.st_mtime_ns)
+    return state
 
 
 def _write_timings():
