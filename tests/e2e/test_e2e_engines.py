@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import stat
-import subprocess
 import sys
 import time
 import uuid
@@ -46,11 +45,7 @@ BRIDGE = "claw-cage0"
 PROJECT = "claw-cage"
 E2E_DIR = HERE
 BUSYBOX = "/bin/busybox"
-ISSUE_10 = ("issue 10 (fw): the cage's anchor for Docker 29's nftables backend (a mangle "
-            "PREROUTING chain) is not merged; today --firewall says ok while the container "
-            "reaches the LAN")
 NFT = "29.7.2-nftables"
-IPTABLES_ENGINES = [e for e in eng.ENGINES if e != NFT]
 
 
 def _major(name):
@@ -71,23 +66,6 @@ def _probe_js():
     finally:
         sys.path.pop(0)
 
-
-def _nft_anchor_merged():
-    """True when the program under test carries issue 10's pre-routing anchor."""
-    for dirpath, _dirs, files in os.walk(os.path.join(ROOT, "bootstrap", "claw_cage")):
-        for f in files:
-            if f.endswith(".py"):
-                with open(os.path.join(dirpath, f), encoding="utf-8") as fh:
-                    if "mangle" in fh.read():
-                        return True
-    return False
-
-
-def _needs_issue_10(request, name):
-    """The 29-nftables case rests on issue 10; until it is merged it is a strict xfail (an
-    unexpected pass fails the run, so the mark cannot outlive the fix)."""
-    if name == NFT and not _nft_anchor_merged():
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=ISSUE_10))
 
 
 class EngineStack:
@@ -443,8 +421,7 @@ def test_ipv6_docker_user_from_27(stack):
 
 # ---- packets -------------------------------------------------------------------------------
 
-def test_cage_blocks_lan_and_host_keeps_wan_with_controls(stack, request):
-    _needs_issue_10(request, stack.name)
+def test_cage_blocks_lan_and_host_keeps_wan_with_controls(stack):
     stack.ensure_up()
     caged = stack.matrix()
     jumps = stack.cage_jumps()
@@ -473,14 +450,13 @@ def test_cage_blocks_lan_and_host_keeps_wan_with_controls(stack, request):
     assert recaged == _expected(recaged), table
 
 
-def test_dns_path(stack, request):
+def test_dns_path(stack):
     """From 28, the embedded DNS sends queries for the host's resolvers from the host's own
     namespace (OUTPUT): the cage does not see them. Before 28 they leave from the container
     (FORWARD): a resolver on the LAN is cut off, and --allow RESOLVER:53 opens it. A resolver
     pinned for the container (compose `dns:`, or `--dns`) is queried from the container on
     every engine: a LAN one is cut off, the public pair of the compose file passes the cage.
     Each path is shown by blocking the other one."""
-    _needs_issue_10(request, stack.name)
     resolver = stack.lab.resolver
     if not resolver:
         _fail_or_skip("this machine's /etc/resolv.conf names no non-loopback IPv4 resolver")
@@ -565,8 +541,7 @@ def _rows(res):
     return json.loads(res.stdout)
 
 
-def test_verify_passes_then_fails_without_the_cage(stack, request):
-    _needs_issue_10(request, stack.name)
+def test_verify_passes_then_fails_without_the_cage(stack):
     stack.ensure_up()
     stack.firewall_on(persist=True)
     try:
@@ -613,8 +588,7 @@ def test_upgrade_keeps_env_and_volumes(stack):
         assert got == marker, path
 
 
-def test_cage_holds_after_dockerd_restart(stack, request):
-    _needs_issue_10(request, stack.name)
+def test_cage_holds_after_dockerd_restart(stack):
     stack.ensure_up()
     old = stack.container_id()
     t0 = time.time()
@@ -708,12 +682,6 @@ COMMIT
 """
 
 
-def _needs_issue_10_anywhere(request):
-    """The neighbour cases rest on issue 10's first anchor on every engine."""
-    if not _nft_anchor_merged():
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=ISSUE_10))
-
-
 def _restore(stack, text):
     stack.lab.run(["iptables-restore", "-w", "10", "-n"], input=text)
 
@@ -745,11 +713,10 @@ def _neighbour_rows(stack, peer=None):
     return rows
 
 
-def test_neighbour_tailscale_forward_first(stack, request):
+def test_neighbour_tailscale_forward_first(stack):
     """Tailscale started after dockerd: `ts-forward` at FORWARD 1 ACCEPTs whatever is routed
     to tailscale0, before DOCKER-USER. The cage must still keep the tailnet, the LAN and the
     host closed; the control (claw-cage's jumps removed) reaches the tailnet."""
-    _needs_issue_10_anywhere(request)
     stack.ensure_up()
     peer = stack.lab.add_tailnet()
     _restore(stack, TAILSCALE_V4)
@@ -773,13 +740,12 @@ def test_neighbour_tailscale_forward_first(stack, request):
         stack.firewall_on()
 
 
-def test_neighbour_flushes_the_second_anchor(stack, request):
+def test_neighbour_flushes_the_second_anchor(stack):
     """ufw-docker's after.rules restored by `ufw reload` (iptables-restore -n re-declares
     DOCKER-USER: claw-cage's jump there is gone, and its RETURN for 172.16/12 passes the
     container's traffic); on the nftables engine, where no DOCKER-USER exists, a reset script
     flushing FORWARD with policy ACCEPT. The cage must hold through its first anchor; the
     control (the same neighbour with claw-cage's jumps removed) reaches the LAN."""
-    _needs_issue_10_anywhere(request)
     stack.ensure_up()
     docker_user = stack.facts["v4_user"] is not None
     policy = [ln for ln in stack.rules("FORWARD") if ln.startswith("-P ")][0].split()[2]
@@ -821,7 +787,7 @@ def test_neighbour_flushes_the_second_anchor(stack, request):
         "without claw-cage's jumps the LAN is reached\n" + table
 
 
-def test_neighbour_real_ufw(stack, request, tmp_path):
+def test_neighbour_real_ufw(stack, tmp_path):
     """Debian's real ufw (bookworm's package, unpacked, enabled inside the engine's namespace)
     with ufw-docker's block in after.rules where Docker has a DOCKER-USER: `ufw enable` and
     every `ufw reload` restore that block, which flushes DOCKER-USER. The cage must hold
@@ -831,7 +797,6 @@ def test_neighbour_real_ufw(stack, request, tmp_path):
     reaches nothing, the internet included). A user there routes the bridge to the uplink
     with `ufw route allow in on claw-cage0 out on wan0`, as here; the control is then the
     metadata address beyond the uplink, which that rule lets through without the cage."""
-    _needs_issue_10_anywhere(request)
     stack.ensure_up()
     try:
         root = eng.prepare_ufw()
