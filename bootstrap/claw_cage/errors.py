@@ -11,6 +11,7 @@ EXIT_FETCH = 4         # an artifact could not be downloaded or failed its sha25
 EXIT_TARGET = 5        # the target directory or a file in it is unusable (.env symlink, locked, ...)
 EXIT_FIREWALL = 6      # applying or removing firewall rules failed
 EXIT_VERIFY = 7        # --verify ran and at least one check failed
+EXIT_INCOMPLETE = 9    # --verify could not look: packet probes not run, or no running gateway
 EXIT_INTERRUPTED = 130 # Ctrl-C
 
 EXIT_CODES_HELP = """exit status:
@@ -22,6 +23,8 @@ EXIT_CODES_HELP = """exit status:
   5    target directory unusable (not writable, .env not a regular file, another run holds the lock)
   6    firewall could not be applied or removed
   7    --verify found at least one failing check
+  9    --verify incomplete: the packet probes could not run or the gateway container is
+       not running (the last line says what was not verified)
   130  interrupted (Ctrl-C)"""
 
 
