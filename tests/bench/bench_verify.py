@@ -67,7 +67,7 @@ def bench_lab(pyz, runs):
 
 
 def bench_docker(count):
-    import e2e_support
+    from lab import e2e_support
     if not docker_answers():
         print("2. container path: skipped (no Docker engine answers)")
         return
