@@ -138,12 +138,15 @@ def verdict(rows, is_root):
         for prefix in ("probe could not run: ",):
             why = why[len(prefix):] if why.startswith(prefix) else why
         probe_gaps = [r for r in lacking if r.section == probe_plan.SECTION]
+        sent = [r for r in rows if r.section == probe_plan.SECTION]
         parts = []
         if any(r.section == container.SECTION for r in lacking):
             parts.append("the gateway container")
-        if probe_gaps:
-            parts.append("%d packet probe%s" % (len(probe_gaps), "" if len(probe_gaps) == 1
-                                                 else "s"))
+        if probe_gaps and (len(probe_gaps) == len(sent) or any(r.check == "probes"
+                                                                 for r in probe_gaps)):
+            parts.append("the packet probes")
+        elif probe_gaps:
+            parts.append("%d of %d packet probes" % (len(probe_gaps), len(sent)))
         return EXIT_INCOMPLETE, "fail", "incomplete, NOT verified: %s (%s); %s" % (
             " and ".join(parts), why, report.summary(rows))
     if not is_root:
