@@ -127,6 +127,8 @@ def test_slow_standin_still_gets_every_probe_judged(stack):  # noqa: F811
 
 def test_stopped_gateway_is_incomplete_not_ok(stack):  # noqa: F811
     stack.ensure_up()
+    # With persistence (in the test's private /etc) nothing fails: the gap alone decides.
+    stack.firewall_on(persist=True)
     stack.compose("stop", "openclaw")
     try:
         res = stack.verify()
@@ -137,10 +139,20 @@ def test_stopped_gateway_is_incomplete_not_ok(stack):  # noqa: F811
         assert js.returncode == 9
         needed = [r for r in _rows(js) if r["check"] in ("container", "probes")]
         assert [r["status"] for r in needed] == ["skip", "skip"], needed
+        # Without persistence a row fails (exit 7), and the last line still names the gap.
+        stack.firewall_off()
+        stack.firewall_on()
+        res = stack.verify()
+        last = _out(res).strip().splitlines()[-1]
+        assert res.returncode == 7 and "persistence" in last, _out(res)
+        assert "also NOT verified: the gateway container" in last, last
     finally:
         stack.up()
+        stack.firewall_off()
+        stack.firewall_on()     # the fixture's state: rules on, no persistence
     again = stack.verify()
-    assert again.returncode != 9 and "NOT verified" not in _out(again), _out(again)
+    assert "NOT verified" not in _out(again), _out(again)
+    assert stack.etc_files() == [], stack.etc_files()
 
 
 def test_names_resolve_from_the_internet_not_the_lan(stack):  # noqa: F811

@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
 
 from claw_cage import composefile, runner  # noqa: E402
 from claw_cage.errors import EXIT_INCOMPLETE, EXIT_VERIFY  # noqa: E402
-from claw_cage.verify import container, firewall_rows, matrix, probes, report  # noqa: E402
+from claw_cage.verify import (container, firewall_rows, matrix, probe_plan,  # noqa: E402
+                              probes, report)
 
 BRIDGE, SUBNET = "claw-cage0", ipaddress.IPv4Network("172.30.0.0/24")
 GATEWAY_ID = "f" * 64
@@ -229,15 +230,17 @@ def test_a_row_detail_is_one_line():
 # ---- the last line ---------------------------------------------------------------------------
 
 def test_verdict_lines():
-    ok = [report.Row("Probes", "probe x", "pass", "blocked")]
+    ok = [report.Row(probe_plan.SECTION, "probe x", "pass", "blocked")]
     skip_fw = [report.Row("Host firewall", "firewall rules IPv4", "skip", "needs root")]
     assert matrix.verdict(ok, True) == (0, "ok", "1 pass, 0 fail, 0 warn, 0 skip")
     status, level, line = matrix.verdict(ok + skip_fw, False)
     assert (status, level) == (0, "warn") and "re-run with sudo" in line
     failing = ok + [report.Row("Host", ".env", "fail", "mode 644")]
-    lacking = ok + [report.Row("Probes", "probe y", "skip", "probe could not run: x",
+    lacking = ok + [report.Row(probe_plan.SECTION, "probe y", "skip", "probe could not run: x",
                                needed=True)]
-    assert matrix.verdict(failing + lacking, True)[0] == EXIT_VERIFY   # a failure wins
+    status, _, line = matrix.verdict(failing + lacking, True)   # a failure wins ...
+    assert status == EXIT_VERIFY and ".env" in line
+    assert "also NOT verified: 1 of 3 packet probes (x)" in line, line   # ... and both are said
     assert matrix.verdict(lacking, False)[0] == EXIT_INCOMPLETE        # even without root
 
 

@@ -123,32 +123,43 @@ def collect(directory, bridge, subnet, netns, internet, timeout=None):
         return host.result() + [port.result(), env.result()] + probe.result() + advice.result()
 
 
-def verdict(rows, is_root):
-    """(exit status, level, last line) of a run: a failing row is exit 7; else a needed look
-    that could not be taken is exit 9 (incomplete), never "ok"; without root the firewall rows
-    are skipped and the line says to re-run with sudo, but the exit status stays 0: the packet
-    probes, the proof that the cage holds, ran (README, "Verifying the cage")."""
-    bad = report.failed(rows)
-    if bad:
-        return EXIT_VERIFY, "fail", "%s: %s" % (report.summary(rows),
-                                                ", ".join(r.check for r in bad))
+def not_verified(rows):
+    """What could not be looked at, in a few words and why, or None when every needed look
+    was taken."""
     lacking = report.missing(rows)
-    if lacking:
-        why = lacking[0].detail
-        for prefix in ("probe could not run: ",):
-            why = why[len(prefix):] if why.startswith(prefix) else why
-        probe_gaps = [r for r in lacking if r.section == probe_plan.SECTION]
-        sent = [r for r in rows if r.section == probe_plan.SECTION]
-        parts = []
-        if any(r.section == container.SECTION for r in lacking):
-            parts.append("the gateway container")
-        if probe_gaps and (len(probe_gaps) == len(sent) or any(r.check == "probes"
-                                                                 for r in probe_gaps)):
-            parts.append("the packet probes")
-        elif probe_gaps:
-            parts.append("%d of %d packet probes" % (len(probe_gaps), len(sent)))
-        return EXIT_INCOMPLETE, "fail", "incomplete, NOT verified: %s (%s); %s" % (
-            " and ".join(parts), why, report.summary(rows))
+    if not lacking:
+        return None
+    why = lacking[0].detail
+    prefix = "probe could not run: "
+    why = why[len(prefix):] if why.startswith(prefix) else why
+    probe_gaps = [r for r in lacking if r.section == probe_plan.SECTION]
+    sent = [r for r in rows if r.section == probe_plan.SECTION]
+    parts = []
+    if any(r.section == container.SECTION for r in lacking):
+        parts.append("the gateway container")
+    if probe_gaps and (len(probe_gaps) == len(sent) or any(r.check == "probes"
+                                                             for r in probe_gaps)):
+        parts.append("the packet probes")
+    elif probe_gaps:
+        parts.append("%d of %d packet probes" % (len(probe_gaps), len(sent)))
+    return "%s (%s)" % (" and ".join(parts or ["%d checks" % len(lacking)]), why)
+
+
+def verdict(rows, is_root):
+    """(exit status, level, last line) of a run: a failing row is exit 7 (the line also names
+    what was not verified, if anything); else a needed look that could not be taken is exit 9
+    (incomplete), never "ok"; without root the firewall rows are skipped and the line says to
+    re-run with sudo, but the exit status stays 0: the packet probes, the proof that the cage
+    holds, ran (README, "Verifying the cage")."""
+    bad = report.failed(rows)
+    gap = not_verified(rows)
+    if bad:
+        return EXIT_VERIFY, "fail", "%s: %s%s" % (
+            report.summary(rows), ", ".join(r.check for r in bad),
+            "; also NOT verified: %s" % gap if gap else "")
+    if gap:
+        return EXIT_INCOMPLETE, "fail", "incomplete, NOT verified: %s; %s" % (
+            gap, report.summary(rows))
     if not is_root:
         return 0, "warn", ("%s; firewall rules and persistence not read without root: re-run "
                            "with sudo to check them too" % report.summary(rows))
