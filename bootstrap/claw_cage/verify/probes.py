@@ -70,9 +70,10 @@ if (mode === "http") {
 """.strip()
 
 # Prints READY (the container has started), then runs every probe given as an argument
-# ("MODE ARG... MS", words without spaces) at once and prints one line per probe: "<index> <exit status> <last line of its stderr>". Each line is one
-# short write, so lines of parallel probes never interleave. Nothing is written to disk (the
-# root is read-only). set -f: no word of a probe is ever globbed.
+# ("MODE ARG... MS", words without spaces) at once and prints one line per probe:
+# "<index> <exit status> <last line of its stderr>". Each line is one short write, so lines
+# of parallel probes never interleave. Nothing is written to disk (the root is read-only).
+# set -f: no word of a probe is ever globbed.
 BATCH_SH = r"""
 set -f
 echo ready
@@ -116,7 +117,7 @@ def start_timeout_from(environ=None):
         seconds = float(value)
     except ValueError:
         seconds = 0
-    if not 0 < seconds <= 600:
+    if not 1 <= seconds <= 600:
         raise ValueError("%s must be a number of seconds from 1 to 600, not %r"
                          % (START_ENV, value))
     return seconds
