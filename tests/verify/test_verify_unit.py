@@ -539,6 +539,7 @@ def test_table_and_json():
     (["--dir", "/nonexistent/claw-cage"], {}, "no such directory"),
     ([], {"CLAW_CAGE_PROBE_NETNS": "x y"}, "CLAW_CAGE_PROBE_NETNS"),
     ([], {"CLAW_CAGE_INTERNET_PROBE": "api.example.com"}, "HOST:PORT"),
+    ([], {"CLAW_CAGE_PROBE_START_TIMEOUT": "soon"}, "CLAW_CAGE_PROBE_START_TIMEOUT"),
 ])
 def test_bad_input_is_one_line_and_exit_2(run_pyz, tmp_path, args, env, says):
     if "--dir" not in args:
