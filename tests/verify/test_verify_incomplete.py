@@ -71,6 +71,11 @@ class FakeDocker:
         if self.mode == "noimage":
             return runner.Result(argv, 125, "", "docker: Error response from daemon: No such "
                                  "image: %s.\nSee 'docker run --help'.\n" % IMAGE)
+        if self.mode == "crash-after-ready":    # each probe's last stderr line is JS
+            specs = argv[argv.index(probes.PROBE_JS) + 1:]
+            line = " ".join(probes.PROBE_JS.splitlines()[2].split())
+            return runner.Result(argv, 0, "ready\n" + "".join(
+                "%d 1 %s\n" % (i, line) for i in range(len(specs))), "")
         if self.mode == "crash":
             trace = "[eval]:3\n%s\n    ^\n\nSyntaxError: Unexpected token\n" % \
                 probes.PROBE_JS.splitlines()[2]
@@ -150,7 +155,8 @@ def test_probe_container_mirrors_the_gateways_resolvers(fake):
     (FakeDocker(start=40.0), "no answer within"),
     (FakeDocker(run="crash"), "the probe container did not start"),
     (FakeDocker(run="noimage"), "No such image"),
-], ids=["timeout", "start-beyond-deadline", "crash", "no-image"])
+    (FakeDocker(run="crash-after-ready"), "unreadable reason"),
+], ids=["timeout", "start-beyond-deadline", "crash", "no-image", "crash-after-ready"])
 def test_probes_that_could_not_run_make_the_run_incomplete(fake, docker, says):
     fake(docker)
     rows = probe_rows()

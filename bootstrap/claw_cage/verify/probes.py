@@ -196,8 +196,9 @@ class Outcome:
 REASON_MAX = 100
 # The lines of our own scripts: an error message that quotes one (a node stack trace, a shell
 # syntax error, a CommandError carrying the whole argv) is program text, never a reason.
-_PROGRAM_LINES = frozenset(ln.strip() for ln in (PROBE_JS + "\n" + BATCH_SH).splitlines()
-                           if len(ln.strip()) >= 4)
+# Compared with runs of white space folded (BATCH_SH's `set -- $r` folds them).
+_PROGRAM_LINES = frozenset(" ".join(ln.split()) for ln in (PROBE_JS + "\n" + BATCH_SH)
+                           .splitlines() if len(ln.strip()) >= 4)
 
 
 # docker's last line after an error ("See 'docker run --help'."): no reason in it.
@@ -210,7 +211,7 @@ def brief(text, fallback):
     none or when that line is (or quotes) a line of PROBE_JS or BATCH_SH."""
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()
              and not _HELP_HINT_RE.match(ln.strip())]
-    line = lines[-1] if lines else ""
+    line = " ".join(lines[-1].split()) if lines else ""
     if not line or line in _PROGRAM_LINES or any(p in line for p in _PROGRAM_LINES
                                                   if len(p) >= 8):
         return fallback
