@@ -7,8 +7,10 @@ would leave the cage open, so every doubt is an error.
 """
 
 import ipaddress
+import os
 import re
 
+from . import dotenv, safefile
 from .errors import ClawCageError
 
 BRIDGE_KEY = "com.docker.network.bridge.name"
@@ -41,12 +43,14 @@ def read_network(text, where="docker-compose.yml"):
                             % (where, len(subnets)))
     bridge, subnet = bridges.pop(), subnets.pop()
     if not BRIDGE_RE.match(bridge):
-        raise ClawCageError("%s: bridge name %r is not a valid interface name (1-15 of "
-                            "A-Z a-z 0-9 _ . -)" % (where, bridge))
+        # the value itself is never shown: this file may be read as root (issue 17)
+        raise ClawCageError("%s: the value of %s is not a valid interface name (1-15 of "
+                            "A-Z a-z 0-9 _ . -)" % (where, BRIDGE_KEY))
     try:
         net = ipaddress.IPv4Network(subnet, strict=True)
-    except ValueError as err:
-        raise ClawCageError("%s: subnet %r is not an IPv4 network: %s" % (where, subnet, err))
+    except ValueError:
+        raise ClawCageError("%s: the value of subnet is not an IPv4 network in CIDR form "
+                            "(a.b.c.d/n, host bits zero)" % where)
     return bridge, net
 
 
@@ -77,13 +81,32 @@ def dns_values(env_text):
     return dict((k, v) for k, v in found.items() if v)
 
 
-def pinned_dns(compose_text, env_text):
+def pinned_dns(compose_text, env):
     """The resolvers the gateway gets: each pinned entry, .env's value or the default, in
-    order, without repeats (Compose drops them). [] when the compose file pins none."""
-    values = dns_values(env_text)
+    order, without repeats (Compose drops them). [] when the compose file pins none.
+    env: .env text, or {key: value} already read from it."""
+    values = dict((k, v) for k, v in env.items() if v) if isinstance(env, dict) \
+        else dns_values(env)
     out = []
     for var, default in dns_settings(compose_text):
-        server = values.get(var, default)
+        server = values.get(var) or default
         if server not in out:
             out.append(server)
     return out
+
+
+def read_pinned_dns(directory):
+    """pinned_dns() of the docker-compose.yml and .env in directory, both read with safefile
+    (root may read them in a directory the user controls); [] when either cannot be read
+    safely or the compose file pins none."""
+    texts = []
+    for name in ("docker-compose.yml", ".env"):
+        try:
+            texts.append(safefile.read_text(os.path.join(directory, name)) or "")
+        except ClawCageError:
+            texts.append("")
+    try:
+        env = dotenv.parse(texts[1], environ={})
+    except ClawCageError:
+        env = texts[1]
+    return pinned_dns(texts[0], env)

@@ -18,7 +18,7 @@ import ipaddress
 import os
 import sys
 
-from .. import buildinfo, composefile, paths
+from .. import buildinfo, composefile, paths, safefile
 from ..errors import EXIT_INCOMPLETE, EXIT_VERIFY, ClawCageError, TargetError, UsageError
 from ..firewall import rules
 from ..ui import UI
@@ -27,15 +27,14 @@ from .report import Row, SKIP
 
 
 def network_of(directory):
-    """Bridge name and subnet from the installed docker-compose.yml, else the build's."""
+    """Bridge name and subnet from the installed docker-compose.yml, else the build's. Read
+    with safefile: --verify may run as root in a directory the user controls."""
     path = os.path.join(directory, "docker-compose.yml")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return composefile.read_network(f.read(), path)
-    except FileNotFoundError:
+    text = safefile.read_text(path)
+    if text is None:
         return buildinfo.BRIDGE, ipaddress.IPv4Network(buildinfo.SUBNET)
-    except (OSError, UnicodeDecodeError) as err:
-        raise TargetError("cannot read %s: %s" % (path, err))
+    try:
+        return composefile.read_network(text, path)
     except ClawCageError as err:  # composefile's reason, as a target error (like --firewall)
         raise TargetError(str(err))
 
@@ -43,14 +42,7 @@ def network_of(directory):
 def expected_dns(directory):
     """The resolvers the installed docker-compose.yml and .env pin for the gateway ([] when
     the compose file pins none or cannot be read)."""
-    texts = []
-    for name in ("docker-compose.yml", ".env"):
-        try:
-            with open(os.path.join(directory, name), encoding="utf-8") as f:
-                texts.append(f.read())
-        except (OSError, UnicodeDecodeError):
-            texts.append("")
-    return composefile.pinned_dns(texts[0], texts[1])
+    return composefile.read_pinned_dns(directory)
 
 
 def dns_blocked(bridge, subnet, fw):
