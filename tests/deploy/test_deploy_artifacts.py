@@ -10,6 +10,10 @@
 - The healthcheck's probe JS runs in real node against real HTTP servers on 127.0.0.1.
 - .env.example: every variable is read by something (compose or OpenClaw, with a source) and
   documented in the README's configuration table.
+- Issue 16: every path OpenClaw writes is a sized uid-1000 tmpfs or a volume (README table);
+  heap + tmpfs + 128 MiB fit mem_limit (defaults and 1 GB advice); a blank or missing
+  OPENCLAW_GATEWAY_TOKEN makes Compose refuse, naming the variable and the fix; openclaw-cli
+  lives in the gateway's network namespace, openclaw-repair in none. Each check has mutations.
 """
 
 import functools

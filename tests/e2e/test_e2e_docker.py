@@ -13,7 +13,11 @@ and then proves, with packets where it is about packets:
     `--allow RESOLVER:53` lets it through;
   - `--verify` passes, and fails after a deliberate breakage;
   - AC-6: data in claw-data survives `docker compose down`, a re-install, and `up`;
-  - `--firewall --remove` leaves Docker's own chains and the running stack working.
+  - `--firewall --remove` leaves Docker's own chains and the running stack working;
+  - issue 16: the gateway writes every path it needs under the read-only root and each one is
+    needed (taken away one at a time); `docker compose run --rm openclaw-cli devices list`
+    reaches the gateway (ECONNREFUSED on a network of its own) and is caged like it; the repair
+    service works with the gateway stopped; a blank token starts nothing.
 
 The OpenClaw image cannot be pulled here: tests/e2e/ builds a stand-in (busybox) with the same
 user, paths, gateway command and probe protocol, tagged with the compose file's image name.
