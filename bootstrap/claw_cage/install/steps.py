@@ -14,7 +14,7 @@ import secrets
 
 import claw_cage
 
-from .. import __version__, buildinfo, paths
+from .. import __version__, buildinfo, dotenv, paths
 from ..errors import TargetError, UsageError
 from ..ui import UI
 from . import fetch, files, prereqs
@@ -25,7 +25,6 @@ ARTIFACTS = (("docker-compose.yml", 0o644), (".env.example", 0o644),
 PROGRAM = ("claw-cage.pyz", 0o644)
 ENV = ".env"
 TOKEN_VAR = "OPENCLAW_GATEWAY_TOKEN"
-TOKEN_LINE = re.compile(r"^%s=(.*)$" % TOKEN_VAR, re.MULTILINE)
 
 
 def default_source():
@@ -61,6 +60,7 @@ def env_with_token(example):
     blank. Nothing else changes."""
     text = example.decode("utf-8")
     line = "%s=%s" % (TOKEN_VAR, secrets.token_hex(32))
+    # [ \t\"']*, not \s*: \s would also eat the line break, and the blank line after it
     blank = r"^%s=[ \t\"']*$" % TOKEN_VAR
     if re.search(blank, text, re.MULTILINE):
         text = re.sub(blank, line, text, count=1, flags=re.MULTILINE)
@@ -71,8 +71,9 @@ def env_with_token(example):
 
 
 def token_is_set(env_bytes):
-    m = TOKEN_LINE.search(env_bytes.decode("utf-8", "replace"))
-    return bool(m and m.group(1).strip().strip("\"'"))
+    """Whether Docker Compose sees a non-empty token in .env (dotenv: the last assignment
+    wins, `export`, a BOM, spaces around `=`; Compose itself answers where it is present)."""
+    return dotenv.value_is_set(env_bytes, TOKEN_VAR)[0]
 
 
 class Plan:
