@@ -3,7 +3,9 @@
 The flow a user sees: check prerequisites, download and verify all deploy files, then change
 the directory in one short step (stage every file, then rename them into place with Ctrl-C
 held). Any failure before that step leaves the directory exactly as it was. The user's .env is
-created once, mode 600 from its first byte, and never rewritten afterwards.
+created once, mode 600 from its first byte, and never rewritten afterwards, with one exception:
+a blank or missing OPENCLAW_GATEWAY_TOKEN gets a fresh one (docker-compose.yml refuses to start
+without it), every other byte kept.
 """
 
 import os
@@ -53,11 +55,13 @@ def drop_privileges(user):
 
 
 def env_with_token(example):
-    """The first .env: .env.example with a fresh gateway token (32 random bytes, hex)."""
+    """.env text with a fresh gateway token (32 random bytes, hex) on its blank token line (or
+    a new one at the end): the first .env from .env.example, or a user's .env whose token is
+    blank. Nothing else changes."""
     text = example.decode("utf-8")
     line = "%s=%s" % (TOKEN_VAR, secrets.token_hex(32))
-    # [ \t]*, not \s*: \s would also eat the line break, and the blank line after it
-    blank = r"^%s=[ \t]*$" % TOKEN_VAR
+    # [ \t\"']*, not \s*: \s would also eat the line break, and the blank line after it
+    blank = r"^%s=[ \t\"']*$" % TOKEN_VAR
     if re.search(blank, text, re.MULTILINE):
         text = re.sub(blank, line, text, count=1, flags=re.MULTILINE)
     else:
@@ -79,6 +83,7 @@ class Plan:
         self.files = []        # (name, data, mode, "created" | "updated" | "unchanged")
         self.env_new = None    # bytes for a new .env, or None to keep the existing one
         self.env_tighten = None  # the existing .env's too-wide mode, to be set to 600
+        self.env_fill = None   # bytes replacing an existing .env whose token is blank
 
 
 def plan_changes(target, artifacts):
@@ -102,6 +107,9 @@ def plan_changes(target, artifacts):
         if mode & 0o177:
             plan.env_tighten = mode
         plan.existing_env = existing
+        if not token_is_set(existing):
+            plan.env_fill = env_with_token(existing)
+            plan.env_tighten = None   # the replacement is written with mode 600
     return plan
 
 
@@ -113,12 +121,16 @@ def apply(target, plan):
         for name, data, mode, status in plan.files:
             if status != "unchanged":
                 staged.append((files.stage(target, name, data, mode), name))
-        env_tmp = files.stage(target, ENV, plan.env_new, 0o600) if plan.env_new else None
+        env_data = plan.env_new or plan.env_fill
+        env_tmp = files.stage(target, ENV, env_data, 0o600) if env_data else None
         with files.signals_deferred():
             for tmp, name in staged:
                 os.replace(tmp, os.path.join(target, name))
             staged = []
-            if env_tmp:
+            if env_tmp and plan.env_fill:
+                os.replace(env_tmp, os.path.join(target, ENV))
+                env_tmp = None
+            elif env_tmp:
                 # link, not rename: never replaces a .env that appeared in the meantime.
                 os.link(env_tmp, os.path.join(target, ENV))
                 os.unlink(env_tmp)
@@ -162,14 +174,15 @@ def report(ui, target, plan, dry_run):
     if plan.env_new:
         ui.ok(("would create .env" if dry_run else ".env created") +
               " (mode 600) with a new random %s" % TOKEN_VAR)
+    elif plan.env_fill:
+        ui.warn("%s was blank in .env (docker compose refuses to start without it): %s a "
+                "new random one; every other line kept (mode 600)"
+                % (TOKEN_VAR, "would write" if dry_run else "wrote"))
     else:
         ui.ok(".env kept as it is (never overwritten)")
         if plan.env_tighten is not None:
             ui.warn(".env had mode %03o, readable by others: %s to 600"
                     % (plan.env_tighten, "would tighten it" if dry_run else "tightened it"))
-        if not token_is_set(plan.existing_env):
-            ui.warn("%s is empty in .env: the gateway refuses to start without it; set it to "
-                    "a long random value (e.g. `openssl rand -hex 32`)" % TOKEN_VAR)
 
 
 def next_steps(ui, target):
