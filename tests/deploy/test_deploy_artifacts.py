@@ -189,6 +189,14 @@ def tmpfs_size(svc, path="/tmp"):
     return None
 
 
+
+def policy_mount(v):
+    """The one bind mount allowed besides the volumes: the install dir's openclaw.json,
+    read-only, at OpenClaw's config path (README "OpenClaw policy", issue 13)."""
+    return (v.get("type") == "bind" and v.get("read_only") is True
+            and v.get("target") == STATE_DIR + "/openclaw.json"
+            and str(v.get("source", "")).endswith("/openclaw.json"))
+
 def hardening_problems(name, svc):
     """Everything wrong with one resolved service, as a list of sentences (empty = hardened)."""
     p = []
@@ -214,7 +222,8 @@ def hardening_problems(name, svc):
     size = tmpfs_size(svc)
     if not size:
         p.append("no size-capped tmpfs on /tmp (%r)" % svc.get("tmpfs"))
-    mounts = {(v.get("type"), v.get("source"), v.get("target")) for v in svc.get("volumes") or []}
+    mounts = {(v.get("type"), v.get("source"), v.get("target")) for v in svc.get("volumes") or []
+              if not policy_mount(v)}  # the policy file (issue 13): read-only, checked there
     if mounts != {("volume", "claw-data", STATE_DIR), ("volume", "claw-secrets", SECRETS_DIR)}:
         p.append("mounts are %r, want only the claw-data and claw-secrets volumes" % sorted(mounts))
     if any("docker.sock" in str(v.get("source")) for v in svc.get("volumes") or []):

@@ -19,7 +19,14 @@ from . import fetch, files, prereqs
 
 # The deploy files the installer owns and replaces on every run, with their modes.
 ARTIFACTS = (("docker-compose.yml", 0o644), (".env.example", 0o644),
-             ("iptables-rules.sh", 0o755))
+             ("iptables-rules.sh", 0o755), ("openclaw.local-only.json", 0o600))
+# OpenClaw's hardened configuration, mounted read-only into the gateway. Like .env: created
+# once, never overwritten; when the user's copy differs from this release's template, the
+# template goes beside it as openclaw.json.new to diff. Mode 600: OpenClaw's audit calls a
+# group- or world-readable config a finding.
+POLICY = "openclaw.json"
+POLICY_NEW = "openclaw.json.new"
+CONTAINER_UID = 1000
 PROGRAM = ("claw-cage.pyz", 0o644)
 ENV = ".env"
 TOKEN_VAR = "OPENCLAW_GATEWAY_TOKEN"
@@ -77,9 +84,23 @@ class Plan:
         self.files = []        # (name, data, mode, "created" | "updated" | "unchanged")
         self.env_new = None    # bytes for a new .env, or None to keep the existing one
         self.env_tighten = None  # the existing .env's too-wide mode, to be set to 600
+        self.policy_new = None   # bytes for a new openclaw.json, or None to keep the user's
+        self.policy_differs = False  # the user's openclaw.json is not this release's template
 
 
-def plan_changes(target, artifacts):
+def plan_policy(plan, target, template):
+    """openclaw.json: create it if absent; else keep it, offering the template beside it."""
+    current = files.read_regular(os.path.join(target, POLICY))
+    if current is None:
+        plan.policy_new = template
+    elif current != template:
+        plan.policy_differs = True
+        new = files.read_regular(os.path.join(target, POLICY_NEW))
+        plan.files.append((POLICY_NEW, template, 0o600, "created" if new is None else
+                           "unchanged" if new == template else "updated"))
+
+
+def plan_changes(target, artifacts, policy=None):
     plan = Plan()
     for name, data, mode in artifacts:
         current = files.read_regular(os.path.join(target, name))
@@ -100,18 +121,22 @@ def plan_changes(target, artifacts):
         if mode & 0o177:
             plan.env_tighten = mode
         plan.existing_env = existing
+    if policy is not None:
+        plan_policy(plan, target, policy)
     return plan
 
 
 def apply(target, plan):
     """Stage every file, then rename them all into place while Ctrl-C waits."""
     staged = []
-    env_tmp = None
+    env_tmp = policy_tmp = None
     try:
         for name, data, mode, status in plan.files:
             if status != "unchanged":
                 staged.append((files.stage(target, name, data, mode), name))
         env_tmp = files.stage(target, ENV, plan.env_new, 0o600) if plan.env_new else None
+        policy_tmp = files.stage(target, POLICY, plan.policy_new, 0o600) \
+            if plan.policy_new else None
         with files.signals_deferred():
             for tmp, name in staged:
                 os.replace(tmp, os.path.join(target, name))
@@ -121,6 +146,10 @@ def apply(target, plan):
                 os.link(env_tmp, os.path.join(target, ENV))
                 os.unlink(env_tmp)
                 env_tmp = None
+            if policy_tmp:  # link too: never replaces an openclaw.json that appeared meanwhile
+                os.link(policy_tmp, os.path.join(target, POLICY))
+                os.unlink(policy_tmp)
+                policy_tmp = None
             if plan.env_tighten is not None:
                 fd = os.open(os.path.join(target, ENV), os.O_RDONLY | os.O_NOFOLLOW)
                 try:
@@ -135,6 +164,8 @@ def apply(target, plan):
             os.unlink(tmp)
         if env_tmp:
             os.unlink(env_tmp)
+        if policy_tmp:
+            os.unlink(policy_tmp)
 
 
 def make_dir(target):
@@ -168,6 +199,23 @@ def report(ui, target, plan, dry_run):
         if not token_is_set(plan.existing_env):
             ui.warn("%s is empty in .env: the gateway refuses to start without it; set it to "
                     "a long random value (e.g. `openssl rand -hex 32`)" % TOKEN_VAR)
+    report_policy(ui, target, plan, dry_run)
+
+
+def report_policy(ui, target, plan, dry_run):
+    if plan.policy_new:
+        ui.ok(("would create %s" if dry_run else "%s created") % POLICY +
+              " (mode 600): OpenClaw's hardened policy, read-only in the gateway")
+    elif plan.policy_differs:
+        ui.ok("%s kept as it is (never overwritten); this release's template is in %s: "
+              "diff %s %s" % (POLICY, POLICY_NEW, POLICY, POLICY_NEW))
+    else:
+        ui.ok("%s kept as it is (never overwritten; same as this release's template)" % POLICY)
+    path = os.path.join(target, POLICY)
+    if not dry_run and os.path.exists(path) and os.stat(path).st_uid != CONTAINER_UID:
+        ui.warn("the gateway runs as uid %d and must read %s (mode 600, owner uid %d): "
+                "sudo chown %d %s" % (CONTAINER_UID, POLICY, os.stat(path).st_uid,
+                                      CONTAINER_UID, path))
 
 
 def next_steps(ui, target):
@@ -200,7 +248,7 @@ def main(args):
 
     source = args.source or os.environ.get("CLAW_CAGE_SOURCE") or default_source()
     ui.info("fetching the deploy files from %s" % source)
-    names = [name for name, _ in ARTIFACTS]
+    names = [name for name, _ in ARTIFACTS] + [POLICY]
     fetched = fetch.fetch_all(source, names, buildinfo.DEPLOY_SHA256, timeout)
     if buildinfo.DEPLOY_SHA256:
         ui.ok("downloaded %d files, each matching its sha256" % len(fetched))
@@ -213,17 +261,17 @@ def main(args):
 
     if args.dry_run:
         if os.path.isdir(target):
-            report(ui, target, plan_changes(target, artifacts), dry_run=True)
+            report(ui, target, plan_changes(target, artifacts, fetched[POLICY]), dry_run=True)
         else:
-            ui.ok("would create %s with %s and a new .env" % (target, ", ".join(
-                n for n, _, _ in artifacts)))
+            ui.ok("would create %s with %s, %s and a new .env" % (target, ", ".join(
+                n for n, _, _ in artifacts), POLICY))
         ui.info("dry run: nothing was changed")
         return 0
 
     created = make_dir(target)
     try:
         with files.DirLock(target):
-            plan = plan_changes(target, artifacts)
+            plan = plan_changes(target, artifacts, fetched[POLICY])
             apply(target, plan)
     except BaseException:
         if created:
