@@ -137,6 +137,8 @@ def apply(target, plan):
         env_tmp = files.stage(target, ENV, plan.env_new, 0o600) if plan.env_new else None
         policy_tmp = files.stage(target, POLICY, plan.policy_new, 0o600) \
             if plan.policy_new else None
+        if policy_tmp and os.geteuid() == 0:  # root (not sudo): hand it to the gateway's uid
+            os.chown(policy_tmp, CONTAINER_UID, -1)
         with files.signals_deferred():
             for tmp, name in staged:
                 os.replace(tmp, os.path.join(target, name))

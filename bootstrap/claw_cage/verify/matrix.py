@@ -20,6 +20,7 @@ from .. import buildinfo, composefile, paths
 from ..errors import EXIT_VERIFY, ClawCageError, TargetError, UsageError
 from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
+from . import openclaw_policy
 from .report import Row, SKIP
 
 
@@ -78,13 +79,15 @@ def collect(directory, bridge, subnet, netns, internet):
     """Every row, in display order. Groups run concurrently; each group orders its own rows."""
     is_root = os.geteuid() == 0
     fw = firewall_rows.read_config()
-    with concurrent.futures.ThreadPoolExecutor(max_workers=5) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         host = pool.submit(firewall_rows.rows, bridge, subnet, is_root, fw)
         port = pool.submit(exposure.check_gateway_port, is_root)
         env = pool.submit(exposure.check_env, directory)
         probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw)
         advice = pool.submit(audit.run_all)
-        return host.result() + [port.result(), env.result()] + probe.result() + advice.result()
+        policy = pool.submit(openclaw_policy.rows, fw.local_only, netns)
+        return host.result() + [port.result(), env.result()] + probe.result() + \
+            advice.result() + policy.result()
 
 
 def main(args):
