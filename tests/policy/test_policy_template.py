@@ -194,3 +194,15 @@ def test_each_flip_is_caught_by_its_row(profile, path, value, check):
     rows = openclaw_policy.config_rows(cfg, profile == "local-only")
     bad = [(r.check, r.status) for r in rows if r.status != "pass"]
     assert bad and all(c == "policy " + check for c, _ in bad), bad
+
+
+def test_the_readme_section_lists_every_setting_with_its_source():
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    section = text.split("\n## OpenClaw policy\n", 1)[1].split("\n## ", 1)[0]
+    for profile in TEMPLATES:
+        for path, _ in leaves(load(profile)):
+            key = re.split(r"\[\]|\.\*", path)[0]
+            assert "`%s" % key in section, key
+    for doc in set(spec["doc"].split(" ")[0].split("#")[0][len("docs/"):]
+                   for spec in KEYS["keys"].values()):
+        assert doc.rstrip(",") in section, doc
