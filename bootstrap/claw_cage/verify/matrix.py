@@ -1,13 +1,15 @@
 """--verify: the deployment's verification matrix in one command, read-only.
 
-Four groups of rows, gathered at the same time (threads), so the run costs about one probe
+Five groups of rows, gathered at the same time (threads), so the run costs about one probe
 timeout even when every LAN packet is silently dropped:
   Host       firewall chains and jumps (firewall_rows), gateway port and .env (exposure)
   Container  `docker inspect` of the running gateway (container)
   Probes     packets from a throwaway container on the claw-cage network (probe_plan, probes)
   Audit      advice from seed 003, warn only (audit)
+  OpenClaw policy  OpenClaw's security audit and openclaw.json, in the gateway (openclaw_policy)
 Nothing here changes anything: it runs iptables-save, reads /proc and /etc, `docker ps`,
-`docker inspect`, and one `docker run --rm` probe container (probes.py shows its argv).
+`docker inspect`, one `docker run --rm` probe container (probes.py shows its argv), and two
+read-only `docker exec` in the gateway (openclaw_policy.py shows them).
 Exit 0 when no row is `fail`, else errors.EXIT_VERIFY.
 """
 
