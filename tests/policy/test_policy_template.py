@@ -206,3 +206,18 @@ def test_the_readme_section_lists_every_setting_with_its_source():
     for doc in set(spec["doc"].split(" ")[0].split("#")[0][len("docs/"):]
                    for spec in KEYS["keys"].values()):
         assert doc.rstrip(",") in section, doc
+
+
+def test_verify_knows_the_release_tool_groups_it_uses():
+    for group, members in openclaw_policy.GROUPS.items():
+        assert list(members) == KEYS["tool_groups"][group], group
+
+
+def test_the_ollama_row_names_the_allow_entry():
+    rows = dict((r.check, r.detail) for r in
+                openclaw_policy.config_rows(load("local-only"), True))
+    assert "--allow host:11434" in rows["policy models.providers.ollama"]
+    cfg = load("local-only")
+    cfg["models"]["providers"]["ollama"]["baseUrl"] = "http://192.168.1.50:11434"
+    rows = dict((r.check, r.detail) for r in openclaw_policy.config_rows(cfg, True))
+    assert "--allow 192.168.1.50:11434" in rows["policy models.providers.ollama"]
