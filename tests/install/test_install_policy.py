@@ -116,3 +116,16 @@ def test_a_user_not_uid_1000_is_told_how_the_gateway_can_read_it(tmp_path, run_p
         assert os.stat(str(home / "c" / POLICY)).st_uid == 65534
     finally:
         shutil.rmtree(str(home))
+
+
+def test_a_tampered_openclaw_json_is_refused_and_nothing_changes(tmp_path, run_pyz, env,
+                                                                 server):
+    """openclaw.json is one of the deploy files whose sha256 the build embeds."""
+    target = tmp_path / "c"
+    install(run_pyz, env, server, target)
+    (target / POLICY).write_bytes(EDITED)
+    before = snapshot(str(target))
+    server.fault(POLICY, "tamper")
+    r = run_pyz(["--dir", str(target), "--source", server.url], env=env)
+    assert r.returncode == 4 and "sha256" in r.stderr.decode()
+    assert snapshot(str(target)) == before
