@@ -100,9 +100,12 @@ def plan_policy(plan, target, template):
                            "unchanged" if new == template else "updated"))
 
 
-def plan_changes(target, artifacts, policy=None):
+def plan_changes(target, artifacts):
     plan = Plan()
     for name, data, mode in artifacts:
+        if name == POLICY:  # never replaced: see plan_policy
+            plan_policy(plan, target, data)
+            continue
         current = files.read_regular(os.path.join(target, name))
         if current is None:
             status = "created"
@@ -121,8 +124,6 @@ def plan_changes(target, artifacts, policy=None):
         if mode & 0o177:
             plan.env_tighten = mode
         plan.existing_env = existing
-    if policy is not None:
-        plan_policy(plan, target, policy)
     return plan
 
 
@@ -257,23 +258,24 @@ def main(args):
     else:
         ui.warn("source checkout build: the files' sha256 were not checked")
     artifacts = [(name, fetched[name], mode) for name, mode in ARTIFACTS]
+    artifacts.append((POLICY, fetched[POLICY], None))  # created once only (plan_policy)
     program = getattr(claw_cage, "SELF_SOURCE", None)
     if program is not None:
         artifacts.append((PROGRAM[0], program.encode("utf-8"), PROGRAM[1]))
 
     if args.dry_run:
         if os.path.isdir(target):
-            report(ui, target, plan_changes(target, artifacts, fetched[POLICY]), dry_run=True)
+            report(ui, target, plan_changes(target, artifacts), dry_run=True)
         else:
-            ui.ok("would create %s with %s, %s and a new .env" % (target, ", ".join(
-                n for n, _, _ in artifacts), POLICY))
+            ui.ok("would create %s with %s and a new .env" % (target, ", ".join(
+                n for n, _, _ in artifacts)))
         ui.info("dry run: nothing was changed")
         return 0
 
     created = make_dir(target)
     try:
         with files.DirLock(target):
-            plan = plan_changes(target, artifacts, fetched[POLICY])
+            plan = plan_changes(target, artifacts)
             apply(target, plan)
     except BaseException:
         if created:
