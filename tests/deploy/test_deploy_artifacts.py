@@ -251,7 +251,8 @@ def budget_problems(svc):
 def write_path_problems(svc):
     """Every path OpenClaw writes is a volume or a sized, uid-1000 tmpfs; nothing else."""
     p = []
-    mounts = {(v.get("type"), v.get("source"), v.get("target")) for v in svc.get("volumes") or []}
+    mounts = {(v.get("type"), v.get("source"), v.get("target")) for v in svc.get("volumes") or []
+              if not policy_mount(v)}  # the policy file (issue 13): read-only, checked there
     if mounts != VOLUMES:
         p.append("volumes are %r, want exactly %r" % (sorted(mounts), sorted(VOLUMES)))
     got = tmpfs_entries(svc)
@@ -269,6 +270,14 @@ def write_path_problems(svc):
         if "nosuid" not in opts or "nodev" not in opts:
             p.append("tmpfs %s without nosuid,nodev" % path)
     return p
+
+
+def policy_mount(v):
+    """The one bind mount allowed besides the volumes: the install dir's openclaw.json,
+    read-only, at OpenClaw's config path (README "OpenClaw policy", issue 13)."""
+    return (v.get("type") == "bind" and v.get("read_only") is True
+            and v.get("target") == STATE_DIR + "/openclaw.json"
+            and str(v.get("source", "")).endswith("/openclaw.json"))
 
 
 def hardening_problems(name, svc):
@@ -408,7 +417,8 @@ def init_problems(svc):
         p.append("no no-new-privileges:true")
     if svc.get("privileged") or svc.get("read_only") is not True:
         p.append("privileged or writable root")
-    mounts = {(v.get("type"), v.get("source"), v.get("target")) for v in svc.get("volumes") or []}
+    mounts = {(v.get("type"), v.get("source"), v.get("target")) for v in svc.get("volumes") or []
+              if not policy_mount(v)}  # the policy file (issue 13): read-only, checked there
     if mounts != VOLUMES:
         p.append("mounts %r" % sorted(mounts))
     if svc.get("restart") not in (None, "no") or svc.get("profiles"):

@@ -503,7 +503,9 @@ def test_docker_inspect_shows_every_hardening_setting(stack):
              "named volume %s at %s, got %r" % (vol or "(any)", dest, m))
     need(not [m for m in info.get("Mounts") or [] if "docker.sock" in m.get("Source", "")],
          "no Docker socket mounted")
-    need(not [m for m in info.get("Mounts") or [] if m.get("Type") == "bind"],
+    # The one bind allowed: the install dir's openclaw.json, read-only (issue 13, policy).
+    need(not [m for m in info.get("Mounts") or [] if m.get("Type") == "bind" and not (
+        m.get("Destination") == "/home/node/.openclaw/openclaw.json" and m.get("RW") is False)],
          "no bind mount of the host, got %r" % [m.get("Source") for m in info.get("Mounts")
                                                  if m.get("Type") == "bind"])
     bindings = host.get("PortBindings") or {}

@@ -23,6 +23,7 @@ from ..errors import EXIT_INCOMPLETE, EXIT_VERIFY, ClawCageError, TargetError, U
 from ..firewall import rules
 from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
+from . import openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
 from .report import Row, SKIP
 
 
@@ -112,7 +113,9 @@ def collect(directory, bridge, subnet, netns, internet, timeout=None):
         env = pool.submit(exposure.check_env, directory)
         probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw, pinned, timeout)
         advice = pool.submit(audit.run_all)
-        return host.result() + [port.result(), env.result()] + probe.result() + advice.result()
+        policy = pool.submit(openclaw_policy.rows, fw.local_only, netns)
+        return host.result() + [port.result(), env.result()] + probe.result() + \
+            advice.result() + policy.result()
 
 
 def not_verified(rows):
