@@ -100,10 +100,13 @@ def check_combinations(p, args):
         p.error("%s cannot be used with %s" % (", ".join(used), mode))
 
 
-def version_line(version=__version__, repo=buildinfo.REPO, ref=buildinfo.GIT_REF):
+def version_line(version=__version__, repo=buildinfo.REPO, ref=buildinfo.GIT_REF,
+                 suffix=buildinfo.VERSION_SUFFIX, release=getattr(buildinfo, "RELEASE", "")):
     """The --version answer. build.py also hands it to the launcher, which answers a bare
-    --version without unpacking the program."""
-    return "claw-cage %s (%s@%s)" % (version, repo, ref)
+    --version without unpacking the program. A release build names its tag and commit; a
+    build from a tree with changes carries "+dirty" and never names a release."""
+    name = "release %s, " % release if release else ""
+    return "claw-cage %s%s (%s%s@%s)" % (version, suffix, name, repo, ref)
 
 
 def main(argv=None):
