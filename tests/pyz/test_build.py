@@ -57,7 +57,7 @@ def test_version_and_help(pyz):
 
 
 def test_usage_errors_are_one_line_and_exit_2(pyz):
-    for args in (["--bogus"], ["--firewall", "--verify"], ["--json"], ["--remove"],
+    for args in (["--bogus"], ["--firewall", "--verify"], ["--json", "--remove"], ["--remove"],
                  ["--firewall", "--remove", "--allow", "host:1"]):
         r = run_file(pyz, args)
         assert r.returncode == 2, args

@@ -17,7 +17,7 @@ from .. import buildinfo, paths, runner
 from ..composefile import read_network
 from ..errors import ClawCageError, FirewallError, PrereqError, TargetError
 from ..ui import UI
-from . import allow, backend, persist, rules
+from . import allow, backend, outcome, persist, rules
 
 NOT_ROOT = "--firewall changes the host firewall: run it with sudo"
 
@@ -219,7 +219,8 @@ def apply(args, ui):
     if args.dry_run:
         ui.info("dry run: nothing is changed. --firewall would run:")
         _show_or_run(steps + later, True, ui)
-        return 0
+        return {"changed": False, "dry_run": True}
+    before = outcome.snapshot(tools, fams)  # --json: what this run changed
     _run_all_or_nothing(steps)
     check_applied(config, tools, fams)
     reaches = "the internet" if config.profile == "internet" else "only allowed destinations"
@@ -238,7 +239,10 @@ def apply(args, ui):
     elif persist.installed():
         ui.warn("not persisted (--no-persist), but %s from an earlier run still restores its "
                 "own rules at boot; --firewall --remove removes it" % persist.UNIT_NAME)
-    return 0
+    return outcome.result(before, outcome.snapshot(tools, fams), iptables=tools.iptables(4),
+                          families=list(fams), bridge=config.bridge, subnet=str(config.subnet),
+                          profile=config.profile, allow=list(args.allow),
+                          persisted=bool(later))
 
 
 def remove(args, ui):
@@ -249,14 +253,16 @@ def remove(args, ui):
     if args.dry_run:
         ui.info("dry run: nothing is changed. --firewall --remove would run:")
         _show_or_run(steps, True, ui)
-        return 0
+        return {"changed": False, "dry_run": True, "removed": False}
     if not steps:
         ui.ok("nothing to remove: no claw-cage rules or boot persistence on this host")
-        return 0
+        return {"changed": False, "rules_changed": False, "persistence_changed": False,
+                "removed": True}
+    before = outcome.snapshot(tools, fams)  # --json: what this run changed
     _run_all_or_nothing([s for s in steps if not isinstance(s, _Action)])
     _show_or_run([s for s in steps if isinstance(s, _Action)], False, ui)
     ui.ok("claw-cage firewall rules and their boot persistence removed")
-    return 0
+    return outcome.result(before, outcome.snapshot(tools, fams), removed=True)
 
 
 def main(args):
