@@ -3,6 +3,7 @@ profile), examples/cloud-init.yaml passes `cloud-init schema` (Debian's cloud-in
 first-boot script inside it passes shellcheck. Each checker is shown failing a broken copy
 first, so a pass means something. The playbook's real run is tests/e2e/test_e2e_ansible.py."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -69,6 +70,21 @@ def test_the_playbook_takes_changed_from_claw_cage_and_pins_the_release():
     with open(os.path.join(ANSIBLE_DIR, "group_vars", "all.yml"), encoding="utf-8") as f:
         defaults = yaml.safe_load(f)
     assert "claw_cage_version" not in defaults and "claw_cage_sha256" not in defaults
+
+
+def test_the_example_inventory_gives_each_host_its_options(tmp_path):
+    r = subprocess.run([_tool("ansible-inventory", "tests/requirements.txt"), "-i",
+                        os.path.join(ANSIBLE_DIR, "inventory.example.ini"), "--list"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
+                       env=dict(os.environ, ANSIBLE_HOME=str(tmp_path)))
+    assert r.returncode == 0, r.stderr.decode()
+    hostvars = json.loads(r.stdout)["_meta"]["hostvars"]
+    assert hostvars["pi-garage"]["claw_cage_allow"] == ["192.168.1.50:11434"]
+    assert hostvars["pi-garage"]["claw_cage_profile"] == "local-only"
+    assert hostvars["vps-1"]["claw_cage_allow"] == ["host:11434"]
+    for host in hostvars.values():
+        assert isinstance(host["claw_cage_sha256"], str)
+        assert host["claw_cage_version"] == "v0.1.0"
 
 
 def cloud_init_schema(path):
