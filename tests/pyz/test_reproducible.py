@@ -139,6 +139,18 @@ def test_a_fresh_clone_builds_the_working_trees_bytes_under_every_python(
             version + (env,))
 
 
+def test_a_clone_with_crlf_line_endings_still_builds_the_same_bytes(work, tmp_path):
+    """git on Windows converts LF to CRLF on checkout (core.autocrlf=true); .gitattributes pins
+    LF for everything the build reads, so such a clone builds the same bytes too."""
+    repo, expected = work
+    clone = tmp_path / "crlf"
+    subprocess.run(["git", "-c", "core.autocrlf=true", "clone", "--quiet", "--no-local",
+                    str(repo), str(clone)], check=True)
+    git(clone, "config", "core.autocrlf", "true")
+    data, _ = build(clone)
+    assert data == expected
+
+
 def test_this_machine_has_python_38_and_a_newer_one():
     """The comparison above means something only across versions."""
     if (3, 8) not in PYTHONS or len(PYTHONS) < 2:
