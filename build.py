@@ -19,6 +19,10 @@ zlib it used, and the release notes record it. Standard library only.
 Release naming: a build names itself "release vX" only when HEAD carries the tag
 "v" + __version__ and none of the files it reads differs from that commit (or is untracked);
 a build from a tree with changes says "+dirty" and never names a release.
+
+Size: the modules travel without their comments and docstrings (strip_source: token-exact,
+proven by tests/pyz/test_build.py comparing syntax trees), which keeps the file under 80 KiB as
+features grow. The readable source is the repository at the commit --version names.
 """
 
 import argparse
@@ -28,6 +32,7 @@ import hashlib
 import io
 import os
 import sys
+import tokenize
 import zipfile
 import zlib
 
@@ -154,6 +159,46 @@ def render_buildinfo(repo, ref, hashes, bridge, subnet, suffix="", release=""):
     return "\n".join(lines)
 
 
+def strip_source(text):
+    """Python source without its comments and docstrings, and without the lines that leaves
+    blank. A docstring (any statement that is a lone string) becomes "", so a body that held
+    only a docstring stays valid; every other token, strings spanning lines included, is kept
+    as it was. Works on tokens, never on lines, so a '#' inside a string is safe."""
+    lines = text.splitlines(keepends=True)
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line))
+
+    def offset(row_col):
+        return starts[row_col[0] - 1] + row_col[1]
+    tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    skip = (tokenize.NL, tokenize.COMMENT)
+    cuts, kept_lines, before = [], set(), tokenize.NEWLINE
+    for i, tok in enumerate(tokens):
+        if tok.type == tokenize.COMMENT:
+            cuts.append((offset(tok.start), offset(tok.end), ""))
+        elif tok.type == tokenize.STRING:
+            after = next((t.type for t in tokens[i + 1:] if t.type not in skip), None)
+            if (before in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
+                    and after in (tokenize.NEWLINE, tokenize.ENDMARKER)):
+                # as many newlines as it spanned: later lines keep their numbers
+                cuts.append((offset(tok.start), offset(tok.end),
+                             '""' + "\n" * (tok.end[0] - tok.start[0])))
+            else:  # a string that spans lines keeps every line, blank ones included
+                kept_lines.update(range(tok.start[0] + 1, tok.end[0] + 1))
+        if tok.type not in skip:
+            before = tok.type
+    for start, end, replacement in sorted(cuts, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    out = []
+    for number, line in enumerate(text.splitlines(keepends=True), 1):
+        if number in kept_lines:
+            out.append(line)
+        elif line.strip():
+            out.append(line.rstrip() + "\n")
+    return "".join(out)
+
+
 def package_files():
     """(archive name, bytes) for every module of the program, in a fixed order."""
     files = []
@@ -162,8 +207,8 @@ def package_files():
         rel = os.path.relpath(folder, SRC).replace(os.sep, "/")
         for name in sorted(names):
             if name.endswith(".py") and rel + "/" + name != "claw_cage/buildinfo.py":
-                with open(os.path.join(folder, name), "rb") as f:
-                    files.append((rel + "/" + name, f.read()))
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    files.append((rel + "/" + name, strip_source(f.read()).encode("utf-8")))
     return sorted(files)
 
 

@@ -11,6 +11,7 @@ EXIT_FETCH = 4         # an artifact could not be downloaded or failed its sha25
 EXIT_TARGET = 5        # the target directory or a file in it is unusable (.env symlink, locked, ...)
 EXIT_FIREWALL = 6      # applying or removing firewall rules failed
 EXIT_VERIFY = 7        # --verify ran and at least one check failed
+EXIT_UNCHECKED = 8     # --firewall applied the rules but could not read them back to check
 EXIT_INTERRUPTED = 130 # Ctrl-C
 
 EXIT_CODES_HELP = """exit status:
@@ -20,8 +21,10 @@ EXIT_CODES_HELP = """exit status:
   3    missing prerequisite (Python >= 3.8, docker, docker compose v2, root, iptables)
   4    download failed or an artifact did not match its expected sha256
   5    target directory unusable (not writable, .env not a regular file, another run holds the lock)
-  6    firewall could not be applied or removed
+  6    firewall could not be applied or removed (a failed command included; after a
+       partial change the previous rules are restored and the message says so)
   7    --verify found at least one failing check
+  8    firewall rules applied, but reading them back to check them failed
   130  interrupted (Ctrl-C)"""
 
 
@@ -54,3 +57,8 @@ class TargetError(ClawCageError):
 
 class FirewallError(ClawCageError):
     exit_code = EXIT_FIREWALL
+
+
+class UncheckedError(ClawCageError):
+    """The rules were committed, but reading them back failed: applied, not checked."""
+    exit_code = EXIT_UNCHECKED

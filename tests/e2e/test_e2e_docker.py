@@ -236,8 +236,10 @@ def _set_env_var(path, name, value):
 
 # What `--firewall` may create and `--firewall --remove` rightly leaves: DOCKER-USER, made when
 # Docker had none (dockerd adopts an existing one, so once made it may be Docker's), and the
-# built-in chains of a table that iptables-nft instantiates on first use.
-LEFT_BY_DESIGN = re.compile(r"^:(DOCKER-USER -|INPUT ACCEPT|FORWARD ACCEPT|OUTPUT ACCEPT) ")
+# built-in chains of a table that iptables-nft instantiates on first use (mangle's too: the
+# cage's first anchor lives there).
+LEFT_BY_DESIGN = re.compile(r"^:(DOCKER-USER -|(PRE|POST)ROUTING ACCEPT|INPUT ACCEPT|"
+                            r"FORWARD ACCEPT|OUTPUT ACCEPT) ")
 
 
 def _remove_firewall_leftovers(stack):
@@ -662,17 +664,20 @@ def test_verify_passes_then_fails_on_breakage(stack):
         assert [r for r in probe_rows if stack.wan.addr in r["check"]], \
             "the internet row probed the WAN host: %s" % probe_rows
 
-        # Breakage 1: the DOCKER-USER jump disappears (a firewalld reload, a careless flush).
+        # Breakage 1: both forward jumps disappear (a firewalld reload, a careless flush).
         jump = [ln for tool, _table, ln in stack.fw_lines
                 if tool == "iptables-save" and ln.startswith("-A DOCKER-USER ")]
         assert len(jump) == 1, stack.fw_lines
         sh(["iptables", "-w", "10", "-D"] + jump[0][3:].split())
+        # ... and the first anchor's jump too: either anchor alone still blocks (issue 10)
+        sh(["iptables", "-w", "10", "-t", "mangle", "-D", "PREROUTING", "-i", e2e.BRIDGE, "-j",
+            "CLAW-CAGE-PRE"])
         try:
             broken = stack.verify("--json")
             failed = [r["check"] for r in _failed(_rows(broken))]
             assert broken.returncode == 7, _decoded(broken)
-            # the rule row, and the packets: 10.0.0.1 now gets an answer (the guard's reset)
-            assert "DOCKER-USER jump" in failed, failed
+            # the rule rows, and the packets: 10.0.0.1 now gets an answer (the guard's reset)
+            assert {"DOCKER-USER jump", "PREROUTING jump"} <= set(failed), failed
             assert [c for c in failed if c.startswith("probe 10.0.0.1:")], failed
         finally:
             stack.firewall_on(persist=True)

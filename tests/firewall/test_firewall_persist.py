@@ -17,6 +17,7 @@ import stat
 import pytest
 
 from lab import netlab
+from lab import fwlab
 from lab.netlab import Lab, blocked_probes, open_probes
 
 
@@ -74,6 +75,12 @@ def test_persistence_files_are_root_owned_and_leave_user_files_alone(installed):
     assert st.st_uid == 0 and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
     assert os.readlink(os.path.join(upper, WANTS)) == "/etc/" + UNIT
     assert _exec_start(upper) == ["/bin/bash", "/etc/" + SCRIPT]
+    # after nftables.service (its `flush ruleset` would wipe rules loaded earlier), before
+    # docker.service
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
+    unit.read(os.path.join(upper, UNIT))
+    assert "nftables.service" in unit["Unit"]["After"].split()
+    assert "docker.service" in unit["Unit"]["Before"].split()
     with open(os.path.join(upper, "iptables", "rules.v4")) as f:
         assert f.read() == USER_RULES_V4
     # nothing else under /etc was written: no snapshot of Docker's rules anywhere
@@ -82,17 +89,27 @@ def test_persistence_files_are_root_owned_and_leave_user_files_alone(installed):
     assert written == sorted([SCRIPT, UNIT, WANTS, "iptables/rules.v4"])
 
 
-@pytest.mark.parametrize("order", ["rules-then-docker", "docker-then-rules"])
+def _tailscaled(lab):
+    fwlab.tailscale(lambda argv, input=None: lab.exec(lab.host, argv, input=input),
+                    lab.backend, lab.ip6tables)
+
+
+@pytest.mark.parametrize("order", ["rules-docker-tailscale", "docker-tailscale-rules"])
 def test_reboot_restores_the_cage(installed, order):
+    """Both boot orders, with Tailscale's ts-forward ACCEPT at FORWARD 1 (tailscaled starts
+    after dockerd): the cage holds either way."""
     etc, own4, own6 = installed
     upper = os.path.join(etc, "upper")
     with Lab(docker=False, docker_return=True) as lab:   # power-on: empty firewall
         assert not _own(lab.save(4))
-        if order == "docker-then-rules":
+        if order == "docker-tailscale-rules":
             lab.dockerd_start()
+            _tailscaled(lab)
         netlab.ok(lab.run_program(_exec_start(upper), etc_overlay=etc))
-        if order == "rules-then-docker":
+        if order == "rules-docker-tailscale":
             lab.dockerd_start()
+            _tailscaled(lab)
+        assert "-A FORWARD -j ts-forward" in lab.save(4).splitlines()
         assert _own(lab.save(4)) == own4
         assert _own(lab.save(6)) == own6
         _verdicts(lab)
@@ -101,7 +118,9 @@ def test_reboot_restores_the_cage(installed, order):
         assert all(reached.values()), "the --allow entry did not survive the reboot"
         lab.dockerd_start()   # a later Docker restart keeps it all
         assert _own(lab.save(4)) == own4
-        # and the boot step is itself idempotent (a unit restarted by hand)
+        # and the boot step is itself idempotent (a unit restarted by hand): the first re-run
+        # may only put claw-cage's INPUT jump back above ts-input, the next changes nothing
+        netlab.ok(lab.run_program(_exec_start(upper), etc_overlay=etc))
         before = lab.save(4), lab.save(6)
         netlab.ok(lab.run_program(_exec_start(upper), etc_overlay=etc))
         assert (lab.save(4), lab.save(6)) == before

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
-from claw_cage.firewall import allow, rules  # noqa: E402
+from claw_cage.firewall import allow, readback, rules  # noqa: E402
 from claw_cage.errors import UsageError  # noqa: E402
 
 NET = ipaddress.ip_network("172.30.0.0/24")
@@ -23,17 +23,32 @@ CONFIGS = [rules.Config("claw-cage0", NET, allows, profile)
            for allows in ((), ALLOWS) for profile in rules.PROFILES]
 
 
+SAVED_EMPTY = {}     # a host with no rules yet (parse_tables of an empty save)
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("family", rules.FAMILIES)
 def test_restore_input_declares_only_own_chains_and_never_accepts(config, family):
-    edits = rules.jump_edits("DOCKER-USER", rules.jumps(config)[0][1], ["-A DOCKER-USER -j X"])
-    text = rules.render_restore(config, family, edits)
+    saved = readback.parse_tables("*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j X\nCOMMIT\n")
+    text = rules.render_restore(config, family, saved)
     lines = text.splitlines()
-    assert lines[0] == "*filter" and lines[-1] == "COMMIT"
+    assert lines[0] == "*mangle" and lines[-1] == "COMMIT"
+    assert lines.index("*filter") < len(lines) and lines.count("COMMIT") == 2
     declared = [l for l in lines if l.startswith(":")]
     assert declared == [":%s - [0:0]" % c for c in rules.OWN_CHAINS]
     assert "ACCEPT" not in text
     assert not any(l.startswith(("-F", "-X", "-P", "-Z", "-N")) for l in lines)
+
+
+def test_docker_user_is_created_with_n_never_declared():
+    """Declaring DOCKER-USER in a restore input flushes it (the user's rules with it): when it
+    is missing it is created with -N, which fails instead should Docker make it meanwhile."""
+    config = rules.default_config()
+    text = rules.render_restore(config, 4, SAVED_EMPTY)
+    assert "-N DOCKER-USER" in text.splitlines() and ":DOCKER-USER" not in text
+    forward = rules.render_restore(config._replace(parent="FORWARD"), 4, SAVED_EMPTY)
+    assert "DOCKER-USER" not in forward
+    assert "-I FORWARD 1 -i claw-cage0 -j CLAW-CAGE-FWD" in forward.splitlines()
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -55,6 +70,45 @@ def test_order_established_then_allows_then_drops_then_rest(config, family):
     assert inp[-1] == "-j DROP"
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("family", rules.FAMILIES)
+def test_first_anchor_judges_the_host_before_the_subnet_and_every_range(config, family):
+    """mangle PREROUTING sees forwarded and local traffic alike: the host's own addresses on
+    the bridge are LOCAL *and* in the subnet, so LOCAL is dropped before the subnet returns;
+    host:PORT allows come before that drop, every range is dropped, the rest as the profile."""
+    pre = rules.chain_rules(config, family)[rules.PRE_CHAIN]
+    assert pre[0] == rules.ESTABLISHED
+    local = pre.index("-m addrtype --dst-type LOCAL -j DROP")
+    host_ports = [i for i, r in enumerate(pre) if "--dst-type LOCAL -m" in r]
+    assert all(i < local for i in host_ports)
+    assert len(host_ports) == (2 if config.allows else 0)
+    assert all(r.endswith("RETURN") for r in pre[:local])
+    if family == 4:
+        assert pre.index("-d 172.30.0.0/24 -j RETURN") > local
+        assert pre.index("-m addrtype --dst-type BROADCAST -j DROP") == local + 1
+    for cidr, _ in rules.SPECIAL_RANGES[family]:
+        assert pre.index("-d %s -j DROP" % cidr) > local
+    want_rest = "RETURN" if (family, config.profile) == (4, "internet") else "DROP"
+    assert pre[-1] == "-j " + want_rest
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.parametrize("family", rules.FAMILIES)
+def test_every_anchor_renders_the_one_table(config, family):
+    """Each abstract rule of rules.policy() shows up in every anchor it can reach, in the same
+    order: the anchors are renderings of one table, not three lists kept in step by hand."""
+    table = rules.policy(config, family)
+    chains = rules.chain_rules(config, family)
+    for chain, render in rules._RENDER.items():
+        rendered = [render(rule) for rule in table]
+        assert [s for specs in rendered for s in specs] == chains[chain]
+    kinds = [r.kind for r in table]
+    assert kinds[0] == "established" and kinds[-1] == "rest"
+    assert kinds.index("local") < min(i for i, k in enumerate(kinds) if k == "range")
+    assert all(k in ("established", "nd", "host-port", "allow")
+               for k in kinds[:kinds.index("local")])
+
+
 def test_allow_entries_land_in_the_right_family_and_chain():
     config = rules.Config("claw-cage0", NET, ALLOWS, "internet")
     v4, v6 = rules.chain_rules(config, 4), rules.chain_rules(config, 6)
@@ -70,29 +124,63 @@ def test_allow_entries_land_in_the_right_family_and_chain():
 
 
 J = "-i claw-cage0 -j CLAW-CAGE-FWD"
+JI = "-i claw-cage0 -j CLAW-CAGE-IN"
 
 
 @pytest.mark.parametrize("current, edits", [
-    ([], ["-I DOCKER-USER 1 " + J]),
-    (["-N DOCKER-USER", "-A DOCKER-USER " + J], []),
-    (["-N DOCKER-USER", "-A DOCKER-USER " + J, "-A DOCKER-USER -j RETURN"], []),
-    (["-N DOCKER-USER", "-A DOCKER-USER -j RETURN"], ["-I DOCKER-USER 1 " + J]),
-    (["-A DOCKER-USER -i x -j DROP", "-A DOCKER-USER " + J],
+    ({}, ["-I DOCKER-USER 1 " + J, "-I INPUT 1 " + JI]),
+    ({"DOCKER-USER": [J], "INPUT": [JI]}, []),
+    ({"DOCKER-USER": [J, "-j RETURN"], "INPUT": [JI, "-j ACCEPT"]}, []),
+    ({"DOCKER-USER": ["-j RETURN"], "INPUT": [JI]}, ["-I DOCKER-USER 1 " + J]),
+    ({"DOCKER-USER": ["-i x -j DROP", J], "INPUT": [JI]},
      ["-D DOCKER-USER " + J, "-I DOCKER-USER 1 " + J]),
-    (["-A DOCKER-USER " + J, "-A DOCKER-USER " + J],
+    ({"DOCKER-USER": [J, J], "INPUT": [JI]},
      ["-D DOCKER-USER " + J, "-D DOCKER-USER " + J, "-I DOCKER-USER 1 " + J]),
-    (["-A DOCKER-USER " + J, "-A DOCKER-USER -i old0 -j CLAW-CAGE-FWD"],      # renamed bridge
+    ({"DOCKER-USER": [J, "-i old0 -j CLAW-CAGE-FWD"], "INPUT": [JI]},      # renamed bridge
+     ["-D DOCKER-USER -i old0 -j CLAW-CAGE-FWD"]),
+    ({"DOCKER-USER": ["-i old0 -j CLAW-CAGE-FWD", J], "INPUT": [JI]},
      ["-D DOCKER-USER -i old0 -j CLAW-CAGE-FWD", "-D DOCKER-USER " + J, "-I DOCKER-USER 1 " + J]),
+    ({"DOCKER-USER": [J], "FORWARD": [J], "INPUT": [JI]},   # Docker's backend changed
+     ["-D FORWARD " + J]),
+    ({"DOCKER-USER": [J], "INPUT": [JI], "CLAW-CAGE-FWD": ["-j CLAW-CAGE-IN"]}, []),
 ])
 def test_jump_edits_leave_one_copy_first(current, edits):
-    assert rules.jump_edits("DOCKER-USER", J, current) == edits
+    assert rules.jump_edits(rules.default_config(), "filter", current) == edits
 
 
 def test_expected_lines_are_chains_then_jumps():
     config = rules.default_config()
     lines = rules.expected_lines(config, 4)
-    assert lines[0] == "-N CLAW-CAGE-FWD"
-    assert lines[-2:] == ["-A DOCKER-USER " + J, "-A INPUT -i claw-cage0 -j CLAW-CAGE-IN"]
+    assert lines[0] == "-N CLAW-CAGE-PRE"
+    assert lines[-3:] == ["-A PREROUTING -i claw-cage0 -j CLAW-CAGE-PRE", "-A DOCKER-USER " + J,
+                          "-A INPUT " + JI]
+
+
+def test_removal_names_only_own_chains_and_jumps():
+    saved = readback.parse_tables(
+        "*mangle\n:PREROUTING ACCEPT [0:0]\n:CLAW-CAGE-PRE - [0:0]\n"
+        "-A PREROUTING -i claw-cage0 -j CLAW-CAGE-PRE\n-A PREROUTING -j MARK --set-mark 1\n"
+        "-A CLAW-CAGE-PRE -j RETURN\nCOMMIT\n*filter\n:DOCKER-USER - [0:0]\n"
+        ":CLAW-CAGE-FWD - [0:0]\n-A DOCKER-USER -i lan0 -j DROP\n"
+        "-A DOCKER-USER -i old0 -j CLAW-CAGE-FWD\nCOMMIT\n")
+    assert rules.render_removal(saved).splitlines() == [
+        "*mangle", "-D PREROUTING -i claw-cage0 -j CLAW-CAGE-PRE", "-F CLAW-CAGE-PRE",
+        "-X CLAW-CAGE-PRE", "COMMIT", "*filter", "-D DOCKER-USER -i old0 -j CLAW-CAGE-FWD",
+        "-F CLAW-CAGE-FWD", "-X CLAW-CAGE-FWD", "COMMIT"]
+    assert rules.render_removal(readback.parse_tables("*filter\n:INPUT ACCEPT\nCOMMIT\n")) is None
+
+
+def test_rollback_puts_back_each_table_whole_and_an_absent_one_empty():
+    saved = ("# Generated by iptables-save\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n"
+             ":OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n"
+             "*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n")
+    text = rules.render_rollback(saved)
+    assert text.splitlines() == [
+        "*mangle", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]",
+        ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]", "COMMIT",
+        "*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]",
+        "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT", "COMMIT"]
+    assert "*nat" not in text     # tables claw-cage never writes are never rolled back
 
 
 @pytest.mark.parametrize("spec, kind, net, port", [
@@ -146,3 +234,19 @@ def test_blocked_resolvers_warns_only_for_lan_servers(tmp_path):
         ["192.168.1.1"]
     allowed = config._replace(allows=allow.parse_all(["192.168.1.1:53"]))
     assert apply.blocked_resolvers(allowed, [str(conf)]) == []
+
+
+def test_the_host_opens_port_by_port_only():
+    """ADDRESS:PORT (the address may be one of the host's) is judged before the LOCAL drop; a
+    network or an address without a port after it, and never in INPUT: an allow that covers
+    the host's addresses without naming a port opens none of its ports (issue 17)."""
+    config = rules.Config("claw-cage0", NET, allow.parse_all(
+        ["10.255.0.1:8081", "10.255.0.0/30", "10.9.0.0/16:53"]), "internet")
+    pre = rules.chain_rules(config, 4)[rules.PRE_CHAIN]
+    local = pre.index("-m addrtype --dst-type LOCAL -j DROP")
+    assert pre.index("-d 10.255.0.1/32 -p tcp -m tcp --dport 8081 -j RETURN") < local
+    assert pre.index("-d 10.255.0.0/30 -j RETURN") > local
+    assert pre.index("-d 10.9.0.0/16 -p udp -m udp --dport 53 -j RETURN") > local
+    inp = rules.chain_rules(config, 4)[rules.IN_CHAIN]
+    assert "-d 10.255.0.1/32 -p tcp -m tcp --dport 8081 -j RETURN" in inp
+    assert not [r for r in inp if "10.255.0.0/30" in r or "10.9.0.0/16" in r]

@@ -9,8 +9,9 @@ What is proven:
 - control: before --firewall, every probe that must be blocked FAILS (its target answers), so
   each later `blocked` is a real block, not a dead address;
 - on the correct setup every row passes (audit rows may warn) and the exit is 0;
-- each deliberate breakage turns exactly the expected rows to `fail`, exit 7: the rule row it
-  breaks, plus the probe rows whose packets now get through (and no other row changes);
+- each deliberate breakage turns exactly the expected rows to `fail` (exit 7) or `warn`: the rule
+  row it breaks, plus the probe rows whose packets now get through - only when both anchors are
+  broken - (and no other row changes);
 - --allow and --profile local-only, persisted by --firewall, are what --verify expects;
 - without root, the firewall rows say `skip` (not pass) and why.
 The lab only holds addresses in namespaces it made; nothing leaves them.
@@ -182,38 +183,55 @@ def _forwarded(rows, within="0.0.0.0/0"):
 
 
 BREAKAGES = {
-    # name: (shell run in the host ns, rule rows that must fail, the range whose forwarded
-    #        probes must now fail too, or None)
+    # name: (shell run in the host ns, rule rows that must fail, rows that must turn to warn,
+    #        the range whose forwarded probes must now fail too, or None). Either anchor alone
+    #        blocks: packets get through only when both are broken.
     "DROP rule deleted": (
         "iptables -D CLAW-CAGE-FWD -d 10.0.0.0/8 -j DROP",
-        {"firewall rules IPv4"}, None),     # its --ctorigdst twin still drops the packets
-    "both 10/8 DROP rules deleted (packets pass)": (
+        {"firewall rules IPv4"}, set(), None),  # its --ctorigdst twin still drops the packets
+    "both 10/8 DROP rules of the second anchor deleted": (
         "iptables -D CLAW-CAGE-FWD -d 10.0.0.0/8 -j DROP\n"
         "iptables -D CLAW-CAGE-FWD -m conntrack --ctorigdst 10.0.0.0/8 -j DROP",
-        {"firewall rules IPv4"}, "10.0.0.0/8"),
+        {"firewall rules IPv4"}, set(), None),  # the first anchor drops 10/8 before routing
+    "10/8 DROP rules of both anchors deleted (packets pass)": (
+        "iptables -D CLAW-CAGE-FWD -d 10.0.0.0/8 -j DROP\n"
+        "iptables -D CLAW-CAGE-FWD -m conntrack --ctorigdst 10.0.0.0/8 -j DROP\n"
+        "iptables -t mangle -D CLAW-CAGE-PRE -d 10.0.0.0/8 -j DROP",
+        {"firewall rules IPv4"}, set(), "10.0.0.0/8"),
     "DOCKER-USER jump deleted": (
         "iptables -D DOCKER-USER -i claw-cage0 -j CLAW-CAGE-FWD",
-        {"DOCKER-USER jump"}, "0.0.0.0/0"),
+        {"DOCKER-USER jump"}, set(), None),     # the first anchor holds
+    "PREROUTING jump deleted": (
+        "iptables -t mangle -D PREROUTING -i claw-cage0 -j CLAW-CAGE-PRE",
+        {"PREROUTING jump"}, {"neighbours"}, None),  # the second anchor holds
+    "both anchors' forward jumps deleted (packets pass)": (
+        "iptables -t mangle -D PREROUTING -i claw-cage0 -j CLAW-CAGE-PRE\n"
+        "iptables -D DOCKER-USER -i claw-cage0 -j CLAW-CAGE-FWD",
+        {"PREROUTING jump", "DOCKER-USER jump"}, {"neighbours"}, "0.0.0.0/0"),
     "ACCEPT for the bridge above the jump in FORWARD": (
         "iptables -I FORWARD 1 -i claw-cage0 -j ACCEPT",
-        {"FORWARD order"}, "0.0.0.0/0"),
+        set(), {"FORWARD order"}, None),        # second anchor bypassed; the first holds
     "Tailscale's ts-forward above DOCKER-USER": (
         "iptables -N ts-forward\n"
         "iptables -A ts-forward -o tailscale0 -j ACCEPT\n"
         "iptables -I FORWARD 1 -j ts-forward",
-        {"FORWARD order"}, None),           # no tailscale0 in the lab: no packet changes
+        set(), {"FORWARD order"}, None),        # no tailscale0 in the lab: no packet changes
     "IPv6 DOCKER-USER jump deleted": (
         "ip6tables -D DOCKER-USER -i claw-cage0 -j CLAW-CAGE-FWD",
-        {"DOCKER-USER jump"}, None),        # the probes are IPv4: claw-net has no IPv6
+        {"DOCKER-USER jump"}, set(), None),     # the probes are IPv4: claw-net has no IPv6
     "INPUT jump deleted": (
         "iptables -D INPUT -i claw-cage0 -j CLAW-CAGE-IN",
-        {"INPUT jump"}, "host"),            # now the host itself answers
+        {"INPUT jump"}, set(), None),           # the first anchor drops LOCAL destinations
+    "INPUT and PREROUTING jumps deleted (host reached)": (
+        "iptables -D INPUT -i claw-cage0 -j CLAW-CAGE-IN\n"
+        "iptables -t mangle -D PREROUTING -i claw-cage0 -j CLAW-CAGE-PRE",
+        {"INPUT jump", "PREROUTING jump"}, {"neighbours"}, "host"),  # the host itself answers
 }
 
 
 @pytest.mark.parametrize("breakage", sorted(BREAKAGES))
 def test_breakage_fails_exactly_its_rows(cage, breakage):
-    script, rule_rows, leaks = BREAKAGES[breakage]
+    script, rule_rows, warned, leaks = BREAKAGES[breakage]
     cage.firewall()
     code, good, _ = cage.verify("--json")
     assert code == 0 and failing(good) == set()
@@ -225,12 +243,14 @@ def test_breakage_fails_exactly_its_rows(cage, breakage):
         leaked = _forwarded(good, leaks) if leaks else set()
     expected = set(rule_rows) | leaked
     assert failing(bad) == expected, (sorted(failing(bad)), sorted(expected))
-    assert code == EXIT_VERIFY
+    assert code == (EXIT_VERIFY if expected else 0)
+    assert set(k for k, (st, _) in bad.items() if st == "warn") - \
+        set(k for k, (st, _) in good.items() if st == "warn") == warned
     if leaks:
         assert len(expected) > len(rule_rows)  # the packets really got through
     # every other row kept its verdict
     for name, (status, _) in good.items():
-        if name not in expected:
+        if name not in expected | warned:
             assert bad[name][0] == status, (name, good[name], bad[name])
 
 
@@ -301,8 +321,8 @@ def test_not_root_says_skip_not_pass(cage):
     cage.pyz = shutil.copy(cage.pyz, os.path.join(cage.lab.tmp, "claw-cage.pyz"))
     os.chmod(cage.pyz, 0o644)
     code, rows, _ = cage.verify("--json", user=65534)
-    for name in ("firewall backend", "firewall rules IPv4", "DOCKER-USER jump", "INPUT jump",
-                 "FORWARD order"):
+    for name in ("firewall backend", "firewall rules IPv4", "PREROUTING jump", "DOCKER-USER jump",
+                 "INPUT jump", "FORWARD order", "neighbours"):
         assert rows[name][0] == "skip" and "sudo" in rows[name][1], rows[name]
     assert rows[".env"][0] == "skip"            # root's 600 file: unreadable, not "fine"
     assert rows["persistence"][0] == "pass"     # world-readable files under /etc

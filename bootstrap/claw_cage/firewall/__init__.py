@@ -11,7 +11,7 @@ Exposes main(args) for cli, and the table modules (rules, allow, persist, readba
 --verify judges the live rules against. Imports only the shared plumbing beside it.
 """
 
-from . import allow, persist, readback, rules
+from . import allow, backend, persist, readback, rules
 
 
 def main(args):
@@ -19,4 +19,4 @@ def main(args):
     return apply_main(args)
 
 
-__all__ = ["allow", "main", "persist", "readback", "rules"]
+__all__ = ["allow", "backend", "main", "persist", "readback", "rules"]

@@ -3,9 +3,17 @@
     sudo python3 claw-cage.pyz --firewall [--allow SPEC]... [--profile P] [--no-persist]
     sudo python3 claw-cage.pyz --firewall --remove
 
-Reads the current state, plans every change (one `iptables-restore -n` per address family,
-declaring only claw-cage's own chains), then either prints the plan (--dry-run) or runs it,
-checks that the kernel holds exactly the expected rules, and installs the boot persistence.
+One transaction, few commands: ONE `iptables-save` per family reads the state (and is the
+copy a failure rolls back to); the plan is one `iptables-restore -n` per family holding both
+tables (mangle: the first anchor; filter: the second), each checked with --test before any is
+committed; ONE save per family reads the result back. Then the boot persistence.
+
+Failures and exit codes (errors.py):
+  before the first commit      nothing changed, exit 6
+  after it (a commit, the self-check finding other rules, persistence)
+                               every touched family restored exactly from the saved copy,
+                               the message says so, exit 6
+  the read-back itself failed  the rules are applied but unchecked: exit 8
 The rules themselves are data in rules.py.
 """
 
@@ -15,9 +23,10 @@ import shlex
 
 from .. import buildinfo, paths, runner
 from ..composefile import read_network
-from ..errors import ClawCageError, FirewallError, PrereqError, TargetError
+from ..errors import (ClawCageError, FirewallError, PrereqError, TargetError,
+                      UncheckedError)
 from ..ui import UI
-from . import allow, backend, outcome, persist, rules
+from . import allow, backend, outcome, persist, readback, rules
 
 NOT_ROOT = "--firewall changes the host firewall: run it with sudo"
 
@@ -25,8 +34,8 @@ NOT_ROOT = "--firewall changes the host firewall: run it with sudo"
 class Step:
     """One command of the plan: argv, and the text fed to its stdin (a restore input)."""
 
-    def __init__(self, argv, stdin=None):
-        self.argv, self.stdin = list(argv), stdin
+    def __init__(self, argv, stdin=None, family=None):
+        self.argv, self.stdin, self.family = list(argv), stdin, family
 
     def show(self):
         if self.stdin is None:
@@ -74,61 +83,112 @@ def families(tools, ui):
     return rules.FAMILIES
 
 
-def plan_apply(config, tools, fams):
+class State:
+    """What one `iptables-save` per family showed before any change: the plan is made from it,
+    and a failed apply puts exactly it back."""
+
+    def __init__(self, tools, fams, texts):
+        self.tools, self.fams, self.texts = tools, tuple(fams), dict(texts)
+        self.tables = {f: readback.parse_tables(t) for f, t in self.texts.items()}
+
+    @classmethod
+    def read(cls, ui):
+        tools, v4 = backend.detect()
+        fams = families(tools, ui)
+        texts = {4: v4}
+        if 6 in fams:
+            texts[6] = backend.read_save(tools.save(6))
+        return cls(tools, fams, texts)
+
+    def chains(self, family, table):
+        return self.tables.get(family, {}).get(table, {})
+
+
+def plan_apply(config, state):
+    """One `iptables-restore -n` per family, holding both tables; none for a family whose
+    saved state already holds exactly the rule table (a re-run then changes nothing, and the
+    read it was planned from is its check)."""
+    return [Step([state.tools.restore(f), "-w", "-n"],
+                 rules.render_restore(config, f, state.tables.get(f, {})), f)
+            for f in state.fams
+            if readback.compare(config, f, state.tables.get(f, {})) is not None]
+
+
+def plan_removal(state):
     steps = []
-    for family in fams:
-        ipt = tools.iptables(family)
-        current = {}
-        for parent in ("DOCKER-USER", "INPUT"):
-            current[parent] = backend.rules_of(ipt, parent) if runner.which(ipt) else None
-        if current["DOCKER-USER"] is None:
-            # Docker has not started yet (seed 000 applies the firewall first). dockerd keeps an
-            # existing DOCKER-USER and inserts FORWARD's jump to it itself when it starts; no
-            # packet crosses the bridge before that, so we do not touch FORWARD.
-            steps.append(Step([ipt, "-w", "-N", "DOCKER-USER"]))
-        edits = []
-        for parent, spec in rules.jumps(config):
-            edits += rules.jump_edits(parent, spec, current[parent] or [])
-        steps.append(Step([tools.restore(family), "-w", "-n"],
-                          rules.render_restore(config, family, edits)))
+    for f in state.fams:
+        text = rules.render_removal(state.tables.get(f, {}))
+        if text:
+            steps.append(Step([state.tools.restore(f), "-w", "-n"], text, f))
     return steps
 
 
-def plan_removal(tools, fams):
-    steps = []
-    for family in fams:
-        ipt = tools.iptables(family)
-        if not runner.which(ipt):
-            continue
-        lines = backend.all_rules(ipt)
-        present = [c for c in rules.OWN_CHAINS if "-N " + c in lines]
-        # every jump into an own chain, wherever it is (also one made for another bridge name)
-        edits = ["-D" + l[2:] for l in lines if l.startswith("-A ") and
-                 any(l.endswith(" -j " + c) for c in rules.OWN_CHAINS)
-                 and not l.split()[1].startswith(rules.PREFIX)]
-        if present or edits:
-            steps.append(Step([tools.restore(family), "-w", "-n"],
-                              rules.render_removal(present, edits)))
-    return steps
+# ---- the transaction ------------------------------------------------------------------------
+
+def _rollback(state, fams):
+    """Put back the saved rule sets of `fams`: one `iptables-restore` (no -n: each table whole)
+    per family. Returns the failures, as text (empty: all restored)."""
+    failed = []
+    for f in fams:
+        try:
+            runner.run([state.tools.restore(f), "-w"],
+                       input=rules.render_rollback(state.texts[f]))
+        except runner.CommandError as err:
+            failed.append(str(err))
+    return failed
 
 
-def check_applied(config, tools, fams):
-    """The kernel's view must be exactly the rule table: own chains and each jump, first."""
-    for family in fams:
-        ipt = tools.iptables(family)
-        got = []
-        for chain in rules.OWN_CHAINS:
-            got += [l for l in backend.rules_of(ipt, chain) or [] if not l.startswith("-P ")]
-        for parent, spec in rules.jumps(config):
-            line = "-A %s %s" % (parent, spec)
-            present = [l for l in backend.rules_of(ipt, parent) or [] if l.startswith("-A ")]
-            if present[:1] == [line] and present.count(line) == 1:
-                got.append(line)
-        expected = rules.expected_lines(config, family)
-        if got != expected:
-            missing = [l for l in expected if l not in got]
-            raise FirewallError("%s does not hold the expected rules after applying them "
-                                "(first difference: %s)" % (ipt, (missing or got)[0]))
+def _restored_note(state, fams, failed):
+    if not fams:
+        return "no rule had been changed"
+    names = " and ".join("IPv%d" % f for f in fams)
+    if failed:
+        return ("restoring the previous rules FAILED too (%s): check `iptables-save` and "
+                "run this again" % "; ".join(failed))
+    return "the previous %s rules were restored exactly" % names
+
+
+def undo(state, fams, reason):
+    """A failure after the first commit: roll back, and a FirewallError that says so."""
+    failed = _rollback(state, fams)
+    return FirewallError("%s; %s" % (reason, _restored_note(state, fams, failed)))
+
+
+def commit(steps, state):
+    """All or nothing across families. Every input is first checked with --test (parsed and
+    validated by the kernel, nothing committed); only then is each committed. A commit that
+    fails after the first rolls every family it touched back to the saved state."""
+    for step in steps:
+        try:
+            runner.run(step.argv + ["--test"], input=step.stdin)
+        except runner.CommandError as err:
+            raise FirewallError("%s; nothing was changed" % err)
+    touched = []
+    for step in steps:
+        touched.append(step.family)   # legacy commits table by table: a failed run may
+        try:                          # have committed its first table
+            step.run()
+        except runner.CommandError as err:
+            raise undo(state, touched, str(err))
+    return touched
+
+
+def check_applied(config, state, fams):
+    """Read back (one save per family written; the others were checked by the read the plan
+    came from) and compare with the rule table. Returns the problem text, or None when the
+    kernel holds exactly the expected rules. A failing read raises UncheckedError: the rules
+    are applied, only the check is missing."""
+    for f in fams:
+        try:
+            text = runner.run([state.tools.save(f)]).stdout
+        except runner.CommandError as err:
+            raise UncheckedError("firewall applied, but could not be checked: %s; run "
+                                 "--verify to check it" % err)
+        problem = readback.compare(config, f, readback.parse_tables(text))
+        if problem:
+            return "%s does not hold the expected rules after applying them (%s)" % (
+                state.tools.iptables(f), problem)
+    return None
 
 
 RESOLV_CONFS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
@@ -168,21 +228,6 @@ def _show_or_run(steps, dry_run, ui):
         else:
             step.run()
 
-
-def _run_all_or_nothing(steps):
-    """Each family is one transaction; so that a failure in the second does not leave the
-    first applied alone, every restore input is first checked with --test (parsed and
-    validated by the kernel, nothing committed), and only then are they all committed."""
-    creates = [s for s in steps if s.stdin is None]   # `-N DOCKER-USER`: harmless on its own
-    restores = [s for s in steps if s.stdin is not None]
-    for step in creates:
-        step.run()
-    for step in restores:
-        runner.run(step.argv + ["--test"], input=step.stdin)
-    for step in restores:
-        step.run()
-
-
 def _persist_steps(config, tools):
     if not persist.systemd_installed():
         raise PrereqError("no systemd on this host, so the rules cannot come back at boot: use "
@@ -209,23 +254,46 @@ class _Action(Step):
             raise FirewallError("%s: %s" % (self.description, err.strerror or err))
 
 
+def _persist(later, state, fams):
+    """Install the boot persistence; on failure put the files and the rules back as they were."""
+    before = persist.snapshot()
+    try:
+        for step in later:
+            step.run()
+    except (FirewallError, runner.CommandError) as err:
+        persist.restore(before)
+        raise undo(state, fams, "boot persistence failed (%s), its files were put back" % err)
+
+
 def apply(args, ui):
     config = load_config(args, ui)
     have_iptables = backend.ensure_installed(ui, args.dry_run)
-    tools = backend.detect() if have_iptables else backend.Tools()
-    fams = families(tools, ui) if have_iptables else rules.FAMILIES
-    steps = plan_apply(config, tools, fams)
-    later = [] if args.no_persist else _persist_steps(config, tools)
+    if have_iptables:
+        state = State.read(ui)
+    else:   # dry run on a host without iptables: plan against an empty firewall
+        state = State(backend.Tools(), rules.FAMILIES, {f: "" for f in rules.FAMILIES})
+    parent = backend.filter_parent(state.chains(4, "filter"))
+    config = config._replace(parent=parent)
+    steps = plan_apply(config, state)
+    later = [] if args.no_persist else _persist_steps(config, state.tools)
     if args.dry_run:
         ui.info("dry run: nothing is changed. --firewall would run:")
         _show_or_run(steps + later, True, ui)
         return {"changed": False, "dry_run": True}
-    before = outcome.snapshot(tools, fams)  # --json: what this run changed
-    _run_all_or_nothing(steps)
-    check_applied(config, tools, fams)
+    before = outcome.snapshot(state.tools, state.fams)  # --json: what this run changed
+    fams = commit(steps, state)
+    unchecked = problem = None
+    try:
+        if steps:
+            problem = check_applied(config, state, fams)
+    except UncheckedError as err:
+        unchecked = err
+    if problem:
+        raise undo(state, fams, problem)
     reaches = "the internet" if config.profile == "internet" else "only allowed destinations"
     ui.ok("firewall applied (%s): %s (%s) reaches %s, not the LAN or this host"
-          % (tools.iptables(4), config.bridge, config.subnet, reaches))
+          % (state.tools.iptables(4), config.bridge, config.subnet, reaches))
+    ui.info("  judged twice: mangle PREROUTING (before routing) and %s + INPUT" % parent)
     for entry in config.allows:
         ui.info("  allowed: %s" % allow.describe(entry))
     for addr in blocked_resolvers(config):
@@ -234,42 +302,52 @@ def apply(args, ui):
                 "container sends its DNS queries there itself, and they are dropped; if names "
                 "stop resolving in the container, run again with --allow %s" % (addr, spec))
     if later:
-        _show_or_run(later, False, ui)
+        _persist(later, state, fams)
         ui.ok("rules restored at boot by %s (%s)" % (persist.UNIT_NAME, persist.SCRIPT))
     elif persist.installed():
         ui.warn("not persisted (--no-persist), but %s from an earlier run still restores its "
                 "own rules at boot; --firewall --remove removes it" % persist.UNIT_NAME)
-    return outcome.result(before, outcome.snapshot(tools, fams), iptables=tools.iptables(4),
-                          families=list(fams), bridge=config.bridge, subnet=str(config.subnet),
-                          profile=config.profile, allow=list(args.allow),
-                          persisted=bool(later))
+    if unchecked:
+        raise unchecked
+    return outcome.result(before, outcome.snapshot(state.tools, state.fams),
+                          iptables=state.tools.iptables(4), families=list(state.fams),
+                          bridge=config.bridge, subnet=str(config.subnet),
+                          profile=config.profile, allow=list(args.allow), persisted=bool(later))
 
 
 def remove(args, ui):
-    tools = backend.detect() if backend.iptables_present() else backend.Tools()
-    fams = rules.FAMILIES if backend.ipv6_state() != "off" else (4,)
-    steps = plan_removal(tools, fams)
-    steps += [_Action(desc, action) for desc, action in persist.plan_remove()]
+    if backend.iptables_present():
+        state = State.read(ui)
+        steps = plan_removal(state)
+    else:
+        state, steps = None, []
+    later = [_Action(desc, action) for desc, action in persist.plan_remove()]
     if args.dry_run:
         ui.info("dry run: nothing is changed. --firewall --remove would run:")
-        _show_or_run(steps, True, ui)
+        _show_or_run(steps + later, True, ui)
         return {"changed": False, "dry_run": True, "removed": False}
-    if not steps:
+    if not steps and not later:
         ui.ok("nothing to remove: no claw-cage rules or boot persistence on this host")
         return {"changed": False, "rules_changed": False, "persistence_changed": False,
                 "removed": True}
-    before = outcome.snapshot(tools, fams)  # --json: what this run changed
-    _run_all_or_nothing([s for s in steps if not isinstance(s, _Action)])
-    _show_or_run([s for s in steps if isinstance(s, _Action)], False, ui)
+    tools, all_fams = (state.tools, state.fams) if state else (None, ())
+    before = outcome.snapshot(tools, all_fams)  # --json: what this run changed
+    fams = commit(steps, state) if steps else []
+    if later:
+        _persist(later, state, fams)
     ui.ok("claw-cage firewall rules and their boot persistence removed")
-    return outcome.result(before, outcome.snapshot(tools, fams), removed=True)
+    return outcome.result(before, outcome.snapshot(tools, all_fams), removed=True)
 
 
 def main(args):
     ui = UI()
     if os.geteuid() != 0:
         raise PrereqError(NOT_ROOT)
-    backend.refuse_nftables_backend()
-    if args.remove:
-        return remove(args, ui)
-    return apply(args, ui)
+    try:
+        if args.remove:
+            return remove(args, ui)
+        return apply(args, ui)
+    except runner.CommandError as err:
+        # a command that failed outside the planned transaction steps: the firewall's error
+        # (exit 6), not an internal one
+        raise FirewallError(str(err))

@@ -1,9 +1,13 @@
-"""Which iptables to drive, and reading what is loaded. Every command goes through runner.
+"""Which iptables to drive, which chain Docker routes forwarded traffic through, and reading
+what is loaded. Every command goes through runner.
 
 Docker writes its chains with whichever `iptables` is first on PATH: legacy (x_tables) or
 nf_tables. Rules written with the other flavour are invisible to it and never jumped to, so we
-write where Docker's chains are; when there are none yet (Docker not started), or in both, we use
-the `iptables` on PATH, as dockerd will.
+write where Docker's chains are; when there are none yet (Docker not started, or its nftables
+backend), or in both, we use the `iptables` on PATH, as dockerd will.
+
+State is read with ONE `iptables-save` per family (every table at once): what to change is
+planned from it, and it is also the exact copy a failed apply rolls back to.
 """
 
 import json
@@ -28,6 +32,9 @@ class Tools:
     def restore(self, family):
         return self.iptables(family) + "-restore"
 
+    def save(self, family):
+        return self.iptables(family) + "-save"
+
     def names(self):
         return (self.iptables(4), self.iptables(6))
 
@@ -35,50 +42,83 @@ class Tools:
         return "Tools(%r)" % self.flavour
 
 
-def refuse_nftables_backend(path=DAEMON_JSON):
-    """Docker 29's opt-in nftables backend has no DOCKER-USER chain: our jump would have no
-    parent that Docker routes through. Stop and say so rather than pretend."""
+def read_save(command):
+    """All tables of one `*-save` (counters left out). A failure is a FirewallError: nothing
+    has been changed yet, and planning from a partial view could duplicate a jump."""
     try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        return  # no daemon.json (Docker's defaults: iptables) or unreadable: dockerd refuses it too
-    if isinstance(config, dict) and config.get("firewall-backend") == "nftables":
-        raise FirewallError(
-            "%s sets \"firewall-backend\": \"nftables\": Docker then has no DOCKER-USER chain "
-            "and claw-cage's iptables rules would never see the container's traffic; remove "
-            "that setting (Docker's default is iptables) and restart Docker, then run this again"
-            % path)
+        return runner.run([command]).stdout
+    except runner.CommandError as err:
+        raise FirewallError("cannot read the current rules (%s); nothing was changed" % err)
 
 
-def _has_docker_chains(command):
-    result = runner.run([command, "-w", "-S"], check=False)
-    return result.ok and any(line.startswith("-N DOCKER") for line in result.stdout.splitlines())
+def _has_docker_chains(save_text):
+    return any(line.startswith(":DOCKER") for line in save_text.splitlines())
 
 
 def _legacy_tables_loaded():
-    # Listing with iptables-legacy would load the x_tables filter table as a side effect;
-    # the kernel already tells which legacy tables exist in this network namespace.
+    # iptables-legacy-save reads only the tables the kernel already has; when there are none
+    # (the usual nf_tables host) skip the command altogether.
     try:
         with open("/proc/net/ip_tables_names") as f:
-            return "filter" in f.read().split()
+            return bool(f.read().split())
     except OSError:
         return False
 
 
+def _path_flavour():
+    """The flavour the plain `iptables` on PATH is, from its symlink (no command run)."""
+    path = runner.which("iptables")
+    real = os.path.basename(os.path.realpath(path)) if path else ""
+    return "-nft" if "nft" in real else "-legacy" if "legacy" in real else None
+
+
 def detect():
-    """Tools for the flavour Docker's chains are in (see module doc)."""
-    found = []
-    if runner.which("iptables-nft") and _has_docker_chains("iptables-nft"):
-        found.append("-nft")
-    if (runner.which("iptables-legacy") and _legacy_tables_loaded()
-            and _has_docker_chains("iptables-legacy")):
-        found.append("-legacy")
+    """(Tools for the flavour Docker's chains are in, that flavour's IPv4 iptables-save)."""
+    saves = {}
+    if runner.which("iptables-nft-save"):
+        saves["-nft"] = read_save("iptables-nft-save")
+    if runner.which("iptables-legacy-save") and _legacy_tables_loaded():
+        saves["-legacy"] = read_save("iptables-legacy-save")
+    found = [f for f, text in sorted(saves.items()) if _has_docker_chains(text)]
     tools = Tools(found[0] if len(found) == 1 else "")
-    for name in (tools.iptables(4), tools.restore(4)):
+    for name in (tools.iptables(4), tools.restore(4), tools.save(4)):
         if not runner.which(name):
             raise PrereqError("%s not found: install the package %r" % (name, PACKAGE))
-    return tools
+    flavour = tools.flavour or _path_flavour()
+    text = saves[flavour] if flavour in saves else read_save(tools.save(4))
+    return tools, text
+
+
+def docker_firewall_backend(path=DAEMON_JSON):
+    """"iptables" or "nftables": what the running Docker says (28.1+), else its daemon.json,
+    else Docker's default. Asked only when the rules do not tell (see filter_parent)."""
+    if runner.which("docker"):
+        try:
+            result = runner.run(["docker", "info", "--format", "{{.FirewallBackend.Driver}}"],
+                                check=False, timeout=20)
+        except runner.CommandError:   # timed out: a hung daemon answers nothing
+            result = None
+        if result is not None and result.ok and result.stdout.strip() in ("iptables",
+                                                                         "nftables"):
+            return result.stdout.strip()
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return "iptables"  # no daemon.json: Docker's default
+    if isinstance(config, dict) and config.get("firewall-backend") == "nftables":
+        return "nftables"
+    return "iptables"
+
+
+def filter_parent(filter_chains, ask_docker=docker_firewall_backend):
+    """Where the second anchor hangs: DOCKER-USER when FORWARD already jumps to it (Docker's
+    iptables backend, running), else per Docker's firewall backend: its nftables backend has no
+    DOCKER-USER, so FORWARD itself; its iptables backend (or none yet) DOCKER-USER, which
+    dockerd jumps to when it starts."""
+    if "-j DOCKER-USER" in filter_chains.get("FORWARD", []):
+        return "DOCKER-USER"
+    return "FORWARD" if ask_docker() == "nftables" else "DOCKER-USER"
 
 
 def iptables_present():
@@ -116,15 +156,3 @@ def ipv6_state():
             return "forwarding" if f.read().strip() == "1" else "on"
     except OSError:
         return "on"
-
-
-def rules_of(command, chain):
-    """`-S chain` lines, or None when the chain does not exist."""
-    result = runner.run([command, "-w", "-S", chain], check=False)
-    if not result.ok:
-        return None
-    return result.stdout.splitlines()
-
-
-def all_rules(command):
-    return runner.run([command, "-w", "-S"]).stdout.splitlines()

@@ -44,8 +44,10 @@ def _file_state(path):
 
 
 def snapshot(tools, fams):
+    """claw-cage's share of the host now; tools None (no iptables at all): files only."""
     return {
-        "rules": {family: _own_lines(tools.iptables(family) + "-save") for family in fams},
+        "rules": {family: _own_lines(tools.iptables(family) + "-save") for family in fams}
+        if tools is not None else {},
         "persistence": {path: _file_state(path)
                         for path in (persist.SCRIPT, persist.UNIT, persist.WANTS)},
     }

@@ -8,6 +8,8 @@ Why this mechanism (README, "Design notes / Firewall"):
   no Python and never runs the copy of claw-cage in the user's home (which the user can write).
 - Ordered Before=docker.service, and correct after it too: it creates DOCKER-USER when Docker has
   not, and dockerd keeps an existing DOCKER-USER and only (re)inserts FORWARD's jump to it.
+  Ordered After=nftables.service: its `flush ruleset` would wipe rules loaded before it (the
+  iptables-nft tables, mangle PREROUTING's first anchor included).
 
 Files are written to a temporary name in the same folder, fsynced and renamed over, so a crash
 never leaves half a unit. Paths are fixed: tests isolate them with a private mount namespace,
@@ -36,7 +38,7 @@ UNIT_TEXT = """\
 Description=claw-cage firewall (keeps the claw-cage container off the LAN and the host)
 DefaultDependencies=no
 Wants=network-pre.target systemd-modules-load.service local-fs.target
-After=systemd-modules-load.service local-fs.target
+After=systemd-modules-load.service local-fs.target nftables.service
 Before=network-pre.target docker.service shutdown.target
 Conflicts=shutdown.target
 
@@ -153,3 +155,33 @@ def _reload_steps():
         return []   # systemd reads the unit files at its next start (the next boot)
     argv = ["systemctl", "daemon-reload"]
     return [("$ " + " ".join(argv), lambda: runner.run(argv))]
+
+
+def snapshot():
+    """What the persistence files are now, to put back if installing fails half-way:
+    {path: None (absent) | ("link", target) | ("file", text, mode)}."""
+    snap = {}
+    for path in (SCRIPT, UNIT, WANTS):
+        if os.path.islink(path):
+            snap[path] = ("link", os.readlink(path))
+        elif os.path.isfile(path):
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                snap[path] = ("file", f.read(), stat.S_IMODE(os.lstat(path).st_mode))
+        else:
+            snap[path] = None
+    return snap
+
+
+def restore(snap):
+    """Put the files of a snapshot() back; best effort, each file atomically."""
+    for path, was in snap.items():
+        try:
+            if was is None:
+                if os.path.lexists(path):
+                    os.unlink(path)
+            elif was[0] == "link":
+                _link_atomic(was[1], path)
+            else:
+                _write_atomic(path, was[1], was[2])
+        except OSError:
+            pass

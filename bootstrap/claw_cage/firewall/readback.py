@@ -165,3 +165,45 @@ def _matches_bridge(words, bridge, subnet):
             if not states & {"NEW", "INVALID", "UNTRACKED", "DNAT", "SNAT"}:
                 return False  # replies only: a connection the cage already allowed
     return True
+
+
+def parse_tables(text):
+    """{table: {chain: [rule, ...]}} for every table of one iptables-save output."""
+    tables, current = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("*"):
+            current = tables.setdefault(line[1:], {})
+        elif current is None or not line or line.startswith("#"):
+            continue
+        elif line.startswith(":"):
+            current.setdefault(line[1:].split()[0], [])
+        elif line.startswith("-A "):
+            _, chain, rest = (line.split(None, 2) + [""])[:3]
+            current.setdefault(chain, []).append(rest)
+    return tables
+
+
+def compare(config, family, tables):
+    """Why the tables of one family (parse_tables) do not hold exactly what rules.py renders
+    for `config`, or None: each own chain equal (canonically) to the table, and each jump
+    first in its parent, once, with no other jump into an own chain anywhere."""
+    from . import rules
+    for chain, want in rules.chain_rules(config, family).items():
+        have = tables.get(rules.TABLE_OF[chain], {}).get(chain)
+        if have is None:
+            return "%s is missing" % chain
+        missing, extra, same_order = diff_chain(want, have)
+        if missing or extra or not same_order:
+            return "%s differs: %s" % (chain, ("lacks `%s`" % missing[0]) if missing else
+                                       ("has `%s`" % extra[0]) if extra else "order")
+    for table, parent, spec in rules.jumps(config):
+        chains = tables.get(table, {})
+        have = [canonical(r) for r in chains.get(parent, [])]
+        if have[:1] != [canonical(spec)] or have.count(canonical(spec)) != 1:
+            return "`-A %s %s` is not first and alone" % (parent, spec)
+        stray = [j for j in rules.jumps_into_own(chains) if j != (parent, spec)
+                 and (j[0], j[1]) not in [(p, s) for t, p, s in rules.jumps(config)]]
+        if stray:
+            return "a stray jump `-A %s %s`" % stray[0]
+    return None

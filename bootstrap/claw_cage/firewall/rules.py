@@ -2,44 +2,59 @@
 
 Nothing here runs a command or reads the system: apply.py (applies), build.py (writes
 deploy/iptables-rules.sh), persist.py (the boot script) and --verify (compares) all render from
-the same tables below, so they cannot drift apart.
+the one table below, so they cannot drift apart.
+
+Two anchors, each of which alone blocks every target (layered defence, seed 003):
+  1. mangle PREROUTING -> CLAW-CAGE-PRE. Every packet the container sends passes there once,
+     before routing and before any DNAT, whether it is forwarded or addressed to the host:
+     the destination is what the container asked for. No other tool on a Docker host writes
+     there (Docker's iptables and nftables backends, ufw, Tailscale all live in filter/nat),
+     and a DROP there is final whatever ACCEPTs later hooks or other tables hold.
+  2. filter: DOCKER-USER (or FORWARD itself where Docker made no DOCKER-USER: its nftables
+     backend) -> CLAW-CAGE-FWD for forwarded traffic, INPUT -> CLAW-CAGE-IN for the host.
 
 Public API
-  Config(bridge, subnet, allows=(), profile="internet")   what to render; default_config()
+  Config(bridge, subnet, allows=(), profile="internet", parent="DOCKER-USER")
   FAMILIES = (4, 6)             one `family` parameter everywhere, never copied branches
-  FWD_CHAIN, IN_CHAIN           claw-cage's own chains (every own name starts with PREFIX)
-  jumps(config)  -> [(parent_chain, rule_spec)]   the jumps into them, each first, exactly once
-  chain_rules(config, family) -> {chain: [rule_spec, ...]}
-  expected_lines(config, family) -> [str]   what `iptables -S <chain>` prints for each own chain
-                               ("-N CHAIN", "-A CHAIN ...") followed by each jump line
-                               ("-A DOCKER-USER -i claw-cage0 -j CLAW-CAGE-FWD"): for --verify
-  forward_verdict(config, address, port=None) -> "RETURN" | "DROP"   what FWD_CHAIN decides
-                               for a new connection from the container to address[:port]
-  jump_edits(parent, spec, current) -> [str]    restore lines that leave one copy, first
-  render_restore(config, family, edits=()) -> `iptables-restore -n` input (own chains only)
-  render_removal(family, present_chains, edits) -> `iptables-restore -n` input that undoes it
-  render_script(config=None, tools=None) -> text of deploy/iptables-rules.sh (and of the boot
-                               script persist.py installs, with the config and tools pinned)
+  TABLES = ("mangle", "filter") the tables claw-cage writes, in the order it writes them
+  PRE_CHAIN, FWD_CHAIN, IN_CHAIN, OWN_CHAINS, TABLE_OF
+  policy(config, family) -> [Rule]   THE rule table: abstract rules in evaluation order
+  chain_rules(config, family) -> {chain: [rule spec, ...]}   the table rendered per anchor
+  jumps(config) -> [(table, parent, spec)]   the jumps into the own chains, each first, once
+  expected_lines(config, family) -> [str]    "-N CHAIN", "-A CHAIN ..." and each jump line
+  forward_verdict(config, address, port=None) -> "RETURN" | "DROP"
+  jump_edits(config, table, chains) -> [str] restore lines that leave each wanted jump once,
+                               first, and delete every other jump into an own chain
+  render_restore(config, family, saved) -> `iptables-restore -n` input (both tables)
+  render_removal(saved) -> `iptables-restore -n` input undoing it
+  render_rollback(saved_text) -> `iptables-restore` input putting back a saved state exactly
+  render_script(config=None, tools=None, parent=None) -> deploy/iptables-rules.sh text
 
-The rule specs are written exactly as `iptables -S` prints them back (e.g. `-p tcp -m tcp`), so
---verify and the self-check after applying can compare lines as plain strings.
+`saved` is readback.parse_tables() of one `iptables-save`: {table: {chain: [rule, ...]}}.
+Rule specs are written exactly as iptables-save prints them back, so the self-check after
+applying compares lines as plain strings.
 """
 
 import collections
 import ipaddress
 
 PREFIX = "CLAW-CAGE-"
-FWD_CHAIN = PREFIX + "FWD"   # traffic the container sends through the host (from DOCKER-USER)
-IN_CHAIN = PREFIX + "IN"     # traffic the container sends to the host itself (from INPUT)
-OWN_CHAINS = (FWD_CHAIN, IN_CHAIN)
+PRE_CHAIN = PREFIX + "PRE"   # first anchor: everything from the bridge (mangle PREROUTING)
+FWD_CHAIN = PREFIX + "FWD"   # second anchor: forwarded (DOCKER-USER, or FORWARD)
+IN_CHAIN = PREFIX + "IN"     # second anchor: to the host itself (INPUT)
+OWN_CHAINS = (PRE_CHAIN, FWD_CHAIN, IN_CHAIN)
+TABLE_OF = {PRE_CHAIN: "mangle", FWD_CHAIN: "filter", IN_CHAIN: "filter"}
+TABLES = ("mangle", "filter")   # mangle first: on an upgrade the new anchor is in before the
+                                # filter layer is rewritten (legacy commits table by table)
 FAMILIES = (4, 6)
 PROFILES = ("internet", "local-only")
+PARENTS = ("DOCKER-USER", "FORWARD")
 
 DEFAULT_BRIDGE = "claw-cage0"
 DEFAULT_SUBNET = "172.30.0.0/24"
 
 # Destinations a container has no business reaching: the IANA special-purpose registry
-# (RFC 6890). Dropped when forwarded, whatever the profile; only --allow punches through.
+# (RFC 6890). Dropped whatever the profile; only --allow punches through.
 SPECIAL_RANGES = {
     4: (
         ("0.0.0.0/8", "'this network' (RFC 791)"),
@@ -62,8 +77,8 @@ SPECIAL_RANGES = {
     ),
 }
 
-# What happens to forwarded traffic that is neither special nor allowed. The claw-cage network
-# is IPv4-only (Docker sets disable_ipv6 in its containers), so IPv6 never leaves.
+# What happens to traffic that is neither special nor allowed. The claw-cage network is
+# IPv4-only (Docker sets disable_ipv6 in its containers), so IPv6 never leaves.
 REST_VERDICT = {
     (4, "internet"): "RETURN",
     (4, "local-only"): "DROP",
@@ -78,161 +93,278 @@ NEIGHBOUR_DISCOVERY = {4: (), 6: (135, 136)}
 ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"
 PROTOCOLS = ("tcp", "udp")   # an allowed PORT opens both: DNS, for one, needs UDP
 
-Config = collections.namedtuple("Config", "bridge subnet allows profile")
-Config.__new__.__defaults__ = ((), "internet")
+Config = collections.namedtuple("Config", "bridge subnet allows profile parent")
+Config.__new__.__defaults__ = ((), "internet", "DOCKER-USER")
+
+# One abstract rule of the table. kind says what it matches (see _RENDER), arg its value.
+Rule = collections.namedtuple("Rule", "kind arg verdict")
 
 
 def default_config(bridge=DEFAULT_BRIDGE, subnet=DEFAULT_SUBNET):
-    return Config(bridge, ipaddress.ip_network(str(subnet)), (), "internet")
+    return Config(bridge, ipaddress.ip_network(str(subnet)))
 
 
-def _net(text_or_net):
+def policy(config, family):
+    """THE rule table for one family, in evaluation order. Every anchor renders it (_RENDER);
+    an anchor leaves out what never reaches it (the host's own addresses never cross FORWARD)
+    but never reorders it.
+
+    Order matters where sets overlap: the host's own addresses on the bridge (172.30.0.1) are
+    LOCAL *and* in the subnet, so "local" is judged before "subnet". The host opens port by
+    port only (issue 17): host:PORT and ADDRESS:PORT allows (the address may be one of the
+    host's) come before the LOCAL drop, every other allow after it - a network allow never
+    opens a port of the host - and all allows before the ranges' drops."""
+    if config.profile not in PROFILES:
+        raise ValueError("unknown profile %r" % (config.profile,))
+    table = [Rule("established", None, "RETURN")]
+    table += [Rule("nd", t, "RETURN") for t in NEIGHBOUR_DISCOVERY[family]]
+    port_allows, net_allows = [], []
+    for allow in config.allows:
+        if allow.kind == "host":
+            table += [Rule("host-port", (p, allow.port), "RETURN") for p in PROTOCOLS]
+        elif allow.net.version == family:
+            ports = [(p, allow.port) for p in PROTOCOLS] if allow.port else [None]
+            kind = "allow" if allow.port and allow.net.num_addresses == 1 else "allow-net"
+            (port_allows if kind == "allow" else net_allows).extend(
+                Rule(kind, (allow.net, pp), "RETURN") for pp in ports)
+    table += port_allows
+    table.append(Rule("local", None, "DROP"))
+    if family == 4:
+        table.append(Rule("broadcast", None, "DROP"))   # 172.30.0.255 reaches the host too
+    table += net_allows
+    if config.subnet.version == family:
+        table.append(Rule("subnet", config.subnet, "RETURN"))
+    table += [Rule("range", ipaddress.ip_network(cidr), "DROP")
+              for cidr, _why in SPECIAL_RANGES[family]]
+    table.append(Rule("rest", None, REST_VERDICT[(family, config.profile)]))
+    return table
+
+
+def _net(net):
     """A network as `-d` prints it: always with a prefix length."""
-    net = ipaddress.ip_network(str(text_or_net))
     return "%s/%d" % (net.network_address, net.prefixlen)
 
 
-def _ct_net(text_or_net):
+def _ct_net(net):
     """A network as `--ctorigdst` prints it: a single address without its /32 or /128."""
-    net = ipaddress.ip_network(str(text_or_net))
     return str(net.network_address) if net.num_addresses == 1 else _net(net)
 
 
-def _allow_rules(allow, family, chain):
-    """Specs that let one --allow entry through in one chain (RETURN, never ACCEPT)."""
-    if allow.kind == "host":
-        if chain != IN_CHAIN:
-            return []
-        return ["-p %s -m %s --dport %d -j RETURN" % (p, p, allow.port) for p in PROTOCOLS]
-    if allow.net.version != family:
-        return []
-    if chain == FWD_CHAIN:
-        # matched on the destination the container asked for, before any DNAT
-        net = _ct_net(allow.net)
-        if allow.port is None:
-            return ["-m conntrack --ctorigdst %s -j RETURN" % net]
+def _port(pp):
+    return "" if pp is None else "-p %s -m %s --dport %d " % (pp[0], pp[0], pp[1])
+
+
+# -- one renderer per anchor: Rule -> [spec] ------------------------------------------------
+
+def _pre(rule):
+    """mangle PREROUTING: before routing and DNAT, so `-d` is what the container asked for."""
+    kind, arg, verdict = rule
+    if kind == "established":
+        return [ESTABLISHED]
+    if kind == "nd":
+        return ["-p ipv6-icmp -m icmp6 --icmpv6-type %d -j RETURN" % arg]
+    if kind == "host-port":
+        return ["-p %s -m addrtype --dst-type LOCAL -m %s --dport %d -j RETURN"
+                % (arg[0], arg[0], arg[1])]
+    if kind in ("allow", "allow-net"):
+        net, pp = arg
+        return ["-d %s %s-j RETURN" % (_net(net), _port(pp))]
+    if kind in ("local", "broadcast"):
+        return ["-m addrtype --dst-type %s -j DROP" % kind.upper()]
+    if kind in ("subnet", "range"):
+        return ["-d %s -j %s" % (_net(arg), verdict)]
+    return ["-j %s" % verdict]
+
+
+def _fwd(rule):
+    """filter, forwarded traffic: after DNAT, so each destination is matched as it goes now
+    (-d) and as the container aimed it (--ctorigdst)."""
+    kind, arg, verdict = rule
+    if kind == "established":
+        return [ESTABLISHED]
+    if kind in ("nd", "host-port", "local", "broadcast"):
+        return []    # never forwarded: INPUT's business
+    if kind in ("allow", "allow-net"):
+        net, pp = arg
+        if pp is None:
+            return ["-m conntrack --ctorigdst %s -j RETURN" % _ct_net(net)]
         return ["-p %s -m conntrack --ctorigdst %s --ctorigdstport %d -j RETURN"
-                % (p, net, allow.port) for p in PROTOCOLS]
-    # INPUT: in case the allowed address is one of the host's own
-    net = _net(allow.net)
-    if allow.port is None:
-        return ["-d %s -j RETURN" % net]
-    return ["-d %s -p %s -m %s --dport %d -j RETURN" % (net, p, p, allow.port)
-            for p in PROTOCOLS]
+                % (pp[0], _ct_net(net), pp[1])]
+    if kind == "subnet":   # container to container, only when not DNAT'd elsewhere
+        return ["-d %s -m conntrack --ctorigdst %s -j RETURN" % (_net(arg), _ct_net(arg))]
+    if kind == "range":
+        return ["-d %s -j DROP" % _net(arg), "-m conntrack --ctorigdst %s -j DROP" % _ct_net(arg)]
+    return ["-j %s" % verdict]
+
+
+def _in(rule):
+    """filter INPUT: everything here is for the host; what the table does not open, drops."""
+    kind, arg, verdict = rule
+    if kind == "established":
+        return [ESTABLISHED]
+    if kind == "nd":
+        return ["-p ipv6-icmp -m icmp6 --icmpv6-type %d -j RETURN" % arg]
+    if kind == "host-port":
+        return ["-p %s -m %s --dport %d -j RETURN" % (arg[0], arg[0], arg[1])]
+    if kind == "allow":   # ADDRESS:PORT, in case the address is one of the host's own
+        net, pp = arg
+        return ["-d %s %s-j RETURN" % (_net(net), _port(pp))]
+    if kind == "local":
+        return ["-j DROP"]
+    return []   # the rest cannot reach INPUT past "local": every packet here is local
+
+
+_RENDER = collections.OrderedDict(((PRE_CHAIN, _pre), (FWD_CHAIN, _fwd), (IN_CHAIN, _in)))
 
 
 def chain_rules(config, family):
     """{own chain: [rule spec, ...]} in evaluation order, for one address family."""
-    if config.profile not in PROFILES:
-        raise ValueError("unknown profile %r" % (config.profile,))
-    fwd = [ESTABLISHED]
-    if config.subnet.version == family:
-        # the claw-cage network itself (container to container), only when not DNAT'd
-        fwd.append("-d %s -m conntrack --ctorigdst %s -j RETURN"
-                   % (_net(config.subnet), _ct_net(config.subnet)))
-    for allow in config.allows:
-        fwd += _allow_rules(allow, family, FWD_CHAIN)
-    for cidr, _why in SPECIAL_RANGES[family]:
-        fwd.append("-d %s -j DROP" % _net(cidr))                        # going now
-        fwd.append("-m conntrack --ctorigdst %s -j DROP" % _ct_net(cidr))  # aimed at
-    fwd.append("-j %s" % REST_VERDICT[(family, config.profile)])
-
-    inp = [ESTABLISHED]
-    inp += ["-p ipv6-icmp -m icmp6 --icmpv6-type %d -j RETURN" % t
-            for t in NEIGHBOUR_DISCOVERY[family]]
-    for allow in config.allows:
-        inp += _allow_rules(allow, family, IN_CHAIN)
-    inp.append("-j DROP")
-    return collections.OrderedDict(((FWD_CHAIN, fwd), (IN_CHAIN, inp)))
+    table = policy(config, family)
+    return collections.OrderedDict(
+        (chain, [spec for rule in table for spec in render(rule)])
+        for chain, render in _RENDER.items())
 
 
 def forward_verdict(config, address, port=None):
-    """The table's verdict for a new forwarded connection to address (and port), evaluated
-    in Python in the chain's order: for messages and checks, not a substitute for packets."""
+    """The table's verdict for a new connection from the container to address (and port) that
+    leaves through the host (not to one of the host's addresses), evaluated in Python in the
+    table's order: for messages and checks, not a substitute for packets."""
     address = ipaddress.ip_address(str(address))
-    family = address.version
-    if config.subnet.version == family and address in config.subnet:
-        return "RETURN"
-    for allow in config.allows:
-        if (allow.kind == "net" and allow.net.version == family and address in allow.net
-                and allow.port in (None, port)):
-            return "RETURN"
-    for cidr, _why in SPECIAL_RANGES[family]:
-        if address in ipaddress.ip_network(cidr):
-            return "DROP"
-    return REST_VERDICT[(family, config.profile)]
+    for kind, arg, verdict in policy(config, address.version):
+        if (kind in ("allow", "allow-net") and address in arg[0]
+                and (arg[1] is None or arg[1][1] == port)):
+            return verdict
+        if kind in ("subnet", "range") and address in arg:
+            return verdict
+        if kind == "rest":
+            return verdict
+    raise AssertionError("the table ends with a rest rule")
 
 
 def jumps(config):
-    """(parent chain, rule spec) of each jump into an own chain. DOCKER-USER is where Docker
-    lets users filter forwarded traffic; INPUT sees what the container sends to the host."""
-    return [("DOCKER-USER", "-i %s -j %s" % (config.bridge, FWD_CHAIN)),
-            ("INPUT", "-i %s -j %s" % (config.bridge, IN_CHAIN))]
+    """(table, parent chain, spec) of each jump into an own chain."""
+    if config.parent not in PARENTS:
+        raise ValueError("unknown parent chain %r" % (config.parent,))
+    return [("mangle", "PREROUTING", "-i %s -j %s" % (config.bridge, PRE_CHAIN)),
+            ("filter", config.parent, "-i %s -j %s" % (config.bridge, FWD_CHAIN)),
+            ("filter", "INPUT", "-i %s -j %s" % (config.bridge, IN_CHAIN))]
 
 
 def expected_lines(config, family):
-    """`iptables -S CHAIN` output of each own chain, then each jump as `-S parent` shows it."""
+    """Each own chain as `-N CHAIN` and its `-A` lines, then each jump line."""
     lines = []
     for chain, specs in chain_rules(config, family).items():
         lines.append("-N %s" % chain)
         lines += ["-A %s %s" % (chain, spec) for spec in specs]
-    lines += ["-A %s %s" % (parent, spec) for parent, spec in jumps(config)]
+    lines += ["-A %s %s" % (parent, spec) for _t, parent, spec in jumps(config)]
     return lines
 
 
-def jump_edits(parent, spec, current):
-    """Restore lines that leave exactly one copy of `-A parent spec`, at position 1.
-
-    current: the `-A parent ...` lines of `iptables -S parent` as they are now. Jumps into the
-    same own chain with another match (a bridge renamed since the last run) are deleted.
-    Nothing to do when the jump is already first and alone, so re-running changes nothing."""
-    line = "-A %s %s" % (parent, spec)
-    target = " -j " + spec.split(" -j ")[-1]
-    rules = [l for l in current if l.startswith("-A ")]
-    copies = rules.count(line)
-    stale = [l for l in rules if l.endswith(target) and l != line]
-    if copies == 1 and rules[0] == line and not stale:
-        return []
-    return (["-D" + l[2:] for l in stale] + ["-D %s %s" % (parent, spec)] * copies
-            + ["-I %s 1 %s" % (parent, spec)])
-
-
-def render_restore(config, family, edits=()):
-    """`iptables-restore -n` input: declares (so creates or flushes) only the own chains, fills
-    them, then fixes the jumps. One transaction: all of it applies, or none."""
-    chains = chain_rules(config, family)
-    out = ["*filter"]
-    out += [":%s - [0:0]" % chain for chain in chains]
+def jumps_into_own(chains):
+    """[(chain, rule)] of rules outside the own chains that jump to one of them."""
+    found = []
     for chain, specs in chains.items():
-        out += ["-A %s %s" % (chain, spec) for spec in specs]
-    out += list(edits)
-    out.append("COMMIT")
+        if chain.startswith(PREFIX):
+            continue
+        for spec in specs:
+            words = spec.split()
+            if any(w in ("-j", "-g") and nxt in OWN_CHAINS for w, nxt in zip(words, words[1:])):
+                found.append((chain, spec))
+    return found
+
+
+def jump_edits(config, table, chains):
+    """Restore lines that leave each wanted jump of `table` exactly once, at position 1, and
+    delete every other jump into an own chain (a renamed bridge, the other parent after
+    Docker's backend changed, a stray copy). chains: {chain: [rule, ...]} of that table now.
+    Nothing when all is in place, so re-running changes nothing."""
+    wanted = [(parent, spec) for t, parent, spec in jumps(config) if t == table]
+    edits = ["-D %s %s" % (chain, spec) for chain, spec in jumps_into_own(chains)
+             if (chain, spec) not in wanted]
+    for parent, spec in wanted:
+        current = chains.get(parent, [])
+        copies = current.count(spec)
+        if copies == 1 and current[0] == spec:
+            continue
+        edits += ["-D %s %s" % (parent, spec)] * copies + ["-I %s 1 %s" % (parent, spec)]
+    return edits
+
+
+def render_restore(config, family, saved):
+    """`iptables-restore -n` input: per table, declares (so creates or flushes) only the own
+    chains, fills them, then fixes the jumps. DOCKER-USER is created (-N, which fails rather
+    than flush should Docker make it meanwhile) when the filter parent needs it and it is
+    missing: dockerd keeps an existing one and jumps to it itself when it starts."""
+    chains = chain_rules(config, family)
+    out = []
+    for table in TABLES:
+        now = saved.get(table, {})
+        out.append("*" + table)
+        if table == "filter" and config.parent == "DOCKER-USER" and "DOCKER-USER" not in now:
+            out.append("-N DOCKER-USER")
+        own = [c for c in OWN_CHAINS if TABLE_OF[c] == table]
+        out += [":%s - [0:0]" % c for c in own]
+        for chain in own:
+            out += ["-A %s %s" % (chain, spec) for spec in chains[chain]]
+        out += jump_edits(config, table, now)
+        out.append("COMMIT")
     return "\n".join(out) + "\n"
 
 
-def render_removal(present_chains, edits):
-    """`iptables-restore -n` input removing the jumps (edits: their -D lines) and then the own
-    chains that exist (present_chains). Nothing else is named, so nothing else changes."""
-    out = ["*filter"] + list(edits)
-    out += ["-F %s" % chain for chain in present_chains]
-    out += ["-X %s" % chain for chain in present_chains]
-    out.append("COMMIT")
+def render_removal(saved):
+    """`iptables-restore -n` input removing every jump into an own chain, then the own chains
+    that exist; None when there is nothing to remove. Nothing else is named."""
+    out = []
+    for table in TABLES:
+        now = saved.get(table, {})
+        present = [c for c in OWN_CHAINS if TABLE_OF[c] == table and c in now]
+        edits = ["-D %s %s" % j for j in jumps_into_own(now)]
+        if present or edits:
+            out += ["*" + table] + edits + ["-F %s" % c for c in present]
+            out += ["-X %s" % c for c in present] + ["COMMIT"]
+    return "\n".join(out) + "\n" if out else None
+
+
+def render_rollback(saved_text, tables=TABLES):
+    """`iptables-restore` input (no -n: each named table is replaced whole) that puts `tables`
+    back exactly as `saved_text` (one iptables-save) had them. A table the save did not hold
+    did not exist: it comes back empty, its built-in chains accepting."""
+    sections, current = {}, None
+    for line in saved_text.splitlines():
+        if line.startswith("*"):
+            current = line[1:].strip()
+            sections[current] = [line]
+        elif current is not None and line and not line.startswith("#"):
+            sections[current].append(line)
+            if line == "COMMIT":
+                current = None
+    out = []
+    for table in tables:
+        if table in sections:
+            out += sections[table]
+        else:
+            out += ["*" + table] + [":%s ACCEPT [0:0]" % c for c in BUILTIN[table]] + ["COMMIT"]
     return "\n".join(out) + "\n"
+
+
+BUILTIN = {"mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+           "filter": ("INPUT", "FORWARD", "OUTPUT")}
 
 
 # -- the shell script ------------------------------------------------------------------------
-# Written for bash so that `sudo bash iptables-rules.sh` works without Python. Its logic is the
-# same as apply.py's: create DOCKER-USER if Docker has not yet, then one `iptables-restore -n`
-# per family with the own chains and the jump fixes (jump_edits, in shell).
+# Written for bash so that `sudo bash iptables-rules.sh` works without Python. Its logic is
+# apply.py's: one iptables-save per family, jump_edits() in awk, one `iptables-restore -n` per
+# family holding both tables.
 
-# The "#   bridge ..., allow: ..." header line is read back by verify/firewall_rows.persisted_config()
-# (--verify), which trusts it only if re-rendering gives the same script: keep its shape.
+# The "#   bridge ..., allow: ..." header line is read back by verify.firewall_rows
+# (persisted_config), which trusts it only if re-rendering gives the same script: keep its shape.
 SCRIPT_TEMPLATE = r"""#!/bin/bash
 # claw-cage firewall: the claw-cage container reaches @REACHES@, and nothing on
 # the LAN or the host itself. Generated by claw-cage from its rule table
-# (bootstrap/claw_cage/rules.py); do not edit: regenerate instead.
+# (bootstrap/claw_cage/firewall/rules.py); do not edit: regenerate instead.
 #
 #   bridge @BRIDGE@, subnet @SUBNET@, profile @PROFILE@, allow: @ALLOWS@
+#   forwarded traffic judged in: mangle PREROUTING and @PARENT@
 #
 # Same rules as `sudo python3 claw-cage.pyz --firewall@ARGS@`, applied without Python.
 # Re-running changes nothing. It does not persist the rules across reboots: use --firewall.
@@ -247,48 +379,91 @@ BRIDGE=@BRIDGE@
 # The iptables flavour Docker's chains live in (iptables = the one first on PATH, as dockerd).
 IPTABLES=@IPTABLES@
 IP6TABLES=@IP6TABLES@
+# Where the filter layer hangs: DOCKER-USER, FORWARD (Docker's nftables backend has no
+# DOCKER-USER), or auto: DOCKER-USER when FORWARD jumps to it or Docker uses iptables.
+PARENT=@PARENT@
 
-RULES_V4='@RULES_V4@'
+MANGLE_V4='@MANGLE_V4@'
+FILTER_V4='@FILTER_V4@'
 
-RULES_V6='@RULES_V6@'
+MANGLE_V6='@MANGLE_V6@'
+FILTER_V6='@FILTER_V6@'
 
-# Print the restore lines that leave exactly one copy of jump "$3" in chain "$2", first,
-# and delete jumps into the same own chain with another match (a renamed bridge).
+# Restore lines for table $1 of the iptables-save text on stdin: every wanted jump ($2, one
+# "-A PARENT SPEC" a line) exactly once and first; every other jump into an own chain deleted.
+# (rules.jump_edits in awk.)
 jump_edits() {
-    local ipt=$1 chain=$2 spec=$3 rules first copies stale i
-    rules=$("$ipt" -w -S "$chain" | grep -e '^-A ' || true)
-    first=$(printf '%s\n' "$rules" | head -n 1)
-    copies=$(printf '%s\n' "$rules" | grep -c -x -F -e "-A $chain $spec" || true)
-    stale=$(printf '%s\n' "$rules" | grep -e " -j ${spec##* -j }\$" |
-            grep -v -x -F -e "-A $chain $spec" || true)
-    if [ "$copies" -eq 1 ] && [ "$first" = "-A $chain $spec" ] && [ -z "$stale" ]; then
+    WANTED=$2 awk -v table="$1" '
+        BEGIN { n = split(ENVIRON["WANTED"], w, "\n") }
+        /^\*/ { t = substr($0, 2); next }
+        t != table || !/^-A / { next }
+        {
+            if (!($2 in first)) first[$2] = $0
+            for (i = 1; i <= n; i++) if ($0 == w[i]) { copies[i]++; next }
+            if ($2 !~ /^@PREFIX@/ && $0 ~ / -[jg] @PREFIX@[A-Z]+( |$)/) {
+                sub(/^-A /, "-D "); print
+            }
+        }
+        END {
+            for (i = 1; i <= n; i++) {
+                split(w[i], f, " ")
+                if (copies[i] == 1 && first[f[2]] == w[i]) continue
+                d = w[i]; sub(/^-A /, "-D ", d)
+                for (c = 0; c < copies[i]; c++) print d
+                s = w[i]; sub(/^-A [^ ]+ /, "-I " f[2] " 1 ", s); print s
+            }
+        }'
+}
+
+# DOCKER-USER when FORWARD jumps to it, or when Docker's firewall backend is iptables (or
+# unknown: Docker's default); FORWARD under Docker's nftables backend.
+filter_parent() {
+    local driver=""
+    if grep -q -x -e '-A FORWARD -j DOCKER-USER' <<<"$1"; then
+        echo DOCKER-USER
         return 0
     fi
-    if [ -n "$stale" ]; then
-        printf '%s\n' "$stale" | sed -e 's/^-A /-D /'
+    if command -v docker >/dev/null 2>&1; then
+        driver=$(timeout 15 docker info --format '{{.FirewallBackend.Driver}}' 2>/dev/null || true)
     fi
-    for ((i = 0; i < copies; i++)); do
-        echo "-D $chain $spec"
-    done
-    echo "-I $chain 1 $spec"
+    if [ -z "$driver" ] && [ -r /etc/docker/daemon.json ] &&
+        grep -q -E '"firewall-backend"[[:space:]]*:[[:space:]]*"nftables"' /etc/docker/daemon.json; then
+        driver=nftables
+    fi
+    if [ "$driver" = nftables ]; then echo FORWARD; else echo DOCKER-USER; fi
 }
 
-# Apply one family in one transaction, declaring only claw-cage's own chains.
+# Apply one family: one read, one transaction holding both tables (mangle first).
 apply() {
-    local ipt=$1 rules=$2 edits
-    if ! "$ipt" -w -S DOCKER-USER >/dev/null 2>&1; then
-        "$ipt" -w -N DOCKER-USER   # Docker has not started yet; it keeps this chain
+    local ipt=$1 mangle=$2 filter=$3 saved parent create=""
+    saved=$("$ipt-save")
+    parent=$PARENT
+    if [ "$parent" = auto ]; then
+        parent=$(filter_parent "$saved")
     fi
-    edits=$(jump_edits "$ipt" DOCKER-USER "-i $BRIDGE -j @FWD@"
-            jump_edits "$ipt" INPUT "-i $BRIDGE -j @IN@")
-    printf '%s\n%s\nCOMMIT\n' "$rules" "$edits" | sed '/^$/d' | "$ipt-restore" -w -n
+    if [ "$parent" = DOCKER-USER ] &&
+        ! awk '/^\*/ { t = substr($0, 2) } t == "filter" && /^:DOCKER-USER / { f = 1 }
+               END { exit !f }' <<<"$saved"; then
+        create="-N DOCKER-USER"   # Docker has not started yet; it keeps this chain
+    fi
+    {
+        printf '%s\n' "$mangle"
+        jump_edits mangle "-A PREROUTING -i $BRIDGE -j @PRE@" <<<"$saved"
+        echo COMMIT
+        echo '*filter'
+        if [ -n "$create" ]; then echo "$create"; fi
+        printf '%s\n' "$filter"
+        jump_edits filter "-A $parent -i $BRIDGE -j @FWD@
+-A INPUT -i $BRIDGE -j @IN@" <<<"$saved"
+        echo COMMIT
+    } | "$ipt-restore" -w -n
 }
 
-apply "$IPTABLES" "$RULES_V4"
+apply "$IPTABLES" "$MANGLE_V4" "$FILTER_V4"
 if [ ! -e /proc/net/if_inet6 ]; then
     echo "$0: IPv6 is off in this kernel: IPv4 rules only" >&2
 elif command -v "$IP6TABLES" >/dev/null 2>&1; then
-    apply "$IP6TABLES" "$RULES_V6"
+    apply "$IP6TABLES" "$MANGLE_V6" "$FILTER_V6"
 elif [ "$(cat /proc/sys/net/ipv6/conf/all/forwarding)" = 1 ]; then
     echo "$0: this host forwards IPv6 but $IP6TABLES is missing: install it" >&2
     exit 1
@@ -299,30 +474,43 @@ echo "claw-cage firewall applied: $BRIDGE reaches @REACHES@, not the LAN or this
 """
 
 
-def _body(config, family):
-    """Restore input without its COMMIT line: the script appends the jump edits first."""
-    text = render_restore(config, family)
-    assert text.endswith("COMMIT\n")
-    return text[:-len("COMMIT\n")].rstrip("\n")
+def _bodies(config, family):
+    """(mangle part, filter part) of the restore input, each without its COMMIT and the
+    filter part without its *filter line: the script adds the jump edits itself."""
+    chains = chain_rules(config, family)
+    parts = []
+    for table in TABLES:
+        own = [c for c in OWN_CHAINS if TABLE_OF[c] == table]
+        lines = ([] if table == "filter" else ["*" + table]) + [":%s - [0:0]" % c for c in own]
+        for chain in own:
+            lines += ["-A %s %s" % (chain, spec) for spec in chains[chain]]
+        parts.append("\n".join(lines))
+    return parts
 
 
-def render_script(config=None, tools=("iptables", "ip6tables")):
-    """Text of deploy/iptables-rules.sh (config None: the defaults the build embeds)."""
-    from . import allow  # only for describing the entries in the header
+def render_script(config=None, tools=("iptables", "ip6tables"), parent=None):
+    """Text of deploy/iptables-rules.sh (config None: the defaults the build embeds).
+    parent: "auto" (decide on the host, the deploy script) or None: config.parent pinned
+    (the boot script, which runs before Docker and so cannot ask it)."""
+    from . import allow as allowspec  # only for describing the entries in the header
     if config is None:
         from .. import buildinfo
         config = default_config(buildinfo.BRIDGE, buildinfo.SUBNET)
-    allows = [allow.describe(a) for a in config.allows]
+        parent = parent or "auto"
+    parent = parent or config.parent
+    allows = [allowspec.describe(a) for a in config.allows]
     args = "".join(" --allow %s" % a for a in allows)
     if config.profile != "internet":
         args += " --profile %s" % config.profile
     reaches = ("the internet" if config.profile == "internet" else "only allowed addresses")
+    m4, f4 = _bodies(config, 4)
+    m6, f6 = _bodies(config, 6)
     values = {
         "@REACHES@": reaches, "@BRIDGE@": config.bridge, "@SUBNET@": str(config.subnet),
         "@PROFILE@": config.profile, "@ALLOWS@": ", ".join(allows) or "nothing else",
-        "@ARGS@": args, "@IPTABLES@": tools[0], "@IP6TABLES@": tools[1],
-        "@FWD@": FWD_CHAIN, "@IN@": IN_CHAIN,
-        "@RULES_V4@": _body(config, 4), "@RULES_V6@": _body(config, 6),
+        "@ARGS@": args, "@IPTABLES@": tools[0], "@IP6TABLES@": tools[1], "@PARENT@": parent,
+        "@PRE@": PRE_CHAIN, "@FWD@": FWD_CHAIN, "@IN@": IN_CHAIN, "@PREFIX@": PREFIX,
+        "@MANGLE_V4@": m4, "@FILTER_V4@": f4, "@MANGLE_V6@": m6, "@FILTER_V6@": f6,
     }
     text = SCRIPT_TEMPLATE
     for key, value in values.items():

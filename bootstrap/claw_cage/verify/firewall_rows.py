@@ -1,13 +1,18 @@
 """Host firewall rows: is the cage that rules.py describes the one the kernel enforces?
 
-Read with `iptables-save -t filter` (root only; nothing is changed), per family and per
-backend (legacy / nf_tables, when both tools exist), then judged:
-  backend       claw-cage's chains live where Docker's do (else they are never jumped to)
-  rules IPv4/6  each own chain EQUALS rules.chain_rules() for the installed configuration
-  jumps         the jump into each own chain is first in DOCKER-USER and INPUT, exactly once
-  FORWARD order nothing before FORWARD's jump to DOCKER-USER may accept the bridge's traffic
-                (Tailscale's ts-forward is the classic case)
-  persistence   the boot-time restore is installed (persist.py's files)
+Read with one `iptables-save` per family and backend (legacy / nf_tables, when both tools
+exist; root only; nothing is changed), then judged:
+  backend          claw-cage's chains live where Docker's do (else they are never jumped to)
+  rules IPv4/6     each own chain EQUALS rules.chain_rules() for the installed configuration
+  PREROUTING jump  the first anchor: mangle PREROUTING jumps to CLAW-CAGE-PRE first, once
+  DOCKER-USER jump the second anchor (FORWARD jump under Docker's nftables backend) and
+  INPUT jump       INPUT's: each first in its chain, exactly once
+  FORWARD order    a WARNING about the second anchor only: something in FORWARD may accept the
+                   bridge's traffic before it (Tailscale's ts-forward is the classic case), or
+                   FORWARD no longer reaches DOCKER-USER; the first anchor judged it already
+  neighbours       the other firewall users seen (Tailscale, ufw, ufw-docker, Docker's own
+                   backend), and whether the cage holds despite them
+  persistence      the boot-time restore is installed (persist.py's files)
 """
 
 import ipaddress
@@ -16,8 +21,8 @@ import re
 
 from .. import runner
 from ..errors import ClawCageError
-from ..firewall import allow, persist, readback, rules
-from .report import Row, PASS, FAIL, SKIP
+from ..firewall import allow, backend, persist, readback, rules
+from .report import Row, PASS, FAIL, WARN, SKIP
 
 SECTION = "Host firewall"
 DOCKER_CHAINS = ("DOCKER", "DOCKER-FORWARD")
@@ -42,13 +47,14 @@ class FirewallConfig:
     def local_only(self):
         return self.profile == "local-only"
 
-    def rules_config(self, bridge, subnet):
+    def rules_config(self, bridge, subnet, parent="DOCKER-USER"):
         return rules.Config(bridge, ipaddress.ip_network(str(subnet)), self.allows,
-                            self.profile)
+                            self.profile, parent)
 
 
-# The header line rules.render_script() writes into the boot script persist.py installs.
+# The header lines rules.render_script() writes into the boot script persist.py installs.
 _HEADER = re.compile(r"^#   bridge (\S+), subnet (\S+), profile (\S+), allow: (.*)$", re.M)
+_PARENT = re.compile(r"^#   forwarded traffic judged in: mangle PREROUTING and (\S+)$", re.M)
 _TOOL = re.compile(r"^(IP6?TABLES)=(\S+)$", re.M)
 
 
@@ -59,14 +65,16 @@ def persisted_config(text):
     rendering the configuration it names gives back the very same script, byte for byte: then
     the reading is certainly right, and the script is certainly unedited."""
     m = _HEADER.search(text)
+    p = _PARENT.search(text)
     tools = dict(_TOOL.findall(text))
-    if not m or set(tools) != {"IPTABLES", "IP6TABLES"}:
+    if not m or not p or set(tools) != {"IPTABLES", "IP6TABLES"}:
         return None
     bridge, subnet, profile, allow_text = m.groups()
     try:
         allows = () if allow_text == "nothing else" else \
             allow.parse_all(allow_text.split(", "))
-        config = rules.Config(bridge, ipaddress.ip_network(subnet), allows, profile)
+        config = rules.Config(bridge, ipaddress.ip_network(subnet), allows, profile,
+                              p.group(1))
         tool_names = (tools["IPTABLES"], tools["IP6TABLES"])
         if rules.render_script(config, tool_names) != text:
             return None
@@ -106,15 +114,16 @@ def _is_legacy(tool):
     return "nf_tables" not in version.stdout
 
 
-def _legacy_loaded(family, table):
+def _legacy_loaded(family, table=None):
     # Reading a legacy table that does not exist yet would create it (the kernel loads it on
     # first access): --verify must change nothing, so ask /proc which ones exist instead.
     path = "/proc/net/ip_tables_names" if family == 4 else "/proc/net/ip6_tables_names"
     try:
         with open(path) as f:
-            return table in f.read().split()
+            names = f.read().split()
     except OSError:
         return False
+    return bool(names) if table is None else table in names
 
 
 def backends(family):
@@ -135,25 +144,46 @@ def read_table(tool, family, table="filter"):
     return result.stdout if result.ok else None
 
 
-def read_filter(tool, family):
-    """{chain: [rule, ...]} of the filter table, or None when it cannot be read."""
-    text = read_table(tool, family)
-    return None if text is None else readback.parse_save(text)
+def read_tables(tool, family):
+    """{table: {chain: [rule]}} of every loaded table, or None when it cannot be read. A bare
+    iptables-save reads only the tables that exist (legacy: those /proc lists)."""
+    if _is_legacy(tool) and not _legacy_loaded(family):
+        return {}
+    result = runner.run([tool + "-save"], check=False, timeout=10)
+    return readback.parse_tables(result.stdout) if result.ok else None
 
 
 class Tables:
-    """The filter table of one family in the backend that matters, and how it was chosen."""
+    """The tables of one family in the backend that matters, and how it was chosen."""
 
     def __init__(self, family):
-        self.family, self.tool, self.chains = family, None, None
-        self.docker_in, self.ours_in = [], []
-        read = [(t, read_filter(t, family)) for t in backends(family)]
+        self.family, self.tool, self.tables = family, None, None
+        read = [(t, read_tables(t, family)) for t in backends(family)]
         read = [(t, c) for t, c in read if c is not None]
-        self.docker_in = [t for t, c in read if any(ch in c for ch in DOCKER_CHAINS)]
-        self.ours_in = [t for t, c in read if rules.FWD_CHAIN in c]
+        self.docker_in = [t for t, c in read
+                          if any(ch in c.get("filter", {}) for ch in DOCKER_CHAINS)]
+        self.ours_in = [t for t, c in read if rules.FWD_CHAIN in c.get("filter", {})
+                        or rules.PRE_CHAIN in c.get("mangle", {})]
         pick = self.docker_in or self.ours_in or [t for t, _ in read]
         if pick:
-            self.tool, self.chains = pick[0], dict(read)[pick[0]]
+            self.tool, self.tables = pick[0], dict(read)[pick[0]]
+
+    @property
+    def chains(self):
+        """The filter table ({chain: rules}), or None when nothing could be read."""
+        return None if self.tables is None else self.tables.get("filter", {})
+
+    def table(self, name):
+        return {} if self.tables is None else self.tables.get(name, {})
+
+
+def filter_parent(all_tables):
+    """Where the second anchor hangs here: FORWARD when our jump is there (Docker's nftables
+    backend), else DOCKER-USER."""
+    for t in all_tables:
+        if any(chain == "FORWARD" for chain, _ in rules.jumps_into_own(t.chains or {})):
+            return "FORWARD"
+    return "DOCKER-USER"
 
 
 # ---- judging ---------------------------------------------------------------------------------
@@ -163,8 +193,8 @@ def backend_row(t4):
         return _row("firewall backend", FAIL, "claw-cage's chains are missing: run sudo "
                                               "python3 claw-cage.pyz --firewall")
     if not t4.docker_in:
-        return _row("firewall backend", PASS, "chains in %s; Docker's chains are not there yet "
-                                              "(Docker not started?)" % ", ".join(t4.ours_in))
+        return _row("firewall backend", PASS, "chains in %s; Docker's chains are not there "
+                    "(Docker not started, or its nftables backend)" % ", ".join(t4.ours_in))
     if set(t4.docker_in) & set(t4.ours_in):
         return _row("firewall backend", PASS, "%s, where Docker's chains are"
                     % t4.docker_in[0])
@@ -177,12 +207,12 @@ def rules_row(tables, config, config_source):
     name = "firewall rules IPv%d" % family
     if family == 6 and not os.path.exists("/proc/net/if_inet6"):
         return _row(name, PASS, "IPv6 is off in this kernel: nothing to cover")
-    if tables.chains is None:
+    if tables.tables is None:
         return _row(name, FAIL if _ipv6_needed(family) else SKIP,
                     "ip6tables cannot be read" if family == 6 else "iptables cannot be read")
     problems = []
     for chain, want in rules.chain_rules(config, family).items():
-        have = tables.chains.get(chain)
+        have = tables.table(rules.TABLE_OF[chain]).get(chain)
         if have is None:
             problems.append("%s missing" % chain)
             continue
@@ -196,8 +226,8 @@ def rules_row(tables, config, config_source):
     if problems:
         return _row(name, FAIL, "%s (configuration: %s)" % ("; ".join(problems), config_source))
     count = sum(len(v) for v in rules.chain_rules(config, family).values())
-    return _row(name, PASS, "%s and %s equal the expected %d rules (%s; configuration: %s)"
-                % (rules.FWD_CHAIN, rules.IN_CHAIN, count, tables.tool, config_source))
+    return _row(name, PASS, "%s equal the expected %d rules (%s; configuration: %s)"
+                % (", ".join(rules.OWN_CHAINS), count, tables.tool, config_source))
 
 
 def _more(items):
@@ -214,17 +244,16 @@ def _ipv6_needed(family):
         return False
 
 
-def jump_row(parent, config, all_tables):
-    spec = dict(rules.jumps(config))[parent]
+def jump_row(table, parent, config, all_tables):
+    spec = [s for t, p, s in rules.jumps(config) if (t, p) == (table, parent)][0]
     target = spec.split()[-1]
     bad, ok = [], []
     for t in all_tables:
-        if t.chains is None:
-            continue
-        chain = t.chains.get(parent)
+        chains = t.table(table)
         label = "IPv%d" % t.family
+        chain = chains.get(parent)
         if chain is None:
-            bad.append("%s: no %s chain" % (label, parent))
+            bad.append("%s: no %s chain in %s" % (label, parent, table))
             continue
         where = readback.jump_position(chain, target)
         exact = [i for i, r in enumerate(chain, 1) if readback.canonical(r) ==
@@ -237,38 +266,81 @@ def jump_row(parent, config, all_tables):
             bad.append("%s: the jump is rule %d, not `%s` first" % (label, where[0], spec))
         else:
             ok.append(label)
+    anchor = "first anchor" if table == "mangle" else "second anchor"
     if bad:
-        return _row("%s jump" % parent, FAIL, "; ".join(bad))
-    return _row("%s jump" % parent, PASS, "`%s` first (%s)" % (spec, ", ".join(ok)))
+        return _row("%s jump" % parent, FAIL, "%s: %s" % (anchor, "; ".join(bad)))
+    return _row("%s jump" % parent, PASS, "%s: `%s` first (%s)" % (anchor, spec, ", ".join(ok)))
 
 
-def forward_row(bridge, subnet, all_tables):
-    """FORWARD must reach DOCKER-USER before any rule that may accept the bridge's traffic."""
+def forward_row(bridge, subnet, parent, all_tables, first_anchor_ok):
+    """The second anchor must see the bridge's forwarded traffic: FORWARD reaches it before any
+    rule that may accept that traffic. Only a warning: the first anchor judged it already."""
     notes, bad = [], []
     for t in all_tables:
-        if t.chains is None or "FORWARD" not in t.chains:
+        if "FORWARD" not in (t.chains or {}):
             continue
         label = "IPv%d" % t.family
         chain = t.chains["FORWARD"]
-        where = readback.jump_position(chain, "DOCKER-USER")
+        target = "DOCKER-USER" if parent == "DOCKER-USER" else rules.FWD_CHAIN
+        where = readback.jump_position(chain, target)
         if not where:
-            if t.docker_in:
-                bad.append("%s: FORWARD never jumps to DOCKER-USER" % label)
+            if t.docker_in or parent == "FORWARD":
+                bad.append("%s: FORWARD never jumps to %s" % (label, target))
             else:
                 notes.append("%s: Docker has not set up FORWARD yet" % label)
             continue
         net = subnet if t.family == subnet.version else None
         for i, rule in enumerate(chain[:where[0] - 1], 1):
             if readback.may_accept_bridge(rule, bridge, net, t.chains):
-                bad.append("%s: FORWARD rule %d `%s` comes before DOCKER-USER and may accept "
-                           "%s's traffic" % (label, i, rule, bridge))
+                bad.append("%s: FORWARD rule %d `%s` comes before %s and may accept %s's "
+                           "traffic" % (label, i, rule, target, bridge))
                 break
     if bad:
-        return _row("FORWARD order", FAIL, "; ".join(bad))
+        holds = ("the first anchor (mangle PREROUTING) still drops it before routing"
+                 if first_anchor_ok else "and the first anchor is missing too")
+        return _row("FORWARD order", WARN, "second anchor only: %s; %s"
+                    % ("; ".join(bad), holds))
     if notes and len(notes) == len([t for t in all_tables if t.chains is not None]):
         return _row("FORWARD order", SKIP, "; ".join(notes))
-    return _row("FORWARD order", PASS, "FORWARD reaches DOCKER-USER before anything that "
-                                       "could accept %s's traffic" % bridge)
+    return _row("FORWARD order", PASS, "FORWARD reaches %s before anything that could accept "
+                                       "%s's traffic" % (parent, bridge))
+
+
+def _neighbours(all_tables):
+    """Other firewall users whose rules are in these tables, by their chains' names."""
+    seen = []
+    names = set()
+    for t in all_tables:
+        for table in (t.tables or {}).values():
+            names.update(table)
+    ts = sorted(n for n in names if n.startswith("ts-"))
+    if ts:
+        seen.append("Tailscale (%s)" % ", ".join(ts))
+    if any(n.startswith(("ufw-", "ufw6-")) for n in names):
+        seen.append("ufw")
+    docker_user = [r for t in all_tables for r in (t.chains or {}).get("DOCKER-USER", [])]
+    if "ufw-docker-logging-deny" in names or any("ufw-user-forward" in r for r in docker_user):
+        seen.append("ufw-docker (re-declares DOCKER-USER on every ufw reload)")
+    return seen
+
+
+def neighbours_row(all_tables, first_anchor_ok):
+    seen = _neighbours(all_tables)
+    if any(t.docker_in for t in all_tables):
+        driver = "iptables"
+    else:
+        driver = backend.docker_firewall_backend()
+    docker = "Docker's %s firewall backend%s" % (
+        driver, " (no DOCKER-USER: the second anchor hangs off FORWARD)"
+        if driver == "nftables" else "")
+    text = ("seen: %s; %s" % (", ".join(seen), docker) if seen else
+            "no Tailscale, ufw or ufw-docker rules; %s" % docker)
+    if first_anchor_ok:
+        return _row("neighbours", PASS, "%s: the cage holds despite them (mangle PREROUTING "
+                                        "judges the container's packets before any of them)"
+                    % text)
+    return _row("neighbours", WARN, "%s: with the first anchor missing, any of them can open "
+                                    "the cage" % text)
 
 
 def _root_only(path):
@@ -322,14 +394,18 @@ def persistence_row(bridge, subnet):
 def rows(bridge, subnet, is_root, fw):
     """Every host-firewall row. Without root iptables cannot be read at all: one `skip` row per
     check says so plainly, and the summary repeats it (verify.main)."""
-    names = ("firewall backend", "firewall rules IPv4", "firewall rules IPv6", "DOCKER-USER jump",
-             "INPUT jump", "FORWARD order")
+    names = ("firewall backend", "firewall rules IPv4", "firewall rules IPv6", "PREROUTING jump",
+             "DOCKER-USER jump", "INPUT jump", "FORWARD order", "neighbours")
     if not is_root:
         return [_row(n, SKIP, NEEDS_ROOT) for n in names] + [persistence_row(bridge, subnet)]
-    config = fw.rules_config(bridge, subnet)
     t4, t6 = Tables(4), Tables(6)
-    present = [t for t in (t4, t6) if t.chains is not None]
-    out = [backend_row(t4), rules_row(t4, config, fw.source), rules_row(t6, config, fw.source),
-           jump_row("DOCKER-USER", config, present), jump_row("INPUT", config, present),
-           forward_row(bridge, subnet, present), persistence_row(bridge, subnet)]
-    return out
+    present = [t for t in (t4, t6) if t.tables is not None]
+    parent = filter_parent(present)
+    config = fw.rules_config(bridge, subnet, parent)
+    pre = jump_row("mangle", "PREROUTING", config, present)
+    first_ok = pre.status == PASS
+    return [backend_row(t4), rules_row(t4, config, fw.source), rules_row(t6, config, fw.source),
+            pre, jump_row("filter", parent, config, present),
+            jump_row("filter", "INPUT", config, present),
+            forward_row(bridge, config.subnet, parent, present, first_ok),
+            neighbours_row(present, first_ok), persistence_row(bridge, subnet)]
