@@ -280,7 +280,7 @@ def apply(args, ui):
         ui.info("dry run: nothing is changed. --firewall would run:")
         _show_or_run(steps + later, True, ui)
         return {"changed": False, "dry_run": True}
-    before = outcome.snapshot(state.tools, state.fams)  # --json: what this run changed
+    before = outcome.snapshot(state.tools, state.fams, state.texts)  # --json: what this run changed
     fams = commit(steps, state)
     unchecked = problem = None
     try:
@@ -331,7 +331,7 @@ def remove(args, ui):
         return {"changed": False, "rules_changed": False, "persistence_changed": False,
                 "removed": True}
     tools, all_fams = (state.tools, state.fams) if state else (None, ())
-    before = outcome.snapshot(tools, all_fams)  # --json: what this run changed
+    before = outcome.snapshot(tools, all_fams, state.texts if state else None)  # --json
     fams = commit(steps, state) if steps else []
     if later:
         _persist(later, state, fams)

@@ -17,20 +17,23 @@ from . import persist, rules
 _COUNTERS = re.compile(r"\[\d+:\d+\]")
 
 
-def _own_lines(save):
-    """claw-cage's lines in one iptables-save listing, with their table; None if unreadable."""
-    if not runner.which(save):
-        return None
-    result = runner.run([save], check=False)
-    if not result.ok:
-        return None
+def _own(save_text):
+    """claw-cage's lines in one iptables-save listing, each with its table, counters left out."""
     table, lines = None, []
-    for line in result.stdout.splitlines():
+    for line in save_text.splitlines():
         if line.startswith("*"):
             table = line[1:]
         elif rules.PREFIX in line:
             lines.append("%s %s" % (table, _COUNTERS.sub("", line).rstrip()))
     return lines
+
+
+def _own_lines(save):
+    """The same, read now; None if unreadable (then "changed" errs on the side of true)."""
+    if not runner.which(save):
+        return None
+    result = runner.run([save], check=False)
+    return _own(result.stdout) if result.ok else None
 
 
 def _file_state(path):
@@ -43,11 +46,18 @@ def _file_state(path):
         return None
 
 
-def snapshot(tools, fams):
-    """claw-cage's share of the host now; tools None (no iptables at all): files only."""
+def snapshot(tools, fams, texts=None):
+    """claw-cage's share of the host. texts: {family: iptables-save text} the caller already
+    read (apply's State), so that no extra read comes before its own; else read now.
+    tools None (no iptables at all): the files only."""
+    own = {}
+    for family in (fams if tools is not None else ()):
+        if texts is not None and family in texts:
+            own[family] = _own(texts[family])
+        else:
+            own[family] = _own_lines(tools.iptables(family) + "-save")
     return {
-        "rules": {family: _own_lines(tools.iptables(family) + "-save") for family in fams}
-        if tools is not None else {},
+        "rules": own,
         "persistence": {path: _file_state(path)
                         for path in (persist.SCRIPT, persist.UNIT, persist.WANTS)},
     }
