@@ -178,6 +178,7 @@ def test_persistence_failing_after_the_commit_rolls_back_rules_and_files(pyz, tm
         assert proc.returncode == EXIT_FIREWALL, proc.stderr
         err = one_line(proc)
         assert "restored" in err and "persistence" in err
+        assert "firewall applied" not in proc.stdout   # no "ok" before the rollback
         assert settled(saves(lab)) == settled(before)
         upper = etc / "upper"
         assert not (upper / "claw-cage" / "firewall.sh").exists()

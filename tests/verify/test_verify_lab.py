@@ -248,6 +248,8 @@ def test_breakage_fails_exactly_its_rows(cage, breakage):
         set(k for k, (st, _) in good.items() if st == "warn") == warned
     if leaks:
         assert len(expected) > len(rule_rows)  # the packets really got through
+    if "ts-forward" in script:                 # named, and the cage holds despite it
+        assert bad["neighbours"][0] == "pass" and "Tailscale (ts-forward)" in bad["neighbours"][1]
     # every other row kept its verdict
     for name, (status, _) in good.items():
         if name not in expected | warned:

@@ -290,6 +290,8 @@ def apply(args, ui):
         unchecked = err
     if problem:
         raise undo(state, fams, problem)
+    if later:   # before the summary: a failure here still takes the rules back
+        _persist(later, state, fams)
     reaches = "the internet" if config.profile == "internet" else "only allowed destinations"
     ui.ok("firewall applied (%s): %s (%s) reaches %s, not the LAN or this host"
           % (state.tools.iptables(4), config.bridge, config.subnet, reaches))
@@ -302,7 +304,6 @@ def apply(args, ui):
                 "container sends its DNS queries there itself, and they are dropped; if names "
                 "stop resolving in the container, run again with --allow %s" % (addr, spec))
     if later:
-        _persist(later, state, fams)
         ui.ok("rules restored at boot by %s (%s)" % (persist.UNIT_NAME, persist.SCRIPT))
     elif persist.installed():
         ui.warn("not persisted (--no-persist), but %s from an earlier run still restores its "

@@ -31,8 +31,8 @@ Public API
   render_script(config=None, tools=None, parent=None) -> deploy/iptables-rules.sh text
 
 `saved` is readback.parse_tables() of one `iptables-save`: {table: {chain: [rule, ...]}}.
-Rule specs are written exactly as iptables-save prints them back, so the self-check after
-applying compares lines as plain strings.
+Rule specs are written as iptables-save prints them back; the read-back after applying and
+--verify still compare them canonically (readback.compare), so option order cannot matter.
 """
 
 import collections
@@ -325,6 +325,11 @@ def render_removal(saved):
     return "\n".join(out) + "\n" if out else None
 
 
+# built-in chains of the tables claw-cage writes (a rollback recreates an absent table empty)
+BUILTIN = {"mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+           "filter": ("INPUT", "FORWARD", "OUTPUT")}
+
+
 def render_rollback(saved_text, tables=TABLES):
     """`iptables-restore` input (no -n: each named table is replaced whole) that puts `tables`
     back exactly as `saved_text` (one iptables-save) had them. A table the save did not hold
@@ -346,9 +351,6 @@ def render_rollback(saved_text, tables=TABLES):
             out += ["*" + table] + [":%s ACCEPT [0:0]" % c for c in BUILTIN[table]] + ["COMMIT"]
     return "\n".join(out) + "\n"
 
-
-BUILTIN = {"mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
-           "filter": ("INPUT", "FORWARD", "OUTPUT")}
 
 
 # -- the shell script ------------------------------------------------------------------------
