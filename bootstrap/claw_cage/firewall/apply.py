@@ -280,7 +280,7 @@ def apply(args, ui):
         ui.info("dry run: nothing is changed. --firewall would run:")
         _show_or_run(steps + later, True, ui)
         return {"changed": False, "dry_run": True}
-    before = outcome.snapshot(state.tools, state.fams, state.texts)  # --json: what this run changed
+    before = outcome.snapshot(state.tools, state.fams, state.texts)  # --json: what changed
     fams = commit(steps, state)
     unchecked = problem = None
     try:
