@@ -74,6 +74,13 @@ def build_parser():
     g.add_argument("--remove", action="store_true",
                    help="remove claw-cage's rules and their persistence")
 
+    # issue 17: an allow list that opens a whole blocked range, everything, more than a /24
+    # (IPv4) or /64 (IPv6) of blocked space, or cloud metadata with a port, is refused without it
+    g.add_argument("--unsafe-wide-allow", action="store_true",
+                   help="let --allow open a whole LAN range, more than a /24 (IPv6: /64) of "
+                        "blocked addresses, or cloud metadata with a port: the LAN is then NOT "
+                        "fully blocked")
+
     g = p.add_argument_group("--verify options")
     g.add_argument("--json", action="store_true",
                    help="print the results as JSON (also for install and --firewall: one "
@@ -85,6 +92,7 @@ def check_combinations(p, args):
     """Options that belong to one mode are refused in the others, instead of being ignored."""
     firewall_only = [("--allow", bool(args.allow)), ("--profile", args.profile is not None),
                      ("--no-persist", args.no_persist), ("--remove", args.remove)]
+    firewall_only.append(("--unsafe-wide-allow", args.unsafe_wide_allow))
     install_only = [("--source", args.source is not None), ("--yes", args.yes)]
     verify_only = []  # --json is for every mode (issue 14)
     if args.firewall:

@@ -41,10 +41,12 @@ def read_network(text, where="docker-compose.yml"):
                             % (where, len(subnets)))
     bridge, subnet = bridges.pop(), subnets.pop()
     if not BRIDGE_RE.match(bridge):
-        raise ClawCageError("%s: bridge name %r is not a valid interface name (1-15 of "
-                            "A-Z a-z 0-9 _ . -)" % (where, bridge))
+        # the value itself is never shown: this file may be read as root (issue 17)
+        raise ClawCageError("%s: the value of %s is not a valid interface name (1-15 of "
+                            "A-Z a-z 0-9 _ . -)" % (where, BRIDGE_KEY))
     try:
         net = ipaddress.IPv4Network(subnet, strict=True)
-    except ValueError as err:
-        raise ClawCageError("%s: subnet %r is not an IPv4 network: %s" % (where, subnet, err))
+    except ValueError:
+        raise ClawCageError("%s: the value of subnet is not an IPv4 network in CIDR form "
+                            "(a.b.c.d/n, host bits zero)" % where)
     return bridge, net

@@ -65,8 +65,8 @@ def test_allow_list_opens_exactly_that_port(pyz):
         allowed = [Probe("192.168.1.1:8080 allowed", c, "tcp", "192.168.1.1", 8080),
                    Probe("host:8081 allowed", c, "tcp", "172.30.0.1", 8081),
                    Probe("[fd00:1::5]:8080 allowed", c, "tcp", netlab.LAN_V6, 8080),
-                   Probe("10.1.2.3 any port (10.1.2.0/24)", c, "tcp", "10.1.2.3", 8081),
-                   Probe("10.1.2.3 udp (10.1.2.0/24)", c, "udp", "10.1.2.3", 8053)]
+                   Probe("10.1.2.3 any port (10.1.2.0/25)", c, "tcp", "10.1.2.3", 8081),
+                   Probe("10.1.2.3 udp (10.1.2.0/25)", c, "udp", "10.1.2.3", 8053)]
         others = [Probe("192.168.1.1:8081 other port", c, "tcp", "192.168.1.1", 8081),
                   Probe("192.168.1.1 udp 8053 other port", c, "udp", "192.168.1.1", 8053),
                   Probe("host:8080 other port", c, "tcp", "172.30.0.1", 8080),
@@ -75,7 +75,9 @@ def test_allow_list_opens_exactly_that_port(pyz):
                   Probe("169.254.169.254 still blocked", c, "tcp", "169.254.169.254", 8080)]
         assert_control(lab, allowed + others)
         netlab.ok(lab.firewall(pyz, "--no-persist", "--allow", "192.168.1.1:8080", "--allow",
-                         "host:8081", "--allow", "[fd00:1::5]:8080", "--allow", "10.1.2.0/24"))
+                         "host:8081", "--allow", "[fd00:1::5]:8080", "--allow", "10.1.2.0/25"))
+        # (a /25: with a /24 the list would open 257 LAN addresses, refused without
+        # --unsafe-wide-allow since issue 17)
         assert_verdicts(lab, others, allowed)
 
 

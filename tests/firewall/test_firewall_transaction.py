@@ -108,6 +108,7 @@ def test_a_failed_read_back_is_applied_but_unchecked(pyz, tmp_path, tool):
         assert proc.returncode == EXIT_UNCHECKED, proc.stderr
         assert "applied, but could not be checked" in one_line(proc)
         assert "could not be applied" not in proc.stderr
+        assert "ok: firewall applied" not in proc.stdout + proc.stderr   # never an unchecked "ok"
         assert saves(lab) == saves(reference)      # applied, whole
 
 

@@ -21,12 +21,12 @@ import ipaddress
 import os
 import shlex
 
-from .. import buildinfo, paths, runner
+from .. import buildinfo, paths, runner, safefile
 from ..composefile import read_network
 from ..errors import (ClawCageError, FirewallError, PrereqError, TargetError,
                       UncheckedError)
 from ..ui import UI
-from . import allow, backend, outcome, persist, readback, rules
+from . import allow, backend, bridge, outcome, persist, readback, rules
 
 NOT_ROOT = "--firewall changes the host firewall: run it with sudo"
 
@@ -47,24 +47,31 @@ class Step:
 
 
 def load_config(args, ui):
-    """Bridge and subnet from the installed docker-compose.yml, else the built-in defaults."""
+    """Bridge and subnet from the installed docker-compose.yml, else the built-in defaults;
+    the allow list, refused (one line, nothing changed) where it would undo the cage."""
     directory = paths.install_dir(args.dir)
     compose = os.path.join(directory, "docker-compose.yml")
-    if os.path.isfile(compose):
+    text = safefile.read_text(compose)   # no symlink, no FIFO, size-capped, content never shown
+    if text is not None:
         try:
-            with open(compose, encoding="utf-8") as f:
-                bridge, subnet = read_network(f.read(), compose)
-        except (OSError, UnicodeDecodeError) as err:
-            raise TargetError("cannot read %s: %s" % (compose, err))
+            bridge_name, subnet = read_network(text, compose)
         except ClawCageError as err:  # composefile's reason, as a target error
             raise TargetError(str(err))
     else:
-        bridge, subnet = buildinfo.BRIDGE, buildinfo.SUBNET
+        bridge_name, subnet = buildinfo.BRIDGE, buildinfo.SUBNET
         ui.info("no docker-compose.yml in %s: using the built-in network %s %s"
-                % (directory, bridge, subnet))
-    config = rules.default_config(bridge, subnet)
-    return config._replace(allows=allow.parse_all(args.allow),
-                           profile=args.profile or "internet")
+                % (directory, bridge_name, subnet))
+    bridge.check(bridge_name)
+    config = rules.default_config(bridge_name, subnet)
+    config = config._replace(allows=allow.parse_all(args.allow),
+                             profile=args.profile or "internet")
+    allow.check(config.allows, _host_networks(config), config.profile,
+                wide=getattr(args, "unsafe_wide_allow", False))
+    return config
+
+
+def _host_networks(config):
+    return allow.host_networks(next(config.subnet.hosts()))
 
 
 def families(tools, ui):
@@ -292,12 +299,20 @@ def apply(args, ui):
         raise undo(state, fams, problem)
     if later:   # before the summary: a failure here still takes the rules back
         _persist(later, state, fams)
+    # what is open, exactly: never "not the LAN" while an --allow reaches it (issue 17)
+    opened = allow.summary(config.allows, _host_networks(config), config.profile)
     reaches = "the internet" if config.profile == "internet" else "only allowed destinations"
-    ui.ok("firewall applied (%s): %s (%s) reaches %s, not the LAN or this host"
-          % (state.tools.iptables(4), config.bridge, config.subnet, reaches))
+    closed = "" if any(warning for warning, _, _ in opened) else ", not the LAN or this host"
+    say = ui.warn if unchecked else ui.ok   # exit 8 below: never an "ok" it could not check
+    say("firewall applied%s (%s): %s (%s) reaches %s%s"
+        % (" (not read back)" if unchecked else "", state.tools.iptables(4), config.bridge,
+           config.subnet, reaches, closed))
     ui.info("  judged twice: mangle PREROUTING (before routing) and %s + INPUT" % parent)
-    for entry in config.allows:
-        ui.info("  allowed: %s" % allow.describe(entry))
+    for warning, _, text in opened:
+        if warning:
+            ui.warn(text)
+        else:
+            ui.info("  " + text)
     for addr in blocked_resolvers(config):
         spec = "%s:53" % addr
         ui.warn("this host's DNS server %s is in a blocked range: with Docker before 28 the "

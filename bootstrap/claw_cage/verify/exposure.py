@@ -13,7 +13,8 @@ import socket
 import stat
 import struct
 
-from .. import install
+from .. import dotenv, install, safefile
+from ..errors import TargetError
 from .report import Row, PASS, FAIL, SKIP
 
 SECTION = "Host"
@@ -142,12 +143,19 @@ def check_env(directory):
         return _row(".env", FAIL, "mode %03o: others can read the secrets; chmod 600 %s"
                     % (mode, path))
     try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as err:
+        data = safefile.read(path)   # no symlink, no FIFO, size-capped (swapped since lstat?)
+    except safefile.UnsafeFile as err:
+        return _row(".env", FAIL, str(err))
+    except TargetError as err:
         return _row(".env", SKIP, "mode %03o; cannot read it to check the token: %s"
-                    % (mode, err.strerror))
-    if not install.token_is_set(data):
+                    % (mode, err))
+    if data is None:
+        return _row(".env", FAIL, "%s does not exist: run the installer" % path)
+    is_set, why = dotenv.value_is_set(data, install.TOKEN_VAR)   # as Docker Compose reads it
+    if why:
+        return _row(".env", FAIL, "mode %03o, but %s: the gateway will not start"
+                    % (mode, why))
+    if not is_set:
         return _row(".env", FAIL, "mode %03o, but %s is empty: the gateway will not start"
                     % (mode, install.TOKEN_VAR))
     return _row(".env", PASS, "mode %03o, %s set" % (mode, install.TOKEN_VAR))

@@ -397,7 +397,8 @@ def rows(bridge, subnet, is_root, fw):
     names = ("firewall backend", "firewall rules IPv4", "firewall rules IPv6", "PREROUTING jump",
              "DOCKER-USER jump", "INPUT jump", "FORWARD order", "neighbours")
     if not is_root:
-        return [_row(n, SKIP, NEEDS_ROOT) for n in names] + [persistence_row(bridge, subnet)]
+        return ([_row(n, SKIP, NEEDS_ROOT) for n in names] + [persistence_row(bridge, subnet)]
+                + allow_rows(subnet, fw))
     t4, t6 = Tables(4), Tables(6)
     present = [t for t in (t4, t6) if t.tables is not None]
     parent = filter_parent(present)
@@ -408,4 +409,14 @@ def rows(bridge, subnet, is_root, fw):
             pre, jump_row("filter", parent, config, present),
             jump_row("filter", "INPUT", config, present),
             forward_row(bridge, config.subnet, parent, present, first_ok),
-            neighbours_row(present, first_ok), persistence_row(bridge, subnet)]
+            neighbours_row(present, first_ok), persistence_row(bridge, subnet)] + \
+        allow_rows(subnet, fw)
+
+
+def allow_rows(subnet, fw):
+    """A warn row for each --allow entry that reaches the LAN or this host: the same words
+    --firewall printed after applying (firewall.allow.summary), from the configuration read."""
+    gateway = next(ipaddress.ip_network(str(subnet)).hosts())
+    opened = allow.summary(fw.allows, allow.host_networks(gateway), fw.profile)
+    return [_row("opened by --allow %s" % spec, WARN, text)
+            for warning, spec, text in opened if warning]

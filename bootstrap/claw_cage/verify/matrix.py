@@ -16,7 +16,7 @@ import ipaddress
 import os
 import sys
 
-from .. import buildinfo, composefile, paths
+from .. import buildinfo, composefile, paths, safefile
 from ..errors import EXIT_VERIFY, ClawCageError, TargetError, UsageError
 from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
@@ -24,15 +24,14 @@ from .report import Row, SKIP
 
 
 def network_of(directory):
-    """Bridge name and subnet from the installed docker-compose.yml, else the build's."""
+    """Bridge name and subnet from the installed docker-compose.yml, else the build's. Read
+    with safefile: --verify may run as root in a directory the user controls."""
     path = os.path.join(directory, "docker-compose.yml")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return composefile.read_network(f.read(), path)
-    except FileNotFoundError:
+    text = safefile.read_text(path)
+    if text is None:
         return buildinfo.BRIDGE, ipaddress.IPv4Network(buildinfo.SUBNET)
-    except (OSError, UnicodeDecodeError) as err:
-        raise TargetError("cannot read %s: %s" % (path, err))
+    try:
+        return composefile.read_network(text, path)
     except ClawCageError as err:  # composefile's reason, as a target error (like --firewall)
         raise TargetError(str(err))
 

@@ -1,0 +1,70 @@
+"""Reading a user's file as root without being tricked: docker-compose.yml and .env.
+
+The install directory belongs to the user, and --firewall / --verify may run as root. A file
+there could be a symlink to a root-only file, a FIFO that blocks the reader forever, a device,
+or something huge. read() opens the last path component without following a symlink and
+without blocking (O_NOFOLLOW | O_NONBLOCK), checks what it opened with fstat (a regular file,
+at most `limit` bytes), and only then reads it. Its errors name the path and the reason, never
+a byte of the content.
+"""
+
+import errno
+import os
+import stat
+
+from .errors import TargetError
+
+LIMIT = 1024 * 1024   # our compose file is about 6 KB and .env about 2 KB
+
+
+class UnsafeFile(TargetError):
+    """The path is there but is no regular file of a sane size: a symlink, a FIFO, a device,
+    a directory, or too big. (A plain TargetError: it could not be opened or read.)"""
+
+
+def read(path, limit=LIMIT):
+    """The bytes of path, or None when it does not exist. TargetError when it is a symlink,
+    not a regular file, larger than limit, or cannot be read."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        if err.errno == errno.ELOOP:   # O_NOFOLLOW met a symlink
+            raise UnsafeFile("%s is a symlink: refusing to follow it (replace it with the "
+                              "file itself)" % path)
+        raise TargetError("cannot open %s: %s" % (path, err.strerror or err))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafeFile("%s is not a regular file: refusing to read it" % path)
+        if st.st_size > limit:
+            raise UnsafeFile("%s is larger than %d bytes: refusing to read it"
+                             % (path, limit))
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:   # it grew while we read it
+            raise UnsafeFile("%s is larger than %d bytes: refusing to read it"
+                             % (path, limit))
+        return b"".join(chunks)
+    except OSError as err:
+        raise TargetError("cannot read %s: %s" % (path, err.strerror or err))
+    finally:
+        os.close(fd)
+
+
+def read_text(path, limit=LIMIT):
+    """read() decoded as UTF-8 (None when absent); a decoding error names no byte of it."""
+    data = read(path, limit)
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise TargetError("%s is not UTF-8 text (at byte %d)" % (path, err.start))

@@ -1,0 +1,185 @@
+"""What an --allow list may open (issue 17), as pure functions: firewall.allow.check() and
+summary() on address sets, the INPUT rendering that opens the host only port by port, the
+host's own addresses read from /proc, the bridge check, and --verify's warn rows. The packets
+that prove the same are in test_allow_lab.py."""
+
+import ipaddress
+import os
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
+from claw_cage.errors import TargetError, UsageError  # noqa: E402
+from claw_cage.firewall import allow, bridge, rules  # noqa: E402
+from claw_cage.verify import firewall_rows  # noqa: E402
+
+# a host on a home LAN: bridge gateway, LAN address, loopback
+HOST = [ipaddress.ip_network(n) for n in ("172.30.0.1/32", "192.168.1.10/32", "127.0.0.0/8",
+                                          "::1/128", "fd00:1::10/128")]
+
+
+def _check(*specs, wide=False, profile="internet"):
+    allow.check(allow.parse_all(specs), HOST, profile, wide)
+
+
+@pytest.mark.parametrize("specs,words", [
+    (["0.0.0.0/0"], "metadata"),
+    (["0.0.0.0/1", "128.0.0.0/1"], "metadata"),
+    (["::/0"], "metadata"),
+    (["169.254.0.0/16"], "metadata"),
+    (["172.30.0.1"], "this host's own address"),
+    (["192.168.1.10"], "this host's own address"),
+    (["::ffff:192.168.1.10"], "IPv4-mapped"),
+    (["::ffff:10.0.0.0/104"], "IPv4-mapped"),
+    (["[::ffff:172.30.0.1]:22"], "IPv4-mapped"),
+    (["192.168.0.0/16"], "whole blocked range 192.168.0.0/16"),
+    (["192.168.0.0/17", "192.168.128.0/17"], "whole blocked range 192.168.0.0/16"),
+    (["192.168.1.0/24", "10.0.0.1"], "257 blocked IPv4 addresses"),
+    (["192.168.0.0/23:53"], "512 blocked IPv4 addresses"),
+    (["fd00::/63"], "/64"),
+    (["fd00::/64", "fd00:0:0:1::1"], "/64"),
+    (["100.64.0.0/10"], "whole blocked range 100.64.0.0/10"),
+])
+def test_refused_without_the_flag(specs, words):
+    with pytest.raises(UsageError) as err:
+        _check(*specs)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("specs", [
+    ["0.0.0.0/0"], ["::/0"], ["169.254.169.254"], ["172.30.0.1"], ["::ffff:10.0.0.1"],
+    ["fd00:ec2::/64"],
+])
+def test_refused_even_with_the_flag(specs):
+    with pytest.raises(UsageError):
+        _check(*specs, wide=True)
+
+
+@pytest.mark.parametrize("specs,wide", [
+    (["192.168.1.0/24"], False),              # covers the host's 192.168.1.10: host stays shut
+    (["192.168.1.50:11434", "host:11434"], False),
+    (["172.30.0.1:2222"], False),
+    (["[::1]:22"], False),
+    (["fd00::/64"], False),
+    (["8.8.8.8:53"], False),
+    (["0.0.0.0/0:443"], True),                 # metadata with a port and the flag
+    (["192.168.0.0/16", "10.0.0.0/8"], True),
+    (["0.0.0.0/1", "192.0.0.0/2"], True),      # all but 128.0.0.0/2 (metadata in there)
+])
+def test_accepted(specs, wide):
+    _check(*specs, wide=wide)
+
+
+def test_local_only_counts_the_internet_as_blocked():
+    _check("8.8.8.0/24", profile="local-only")
+    with pytest.raises(UsageError):
+        _check("8.8.0.0/16", profile="local-only")
+    _check("8.8.0.0/16")   # internet profile: already reachable, nothing newly opened
+
+
+def test_summary_tells_what_is_open():
+    allows = allow.parse_all(["host:2222", "172.30.0.1:8080", "192.168.1.0/24", "8.8.8.8:53",
+                              "[fd00::5]:53"])
+    lines = allow.summary(allows, HOST)
+    text = "\n".join(t for _, _, t in lines)
+    warned = [t for w, _, t in lines if w]
+    assert "this host is reachable on port 2222" in warned[0]
+    assert "this host is reachable on port 8080 (TCP and UDP) at 172.30.0.1" in warned[1]
+    assert "the LAN is NOT fully blocked: the container reaches 192.168.1.0/24" in warned[2]
+    assert "the LAN is NOT fully blocked: the container reaches fd00::5" in warned[3]
+    assert "this host's own 192.168.1.10 in 192.168.1.0/24 stays closed" in text
+    assert (False, "8.8.8.8:53", "open: 8.8.8.8 (TCP and UDP port 53): --allow 8.8.8.8:53") \
+        in lines
+    assert allow.summary((), HOST) == []
+
+
+def test_input_opens_the_host_only_port_by_port():
+    """rules.py renders an INPUT rule for host:PORT and a single ADDRESS:PORT only: a network
+    or a bare address opens no port of the host, whichever addresses the host has."""
+    allows = allow.parse_all(["host:2222", "172.30.0.1:8080", "192.168.1.0/24", "10.0.0.1",
+                              "192.168.2.0/24:53", "[fd00::1]:53", "fd00::/64"])
+    config = rules.default_config()._replace(allows=allows)
+    v4 = rules.chain_rules(config, 4)[rules.IN_CHAIN]
+    v6 = rules.chain_rules(config, 6)[rules.IN_CHAIN]
+    opening = [r for r in v4 + v6 if r.endswith("-j RETURN") and "ctstate" not in r
+               and "icmp" not in r]
+    assert opening == [
+        "-p tcp -m tcp --dport 2222 -j RETURN", "-p udp -m udp --dport 2222 -j RETURN",
+        "-d 172.30.0.1/32 -p tcp -m tcp --dport 8080 -j RETURN",
+        "-d 172.30.0.1/32 -p udp -m udp --dport 8080 -j RETURN",
+        "-p tcp -m tcp --dport 2222 -j RETURN", "-p udp -m udp --dport 2222 -j RETURN",
+        "-d fd00::1/128 -p tcp -m tcp --dport 53 -j RETURN",
+        "-d fd00::1/128 -p udp -m udp --dport 53 -j RETURN"]
+
+
+def test_host_networks_from_proc(tmp_path):
+    net = tmp_path / "net"
+    net.mkdir()
+    (net / "fib_trie").write_text("""Main:
+  +-- 0.0.0.0/0 3 0 5
+     +-- 127.0.0.0/8 2 0 2
+           |-- 127.0.0.0
+              /8 host LOCAL
+           |-- 127.0.0.1
+              /32 host LOCAL
+        |-- 127.255.255.255
+           /32 link BROADCAST
+     +-- 192.168.1.0/24 2 0 2
+           |-- 192.168.1.0
+              /24 link UNICAST
+           |-- 192.168.1.10
+              /32 host LOCAL
+""")
+    (net / "if_inet6").write_text(
+        "00000000000000000000000000000001 01 80 10 80       lo\n"
+        "fd000001000000000000000000000010 02 40 00 80     eth0\n")
+    got = allow.host_networks("172.30.0.1", proc=str(tmp_path))
+    want = {"127.0.0.0/8", "127.0.0.1/32", "192.168.1.10/32", "172.30.0.1/32", "::1/128",
+            "fd00:1::10/128"}
+    assert set(map(str, got)) == want
+    # nothing readable: loopback and the gateway are still the host's
+    assert set(map(str, allow.host_networks("172.30.0.1", proc=str(tmp_path / "no")))) == {
+        "127.0.0.0/8", "::1/128", "172.30.0.1/32"}
+
+
+def test_bridge_check(tmp_path):
+    sysfs, proc = tmp_path / "sys", tmp_path / "proc"
+    (sysfs / "claw-cage0" / "bridge").mkdir(parents=True)
+    (sysfs / "eth1").mkdir(parents=True)
+    (proc / "net").mkdir(parents=True)
+    (proc / "net" / "route").write_text(
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+        "eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n")
+    (proc / "net" / "ipv6_route").write_text(
+        "00000000000000000000000000000000 00 00000000000000000000000000000000 00 "
+        "fe800000000000000000000000000001 00000400 00000002 00000000 00000003     wlan0\n")
+    for name in ("claw-cage0", "not-there0"):
+        bridge.check(name, str(sysfs), str(proc))
+    for name, why in (("lo", "loopback"), ("eth0", "default route"),
+                      ("wlan0", "default route"), ("eth1", "not a Linux bridge")):
+        with pytest.raises(TargetError) as err:
+            bridge.check(name, str(sysfs), str(proc))
+        assert why in str(err.value)
+        assert err.value.exit_code == 5
+
+
+def test_verify_warn_rows_say_what_summary_says():
+    fw = firewall_rows.FirewallConfig(allow.parse_all(["host:2222", "192.168.1.1:8080",
+                                                       "8.8.8.8:53"]), "internet", "test")
+    rows = firewall_rows.allow_rows("172.30.0.0/24", fw)
+    assert [r.status for r in rows] == ["warn", "warn"]
+    assert [r.check for r in rows] == ["opened by --allow host:2222",
+                                       "opened by --allow 192.168.1.1:8080"]
+    assert "this host is reachable on port 2222" in rows[0].detail
+    assert "the LAN is NOT fully blocked" in rows[1].detail
+    assert firewall_rows.allow_rows("172.30.0.0/24", firewall_rows.FirewallConfig()) == []
+
+
+def test_help_names_the_flag(run_pyz):
+    out = run_pyz(["--help"])
+    assert b"--unsafe-wide-allow" in out.stdout
+    bad = run_pyz(["--verify", "--unsafe-wide-allow"])
+    assert bad.returncode == 2 and b"--unsafe-wide-allow" in bad.stderr
