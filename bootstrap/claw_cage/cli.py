@@ -24,8 +24,11 @@ your LAN), isolate it with the host firewall, and verify the result.
   python3 ~/claw-cage/claw-cage.pyz --verify          check that the cage holds"""
 
 EPILOG = """environment:
-  CLAW_CAGE_DIR     install directory when --dir is not given (default ~/claw-cage)
+  CLAW_CAGE_DIR     install directory when --dir is not given (default: the folder of this
+                    claw-cage.pyz when it holds claw-cage's docker-compose.yml, else ~/claw-cage)
   CLAW_CAGE_SOURCE  where to fetch the deploy files when --source is not given
+  CLAW_CAGE_PROBE_START_TIMEOUT
+                    --verify: seconds the probe container may take to start (default 30)
   NO_COLOR          plain output even on a terminal
 
 """ + EXIT_CODES_HELP

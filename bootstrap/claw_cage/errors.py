@@ -12,6 +12,7 @@ EXIT_TARGET = 5        # the target directory or a file in it is unusable (.env 
 EXIT_FIREWALL = 6      # applying or removing firewall rules failed
 EXIT_VERIFY = 7        # --verify ran and at least one check failed
 EXIT_UNCHECKED = 8     # --firewall applied the rules but could not read them back to check
+EXIT_INCOMPLETE = 9    # --verify could not look: packet probes not run, or no running gateway
 EXIT_INTERRUPTED = 130 # Ctrl-C
 
 EXIT_CODES_HELP = """exit status:
@@ -25,6 +26,8 @@ EXIT_CODES_HELP = """exit status:
        partial change the previous rules are restored and the message says so)
   7    --verify found at least one failing check
   8    firewall rules applied, but reading them back to check them failed
+  9    --verify incomplete: the packet probes could not run or the gateway container is
+       not running (the last line says what was not verified)
   130  interrupted (Ctrl-C)"""
 
 

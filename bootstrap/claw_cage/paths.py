@@ -1,13 +1,17 @@
 """Where claw-cage lives: the install directory and the user it belongs to.
 
 Every mode (install, --firewall, --verify) finds the install directory the same way:
---dir, else $CLAW_CAGE_DIR, else ~/claw-cage of the user who typed the command. Under sudo that
-user is SUDO_USER, not root: `sudo python3 ~/claw-cage/claw-cage.pyz --firewall` must read the
-same docker-compose.yml that the unprivileged install wrote.
+--dir, else $CLAW_CAGE_DIR, else the folder of the claw-cage.pyz that runs, when that folder
+holds claw-cage's docker-compose.yml (the copy the installer saved: `python3 DIR/claw-cage.pyz`
+works on DIR), else ~/claw-cage of the user who typed the command. Under sudo that user is
+SUDO_USER, not root: `sudo python3 ~/claw-cage/claw-cage.pyz --firewall` must read the same
+docker-compose.yml that the unprivileged install wrote.
 """
 
 import os
 import pwd
+import re
+import sys
 
 DIR_NAME = "claw-cage"
 
@@ -38,10 +42,41 @@ def invoking_user():
     return User(name, uid, os.getegid(), home, False)
 
 
-def install_dir(explicit=None, user=None):
-    """Absolute install directory: --dir, else $CLAW_CAGE_DIR, else ~/claw-cage."""
+# A claw-cage docker-compose.yml names its project claw-cage (top-level `name:`).
+_PROJECT_RE = re.compile(r"^name:\s*[\"']?claw-cage[\"']?\s*(#.*)?$", re.M)
+
+
+def program_file(argv0=None):
+    """The claw-cage.pyz file this program runs from, or None: it came through a pipe
+    (`python3 -`), or runs from source (no launcher set claw_cage.SELF_SOURCE)."""
+    package = sys.modules.get(__package__ or "claw_cage")
+    if argv0 is None:
+        if getattr(package, "SELF_SOURCE", None) is None or not sys.argv:
+            return None
+        argv0 = sys.argv[0]
+    if not argv0 or argv0 in ("-", "-c") or not os.path.isfile(argv0):
+        return None
+    return os.path.abspath(argv0)
+
+
+def is_claw_cage_dir(directory):
+    """Whether directory holds claw-cage's docker-compose.yml (its project name in it)."""
+    try:
+        with open(os.path.join(directory, "docker-compose.yml"), encoding="utf-8") as f:
+            return bool(_PROJECT_RE.search(f.read(1 << 18)))
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def install_dir(explicit=None, user=None, program=None):
+    """Absolute install directory: --dir, else $CLAW_CAGE_DIR, else the folder of the running
+    claw-cage.pyz when it holds claw-cage's docker-compose.yml, else ~/claw-cage.
+    program: the running file (default: program_file())."""
     chosen = explicit or os.environ.get("CLAW_CAGE_DIR")
     if chosen:
         return os.path.abspath(os.path.expanduser(chosen))
+    program = program or program_file()
+    if program and is_claw_cage_dir(os.path.dirname(program)):
+        return os.path.dirname(program)
     user = user or invoking_user()
     return os.path.join(user.home, DIR_NAME)

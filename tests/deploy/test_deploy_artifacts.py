@@ -10,6 +10,10 @@
 - The healthcheck's probe JS runs in real node against real HTTP servers on 127.0.0.1.
 - .env.example: every variable is read by something (compose or OpenClaw, with a source) and
   documented in the README's configuration table.
+- Issue 16: every path OpenClaw writes is a sized uid-1000 tmpfs or a volume (README table);
+  heap + tmpfs + 128 MiB fit mem_limit (defaults and 1 GB advice); a blank or missing
+  OPENCLAW_GATEWAY_TOKEN makes Compose refuse, naming the variable and the fix; openclaw-cli
+  lives in the gateway's network namespace, openclaw-repair in none. Each check has mutations.
 """
 
 import functools
@@ -35,12 +39,30 @@ ENV_EXAMPLE_PATH = os.path.join(DEPLOY, ".env.example")
 LINT_CONFIG = os.path.join(ROOT, "tests", "deploy", "compose-lint.yml")
 VENV_BIN = os.path.dirname(sys.executable)
 
-SERVICES = ("openclaw", "openclaw-cli")  # the two that run OpenClaw
+SERVICES = ("openclaw", "openclaw-cli", "openclaw-repair")  # the three that run OpenClaw
+CLI_SERVICES = ("openclaw-cli", "openclaw-repair")
 INIT = "volumes-init"
+HOME = "/home/node"
 STATE_DIR = "/home/node/.openclaw"
 SECRETS_DIR = "/home/node/.config/openclaw"
 GIB = 1024 ** 3
 MIB = 1024 ** 2
+# Where the gateway writes as uid 1000 outside the image (README "Writable paths"; FACTS.md
+# "The real OpenClaw image at run time"). Volumes: what must survive an upgrade.
+VOLUMES = {("volume", "claw-data", STATE_DIR), ("volume", "claw-secrets", SECRETS_DIR),
+           ("volume", "claw-npm", HOME + "/.npm"), ("volume", "claw-local", HOME + "/.local")}
+# tmpfs: path -> the options that must be there besides size= (mode=1777 /tmp is shared
+# scratch; everything else is owned by uid 1000 and private to it).
+TMPFS = {
+    "/tmp": {"mode": "1777"},
+    "/tmp/openclaw": {"uid": "1000", "gid": "1000", "mode": "0700"},
+    HOME + "/.cache": {"uid": "1000", "gid": "1000", "mode": "0700"},
+    HOME + "/.config": {"uid": "1000", "gid": "1000", "mode": "0700"},
+}
+# Node's memory outside the old-space heap (young generation, code, buffers, native): what the
+# budget keeps free besides heap and tmpfs (README "Memory").
+NODE_RESERVE = 128 * MIB
+TOKEN_VAR = "OPENCLAW_GATEWAY_TOKEN"
 
 # Variables in .env.example that docker-compose.yml does not reference itself: OpenClaw reads them
 # from its process environment (env_file: .env puts them there). Each with where that is stated.
@@ -166,6 +188,15 @@ def shipped_env():
     return read(ENV_EXAMPLE_PATH)
 
 
+def installed_env():
+    """.env as the installer writes it: .env.example with the token line filled in. Compose
+    refuses every command while the token is blank, so this is the .env Compose ever runs."""
+    text = read(ENV_EXAMPLE_PATH)
+    line = "%s=\n" % TOKEN_VAR
+    assert text.count(line) == 1
+    return text.replace(line, "%s=%s\n" % (TOKEN_VAR, "0123456789abcdef" * 4))
+
+
 # ---------------------------------------------------------------- the checks on compose output
 
 def to_bytes(value):
@@ -178,15 +209,75 @@ def heap_mb(svc):
     return int(m.group(1)) if m else None
 
 
-def tmpfs_size(svc, path="/tmp"):
+def tmpfs_entries(svc):
+    """{target: {option: value}} of a resolved service's short-syntax tmpfs list."""
+    found = {}
     for entry in svc.get("tmpfs") or []:
         target, _, opts = entry.partition(":")
-        if target == path:
-            for opt in opts.split(","):
-                if opt.startswith("size="):
-                    return opt[len("size="):]
-            return ""
-    return None
+        found[target] = dict((o.partition("=")[0], o.partition("=")[2])
+                             for o in opts.split(",") if o)
+    return found
+
+
+def tmpfs_size(svc, path="/tmp"):
+    entry = tmpfs_entries(svc).get(path)
+    return None if entry is None else entry.get("size", "")
+
+
+def size_bytes(text):
+    """A tmpfs size= value (bytes, or k/m/g suffixed, as mount(8) takes it) in bytes; None
+    for anything else (a percentage of RAM would not be a budget)."""
+    m = re.match(r"^(\d+)([kmg]?)$", (text or "").lower())
+    if not m:
+        return None
+    return int(m.group(1)) * {"": 1, "k": 1024, "m": MIB, "g": GIB}[m.group(2)]
+
+
+def memory_budget(svc):
+    """(heap, tmpfs total, mem_limit) in bytes for one resolved service."""
+    tmpfs = sum(size_bytes(e.get("size")) or 0 for e in tmpfs_entries(svc).values())
+    return (heap_mb(svc) or 0) * MIB, tmpfs, to_bytes(svc.get("mem_limit") or 0)
+
+
+def budget_problems(svc):
+    heap, tmpfs, limit = memory_budget(svc)
+    if heap + tmpfs + NODE_RESERVE > limit:
+        return ["heap %d MiB + tmpfs %d MiB + %d MiB for Node outside the heap exceeds "
+                "mem_limit %d MiB" % (heap // MIB, tmpfs // MIB, NODE_RESERVE // MIB,
+                                      limit // MIB)]
+    return []
+
+
+def write_path_problems(svc):
+    """Every path OpenClaw writes is a volume or a sized, uid-1000 tmpfs; nothing else."""
+    p = []
+    mounts = {(v.get("type"), v.get("source"), v.get("target")) for v in svc.get("volumes") or []
+              if not policy_mount(v)}  # the policy file (issue 13): read-only, checked there
+    if mounts != VOLUMES:
+        p.append("volumes are %r, want exactly %r" % (sorted(mounts), sorted(VOLUMES)))
+    got = tmpfs_entries(svc)
+    if set(got) != set(TMPFS):
+        p.append("tmpfs at %r, want %r" % (sorted(got), sorted(TMPFS)))
+    for path, want in TMPFS.items():
+        opts = got.get(path)
+        if opts is None:
+            continue
+        if size_bytes(opts.get("size")) is None:
+            p.append("tmpfs %s has no size in bytes: %r" % (path, opts))
+        for key, value in want.items():
+            if opts.get(key) != value:
+                p.append("tmpfs %s: %s=%r, want %r" % (path, key, opts.get(key), value))
+        if "nosuid" not in opts or "nodev" not in opts:
+            p.append("tmpfs %s without nosuid,nodev" % path)
+    return p
+
+
+def policy_mount(v):
+    """The one bind mount allowed besides the volumes: the install dir's openclaw.json,
+    read-only, at OpenClaw's config path (README "OpenClaw policy", issue 13)."""
+    return (v.get("type") == "bind" and v.get("read_only") is True
+            and v.get("target") == STATE_DIR + "/openclaw.json"
+            and str(v.get("source", "")).endswith("/openclaw.json"))
 
 
 def hardening_problems(name, svc):
@@ -211,12 +302,7 @@ def hardening_problems(name, svc):
         p.append("devices %r" % svc.get("devices"))
     if svc.get("read_only") is not True:
         p.append("root filesystem not read-only")
-    size = tmpfs_size(svc)
-    if not size:
-        p.append("no size-capped tmpfs on /tmp (%r)" % svc.get("tmpfs"))
-    mounts = {(v.get("type"), v.get("source"), v.get("target")) for v in svc.get("volumes") or []}
-    if mounts != {("volume", "claw-data", STATE_DIR), ("volume", "claw-secrets", SECRETS_DIR)}:
-        p.append("mounts are %r, want only the claw-data and claw-secrets volumes" % sorted(mounts))
+    p += write_path_problems(svc)
     if any("docker.sock" in str(v.get("source")) for v in svc.get("volumes") or []):
         p.append("the Docker socket is mounted")
     if svc.get("init") is not True:
@@ -232,26 +318,35 @@ def hardening_problems(name, svc):
         p.append("NODE_OPTIONS sets no --max-old-space-size")
     elif svc.get("mem_limit") and heap * MIB > 0.75 * to_bytes(svc["mem_limit"]):
         p.append("heap %d MB is more than 3/4 of mem_limit %s" % (heap, svc["mem_limit"]))
+    if svc.get("mem_limit"):
+        p += budget_problems(svc)
     logging = svc.get("logging") or {}
     opts = logging.get("options") or {}
     if logging.get("driver") != "json-file" or not opts.get("max-size") or not opts.get("max-file"):
         p.append("logs not bounded json-file: %r" % logging)
-    if list(svc.get("networks") or {}) != ["claw-net"]:
-        p.append("networks %r, want only claw-net" % svc.get("networks"))
-    if svc.get("environment", {}).get("OPENCLAW_DISABLE_BONJOUR") != "1":
-        p.append("Bonjour/mDNS not disabled")
+    env = svc.get("environment") or {}
+    for key, want in (("OPENCLAW_DISABLE_BONJOUR", "1"), ("NODE_DISABLE_COMPILE_CACHE", "1"),
+                      ("HOME", HOME), ("OPENCLAW_STATE_DIR", STATE_DIR),
+                      ("OPENCLAW_CONFIG_PATH", STATE_DIR + "/openclaw.json")):
+        if env.get(key) != want:
+            p.append("environment %s=%r, want %r" % (key, env.get(key), want))
+    if not env.get(TOKEN_VAR):
+        p.append("%s does not reach the container" % TOKEN_VAR)
     dep = (svc.get("depends_on") or {}).get(INIT) or {}
     if dep.get("condition") != "service_completed_successfully":
         p.append("does not wait for %s to complete: %r" % (INIT, svc.get("depends_on")))
     if name == "openclaw":
         p += gateway_problems(svc)
     else:
-        p += cli_problems(svc)
+        p += cli_problems(name, svc)
     return p
 
 
 def gateway_problems(svc):
     p = []
+    if list(svc.get("networks") or {}) != ["claw-net"] or svc.get("network_mode"):
+        p.append("networks %r / network_mode %r, want only claw-net"
+                 % (svc.get("networks"), svc.get("network_mode")))
     ports = svc.get("ports") or []
     want = [{"host_ip": "127.0.0.1", "target": 18789, "published": "18789", "protocol": "tcp"}]
     got = [{k: port.get(k) for k in ("host_ip", "target", "published", "protocol")}
@@ -275,8 +370,22 @@ def gateway_problems(svc):
     return p
 
 
-def cli_problems(svc):
+# The CLI dials ws://127.0.0.1:18789, so it lives in the gateway's network namespace (behind
+# the same cage); the repair CLI has no network at all and never needs the gateway.
+CLI_NETWORK = {"openclaw-cli": "service:openclaw", "openclaw-repair": "none"}
+
+
+def cli_problems(name, svc):
     p = []
+    if svc.get("network_mode") != CLI_NETWORK[name] or svc.get("networks"):
+        p.append("network_mode %r networks %r, want %s only" % (
+            svc.get("network_mode"), svc.get("networks"), CLI_NETWORK[name]))
+    deps = set(svc.get("depends_on") or {})
+    want = {INIT, "openclaw"} if name == "openclaw-cli" else {INIT}
+    if deps != want:
+        p.append("depends_on %r, want %r" % (sorted(deps), sorted(want)))
+    if svc.get("extra_hosts") or svc.get("dns"):
+        p.append("network settings of its own: %r %r" % (svc.get("extra_hosts"), svc.get("dns")))
     if svc.get("profiles") != ["cli"]:
         p.append("profiles %r, want [cli]" % svc.get("profiles"))
     if svc.get("ports"):
@@ -293,8 +402,10 @@ def init_problems(svc):
     p = []
     if svc.get("user") != "0:0":
         p.append("user %r" % svc.get("user"))
-    if svc.get("entrypoint") != ["chown", "1000:1000", STATE_DIR, SECRETS_DIR]:
-        p.append("entrypoint %r" % svc.get("entrypoint"))
+    roots = sorted(target for _, _, target in VOLUMES)
+    ep = svc.get("entrypoint") or []
+    if ep[:2] != ["chown", "1000:1000"] or sorted(ep[2:]) != roots:
+        p.append("entrypoint %r, want chown 1000:1000 %s" % (ep, " ".join(roots)))
     if svc.get("command"):
         p.append("command %r" % svc.get("command"))
     if svc.get("cap_drop") != ["ALL"] or svc.get("cap_add") != ["CHOWN"]:
@@ -306,8 +417,9 @@ def init_problems(svc):
         p.append("no no-new-privileges:true")
     if svc.get("privileged") or svc.get("read_only") is not True:
         p.append("privileged or writable root")
-    mounts = {(v.get("type"), v.get("source"), v.get("target")) for v in svc.get("volumes") or []}
-    if mounts != {("volume", "claw-data", STATE_DIR), ("volume", "claw-secrets", SECRETS_DIR)}:
+    mounts = {(v.get("type"), v.get("source"), v.get("target")) for v in svc.get("volumes") or []
+              if not policy_mount(v)}  # the policy file (issue 13): read-only, checked there
+    if mounts != VOLUMES:
         p.append("mounts %r" % sorted(mounts))
     if svc.get("restart") not in (None, "no") or svc.get("profiles"):
         p.append("restart %r profiles %r" % (svc.get("restart"), svc.get("profiles")))
@@ -344,7 +456,7 @@ def test_compose_is_the_real_v2_binary():
 
 
 def test_profiles_gateway_alone_by_default_cli_on_request(tmp_path):
-    d = project(tmp_path, shipped_env())
+    d = project(tmp_path, installed_env())
     plain = compose_config(d)
     assert plain["name"] == "claw-cage"
     assert set(plain["services"]) == {"openclaw", INIT}
@@ -353,8 +465,8 @@ def test_profiles_gateway_alone_by_default_cli_on_request(tmp_path):
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_service_is_hardened_with_shipped_env(tmp_path, service):
-    cfg = config_for(tmp_path, shipped_env())
+def test_service_is_hardened_with_installed_env(tmp_path, service):
+    cfg = config_for(tmp_path, installed_env())
     svc = cfg["services"][service]
     assert hardening_problems(service, svc) == []
     # The defaults, as OpenClaw's own Kubernetes manifest sizes them (2 GiB, 1536 MB heap).
@@ -362,27 +474,30 @@ def test_service_is_hardened_with_shipped_env(tmp_path, service):
     assert heap_mb(svc) == 1536
     assert float(svc["cpus"]) == 1.0
     assert int(svc["pids_limit"]) == 512
-    assert tmpfs_size(svc) == "128m"
+    assert {k: v["size"] for k, v in tmpfs_entries(svc).items()} == {
+        "/tmp": "64m", "/tmp/openclaw": "64m", HOME + "/.cache": "32m", HOME + "/.config": "8m"}
 
 
 def test_volumes_init_is_root_with_chown_only_and_no_network(tmp_path):
-    cfg = config_for(tmp_path, shipped_env())
+    cfg = config_for(tmp_path, installed_env())
     assert init_problems(cfg["services"][INIT]) == []
 
 
 def test_gateway_and_cli_share_image_and_volumes(tmp_path):
-    cfg = config_for(tmp_path, shipped_env())
-    gw, cli = cfg["services"]["openclaw"], cfg["services"]["openclaw-cli"]
-    assert gw["image"] == cli["image"] == cfg["services"][INIT]["image"]
+    cfg = config_for(tmp_path, installed_env())
+    gw = cfg["services"]["openclaw"]
+    others = [cfg["services"][n] for n in CLI_SERVICES + (INIT,)]
+    assert all(o["image"] == gw["image"] for o in others)
     # A release pinned by tag AND digest, never a moving tag.
     assert re.match(r"^ghcr\.io/openclaw/openclaw:\d{4}\.\d+\.\d+@sha256:[0-9a-f]{64}$",
                     gw["image"]), gw["image"]
-    assert gw["volumes"] == cli["volumes"]
-    assert sorted(cfg["volumes"]) == ["claw-data", "claw-secrets"]
+    assert all(o["volumes"] == gw["volumes"] for o in others)
+    assert all(cfg["services"][n]["tmpfs"] == gw["tmpfs"] for n in CLI_SERVICES)
+    assert sorted(cfg["volumes"]) == sorted(v for _, v, _ in VOLUMES)
 
 
 def test_network_matches_what_the_firewall_reads(tmp_path):
-    cfg = config_for(tmp_path, shipped_env())
+    cfg = config_for(tmp_path, installed_env())
     assert network_problems(cfg) == []
     # The installer/firewall read the same two facts with their own stdlib parser: it must agree
     # with what the real Compose resolves.
@@ -397,17 +512,18 @@ def test_network_matches_what_the_firewall_reads(tmp_path):
     assert str(subnet) == net["ipam"]["config"][0]["subnet"]
 
 
-def test_env_reaches_both_services_and_overrides_limits(tmp_path):
+def one_gb_env(extra=()):
+    return "\n".join(["%s=0123abcd" % TOKEN_VAR] + list(extra) +
+                      ["%s=%s" % kv for kv in sorted(one_gb_advice().items())]) + "\n"
+
+
+def test_env_reaches_every_service_and_overrides_limits(tmp_path):
     advice = one_gb_advice()
-    assert set(advice) == {"CLAW_MEM_LIMIT", "CLAW_NODE_HEAP_MB"}, advice
-    sample = "\n".join([
-        "ANTHROPIC_API_KEY=sk-ant-sample",
-        "OPENCLAW_GATEWAY_TOKEN=0123abcd",
-        "OPENCLAW_IMAGE=registry.example/openclaw:test",
-        "CLAW_CPUS=0.5",
-        "CLAW_PIDS_LIMIT=256",
-        "CLAW_TMP_SIZE=64m",
-    ] + ["%s=%s" % kv for kv in sorted(advice.items())]) + "\n"
+    assert set(advice) == {"CLAW_MEM_LIMIT", "CLAW_NODE_HEAP_MB", "CLAW_TMP_SIZE",
+                           "CLAW_LOG_SIZE"}, advice
+    sample = one_gb_env(["ANTHROPIC_API_KEY=sk-ant-sample",
+                         "OPENCLAW_IMAGE=registry.example/openclaw:test",
+                         "CLAW_CPUS=0.5", "CLAW_PIDS_LIMIT=256"])
     cfg = config_for(tmp_path, sample)
     assert cfg["services"][INIT]["image"] == "registry.example/openclaw:test"
     for name in SERVICES:
@@ -415,18 +531,98 @@ def test_env_reaches_both_services_and_overrides_limits(tmp_path):
         assert hardening_problems(name, svc) == [], name
         assert svc["image"] == "registry.example/openclaw:test"
         assert svc["environment"]["ANTHROPIC_API_KEY"] == "sk-ant-sample"  # env_file: .env
-        assert svc["environment"]["OPENCLAW_GATEWAY_TOKEN"] == "0123abcd"
+        assert svc["environment"][TOKEN_VAR] == "0123abcd"
         assert to_bytes(svc["mem_limit"]) == 768 * MIB
         assert heap_mb(svc) == int(advice["CLAW_NODE_HEAP_MB"])
         assert float(svc["cpus"]) == 0.5
         assert int(svc["pids_limit"]) == 256
-        assert tmpfs_size(svc) == "64m"
+        assert tmpfs_size(svc) == advice["CLAW_TMP_SIZE"]
+        assert tmpfs_size(svc, "/tmp/openclaw") == advice["CLAW_LOG_SIZE"]
 
 
 def test_node_options_in_env_cannot_unpin_the_heap(tmp_path):
     # environment: beats env_file, so a NODE_OPTIONS line in .env cannot drop the heap cap.
-    cfg = config_for(tmp_path, "NODE_OPTIONS=--max-old-space-size=8192\n")
+    cfg = config_for(tmp_path, "%s=x\nNODE_OPTIONS=--max-old-space-size=8192\n" % TOKEN_VAR)
     assert heap_mb(cfg["services"]["openclaw"]) == 1536
+
+
+# ---------------------------------------------------------------- the memory budget
+
+@pytest.mark.parametrize("env", ["installed", "1 GB advice"])
+def test_memory_budget_heap_plus_tmpfs_fits_the_limit(tmp_path, env):
+    """tmpfs pages are charged to the container's memory cgroup: the V8 heap, every tmpfs
+    filled to its size and Node's own memory outside the heap must fit CLAW_MEM_LIMIT.
+    Summed from what `docker compose config` resolves, for the shipped defaults and for the
+    1 GB machine advice of .env.example and the README."""
+    text = installed_env() if env == "installed" else one_gb_env()
+    cfg = config_for(tmp_path, text)
+    rows = []
+    for name in SERVICES:
+        heap, tmpfs, limit = memory_budget(cfg["services"][name])
+        rows.append((name, heap // MIB, tmpfs // MIB, limit // MIB))
+        assert heap > 0 and tmpfs > 0 and limit > 0, rows
+        assert budget_problems(cfg["services"][name]) == [], rows
+    print("service, heap MiB, tmpfs MiB, limit MiB: %r" % rows)
+
+
+@pytest.mark.parametrize("extra", ["CLAW_TMP_SIZE=512m", "CLAW_LOG_SIZE=1g",
+                                   "CLAW_NODE_HEAP_MB=1900"])
+def test_memory_budget_check_catches_an_overcommitted_env(tmp_path, extra):
+    cfg = config_for(tmp_path, installed_env() + extra + "\n")
+    assert budget_problems(cfg["services"]["openclaw"]), extra
+
+
+def test_memory_budget_counts_every_tmpfs(tmp_path):
+    # The same limit with one more, unbudgeted tmpfs: the sum must notice it.
+    text = read(COMPOSE_PATH).replace(
+        "      - /home/node/.config:size=8m,",
+        "      - /var/tmp:size=400m,mode=1777\n      - /home/node/.config:size=8m,", 1)
+    cfg = config_for(tmp_path, installed_env(), text)
+    assert budget_problems(cfg["services"]["openclaw"])
+
+
+# ---------------------------------------------------------------- the token
+
+def compose_refusal(d, profiles=("cli",), command=("config",)):
+    argv = list(compose_cmd()) + ["--project-directory", str(d), "-f", str(d / "docker-compose.yml")]
+    for prof in profiles:
+        argv += ["--profile", prof]
+    return subprocess.run(argv + list(command), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=_clean_env(), cwd=str(d), timeout=60)
+
+
+def token_refusal_problems(tmp_path, compose_text=None):
+    """Compose must refuse with a blank token, a missing token line and no .env token at all,
+    naming the variable and the fix; and accept a set one."""
+    p = []
+    for case, env_text in (("shipped .env (blank)", shipped_env()),
+                           ("no token line", "ANTHROPIC_API_KEY=x\n"),
+                           ("empty .env", "")):
+        r = compose_refusal(project(tmp_path, env_text, compose_text))
+        err = r.stderr.decode()
+        if r.returncode == 0:
+            p.append("%s: compose accepted it" % case)
+        elif TOKEN_VAR not in err or "openssl rand -hex 32" not in err or \
+                "claw-cage.pyz" not in err:
+            p.append("%s: message does not name %s and the fix: %s" % (case, TOKEN_VAR, err))
+    ok = compose_refusal(project(tmp_path, installed_env(), compose_text))
+    if ok.returncode != 0:
+        p.append("a set token is refused: %s" % ok.stderr.decode())
+    return p
+
+
+def test_blank_or_missing_token_refuses_with_the_fix(tmp_path):
+    assert token_refusal_problems(tmp_path) == []
+
+
+@pytest.mark.parametrize("old,new", [
+    ("${OPENCLAW_GATEWAY_TOKEN:?", "${OPENCLAW_GATEWAY_TOKEN:-"),
+    ("${OPENCLAW_GATEWAY_TOKEN:?", "${OPENCLAW_GATEWAY_TOKEN?"),   # only unset refused
+], ids=["default-instead-of-refusal", "blank-accepted"])
+def test_token_check_catches_a_file_that_accepts_a_blank_token(tmp_path, old, new):
+    text = read(COMPOSE_PATH)
+    assert old in text
+    assert token_refusal_problems(tmp_path, text.replace(old, new))
 
 
 # Each mutation breaks one promise; the checks above must notice every one of them.
@@ -439,7 +635,22 @@ MUTATIONS = [
     ("      - claw-data:/home/node/.openclaw",
      "      - /var/run/docker.sock:/var/run/docker.sock\n      - claw-data:/home/node/.openclaw"),
     ("      - claw-secrets:/home/node/.config/openclaw\n", "\n"),
-    ("size=${CLAW_TMP_SIZE:-128m},", ""),
+    ("size=${CLAW_TMP_SIZE:-64m},", ""),
+    # each writable path taken away, or made root's
+    ("      - /tmp:size=${CLAW_TMP_SIZE:-64m},mode=1777,nosuid,nodev\n", ""),
+    ("      - /tmp/openclaw:size=${CLAW_LOG_SIZE:-64m},uid=1000,gid=1000,mode=0700,nosuid,nodev,noexec\n", ""),
+    ("      - /home/node/.cache:size=32m,uid=1000,gid=1000,mode=0700,nosuid,nodev\n", ""),
+    ("      - /home/node/.config:size=8m,uid=1000,gid=1000,mode=0700,nosuid,nodev\n", ""),
+    ("/home/node/.cache:size=32m,uid=1000,gid=1000,", "/home/node/.cache:size=32m,"),
+    ("/tmp/openclaw:size=${CLAW_LOG_SIZE:-64m},uid=1000,gid=1000,mode=0700",
+     "/tmp/openclaw:size=${CLAW_LOG_SIZE:-64m},uid=1000,gid=1000,mode=1777"),
+    ("      - claw-npm:/home/node/.npm\n", ""),
+    ("      - claw-local:/home/node/.local\n", ""),
+    ("      NODE_DISABLE_COMPILE_CACHE: \"1\"\n", ""),
+    ("      OPENCLAW_STATE_DIR: /home/node/.openclaw\n", ""),
+    ("    network_mode: \"service:openclaw\"\n", "    networks:\n      - claw-net\n"),
+    ("    network_mode: \"service:openclaw\"\n", ""),
+    ("    network_mode: none\n    entrypoint:", "    networks:\n      - claw-net\n    entrypoint:"),
     ("user: \"1000:1000\"", "user: \"0:0\""),
     ("${CLAW_NODE_HEAP_MB:-1536}", "4096"),
     ("      - no-new-privileges:true", "      - apparmor:unconfined"),
@@ -456,6 +667,7 @@ MUTATIONS = [
     ("    network_mode: none\n", ""),
     ("    user: \"0:0\"\n", ""),
     ("      - \"1000:1000\"\n", "      - -R\n      - \"1000:1000\"\n"),
+    ("      - /home/node/.local\n    user:", "    user:"),
 ]
 
 
@@ -465,6 +677,10 @@ MUTATION_IDS = [
     'logs-unbounded', 'port-all-interfaces', 'bind-loopback', 'auth-none', 'healthcheck-url',
     'cli-profile', 'cli-not-interactive', 'no-depends-on', 'init-dac-override',
     'init-network', 'init-not-root', 'init-recursive',
+    'no-tmp', 'no-log-tmpfs', 'no-cache-tmpfs', 'no-config-tmpfs', 'cache-root-owned',
+    'logs-world-writable', 'no-npm-volume', 'no-local-volume', 'compile-cache-on',
+    'no-state-dir-env', 'cli-own-network', 'cli-no-namespace', 'repair-networked',
+    'init-skips-local',
 ]
 assert len(MUTATION_IDS) == len(MUTATIONS)
 
@@ -474,7 +690,7 @@ def test_checks_catch_a_weakened_compose_file(tmp_path, old, new):
     text = read(COMPOSE_PATH)
     assert old in text, "mutation no longer applies: %r" % old
     # The first occurrence only: the gateway's, where a setting appears in several services.
-    cfg = config_for(tmp_path, shipped_env(), text.replace(old, new, 1),
+    cfg = config_for(tmp_path, installed_env(), text.replace(old, new, 1),
                      profiles=("cli", "tools"))
     problems = [p for name in SERVICES if name in cfg["services"]
                 for p in hardening_problems(name, cfg["services"][name])]
@@ -490,7 +706,7 @@ def test_checks_catch_a_weakened_compose_file(tmp_path, old, new):
                                      ("bridge.name: claw-cage0", "bridge.name: docker0"),
                                      ("172.30.0.0/24", "172.31.0.0/24")])
 def test_network_check_catches_changes(tmp_path, old, new):
-    cfg = config_for(tmp_path, shipped_env(), read(COMPOSE_PATH).replace(old, new))
+    cfg = config_for(tmp_path, installed_env(), read(COMPOSE_PATH).replace(old, new))
     assert network_problems(cfg)
 
 
@@ -541,7 +757,8 @@ def test_compose_lint_installed_state_only_env_credentials_suppressed(tmp_path):
     assert unsuppressed == [], json.dumps(unsuppressed, indent=1)
     assert suppressed_set(report) == {("CL-0018", INIT, None),
                                       ("CL-0020", "openclaw", ".env"),
-                                      ("CL-0020", "openclaw-cli", ".env")}
+                                      ("CL-0020", "openclaw-cli", ".env"),
+                                      ("CL-0020", "openclaw-repair", ".env")}
     assert rc == 0
 
 
@@ -585,7 +802,7 @@ def test_compose_harden_scores_100(tmp_path):
     # that is all it fails; README "Configuration" says so.
     report = harden_scan(d, "--skip", "tmpfs")
     assert report["score"] == 100, failed_checks(report)
-    assert report["applicable"] == report["passed"] == 24
+    assert report["applicable"] == report["passed"] == 32   # 8 checks x 4 services
     assert failed_checks(harden_scan(d)) == ["tmpfs"]
 
 
@@ -617,8 +834,9 @@ def _docker(args, check=True, timeout=120, **kw):
 def test_volumes_init_makes_fresh_volumes_writable_for_uid_1000(tmp_path):
     """On the real engine: a fresh named volume for a path the image lacks is root-owned, so
     uid 1000 cannot write it (control); after `docker compose run volumes-init` it can.
-    The image is a local busybox import (nothing is pulled): like the official image it has no
-    /home/node/.config/openclaw."""
+    The image is a local busybox import (nothing is pulled) with no home at all: like an
+    image that lacks ~/.npm and ~/.local, and like pins before 2026.5.22 for
+    ~/.config/openclaw (2026.7.1 ships that one as node:node 0700)."""
     require_docker("volumes-init against Docker's real named-volume ownership")
     busybox = shutil.which("busybox")
     if not busybox:
@@ -633,7 +851,7 @@ def test_volumes_init_makes_fresh_volumes_writable_for_uid_1000(tmp_path):
     tar = subprocess.run(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE, check=True)
     _docker(["import", "-", tag], input=tar.stdout)
     control_vol = proj + "-control"
-    d = project(tmp_path, "OPENCLAW_IMAGE=%s\n" % tag)
+    d = project(tmp_path, "OPENCLAW_IMAGE=%s\n%s=x\n" % (tag, TOKEN_VAR))
     compose = list(compose_cmd()) + ["-p", proj, "--project-directory", str(d),
                                "-f", str(d / "docker-compose.yml")]
     write = ["run", "--rm", "--network", "none", "-u", "1000:1000"]
@@ -645,14 +863,14 @@ def test_volumes_init_makes_fresh_volumes_writable_for_uid_1000(tmp_path):
         r = subprocess.run(compose + ["run", "--rm", INIT], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, env=_clean_env(), timeout=120)
         assert r.returncode == 0, r.stderr.decode()
-        for vol, path in (("claw-secrets", SECRETS_DIR), ("claw-data", STATE_DIR)):
+        for _, vol, path in sorted(VOLUMES):
             ok = _docker(write + ["-v", "%s_%s:%s" % (proj, vol, path), tag,
                                   "touch", path + "/written-by-1000"], check=False)
             assert ok.returncode == 0, (vol, ok.stderr.decode())
     finally:
         subprocess.run(compose + ["down", "-v", "--remove-orphans"], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, env=_clean_env(), timeout=120)
-        for vol in (control_vol, proj + "_claw-data", proj + "_claw-secrets"):
+        for vol in [control_vol] + ["%s_%s" % (proj, v) for _, v, _ in VOLUMES]:
             _docker(["volume", "rm", vol], check=False)
         _docker(["rmi", tag], check=False)
 
@@ -719,7 +937,7 @@ def probe_cases(base):
 
 
 def healthcheck_js(tmp_path):
-    test = config_for(tmp_path, shipped_env())["services"]["openclaw"]["healthcheck"]["test"]
+    test = config_for(tmp_path, installed_env())["services"]["openclaw"]["healthcheck"]["test"]
     return test[3]
 
 
@@ -800,3 +1018,26 @@ def test_readme_gives_the_same_1gb_advice_as_env_example():
     section = readme_configuration()
     for name, value in one_gb_advice().items():
         assert re.search(r"%s=%s\b" % (name, re.escape(value)), section), (name, value)
+
+
+def test_readme_lists_every_writable_path_with_its_size_and_source(tmp_path):
+    """README "Design notes / Deploy artifacts", Writable paths: one row per tmpfs and volume
+    the resolved gateway has, with the size Compose resolves for it, a reason and a source."""
+    text = read(os.path.join(ROOT, "README.md"))
+    m = re.search(r"^### Deploy artifacts\n(.*?)^### ", text, re.S | re.M)
+    assert m, "README has no Deploy artifacts section"
+    rows = {}
+    for line in m.group(1).splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.strip().startswith("|") and len(cells) == 4 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells
+    svc = config_for(tmp_path, installed_env())["services"]["openclaw"]
+    for path, opts in tmpfs_entries(svc).items():
+        assert path in rows, "tmpfs %s not in README's writable paths" % path
+        assert opts["size"] in rows[path][1], (path, opts["size"], rows[path])
+    for v in svc["volumes"]:
+        if policy_mount(v):
+            continue   # read-only: not a writable path (README "OpenClaw policy")
+        assert v["target"] in rows and v["source"] in rows[v["target"]][1], v
+    for path, (_, kind, why, source) in rows.items():
+        assert len(why) > 20 and source, "row %s needs a reason and a source" % path

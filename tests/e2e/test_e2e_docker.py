@@ -13,7 +13,11 @@ and then proves, with packets where it is about packets:
     `--allow RESOLVER:53` lets it through;
   - `--verify` passes, and fails after a deliberate breakage;
   - AC-6: data in claw-data survives `docker compose down`, a re-install, and `up`;
-  - `--firewall --remove` leaves Docker's own chains and the running stack working.
+  - `--firewall --remove` leaves Docker's own chains and the running stack working;
+  - issue 16: the gateway writes every path it needs under the read-only root and each one is
+    needed (taken away one at a time); `docker compose run --rm openclaw-cli devices list`
+    reaches the gateway (ECONNREFUSED on a network of its own) and is caged like it; the repair
+    service works with the gateway stopped; a blank token starts nothing.
 
 The OpenClaw image cannot be pulled here: tests/e2e/ builds a stand-in (busybox) with the same
 user, paths, gateway command and probe protocol, tagged with the compose file's image name.
@@ -57,6 +61,14 @@ WAN_CANDIDATES = ["198.51.100.0/24", "203.0.113.0/24"]
 PEER_PORT = 8080
 HEALTHY_WITHIN = 120   # seconds; the compose healthcheck runs every 30 s
 OUTPUT_DIR = os.path.join(ROOT, "tests", "output")
+
+
+# Where the gateway writes under its read-only root (README "Writable paths"; issue 16).
+WRITE_TMPFS = ("/tmp", "/tmp/openclaw", "/home/node/.cache", "/home/node/.config")
+WRITE_VOLUMES = {"/home/node/.openclaw": "claw-cage_claw-data",
+                 "/home/node/.config/openclaw": "claw-cage_claw-secrets",
+                 "/home/node/.npm": "claw-cage_claw-npm",
+                 "/home/node/.local": "claw-cage_claw-local"}
 
 
 def _refuse(msg):
@@ -481,18 +493,19 @@ def test_docker_inspect_shows_every_hardening_setting(stack):
     need((host.get("RestartPolicy") or {}).get("Name") == "unless-stopped",
          "restart unless-stopped, got %r" % host.get("RestartPolicy"))
     tmpfs = host.get("Tmpfs") or {}
-    need("/tmp" in tmpfs and "size=" in tmpfs.get("/tmp", ""),
-         "size-capped tmpfs on /tmp, got %r" % tmpfs)
+    need(sorted(tmpfs) == sorted(WRITE_TMPFS) and all("size=" in o for o in tmpfs.values()),
+         "size-capped tmpfs on %s, got %r" % (", ".join(WRITE_TMPFS), tmpfs))
     mounts = {m["Destination"]: m for m in info.get("Mounts") or []}
-    for dest, vol in (("/home/node/.openclaw", "claw-cage_claw-data"),
-                      ("/home/node/.config/openclaw", None)):
+    for dest, vol in WRITE_VOLUMES.items():
         m = mounts.get(dest)
         need(m is not None and m.get("Type") == "volume" and m.get("RW") is True and
              (vol is None or m.get("Name") == vol),
              "named volume %s at %s, got %r" % (vol or "(any)", dest, m))
     need(not [m for m in info.get("Mounts") or [] if "docker.sock" in m.get("Source", "")],
          "no Docker socket mounted")
-    need(not [m for m in info.get("Mounts") or [] if m.get("Type") == "bind"],
+    # The one bind allowed: the install dir's openclaw.json, read-only (issue 13, policy).
+    need(not [m for m in info.get("Mounts") or [] if m.get("Type") == "bind" and not (
+        m.get("Destination") == "/home/node/.openclaw/openclaw.json" and m.get("RW") is False)],
          "no bind mount of the host, got %r" % [m.get("Source") for m in info.get("Mounts")
                                                  if m.get("Type") == "bind"])
     bindings = host.get("PortBindings") or {}
@@ -764,3 +777,293 @@ def test_firewall_remove_keeps_docker_chains_and_stack(stack):
         assert state["Running"] and state.get("Health", {}).get("Status") == "healthy", state
     finally:
         stack.firewall_on()
+
+
+# ---- issue 16: the real image's write paths, the CLI, the token -------------------------------
+
+LOG_FILL_MB = 200      # more than the log tmpfs holds (CLAW_LOG_SIZE, 64m by default)
+
+
+def _env_token(stack):
+    m = re.search(r"^OPENCLAW_GATEWAY_TOKEN=(\S+)$", _read_env(os.path.join(stack.dir, ".env")),
+                  re.M)
+    assert m, ".env has no gateway token"
+    return m.group(1)
+
+
+def _cli(stack, *args, service="openclaw-cli", override=None, run_opts=(), timeout=120):
+    """`docker compose run --rm -T SERVICE ARGS` in the install dir, as OpenClaw's docs print it
+    (-T: no terminal here). `override`: an extra compose file layered on the shipped one."""
+    files = ["-f", "docker-compose.yml"] + (["-f", override] if override else [])
+    return stack.compose(*(files + ["--profile", "cli", "run", "--rm", "-T"] + list(run_opts)
+                           + [service] + list(args)), check=False, timeout=timeout)
+
+
+def _exec(cid, script, check=False, timeout=60):
+    return sh(["docker", "exec", cid, "sh", "-c", script], check=check, timeout=timeout)
+
+
+def _tmp_free_kb(cid, path):
+    out = _exec(cid, "df -k %s | tail -n 1" % path, check=True).stdout.split()
+    return int(out[3])
+
+
+def test_gateway_writes_every_path_under_the_read_only_root(stack):
+    """The running gateway (stand-in) as uid 1000 on the read-only root: its start-up dirs are
+    there, every declared path is writable, the token in force is the one in .env, and its
+    logs fill their own tmpfs, never /tmp."""
+    stack.ensure_up()
+    info = stack.inspect()
+    cid = info["Id"]
+    assert info["HostConfig"]["ReadonlyRootfs"] is True
+    env = dict(v.split("=", 1) for v in info["Config"]["Env"])
+    assert (env.get("HOME"), env.get("OPENCLAW_STATE_DIR"), env.get("OPENCLAW_CONFIG_PATH"),
+            env.get("NODE_DISABLE_COMPILE_CACHE")) == (
+        "/home/node", "/home/node/.openclaw", "/home/node/.openclaw/openclaw.json", "1")
+    # what the gateway made at start, owner-only
+    made = _exec(cid, "stat -c '%n %u %a' /tmp/openclaw-1000 /home/node/.cache/openclaw-1000 "
+                      "/tmp/openclaw", check=True).stdout.split("\n")
+    assert [ln.split()[1:] for ln in made if ln] == [["1000", "700"]] * 3, made
+    assert _exec(cid, "ls /tmp/openclaw/openclaw-*.log").returncode == 0, "no daily log file"
+    # every path writable for uid 1000; the root itself is not
+    paths = list(WRITE_TMPFS) + list(WRITE_VOLUMES)
+    res = _exec(cid, "id -u; for p in %s; do touch $p/.e2e-w && rm $p/.e2e-w || echo FAIL $p; "
+                     "done; touch /app/.e2e-w 2>/dev/null && echo ROOT-WRITABLE" % " ".join(paths))
+    assert res.stdout.split() == ["1000"], res.stdout + res.stderr
+    # the token in force is .env's (compared here, never printed)
+    in_force = _exec(cid, "cat /tmp/openclaw-1000/standin-gateway-token", check=True).stdout
+    assert in_force == _env_token(stack), "the gateway runs with another token than .env's"
+    # logs cannot fill /tmp: a log file grown past the log tmpfs stops there
+    tmp_before = _tmp_free_kb(cid, "/tmp")
+    fill = _exec(cid, "dd if=/dev/zero of=/tmp/openclaw/e2e-fill.log bs=1M count=%d"
+                      % LOG_FILL_MB, timeout=120)
+    try:
+        assert fill.returncode != 0 and "No space left" in fill.stderr, fill.stderr
+        assert _tmp_free_kb(cid, "/tmp/openclaw") < 1024
+        assert _tmp_free_kb(cid, "/tmp") >= tmp_before - 1024, "logs ate /tmp"
+    finally:
+        _exec(cid, "rm -f /tmp/openclaw/e2e-fill.log", check=True)
+    assert stack.inspect()["State"]["Running"]
+
+
+def test_cli_commands_reach_the_running_gateway(stack):
+    """`docker compose run --rm openclaw-cli devices list` (the stand-in's CLI dials
+    127.0.0.1:18789 with the .env token) reaches the gateway; so do the other commands
+    OpenClaw's Docker docs print. Controls: the same service on a network of its own gets
+    ECONNREFUSED (upstream #5559); a wrong token is turned away."""
+    stack.ensure_up()
+    gateway = stack.container_id()
+    rows = []
+    for args, expect in ((["devices", "list"], "Paired"), (["gateway", "probe"], "reachable"),
+                         (["pairing", "approve", "E2E123"], "Approved E2E123"),
+                         (["dashboard", "--no-open"], "127.0.0.1:18789")):
+        res = _cli(stack, *args)
+        rows.append((" ".join(args), res.returncode, (res.stdout + res.stderr).strip()[-200:]))
+        assert res.returncode == 0 and expect in res.stdout, rows[-1]
+    # plugin install through the CLI: npm's cache on claw-npm, the plugin in the state volume
+    res = _cli(stack, "plugins", "install", "claw-e2e-plugin")
+    assert res.returncode == 0, res.stdout + res.stderr
+    seen = _exec(gateway, "ls /home/node/.openclaw/extensions/claw-e2e-plugin/package.json "
+                          "/home/node/.npm/_cacache/tmp")
+    assert seen.returncode == 0, seen.stderr
+    assert stack.container_id() == gateway, "the CLI run must not recreate the gateway"
+    # control 1: the CLI in a network namespace of its own (claw-net, like the gateway's peers)
+    override = os.path.join(stack.dir, "e2e-cli-own-network.yml")
+    with open(override, "w") as f:
+        f.write("services:\n  openclaw-cli:\n    network_mode: !reset null\n"
+                "    networks:\n      - claw-net\n")
+    try:
+        alone = _cli(stack, "devices", "list", override=override, run_opts=["--no-deps"])
+    finally:
+        os.unlink(override)
+    assert alone.returncode == 1, alone.stdout + alone.stderr
+    assert "ECONNREFUSED 127.0.0.1:18789" in alone.stderr, alone.stderr
+    # control 2: the gateway checks the token (a CLI with another one is refused)
+    wrong = _cli(stack, "devices", "list", run_opts=["-e", "OPENCLAW_GATEWAY_TOKEN=e2e-wrong"])
+    assert wrong.returncode == 1 and "unauthorized" in wrong.stderr, wrong.stderr
+    assert stack.container_id() == gateway
+
+
+def test_cli_lan_probe_is_blocked_like_the_gateways(stack):
+    """The CLI shares the gateway's network namespace, so the cage holds for it the same way:
+    a LAN host is unreachable from both, and reachable from both without the rules (control)."""
+    stack.ensure_up()
+
+    def from_cli():
+        res = _cli(stack, "-e", stack.probe_js, "tcp", stack.lan.addr, str(stack.lan.port),
+                   str(PROBE_MS), run_opts=["--entrypoint", "node"])
+        assert res.returncode in (0, 1) and "Error response" not in res.stderr, res.stderr
+        return res.returncode == 0
+
+    def both():
+        return {"gateway": stack.reach("tcp", stack.lan.addr, stack.lan.port),
+                "cli": from_cli()}
+
+    caged = both()
+    stack.firewall_off()
+    try:
+        open_ = both()
+    finally:
+        stack.firewall_on()
+    again = both()
+    assert open_ == {"gateway": True, "cli": True}, "control: without rules both reach it"
+    assert caged == again == {"gateway": False, "cli": False}, (caged, again)
+
+
+def test_repair_service_runs_while_the_gateway_is_stopped(stack):
+    """openclaw-repair (network_mode: none) works with the gateway down and does not start it;
+    it has no network, so a gateway command fails there (the CLI service is for those)."""
+    stack.ensure_up()
+    stack.compose("stop", "--timeout", "5", "openclaw")
+    try:
+        assert stack.container_id() is None
+        fix = _cli(stack, "doctor", "--fix", service="openclaw-repair")
+        assert fix.returncode == 0 and "repaired" in fix.stdout, fix.stdout + fix.stderr
+        offline = _cli(stack, "devices", "list", service="openclaw-repair")
+        assert offline.returncode == 1 and "ECONNREFUSED" in offline.stderr, offline.stderr
+        assert stack.container_id() is None, "the repair service started the gateway"
+    finally:
+        stack.up()
+    # what doctor --fix wrote is on the state volume the gateway runs on
+    assert stack.compose("exec", "-T", "openclaw", "ls",
+                         "/home/node/.openclaw/.doctor-fix-ran", check=False).returncode == 0
+
+
+def test_blank_or_missing_token_compose_refuses_and_nothing_exists(stack, tmp_path):
+    """`docker compose up -d` with the installed files but a blank (or missing) token stops
+    before anything is created: no container, volume or network of the project exists."""
+    project = "claw-e2e-token-" + uuid.uuid4().hex[:8]
+    label = "label=com.docker.compose.project=" + project
+    env_text = _read_env(os.path.join(stack.dir, ".env"))
+    for case, text in (("blank", re.sub(r"^OPENCLAW_GATEWAY_TOKEN=.*$", "OPENCLAW_GATEWAY_TOKEN=",
+                                        env_text, flags=re.M)),
+                       ("missing", re.sub(r"^OPENCLAW_GATEWAY_TOKEN=.*\n", "", env_text,
+                                          flags=re.M))):
+        d = tmp_path / case
+        d.mkdir()
+        shutil.copy2(os.path.join(stack.dir, "docker-compose.yml"), str(d))
+        (d / ".env").write_text(text)
+        res = sh(["docker", "compose", "-p", project, "up", "-d", "--pull", "never"],
+                 cwd=str(d), check=False, timeout=120)
+        try:
+            assert res.returncode != 0, "%s token: compose started it" % case
+            assert "OPENCLAW_GATEWAY_TOKEN" in res.stderr and "openssl rand -hex 32" in \
+                res.stderr, res.stderr
+            left = [sh(["docker"] + kind + ["-q", "--filter", label]).stdout.split()
+                    for kind in (["ps", "-a"], ["volume", "ls"], ["network", "ls"])]
+            assert left == [[], [], []], "%s token: objects exist: %r" % (case, left)
+        finally:
+            sh(["docker", "compose", "-p", project, "down", "-v"], cwd=str(d), check=False,
+               env=dict(os.environ, OPENCLAW_GATEWAY_TOKEN="x"), timeout=120)
+    # the same files with the token: Compose accepts them (the refusal is the token's alone)
+    ok = sh(["docker", "compose", "-p", project, "config", "-q"], cwd=stack.dir, check=False)
+    assert ok.returncode == 0, ok.stderr
+
+
+def _standin_run(stack, cleanup, drop=None, token="from .env"):
+    """The gateway as the compose file runs it (user, read-only root, capabilities, command,
+    environment, every tmpfs as resolved by `docker compose config`), without a network, each
+    volume stood in for by a fresh uid-1000 tmpfs, `drop` left out. Returns the container id."""
+    cfg = json.loads(stack.compose("config", "--format", "json").stdout)["services"]["openclaw"]
+    mounts = [t for t in cfg["tmpfs"]] + ["%s:uid=1000,gid=1000,mode=0700" % v["target"]
+                                          for v in cfg["volumes"]]
+    mounts = [m for m in mounts if m.split(":", 1)[0] != drop]
+    assert drop is None or len(mounts) == len(cfg["tmpfs"]) + len(cfg["volumes"]) - 1, drop
+    env = {k: cfg["environment"][k] for k in ("HOME", "OPENCLAW_STATE_DIR",
+                                              "OPENCLAW_CONFIG_PATH", "NODE_DISABLE_COMPILE_CACHE",
+                                              "OPENCLAW_GATEWAY_TOKEN")}
+    if token != "from .env":
+        env["OPENCLAW_GATEWAY_TOKEN"] = token
+    name = "claw-e2e-paths-" + uuid.uuid4().hex[:8]
+    argv = ["docker", "run", "-d", "--name", name, "--network", "none", "--read-only",
+            "--user", cfg["user"], "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+            "--init", "--entrypoint", cfg["command"][0]]
+    for m in mounts:
+        argv += ["--tmpfs", m]
+    for k, v in env.items():
+        argv += ["-e", "%s=%s" % (k, v)]
+    cid = sh(argv + [stack.image] + cfg["command"][1:]).stdout.strip()
+    cleanup.push("remove " + name, sh, ["docker", "rm", "-f", cid])
+    return cid
+
+
+def _started(cid, within=15):
+    """'runs' once /healthz answers inside, 'fails' once the container has exited."""
+    def state():
+        st = e2e.docker_json(["inspect", cid])[0]["State"]
+        if not st["Running"]:
+            return "fails"
+        res = sh(["docker", "exec", cid, "node", "-e", "", "http",
+                  "http://127.0.0.1:18789/healthz", "1000"], check=False)
+        return "runs" if res.returncode == 0 else None
+    got = e2e.wait_for(state, within, interval=0.5)
+    assert got, "neither up nor exited within %ds" % within
+    return got
+
+
+def test_each_write_path_taken_away_fails_where_the_real_image_fails(stack):
+    """Controls for the write paths, one at a time on the stand-in: without /tmp
+    (/tmp/openclaw-1000), ~/.cache (openclaw-1000) or the state dir the gateway does not start;
+    without the log tmpfs it starts but its logs fill /tmp; without ~/.npm a plugin install
+    fails; without ~/.local or ~/.config uid 1000 cannot write there."""
+    cleanup = e2e.Cleanup()
+    rows = []
+    try:
+        cases = [None] + list(WRITE_TMPFS) + list(WRITE_VOLUMES)
+        for drop in cases:
+            cid = _standin_run(stack, cleanup, drop)
+            started = _started(cid)
+            row = {"without": drop or "(nothing)", "gateway": started}
+            if started == "runs":
+                plugin = _exec(cid, "node dist/index.js plugins install claw-e2e-p")
+                row["plugin install"] = "ok" if plugin.returncode == 0 else "fails"
+                for p in ("/home/node/.local", "/home/node/.config"):
+                    row["write " + p] = "ok" if _exec(cid, "touch %s/x" % p).returncode == 0 \
+                        else "fails"
+                before = _tmp_free_kb(cid, "/tmp")
+                _exec(cid, "dd if=/dev/zero of=/tmp/openclaw/fill.log bs=1M count=%d"
+                           % LOG_FILL_MB, timeout=120)
+                row["logs take from /tmp"] = before - _tmp_free_kb(cid, "/tmp") > 8 * 1024
+            else:
+                row["why"] = sh(["docker", "logs", cid], check=False).stderr.strip()[-120:]
+            rows.append(row)
+            sh(["docker", "rm", "-f", cid])
+    finally:
+        errors = cleanup.run()
+    _write_output("e2e-write-paths.txt", "\n".join(json.dumps(r) for r in rows) + "\n")
+    assert not [e for e in errors if "No such container" not in e], errors
+    got = {r["without"]: r for r in rows}
+    table = "\n".join(json.dumps(r) for r in rows)
+    assert got["(nothing)"]["gateway"] == "runs", table
+    assert got["(nothing)"]["plugin install"] == "ok", table
+    assert not got["(nothing)"]["logs take from /tmp"], table
+    for must in ("/tmp", "/home/node/.cache", "/home/node/.openclaw"):
+        assert got[must]["gateway"] == "fails", table
+    assert got["/tmp/openclaw"]["gateway"] == "runs", table
+    assert got["/tmp/openclaw"]["logs take from /tmp"], table
+    assert got["/home/node/.npm"]["plugin install"] == "fails", table
+    assert got["/home/node/.local"]["write /home/node/.local"] == "fails", table
+    assert got["/home/node/.config"]["write /home/node/.config"] == "fails", table
+    for drop, row in got.items():
+        if drop not in ("/tmp", "/home/node/.cache", "/home/node/.openclaw"):
+            assert row["gateway"] == "runs", table
+
+
+def test_standin_without_token_runs_with_an_ephemeral_one(stack):
+    """Why compose must refuse: the gateway (as the real one, startup-auth.ts) starts without
+    a token, with a random one nobody holds, so a client with the blank .env value is refused."""
+    cleanup = e2e.Cleanup()
+    try:
+        cid = _standin_run(stack, cleanup, token="")
+        assert _started(cid) == "runs"
+        assert "ephemeral" in sh(["docker", "logs", cid]).stdout
+        in_force = _exec(cid, "cat /tmp/openclaw-1000/standin-gateway-token", check=True).stdout
+        assert re.match(r"^[0-9a-f]{48}$", in_force), "24 random bytes, hex"
+        blank = _exec(cid, "OPENCLAW_GATEWAY_TOKEN= node dist/index.js devices list")
+        assert blank.returncode == 1 and "unauthorized" in blank.stderr, blank.stderr
+        held = _exec(cid, "OPENCLAW_GATEWAY_TOKEN=$(cat /tmp/openclaw-1000/standin-gateway-token)"
+                          " node dist/index.js devices list")
+        assert held.returncode == 0, held.stderr
+    finally:
+        errors = cleanup.run()
+    assert not errors, errors

@@ -329,7 +329,8 @@ def test_not_root_says_skip_not_pass(cage):
     assert rows[".env"][0] == "skip"            # root's 600 file: unreadable, not "fine"
     assert rows["persistence"][0] == "pass"     # world-readable files under /etc
     assert rows["probes"][0] == "skip"         # test mode needs root for `ip netns exec`
-    assert code == 0 and failing(rows) == set()
+    # nothing fails, but the packet probes could not run: incomplete, never "ok" (issue 11)
+    assert code == 9 and failing(rows) == set()
 
 
 def _state(lab):

@@ -168,8 +168,12 @@ def test_batch_runs_each_probe_with_real_sh_and_node(http_server):
                    (True, "connected"), (False, "ENOTFOUND")]
     with pytest.raises(probes.NoShell):
         probes.run_batch(["sh", "-c", "echo 'sh: not found' >&2; exit 127"], 2)
-    lost = probes.run_batch(["sh", "-c", "echo '1 1 ETIMEDOUT'; exit 125"], 2)
+    lost = probes.run_batch(["sh", "-c", "echo ready; echo '1 1 ETIMEDOUT'; exit 125"], 2)
     assert [o.reached for o in lost] == [None, False]
+    # Without READY the container never started: no line counts, whatever it printed.
+    unstarted = probes.run_batch(["sh", "-c", "echo '1 1 ETIMEDOUT'; exit 125"], 2)
+    assert [o.reached for o in unstarted] == [None, None]
+    assert unstarted[0].reason.startswith("the probe container did not start")
 
 
 def test_netns_name_is_validated():
@@ -535,6 +539,7 @@ def test_table_and_json():
     (["--dir", "/nonexistent/claw-cage"], {}, "no such directory"),
     ([], {"CLAW_CAGE_PROBE_NETNS": "x y"}, "CLAW_CAGE_PROBE_NETNS"),
     ([], {"CLAW_CAGE_INTERNET_PROBE": "api.example.com"}, "HOST:PORT"),
+    ([], {"CLAW_CAGE_PROBE_START_TIMEOUT": "soon"}, "CLAW_CAGE_PROBE_START_TIMEOUT"),
 ])
 def test_bad_input_is_one_line_and_exit_2(run_pyz, tmp_path, args, env, says):
     if "--dir" not in args:

@@ -21,7 +21,7 @@ import ipaddress
 import os
 import shlex
 
-from .. import buildinfo, paths, runner, safefile
+from .. import buildinfo, composefile, paths, runner, safefile
 from ..composefile import read_network
 from ..errors import (ClawCageError, FirewallError, PrereqError, TargetError,
                       UncheckedError)
@@ -201,17 +201,26 @@ def check_applied(config, state, fams):
 RESOLV_CONFS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
 
 
-def blocked_resolvers(config, paths=RESOLV_CONFS):
-    """This host's DNS servers that the cage blocks. Before Docker 28, the embedded DNS server
-    sends a container's queries from inside the container (through FORWARD), so a resolver on
-    the LAN - a home router, most often - is then out of the container's reach."""
+def pinned_resolvers(directory):
+    """The resolvers the installed docker-compose.yml pins for the gateway (CLAW_DNS and
+    CLAW_DNS_2 in .env, else its public defaults); [] for a compose file without the pin."""
+    return composefile.read_pinned_dns(directory)
+
+
+def blocked_resolvers(config, paths=RESOLV_CONFS, pinned=()):
+    """The container's DNS servers that the cage blocks. Servers set with compose `dns:` are
+    asked from inside the container (through FORWARD) on every Docker version: a CLAW_DNS on
+    the LAN (a home router) is then out of the container's reach. Without a pin (an older
+    docker-compose.yml) the container asks this host's resolvers, the same way before Docker 28."""
     found = []
-    for path in paths:
+    sources = [("pinned", "\n".join("nameserver " + a for a in pinned))] if pinned else []
+    for path in ([] if pinned else paths):
         try:
             with open(path) as f:
-                text = f.read()
+                sources.append((path, f.read()))
         except OSError:
             continue
+    for _source, text in sources:
         for line in text.splitlines():
             fields = line.split()
             if len(fields) < 2 or fields[0] != "nameserver":
@@ -313,11 +322,18 @@ def apply(args, ui):
             ui.warn(text)
         else:
             ui.info("  " + text)
-    for addr in blocked_resolvers(config):
+    pinned = pinned_resolvers(paths.install_dir(args.dir))
+    for addr in blocked_resolvers(config, pinned=pinned):
         spec = "%s:53" % addr
-        ui.warn("this host's DNS server %s is in a blocked range: with Docker before 28 the "
-                "container sends its DNS queries there itself, and they are dropped; if names "
-                "stop resolving in the container, run again with --allow %s" % (addr, spec))
+        if pinned:
+            ui.warn("CLAW_DNS in .env points at %s, a resolver in a blocked range: the "
+                    "container's DNS queries to it are dropped; run again with --allow %s, or "
+                    "leave CLAW_DNS unset for the public default" % (addr, spec))
+        else:
+            ui.warn("this host's DNS server %s is in a blocked range and docker-compose.yml "
+                    "pins no resolvers: the container's DNS queries to it are dropped; re-run "
+                    "the installer (public resolvers), or run again with --allow %s"
+                    % (addr, spec))
     if later:
         ui.ok("rules restored at boot by %s (%s)" % (persist.UNIT_NAME, persist.SCRIPT))
     elif persist.installed():

@@ -3,7 +3,9 @@
 The flow a user sees: check prerequisites, download and verify all deploy files, then change
 the directory in one short step (stage every file, then rename them into place with Ctrl-C
 held). Any failure before that step leaves the directory exactly as it was. The user's .env is
-created once, mode 600 from its first byte, and never rewritten afterwards.
+created once, mode 600 from its first byte, and never rewritten afterwards, with one exception:
+a blank or missing OPENCLAW_GATEWAY_TOKEN gets a fresh one (docker-compose.yml refuses to start
+without it), every other byte kept.
 """
 
 import os
@@ -19,7 +21,14 @@ from . import fetch, files, prereqs
 
 # The deploy files the installer owns and replaces on every run, with their modes.
 ARTIFACTS = (("docker-compose.yml", 0o644), (".env.example", 0o644),
-             ("iptables-rules.sh", 0o755))
+             ("iptables-rules.sh", 0o755), ("openclaw.local-only.json", 0o600))
+# OpenClaw's hardened configuration, mounted read-only into the gateway. Like .env: created
+# once, never overwritten; when the user's copy differs from this release's template, the
+# template goes beside it as openclaw.json.new to diff. Mode 600: OpenClaw's audit calls a
+# group- or world-readable config a finding.
+POLICY = "openclaw.json"
+POLICY_NEW = "openclaw.json.new"
+CONTAINER_UID = 1000
 PROGRAM = ("claw-cage.pyz", 0o644)
 ENV = ".env"
 TOKEN_VAR = "OPENCLAW_GATEWAY_TOKEN"
@@ -53,11 +62,13 @@ def drop_privileges(user):
 
 
 def env_with_token(example):
-    """The first .env: .env.example with a fresh gateway token (32 random bytes, hex)."""
+    """.env text with a fresh gateway token (32 random bytes, hex) on its blank token line (or
+    a new one at the end): the first .env from .env.example, or a user's .env whose token is
+    blank. Nothing else changes."""
     text = example.decode("utf-8")
     line = "%s=%s" % (TOKEN_VAR, secrets.token_hex(32))
-    # [ \t]*, not \s*: \s would also eat the line break, and the blank line after it
-    blank = r"^%s=[ \t]*$" % TOKEN_VAR
+    # [ \t\"']*, not \s*: \s would also eat the line break, and the blank line after it
+    blank = r"^%s=[ \t\"']*$" % TOKEN_VAR
     if re.search(blank, text, re.MULTILINE):
         text = re.sub(blank, line, text, count=1, flags=re.MULTILINE)
     else:
@@ -79,11 +90,29 @@ class Plan:
         self.files = []        # (name, data, mode, "created" | "updated" | "unchanged")
         self.env_new = None    # bytes for a new .env, or None to keep the existing one
         self.env_tighten = None  # the existing .env's too-wide mode, to be set to 600
+        self.env_fill = None   # bytes replacing an existing .env whose token is blank
+        self.policy_new = None   # bytes for a new openclaw.json, or None to keep the user's
+        self.policy_differs = False  # the user's openclaw.json is not this release's template
+
+
+def plan_policy(plan, target, template):
+    """openclaw.json: create it if absent; else keep it, offering the template beside it."""
+    current = files.read_regular(os.path.join(target, POLICY))
+    if current is None:
+        plan.policy_new = template
+    elif current != template:
+        plan.policy_differs = True
+        new = files.read_regular(os.path.join(target, POLICY_NEW))
+        plan.files.append((POLICY_NEW, template, 0o600, "created" if new is None else
+                           "unchanged" if new == template else "updated"))
 
 
 def plan_changes(target, artifacts):
     plan = Plan()
     for name, data, mode in artifacts:
+        if name == POLICY:  # never replaced: see plan_policy
+            plan_policy(plan, target, data)
+            continue
         current = files.read_regular(os.path.join(target, name))
         if current is None:
             status = "created"
@@ -102,27 +131,42 @@ def plan_changes(target, artifacts):
         if mode & 0o177:
             plan.env_tighten = mode
         plan.existing_env = existing
+        if not token_is_set(existing):
+            plan.env_fill = env_with_token(existing)
+            plan.env_tighten = None   # the replacement is written with mode 600
     return plan
 
 
 def apply(target, plan):
     """Stage every file, then rename them all into place while Ctrl-C waits."""
     staged = []
-    env_tmp = None
+    env_tmp = policy_tmp = None
     try:
         for name, data, mode, status in plan.files:
             if status != "unchanged":
                 staged.append((files.stage(target, name, data, mode), name))
-        env_tmp = files.stage(target, ENV, plan.env_new, 0o600) if plan.env_new else None
+        env_data = plan.env_new or plan.env_fill
+        env_tmp = files.stage(target, ENV, env_data, 0o600) if env_data else None
+        policy_tmp = files.stage(target, POLICY, plan.policy_new, 0o600) \
+            if plan.policy_new else None
+        if policy_tmp and os.geteuid() == 0:  # root (not sudo): hand it to the gateway's uid
+            os.chown(policy_tmp, CONTAINER_UID, -1)
         with files.signals_deferred():
             for tmp, name in staged:
                 os.replace(tmp, os.path.join(target, name))
             staged = []
-            if env_tmp:
+            if env_tmp and plan.env_fill:
+                os.replace(env_tmp, os.path.join(target, ENV))
+                env_tmp = None
+            elif env_tmp:
                 # link, not rename: never replaces a .env that appeared in the meantime.
                 os.link(env_tmp, os.path.join(target, ENV))
                 os.unlink(env_tmp)
                 env_tmp = None
+            if policy_tmp:  # link too: never replaces an openclaw.json that appeared meanwhile
+                os.link(policy_tmp, os.path.join(target, POLICY))
+                os.unlink(policy_tmp)
+                policy_tmp = None
             if plan.env_tighten is not None:
                 fd = os.open(os.path.join(target, ENV), os.O_RDONLY | os.O_NOFOLLOW)
                 try:
@@ -137,6 +181,8 @@ def apply(target, plan):
             os.unlink(tmp)
         if env_tmp:
             os.unlink(env_tmp)
+        if policy_tmp:
+            os.unlink(policy_tmp)
 
 
 def make_dir(target):
@@ -162,14 +208,32 @@ def report(ui, target, plan, dry_run):
     if plan.env_new:
         ui.ok(("would create .env" if dry_run else ".env created") +
               " (mode 600) with a new random %s" % TOKEN_VAR)
+    elif plan.env_fill:
+        ui.warn("%s was blank in .env (docker compose refuses to start without it): %s a "
+                "new random one; every other line kept (mode 600)"
+                % (TOKEN_VAR, "would write" if dry_run else "wrote"))
     else:
         ui.ok(".env kept as it is (never overwritten)")
         if plan.env_tighten is not None:
             ui.warn(".env had mode %03o, readable by others: %s to 600"
                     % (plan.env_tighten, "would tighten it" if dry_run else "tightened it"))
-        if not token_is_set(plan.existing_env):
-            ui.warn("%s is empty in .env: the gateway refuses to start without it; set it to "
-                    "a long random value (e.g. `openssl rand -hex 32`)" % TOKEN_VAR)
+    report_policy(ui, target, plan, dry_run)
+
+
+def report_policy(ui, target, plan, dry_run):
+    if plan.policy_new:
+        ui.ok(("would create %s" if dry_run else "%s created") % POLICY +
+              " (mode 600): OpenClaw's hardened policy, read-only in the gateway")
+    elif plan.policy_differs:
+        ui.ok("%s kept as it is (never overwritten); this release's template is in %s: "
+              "diff %s %s" % (POLICY, POLICY_NEW, POLICY, POLICY_NEW))
+    else:
+        ui.ok("%s kept as it is (never overwritten; same as this release's template)" % POLICY)
+    path = os.path.join(target, POLICY)
+    if not dry_run and os.path.exists(path) and os.stat(path).st_uid != CONTAINER_UID:
+        ui.warn("the gateway runs as uid %d and must read %s (mode 600, owner uid %d): "
+                "sudo chown %d %s" % (CONTAINER_UID, POLICY, os.stat(path).st_uid,
+                                      CONTAINER_UID, path))
 
 
 def outcome(target, plan, dry_run):
@@ -214,13 +278,14 @@ def main(args):
 
     source = args.source or os.environ.get("CLAW_CAGE_SOURCE") or default_source()
     ui.info("fetching the deploy files from %s" % source)
-    names = [name for name, _ in ARTIFACTS]
+    names = [name for name, _ in ARTIFACTS] + [POLICY]
     fetched = fetch.fetch_all(source, names, buildinfo.DEPLOY_SHA256, timeout)
     if buildinfo.DEPLOY_SHA256:
         ui.ok("downloaded %d files, each matching its sha256" % len(fetched))
     else:
         ui.warn("source checkout build: the files' sha256 were not checked")
     artifacts = [(name, fetched[name], mode) for name, mode in ARTIFACTS]
+    artifacts.append((POLICY, fetched[POLICY], None))  # created once only (plan_policy)
     program = getattr(claw_cage, "SELF_SOURCE", None)
     if program is not None:
         artifacts.append((PROGRAM[0], program.encode("utf-8"), PROGRAM[1]))

@@ -2,10 +2,12 @@
 compose file promises. Read-only: only `docker ps` and `docker inspect` run here.
 """
 
+import ipaddress
 import json
 
 from .. import runner
-from .report import Row, PASS, FAIL, SKIP
+from .probes import brief, failure
+from .report import Row, PASS, FAIL, WARN, SKIP
 
 SECTION = "Container"
 PROJECT = "claw-cage"
@@ -15,12 +17,12 @@ CHECKS = ("capabilities", "no-new-privileges", "read-only root", "user", "docker
           "port binding", "limits")
 
 
-def _row(check, status, detail):
-    return Row(SECTION, "container " + check, status, detail)
+def _row(check, status, detail, needed=False):
+    return Row(SECTION, "container " + check, status, detail, needed)
 
 
-def skipped(reason):
-    return [_row(name, SKIP, reason) for name in CHECKS]
+def skipped(reason, needed=False):
+    return [_row(name, SKIP, reason, needed) for name in CHECKS]
 
 
 def find_gateway():
@@ -33,18 +35,24 @@ def find_gateway():
                          "--filter", "label=com.docker.compose.service=" + SERVICE],
                         check=False, timeout=10)
     except runner.CommandError as err:
-        return None, "Docker does not answer (%s)" % str(err).split(": ", 1)[-1]
+        return None, "Docker does not answer: %s" % failure(err, 10)
     if not ps.ok:
-        why = (ps.stderr.strip().splitlines() or ["exit %d" % ps.returncode])[-1]
-        return None, "Docker does not answer: %s" % why[:100]
+        return None, "Docker does not answer: %s" % brief(ps.stderr, "exit %d" % ps.returncode)
     ids = ps.stdout.split()
     if not ids:
         return None, "the gateway container is not running (docker compose up -d)"
-    result = runner.run(["docker", "inspect", ids[0]], check=False, timeout=10)
     try:
-        return json.loads(result.stdout)[0], None
+        result = runner.run(["docker", "inspect", ids[0]], check=False, timeout=10)
+        info = json.loads(result.stdout)[0]
+    except runner.CommandError as err:
+        return None, "docker inspect: %s" % failure(err, 10)
     except (ValueError, IndexError, KeyError):
         return None, "docker inspect gave no usable answer"
+    status = str((info.get("State") or {}).get("Status") or "")
+    if status != "running":
+        return None, "the gateway container is %s, not running (docker compose logs openclaw)" \
+            % (status or "in an unknown state")
+    return info, None
 
 
 def probe_network(info):
@@ -54,6 +62,44 @@ def probe_network(info):
     chosen = [n for n in nets if n == PROJECT + NETWORK_SUFFIX] or \
              [n for n in nets if n.endswith(NETWORK_SUFFIX)]
     return (chosen[0] if chosen else None), info.get("Image")
+
+
+def resolvers(info):
+    """The resolvers the container was given (`dns:`), in order."""
+    return [str(d) for d in ((info.get("HostConfig") or {}).get("Dns") or [])]
+
+
+def dns_row(info, pinned, blocked=None):
+    """Whether the running gateway asks the resolvers docker-compose.yml (and .env) pin.
+    pinned: [address] expected ([] when the installed compose file pins none);
+    blocked(address) -> True when the firewall drops port 53 there. Pure."""
+    got = resolvers(info)
+    name = "container DNS"
+    if not pinned:
+        if got:
+            return Row(SECTION, name, PASS, "resolvers %s set (docker-compose.yml pins none)"
+                       % ", ".join(got))
+        return Row(SECTION, name, WARN, "no resolvers pinned: the container asks the host's, "
+                   "perhaps a LAN resolver the cage blocks; re-run the installer for the "
+                   "current docker-compose.yml, then docker compose up -d")
+    if got != pinned:
+        return Row(SECTION, name, FAIL, "the container asks %s, not %s pinned by "
+                   "docker-compose.yml and .env (CLAW_DNS): docker compose up -d"
+                   % (", ".join(got) or "the host's resolvers", ", ".join(pinned)))
+    cut = [a for a in got if blocked and _is_address(a) and blocked(a)]
+    if cut:
+        return Row(SECTION, name, WARN, "pinned %s, but the firewall blocks %s: names will "
+                   "not resolve unless you --allow %s:53" % (", ".join(got), cut[0], cut[0]))
+    return Row(SECTION, name, PASS, "pinned %s, asked from the container (CLAW_DNS in .env)"
+               % ", ".join(got))
+
+
+def _is_address(text):
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
 
 
 def _security_opts(host):

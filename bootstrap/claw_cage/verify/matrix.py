@@ -8,7 +8,9 @@ timeout even when every LAN packet is silently dropped:
   Audit      advice from seed 003, warn only (audit)
 Nothing here changes anything: it runs iptables-save, reads /proc and /etc, `docker ps`,
 `docker inspect`, and one `docker run --rm` probe container (probes.py shows its argv).
-Exit 0 when no row is `fail`, else errors.EXIT_VERIFY.
+Exit 0 when no row is `fail` and every needed look was taken; errors.EXIT_VERIFY when a row
+fails; errors.EXIT_INCOMPLETE when the probes or the gateway container could not be looked at
+(verdict() says which, in the last line).
 """
 
 import concurrent.futures
@@ -17,9 +19,11 @@ import os
 import sys
 
 from .. import buildinfo, composefile, paths, safefile
-from ..errors import EXIT_VERIFY, ClawCageError, TargetError, UsageError
+from ..errors import EXIT_INCOMPLETE, EXIT_VERIFY, ClawCageError, TargetError, UsageError
+from ..firewall import rules
 from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
+from . import openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
 from .report import Row, SKIP
 
 
@@ -36,15 +40,37 @@ def network_of(directory):
         raise TargetError(str(err))
 
 
-def probe_rows(netns, internet, bridge, subnet, fw):
+def expected_dns(directory):
+    """The resolvers the installed docker-compose.yml and .env pin for the gateway ([] when
+    the compose file pins none or cannot be read)."""
+    return composefile.read_pinned_dns(directory)
+
+
+def dns_blocked(bridge, subnet, fw):
+    """address -> whether the configured cage drops DNS (port 53) to it."""
+    config = rules.default_config(bridge, subnet)._replace(allows=tuple(fw.allow_entries),
+                                                           profile=fw.profile)
+
+    def blocked(address):
+        try:
+            return rules.forward_verdict(config, address, 53) == "DROP"
+        except (ValueError, AssertionError):
+            return False
+    return blocked
+
+
+def probe_rows(netns, internet, bridge, subnet, fw, pinned=(), timeout=None):
     """Rows of the packet probes, sent from the claw-cage network: a throwaway container next
-    to the gateway, or (test mode) the namespace named by CLAW_CAGE_PROBE_NETNS."""
+    to the gateway, or (test mode) the namespace named by CLAW_CAGE_PROBE_NETNS.
+    pinned: the resolvers docker-compose.yml pins (the DNS row compares the container's);
+    timeout: the cap on the probe command (probes.command_timeout)."""
     if netns:
         inspect = [Row(container.SECTION, "container", SKIP,
                        "test mode: probes run in network namespace %s, no container" % netns)]
         if os.geteuid() != 0:  # `ip netns exec` would fail, and a failure must not read as a block
             return inspect + [Row(probe_plan.SECTION, "probes", SKIP,
-                                  "test mode: entering namespace %s needs root" % netns)]
+                                  "test mode: entering namespace %s needs root" % netns,
+                                  needed=True)]
 
         def batch(plan):
             return probes.batch_netns_argv(netns, plan)
@@ -52,38 +78,87 @@ def probe_rows(netns, internet, bridge, subnet, fw):
     else:
         info, why = container.find_gateway()
         if info is None:
-            return [Row(container.SECTION, "container", SKIP, why),
-                    Row(probe_plan.SECTION, "probes", SKIP, why)]
+            return [Row(container.SECTION, "container", SKIP, why, needed=True),
+                    Row(probe_plan.SECTION, "probes", SKIP, why, needed=True)]
         inspect = container.inspect_rows(info)
+        inspect.append(container.dns_row(info, list(pinned), dns_blocked(bridge, subnet, fw)))
         network, image = container.probe_network(info)
         if not network or not image:
             return inspect + [Row(probe_plan.SECTION, "probes", SKIP,
                                   "the gateway is not on a *%s network" %
-                                  container.NETWORK_SUFFIX)]
+                                  container.NETWORK_SUFFIX, needed=True)]
+        # The probe container asks the gateway's resolvers: its DNS row is the gateway's path.
+        dns = container.resolvers(info)
 
         def batch(plan):
-            return probes.batch_docker_argv(network, image, plan)
+            return probes.batch_docker_argv(network, image, plan, dns=dns)
 
         def single(probe):
-            return probes.docker_argv(network, image, probe)
+            return probes.docker_argv(network, image, probe, dns=dns)
     view = probe_plan.look_at_host(bridge, subnet)
     allowed = probe_plan.allow_targets(fw.allow_entries, view.bridge_address)
     plan = probe_plan.plan(view, allowed, fw.local_only, internet)
-    rows, _ = probe_plan.run(plan, batch, single, internet)
+    rows, _ = probe_plan.run(plan, batch, single, internet, timeout)
     return inspect + rows
 
 
-def collect(directory, bridge, subnet, netns, internet):
+def collect(directory, bridge, subnet, netns, internet, timeout=None):
     """Every row, in display order. Groups run concurrently; each group orders its own rows."""
     is_root = os.geteuid() == 0
     fw = firewall_rows.read_config()
+    pinned = expected_dns(directory)
     with concurrent.futures.ThreadPoolExecutor(max_workers=5) as pool:
         host = pool.submit(firewall_rows.rows, bridge, subnet, is_root, fw)
         port = pool.submit(exposure.check_gateway_port, is_root)
         env = pool.submit(exposure.check_env, directory)
-        probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw)
+        probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw, pinned, timeout)
         advice = pool.submit(audit.run_all)
-        return host.result() + [port.result(), env.result()] + probe.result() + advice.result()
+        policy = pool.submit(openclaw_policy.rows, fw.local_only, netns)
+        return host.result() + [port.result(), env.result()] + probe.result() + \
+            advice.result() + policy.result()
+
+
+def not_verified(rows):
+    """What could not be looked at, in a few words and why, or None when every needed look
+    was taken."""
+    lacking = report.missing(rows)
+    if not lacking:
+        return None
+    why = lacking[0].detail
+    prefix = "probe could not run: "
+    why = why[len(prefix):] if why.startswith(prefix) else why
+    probe_gaps = [r for r in lacking if r.section == probe_plan.SECTION]
+    sent = [r for r in rows if r.section == probe_plan.SECTION]
+    parts = []
+    if any(r.section == container.SECTION for r in lacking):
+        parts.append("the gateway container")
+    if probe_gaps and (len(probe_gaps) == len(sent) or any(r.check == "probes"
+                                                             for r in probe_gaps)):
+        parts.append("the packet probes")
+    elif probe_gaps:
+        parts.append("%d of %d packet probes" % (len(probe_gaps), len(sent)))
+    return "%s (%s)" % (" and ".join(parts or ["%d checks" % len(lacking)]), why)
+
+
+def verdict(rows, is_root):
+    """(exit status, level, last line) of a run: a failing row is exit 7 (the line also names
+    what was not verified, if anything); else a needed look that could not be taken is exit 9
+    (incomplete), never "ok"; without root the firewall rows are skipped and the line says to
+    re-run with sudo, but the exit status stays 0: the packet probes, the proof that the cage
+    holds, ran (README, "Verifying the cage")."""
+    bad = report.failed(rows)
+    gap = not_verified(rows)
+    if bad:
+        return EXIT_VERIFY, "fail", "%s: %s%s" % (
+            report.summary(rows), ", ".join(r.check for r in bad),
+            "; also NOT verified: %s" % gap if gap else "")
+    if gap:
+        return EXIT_INCOMPLETE, "fail", "incomplete, NOT verified: %s; %s" % (
+            gap, report.summary(rows))
+    if not is_root:
+        return 0, "warn", ("%s; firewall rules and persistence not read without root: re-run "
+                           "with sudo to check them too" % report.summary(rows))
+    return 0, "ok", report.summary(rows)
 
 
 def main(args):
@@ -93,22 +168,18 @@ def main(args):
     try:
         netns = probes.test_netns()
         internet = probe_plan.internet_target()
+        timeout = probes.command_timeout(probes.start_timeout_from())
     except ValueError as err:
         raise UsageError(str(err))
     bridge, subnet = network_of(directory)
-    rows = collect(directory, bridge, subnet, netns, internet)
-    bad = report.failed(rows)
+    rows = collect(directory, bridge, subnet, netns, internet, timeout)
+    status, level, line = verdict(rows, os.geteuid() == 0)
     if args.json:
         sys.stdout.write(report.render_json(rows) + "\n")
-        return EXIT_VERIFY if bad else 0
+        return status
     ui = UI()
     ui.info("claw-cage verification of %s (bridge %s, %s)\n" % (directory, bridge, subnet))
     ui.info(report.render_table(rows, color=ui.color))
     ui.info("")
-    if os.geteuid() != 0:
-        ui.warn("not root: the firewall rows could not be read (run it with sudo)")
-    if bad:
-        ui.fail("%s: %s" % (report.summary(rows), ", ".join(r.check for r in bad)))
-        return EXIT_VERIFY
-    ui.ok(report.summary(rows))
-    return 0
+    {"fail": ui.fail, "warn": ui.warn, "ok": ui.ok}[level](line)
+    return status

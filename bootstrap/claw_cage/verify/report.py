@@ -2,9 +2,13 @@
 
 A row is one claim with a verdict: pass (holds), fail (does not hold: exit 7), warn (a weakness
 worth fixing, never fatal), skip (could not be checked here; the detail says why).
+A skip marked `needed` is a look the verification cannot do without (the packet probes, the
+gateway container): while one is missing the run is incomplete (exit 8), never "ok".
+A row's detail is one line: any line break in it becomes a space.
 """
 
 import json
+import re
 
 PASS, FAIL, WARN, SKIP = "pass", "fail", "warn", "skip"
 STATUSES = (PASS, FAIL, WARN, SKIP)
@@ -14,11 +18,13 @@ _MARKS = {PASS: "✓", FAIL: "✗", WARN: "!", SKIP: "-"}
 
 
 class Row:
-    __slots__ = ("section", "check", "status", "detail")
+    __slots__ = ("section", "check", "status", "detail", "needed")
 
-    def __init__(self, section, check, status, detail):
+    def __init__(self, section, check, status, detail, needed=False):
         assert status in STATUSES, status
-        self.section, self.check, self.status, self.detail = section, check, status, detail
+        self.section, self.check, self.status = section, check, status
+        self.detail = re.sub(r"\s*[\r\n]+\s*", " ", str(detail)).strip()
+        self.needed = bool(needed) and status == SKIP
 
     def as_dict(self):
         return {"check": self.check, "status": self.status, "detail": self.detail}
@@ -57,3 +63,8 @@ def summary(rows):
 
 def failed(rows):
     return [r for r in rows if r.status == FAIL]
+
+
+def missing(rows):
+    """The needed looks that could not be taken (skips marked `needed`)."""
+    return [r for r in rows if r.needed]
