@@ -11,7 +11,14 @@ bootstrap/claw_cage, as base85 text. A download cut at any byte leaves the paren
 a SyntaxError before anything runs.
 
 Reproducible: zip entries carry a fixed date and mode, in sorted order; nothing depends on
-the clock or on file modification times. Standard library only.
+the clock, file modification times, the umask, the locale or the Python version (3.8 to the
+newest: tests/pyz/test_reproducible.py). The one outside input is the deflate implementation:
+genuine zlib 1.2.13 and 1.3.1 give the same bytes, zlib-ng does not; the build prints which
+zlib it used, and the release notes record it. Standard library only.
+
+Release naming: a build names itself "release vX" only when HEAD carries the tag
+"v" + __version__ and none of the files it reads differs from that commit (or is untracked);
+a build from a tree with changes says "+dirty" and never names a release.
 
 Size: the modules travel without their comments and docstrings (strip_source: token-exact,
 proven by tests/pyz/test_build.py comparing syntax trees), which keeps the file under 80 KiB as
@@ -19,6 +26,7 @@ features grow. The readable source is the repository at the commit --version nam
 """
 
 import argparse
+import ast
 import base64
 import hashlib
 import io
@@ -41,7 +49,7 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip can hold; fixed for 
 SCRIPT_NAME = "iptables-rules.sh"
 
 HEAD_TEMPLATE = '''\
-(  # claw-cage @VERSION@ (@REPO@ @REF@): installs OpenClaw in Docker behind a cage.
+(  # claw-cage @VERSION@ (@NAME@@REPO@@@REF@): installs OpenClaw in Docker behind a cage.
    #
    # This file is Python source, not a zip, so that `curl -fsSL URL | python3 -` works:
    # Python compiles all of stdin before running it. The whole file is ONE expression, from
@@ -69,21 +77,79 @@ def deploy_hashes():
             if os.path.isfile(os.path.join(DEPLOY, name))}
 
 
+def git(*args):
+    """One git command in this checkout; None when git or the checkout is missing."""
+    try:
+        result = runner.run(["git", "-C", ROOT] + list(args), check=False)
+    except runner.CommandError:
+        return None
+    return result.stdout if result.ok else None
+
+
 def git_ref():
     """The commit being built: the default download URL pins exactly this commit, so the
     files fetched are the ones whose hashes are embedded."""
-    result = runner.run(["git", "-C", ROOT, "rev-parse", "HEAD"], check=False)
-    ref = result.stdout.strip()
-    if not result.ok or len(ref) != 40:
+    ref = (git("rev-parse", "HEAD") or "").strip()
+    if len(ref) != 40:
         sys.exit("build.py: not a git checkout with a commit; pass --ref REF")
     return ref
 
 
-def render_buildinfo(repo, ref, hashes, bridge, subnet):
+def build_inputs():
+    """Every file the build reads, relative to ROOT: the program, the launcher, deploy/ and
+    this script."""
+    names = ["build.py", "bootstrap/launcher.py", "bootstrap/claw_cage/buildinfo.py"]
+    names += ["bootstrap/" + name for name, _ in package_files()]
+    names += ["deploy/" + name for name in deploy_hashes()]
+    return sorted(names)
+
+
+def tree_changes():
+    """The build's input files that differ from HEAD or are not committed at all (untracked,
+    ignored); None when git cannot tell."""
+    out = git("status", "--porcelain=v1", "--untracked-files=all", "--ignored", "--",
+              *build_inputs())
+    if out is None:
+        return None
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def release_tag(ref):
+    """The release this build is: "v" + __version__ when HEAD (== ref) carries that tag, else
+    "". Any other v* tag at HEAD is named in a warning, never claimed."""
+    wanted = "v" + __version__
+    tags = (git("tag", "--points-at", "HEAD") or "").split()
+    if wanted in tags and (git("rev-parse", "HEAD") or "").strip() == ref:
+        return wanted
+    others = [t for t in tags if t.startswith("v")]
+    if others:
+        sys.stderr.write("build.py: warning: HEAD is tagged %s but __version__ is %s: this "
+                         "build is not named a release\n" % (", ".join(others), __version__))
+    return ""
+
+
+def describe(ref_arg):
+    """(ref, suffix, release) of this build. A tree with changes is "+dirty" and no release;
+    --ref never makes a release either (the tree was not checked against it)."""
+    ref = ref_arg or git_ref()
+    changes = tree_changes()
+    if changes:
+        sys.stderr.write("build.py: warning: uncommitted changes (%s%s): version %s+dirty, "
+                         "not a release\n" % (", ".join(changes[:3]),
+                                               ", ..." if len(changes) > 3 else "",
+                                               __version__))
+        return ref, "+dirty", ""
+    if ref_arg or changes is None:
+        return ref, "", ""
+    return ref, "", release_tag(ref)
+
+
+def render_buildinfo(repo, ref, hashes, bridge, subnet, suffix="", release=""):
     lines = [
         '"""Generated by build.py. Do not edit: rebuild instead."""',
         "",
-        "VERSION_SUFFIX = %r" % "",
+        "VERSION_SUFFIX = %r" % suffix,
+        "RELEASE = %r" % release,
         "GIT_REF = %r" % ref,
         "REPO = %r" % repo,
         "DEPLOY_SHA256 = {",
@@ -181,19 +247,28 @@ def render_launcher(head, version_line):
     return text
 
 
-def build(repo, ref):
+def build(repo, ref, suffix="", release=""):
     with open(os.path.join(DEPLOY, "docker-compose.yml"), encoding="utf-8") as f:
         bridge, subnet = composefile.read_network(f.read(), "deploy/docker-compose.yml")
     files = package_files()
     files.append(("claw_cage/buildinfo.py",
-                  render_buildinfo(repo, ref, deploy_hashes(), bridge, subnet).encode()))
+                  render_buildinfo(repo, ref, deploy_hashes(), bridge, subnet, suffix,
+                                   release).encode()))
     files.append(("__main__.py", b"import sys\nfrom claw_cage.cli import main\n"
                                  b"sys.exit(main())\n"))
     payload = pack(build_zip(files))
-    head = (HEAD_TEMPLATE.replace("@VERSION@", __version__).replace("@REPO@", repo)
-            .replace("@REF@", ref[:12]))
-    version_line = cli.version_line(__version__, repo, ref)
+    head = (HEAD_TEMPLATE.replace("@VERSION@", __version__ + suffix)
+            .replace("@NAME@", "release %s, " % release if release else "")
+            .replace("@REPO@", repo).replace("@REF@", ref[:12]))
+    version_line = cli.version_line(__version__, repo, ref, suffix, release)
     return head + render_launcher(head, version_line) + MID + "\n" + payload + TAIL
+
+
+def version_line_of(text):
+    """The --version answer embedded in a built file."""
+    marker = "VERSION_LINE = "
+    line = text[text.index(marker) + len(marker):].split("\n", 1)[0]
+    return ast.literal_eval(line)
 
 
 def check_script(write):
@@ -230,7 +305,8 @@ def main(argv=None):
         return 0
     if args.repo.count("/") != 1 or not all(args.repo.split("/")):
         p.error("--repo must look like owner/name")
-    text = build(args.repo, args.ref or git_ref())
+    ref, suffix, release = describe(args.ref)
+    text = build(args.repo, ref, suffix, release)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
@@ -239,6 +315,10 @@ def main(argv=None):
     data = text.encode("utf-8")
     print("built %s: %d bytes, sha256 %s" % (os.path.relpath(args.out),
                                              len(data), hashlib.sha256(data).hexdigest()))
+    # The build facts a rebuild needs besides the commit: the bytes depend on the deflate
+    # implementation (zlib-ng gives others than zlib), never on the Python version.
+    print("  %s; Python %d.%d.%d, zlib %s" % (version_line_of(text),
+                                             *sys.version_info[:3], zlib.ZLIB_RUNTIME_VERSION))
     return 0
 
 

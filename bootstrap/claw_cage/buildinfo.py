@@ -3,6 +3,8 @@ with one holding the real values; the values below are for running from a source
 (`PYTHONPATH=bootstrap python3 -m claw_cage`), where no sha256 is checked."""
 
 VERSION_SUFFIX = "+source"
+# The release tag (v + __version__) of a clean build at that tag; empty otherwise.
+RELEASE = ""
 GIT_REF = "main"
 REPO = "VelocityPulse/claw-cage"
 # sha256 of each file in deploy/, by name. Empty in a source checkout: nothing to check against.

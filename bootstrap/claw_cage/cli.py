@@ -86,7 +86,9 @@ def build_parser():
                         "fully blocked")
 
     g = p.add_argument_group("--verify options")
-    g.add_argument("--json", action="store_true", help="print the results as JSON")
+    g.add_argument("--json", action="store_true",
+                   help="print the results as JSON (also for install and --firewall: one "
+                        "object on stdout, the human lines on stderr)")
     return p
 
 
@@ -143,7 +145,7 @@ def check_combinations(p, args):
                      ("--no-persist", args.no_persist), ("--remove", args.remove)]
     firewall_only.append(("--unsafe-wide-allow", args.unsafe_wide_allow))
     install_only = [("--source", args.source is not None), ("--yes", args.yes)]
-    verify_only = [("--json", args.json)]
+    verify_only = []  # --json is for every mode (issue 14)
     if args.firewall:
         wrong = install_only + verify_only
         if args.remove:
@@ -159,10 +161,48 @@ def check_combinations(p, args):
         p.error("%s cannot be used with %s" % (", ".join(used), mode))
 
 
-def version_line(version=__version__, repo=buildinfo.REPO, ref=buildinfo.GIT_REF):
+def version_line(version=__version__, repo=buildinfo.REPO, ref=buildinfo.GIT_REF,
+                 suffix=buildinfo.VERSION_SUFFIX, release=getattr(buildinfo, "RELEASE", "")):
     """The --version answer. build.py also hands it to the launcher, which answers a bare
-    --version without unpacking the program."""
-    return "claw-cage %s (%s@%s)" % (version, repo, ref)
+    --version without unpacking the program. A release build names its tag and commit; a
+    build from a tree with changes carries "+dirty" and never names a release."""
+    name = "release %s, " % release if release else ""
+    return "claw-cage %s%s (%s%s@%s)" % (version, suffix, name, repo, ref)
+
+
+# ---- --json for install and --firewall (issue 14) ------------------------------------------
+# The mode returns a dict (install: each file created/updated/unchanged; --firewall: rules and
+# persistence changed or not); cli prints it as one JSON object on stdout, adding what every
+# answer has. While the mode runs, its human lines go to stderr. A failure is an object too.
+
+def _json_mode(args):
+    if args.firewall:
+        return "firewall-remove" if args.remove else "firewall"
+    return None if args.verify else "install"
+
+
+def _print_json(args, result, exit_code, error=None):
+    import json
+
+    out = {"mode": _json_mode(args), "ok": exit_code == 0, "exit_code": exit_code,
+           "version": version_line()}
+    out.update(result or {})
+    if error is not None:
+        out["error"] = error
+    sys.stdout.write(json.dumps(out, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def _run_mode(mode, args, json_out):
+    if not json_out:
+        result = mode.main(args)
+        return 0 if isinstance(result, dict) else result
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        result = mode.main(args)
+    _print_json(args, result, 0)
+    return 0
 
 
 def main(argv=None):
@@ -178,6 +218,7 @@ def main(argv=None):
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="  %(message)s", stream=sys.stderr)
+    json_out = args.json and _json_mode(args) is not None  # --verify prints its own JSON
     try:
         if args.firewall:
             from . import firewall as mode
@@ -189,15 +230,21 @@ def main(argv=None):
             from . import proxmox as mode
         else:
             from . import install as mode
-        return mode.main(args)
+        return _run_mode(mode, args, json_out)
     except ClawCageError as err:
         sys.stderr.write("claw-cage: error: %s\n" % err)
+        if json_out:
+            _print_json(args, None, err.exit_code, str(err))
         return err.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("\nclaw-cage: interrupted; nothing was left half-done\n")
+        if json_out:
+            _print_json(args, None, EXIT_INTERRUPTED, "interrupted")
         return EXIT_INTERRUPTED
     except Exception as err:  # a bug: still one clear line, and the traceback with -v
         logging.getLogger("claw_cage").debug("internal error", exc_info=True)
         sys.stderr.write("claw-cage: internal error: %s: %s (run with -v for details)\n"
                          % (type(err).__name__, err))
+        if json_out:
+            _print_json(args, None, EXIT_INTERNAL, "internal error: %s" % type(err).__name__)
         return EXIT_INTERNAL

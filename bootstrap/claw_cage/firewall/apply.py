@@ -26,7 +26,7 @@ from ..composefile import read_network
 from ..errors import (ClawCageError, FirewallError, PrereqError, TargetError,
                       UncheckedError)
 from ..ui import UI
-from . import allow, backend, bridge, persist, readback, rules
+from . import allow, backend, bridge, outcome, persist, readback, rules
 
 NOT_ROOT = "--firewall changes the host firewall: run it with sudo"
 
@@ -295,7 +295,8 @@ def apply(args, ui):
     if args.dry_run:
         ui.info("dry run: nothing is changed. --firewall would run:")
         _show_or_run(steps + later, True, ui)
-        return 0
+        return {"changed": False, "dry_run": True}
+    before = outcome.snapshot(state.tools, state.fams, state.texts)  # --json: what changed
     fams = commit(steps, state)
     unchecked = problem = None
     try:
@@ -340,7 +341,10 @@ def apply(args, ui):
                 "own rules at boot; --firewall --remove removes it" % persist.UNIT_NAME)
     if unchecked:
         raise unchecked
-    return 0
+    return outcome.result(before, outcome.snapshot(state.tools, state.fams),
+                          iptables=state.tools.iptables(4), families=list(state.fams),
+                          bridge=config.bridge, subnet=str(config.subnet),
+                          profile=config.profile, allow=list(args.allow), persisted=bool(later))
 
 
 def remove(args, ui):
@@ -353,15 +357,18 @@ def remove(args, ui):
     if args.dry_run:
         ui.info("dry run: nothing is changed. --firewall --remove would run:")
         _show_or_run(steps + later, True, ui)
-        return 0
+        return {"changed": False, "dry_run": True, "removed": False}
     if not steps and not later:
         ui.ok("nothing to remove: no claw-cage rules or boot persistence on this host")
-        return 0
+        return {"changed": False, "rules_changed": False, "persistence_changed": False,
+                "removed": True}
+    tools, all_fams = (state.tools, state.fams) if state else (None, ())
+    before = outcome.snapshot(tools, all_fams, state.texts if state else None)  # --json
     fams = commit(steps, state) if steps else []
     if later:
         _persist(later, state, fams)
     ui.ok("claw-cage firewall rules and their boot persistence removed")
-    return 0
+    return outcome.result(before, outcome.snapshot(tools, all_fams), removed=True)
 
 
 def main(args):

@@ -236,6 +236,18 @@ def report_policy(ui, target, plan, dry_run):
                                       CONTAINER_UID, path))
 
 
+def outcome(target, plan, dry_run):
+    """The run as data (--json): each file created, updated or unchanged (.env "updated" when
+    its mode was tightened; its content is never rewritten), and whether anything changed."""
+    listed = [{"name": name, "status": status} for name, _, _, status in plan.files]
+    env = ("created" if plan.env_new is not None else
+           "updated" if plan.env_tighten is not None else "unchanged")
+    listed.append({"name": ENV, "status": env})
+    would = any(f["status"] != "unchanged" for f in listed)
+    return {"dir": target, "dry_run": dry_run, "changed": would and not dry_run,
+            "files": listed}
+
+
 def next_steps(ui, target):
     pyz = os.path.join(target, PROGRAM[0])
     ui.info("""
@@ -280,12 +292,16 @@ def main(args):
 
     if args.dry_run:
         if os.path.isdir(target):
-            report(ui, target, plan_changes(target, artifacts), dry_run=True)
+            plan = plan_changes(target, artifacts)
+            report(ui, target, plan, dry_run=True)
         else:
+            plan = Plan()  # a new directory: every file created, .env too
+            plan.files = [(n, d, m, "created") for n, d, m in artifacts]
+            plan.env_new = b""
             ui.ok("would create %s with %s and a new .env" % (target, ", ".join(
                 n for n, _, _ in artifacts)))
         ui.info("dry run: nothing was changed")
-        return 0
+        return outcome(target, plan, dry_run=True)
 
     created = make_dir(target)
     try:
@@ -304,4 +320,4 @@ def main(args):
     if program is None:
         ui.warn("running from a source checkout: no copy of claw-cage.pyz was saved")
     next_steps(ui, target)
-    return 0
+    return outcome(target, plan, dry_run=False)
