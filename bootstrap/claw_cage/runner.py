@@ -58,8 +58,11 @@ def run(argv, input=None, check=True, timeout=120, env=None):
     if env:
         full_env.update(env)
     log.debug("$ %s", shlex.join(argv))
+    program = argv[0]
+    if "/" not in program and not shutil.which(program, path=full_env.get("PATH")):
+        program = which(program) or program   # iptables lives in sbin, off a non-root PATH
     try:
-        proc = subprocess.run(argv, input=input, stdout=subprocess.PIPE,
+        proc = subprocess.run([program] + argv[1:], input=input, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, universal_newlines=True,
                               timeout=timeout, env=full_env)
     except FileNotFoundError:
