@@ -81,3 +81,13 @@ def test_diff_shows_only_the_change():
     text = merge.diff('{\n  "mtu": 1400\n}\n', '{\n  "mtu": 1400,\n  "icc": false\n}\n')
     assert '+  "icc": false' in text and '-  "mtu": 1400\n' in text
     assert text.startswith("--- /etc/docker/daemon.json\n+++ /etc/docker/daemon.json (hardened)")
+
+
+def test_verify_daemon_row_passes_on_what_harden_writes():
+    """--verify's audit row asks for exactly what --harden-docker sets (issue 12: the row
+    passes after it), and still warns on Docker's defaults."""
+    from claw_cage.verify import audit
+    for version in (V20, V24):
+        merged, _ = merge.merge({}, version)
+        assert audit.daemon_findings(merged) == []
+    assert audit.daemon_findings({}) != []
