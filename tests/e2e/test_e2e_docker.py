@@ -965,10 +965,12 @@ def _standin_run(stack, cleanup, drop=None, token="from .env"):
     environment, every tmpfs as resolved by `docker compose config`), without a network, each
     volume stood in for by a fresh uid-1000 tmpfs, `drop` left out. Returns the container id."""
     cfg = json.loads(stack.compose("config", "--format", "json").stdout)["services"]["openclaw"]
+    volumes = [v for v in cfg["volumes"] if v["type"] == "volume"]
+    binds = [v for v in cfg["volumes"] if v["type"] == "bind"]   # the read-only openclaw.json
     mounts = [t for t in cfg["tmpfs"]] + ["%s:uid=1000,gid=1000,mode=0700" % v["target"]
-                                          for v in cfg["volumes"]]
+                                          for v in volumes]
     mounts = [m for m in mounts if m.split(":", 1)[0] != drop]
-    assert drop is None or len(mounts) == len(cfg["tmpfs"]) + len(cfg["volumes"]) - 1, drop
+    assert drop is None or len(mounts) == len(cfg["tmpfs"]) + len(volumes) - 1, drop
     env = {k: cfg["environment"][k] for k in ("HOME", "OPENCLAW_STATE_DIR",
                                               "OPENCLAW_CONFIG_PATH", "NODE_DISABLE_COMPILE_CACHE",
                                               "OPENCLAW_GATEWAY_TOKEN")}
@@ -980,6 +982,8 @@ def _standin_run(stack, cleanup, drop=None, token="from .env"):
             "--init", "--entrypoint", cfg["command"][0]]
     for m in mounts:
         argv += ["--tmpfs", m]
+    for v in binds:
+        argv += ["-v", "%s:%s:ro" % (v["source"], v["target"])]
     for k, v in env.items():
         argv += ["-e", "%s=%s" % (k, v)]
     cid = sh(argv + [stack.image] + cfg["command"][1:]).stdout.strip()
