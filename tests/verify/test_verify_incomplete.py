@@ -312,6 +312,8 @@ def test_main_last_line_and_exit_status(fake, monkeypatch, capsys, tmp_path, doc
     monkeypatch.setattr(matrix.exposure, "check_gateway_port", lambda *a: passing)
     monkeypatch.setattr(matrix.exposure, "check_env", lambda *a: passing)
     monkeypatch.setattr(matrix.audit, "run_all", lambda: [])
+    # the OpenClaw policy group (its own `docker exec` rows, tests/policy) is not this test's
+    monkeypatch.setattr(matrix.openclaw_policy, "rows", lambda *a: [])
     monkeypatch.setattr(matrix.os, "geteuid", lambda: 0)
     for name in (probes.NETNS_ENV, probes.START_ENV):
         monkeypatch.delenv(name, raising=False)
