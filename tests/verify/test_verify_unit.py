@@ -236,6 +236,19 @@ def test_plan_covers_every_range_and_skips_allowed_destinations():
         == [False]
 
 
+def test_a_public_default_gateway_is_not_probed_as_the_lan():
+    """A VPS's default gateway is a public address: the internet profile lets it through, so
+    probing it as "LAN gateway" would fail a cage that works. Under local-only it is blocked."""
+    def gateway_rows(gw, local_only):
+        view = probe_plan.HostView(gw, "203.0.113.20", "172.30.0.1")
+        return [p for p in probe_plan.plan(view, [], local_only, None)
+                if p.name.startswith("LAN gateway")]
+    assert gateway_rows("198.51.100.1", local_only=False) == []
+    assert len(gateway_rows("198.51.100.1", local_only=True)) == 1
+    for private in ("192.168.1.1", "10.0.0.1", "172.31.1.1", "100.64.0.1"):
+        assert len(gateway_rows(private, local_only=False)) == 1, private
+
+
 def test_internet_target_override():
     assert probe_plan.internet_target({}) == probe_plan.INTERNET_DEFAULT
     assert probe_plan.internet_target({probe_plan.INTERNET_ENV: "off"}) is None

@@ -20,7 +20,7 @@ import socket
 import struct
 import time
 
-from ..firewall import allow
+from ..firewall import allow, rules
 from . import probes
 from .report import Row, PASS, FAIL, WARN, SKIP
 
@@ -138,7 +138,9 @@ def plan(view, allow_targets, local_only, internet):
         if (addr, port) not in allowed:
             out.append(probes.Probe(name, "tcp", (addr, port), False, why))
 
-    if view.lan_gateway:
+    # A public default gateway (a VPS's provider router) is the internet, which the internet
+    # profile lets through: probing it would fail a cage that works. A LAN router is private.
+    if view.lan_gateway and (local_only or in_blocked_range(view.lan_gateway)):
         blocked("LAN gateway %s:%d" % (view.lan_gateway, LAN_GATEWAY_PORT), view.lan_gateway,
                 LAN_GATEWAY_PORT, "the host's default gateway")
     if view.lan_address:
@@ -164,6 +166,13 @@ def plan(view, allow_targets, local_only, internet):
             out.append(probes.Probe("DNS %s" % host, "dns", (host,), True, "name resolution",
                                     soft=local_only))
     return out
+
+
+def in_blocked_range(address):
+    """True when the rule table's special-purpose ranges hold address (an IP, as text)."""
+    addr = ipaddress.ip_address(address)
+    return any(addr in ipaddress.ip_network(cidr)
+               for cidr, _why in rules.SPECIAL_RANGES[addr.version])
 
 
 def allow_targets(allows, bridge_address):
