@@ -65,6 +65,8 @@ import tempfile
 import time
 import uuid
 
+from lab import e2e_support
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 ENGINE_CACHE = os.path.join(ROOT, ".test-engines")          # .gitignore
@@ -278,38 +280,10 @@ def prepare(name, cache=ENGINE_CACHE):
 
 # ---- the namespaces and the running engine ---------------------------------------------------
 
-# A tiny HTTP server (200 on every GET, body "peer ADDR") and a DNS server (every A query gets
-# argv[3]), both stdlib, both bound to one address so the reply leaves from it.
-_HTTP = r"""
-import http.server, socketserver, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"peer " + sys.argv[1].encode() + b"\n"
-        self.send_response(200); self.send_header("Content-Length", str(len(body)))
-        self.end_headers(); self.wfile.write(body)
-    def log_message(self, *a): pass
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
-"""
-
-_DNS = r"""
-import socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-ip = socket.inet_aton(sys.argv[3])
-while True:
-    data, peer = s.recvfrom(512)
-    if len(data) < 17:
-        continue
-    i = 12
-    while i < len(data) and data[i]:
-        i += data[i] + 1
-    question = data[12:i + 5]
-    is_a = data[i + 1:i + 3] == b"\x00\x01"
-    head = struct.pack(">HHHHHH", struct.unpack(">H", data[:2])[0], 0x8180, 1, int(is_a), 0, 0)
-    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + ip if is_a else b""
-    s.sendto(head + question + answer, peer)
-"""
+# The namespaces' tiny HTTP server (200 on every GET, body "peer ADDR") and DNS server (every A
+# query gets argv[3]): the same scripts the system-engine e2e tests run (lab/e2e_support.py).
+_HTTP = e2e_support._PEER_SERVER
+_DNS = e2e_support._DNS_SERVER
 
 
 def host_resolver():
