@@ -209,10 +209,7 @@ NEWER = ("26.1.5", "29.7.2-iptables")
 def test_newer_engine_validates_with_dockerd_and_binds_new_networks_to_loopback(pyz, name):
     """Engines of 23.0+ validate with `dockerd --validate`, 24.0+ take default-network-opts;
     the binaries come from the engines harness (tests/lab/engines.py, issue 18)."""
-    try:
-        from lab import engines
-    except ImportError:
-        pytest.skip("NEEDS tests/lab/engines.py (issue 18) for Docker %s, NOT RUN" % name)
+    from lab import engines
     try:
         binaries = engines.prepare(name)
     except engines.EngineUnavailable as err:
