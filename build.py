@@ -4,7 +4,7 @@
     python3 build.py [--repo OWNER/REPO] [--ref REF] [--out PATH]
     python3 build.py --write-script     regenerate deploy/iptables-rules.sh from the rule table
 
-Why this shape (see README, "Design"): `curl ... | python3 -` compiles stdin as source, so a
+Why this shape (see docs/design.md): `curl ... | python3 -` compiles stdin as source, so a
 plain zipapp (binary) cannot be piped. The output is a single parenthesised expression that
 exec()s the readable launcher (bootstrap/launcher.py) and hands it the program, a zip of
 bootstrap/claw_cage, as base85 text. A download cut at any byte leaves the parenthesis open:

@@ -1,6 +1,6 @@
 """One error type the program raises on purpose, carrying its exit status.
 
-Every exit code is listed here and in `--help` and the README, so users can script on them.
+Every exit code is listed here and in `--help` and docs/usage.md, so users can script on them.
 """
 
 EXIT_OK = 0

@@ -5,12 +5,12 @@
   setting is read back from ITS output, service by service.
 - The checks on that output are shown to fail on mutated copies of the file.
 - compose-lint: zero unsuppressed findings (two per-service exclusions in tests/deploy/compose-lint.yml,
-  each shown to hide nothing else); compose-harden: 100/100 (README: why `--skip tmpfs`).
+  each shown to hide nothing else); compose-harden: 100/100 (docs/design.md: why `--skip tmpfs`).
 - volumes-init makes fresh named volumes writable for uid 1000 on the real Docker engine.
 - The healthcheck's probe JS runs in real node against real HTTP servers on 127.0.0.1.
 - .env.example: every variable is read by something (compose or OpenClaw, with a source) and
-  documented in the README's configuration table.
-- Issue 16: every path OpenClaw writes is a sized uid-1000 tmpfs or a volume (README table);
+  documented in the configuration table of docs/usage.md.
+- Issue 16: every path OpenClaw writes is a sized uid-1000 tmpfs or a volume (table in docs/design.md);
   heap + tmpfs + 128 MiB fit mem_limit (defaults and 1 GB advice); a blank or missing
   OPENCLAW_GATEWAY_TOKEN makes Compose refuse, naming the variable and the fix; openclaw-cli
   lives in the gateway's network namespace, openclaw-repair in none. Each check has mutations.
@@ -47,7 +47,7 @@ STATE_DIR = "/home/node/.openclaw"
 SECRETS_DIR = "/home/node/.config/openclaw"
 GIB = 1024 ** 3
 MIB = 1024 ** 2
-# Where the gateway writes as uid 1000 outside the image (README "Writable paths"; FACTS.md
+# Where the gateway writes as uid 1000 outside the image (docs/design.md "Writable paths"; FACTS.md
 # "The real OpenClaw image at run time"). Volumes: what must survive an upgrade.
 VOLUMES = {("volume", "claw-data", STATE_DIR), ("volume", "claw-secrets", SECRETS_DIR),
            ("volume", "claw-npm", HOME + "/.npm"), ("volume", "claw-local", HOME + "/.local")}
@@ -60,7 +60,7 @@ TMPFS = {
     HOME + "/.config": {"uid": "1000", "gid": "1000", "mode": "0700"},
 }
 # Node's memory outside the old-space heap (young generation, code, buffers, native): what the
-# budget keeps free besides heap and tmpfs (README "Memory").
+# budget keeps free besides heap and tmpfs (docs/usage.md "Memory").
 NODE_RESERVE = 128 * MIB
 TOKEN_VAR = "OPENCLAW_GATEWAY_TOKEN"
 
@@ -274,7 +274,7 @@ def write_path_problems(svc):
 
 def policy_mount(v):
     """The one bind mount allowed besides the volumes: the install dir's openclaw.json,
-    read-only, at OpenClaw's config path (README "OpenClaw policy", issue 13)."""
+    read-only, at OpenClaw's config path (docs/layers.md "OpenClaw policy")."""
     return (v.get("type") == "bind" and v.get("read_only") is True
             and v.get("target") == STATE_DIR + "/openclaw.json"
             and str(v.get("source", "")).endswith("/openclaw.json"))
@@ -553,7 +553,7 @@ def test_memory_budget_heap_plus_tmpfs_fits_the_limit(tmp_path, env):
     """tmpfs pages are charged to the container's memory cgroup: the V8 heap, every tmpfs
     filled to its size and Node's own memory outside the heap must fit CLAW_MEM_LIMIT.
     Summed from what `docker compose config` resolves, for the shipped defaults and for the
-    1 GB machine advice of .env.example and the README."""
+    1 GB machine advice of .env.example and docs/usage.md."""
     text = installed_env() if env == "installed" else one_gb_env()
     cfg = config_for(tmp_path, text)
     rows = []
@@ -799,7 +799,7 @@ def test_compose_harden_scores_100(tmp_path):
     # `--skip tmpfs`, the documented way to leave a check out: compose-harden wants the bare
     # string "/tmp" in every read-only service's tmpfs list, so it fails our size-capped
     # "/tmp:size=..." and volumes-init (a chown that writes no file). The tests below prove
-    # that is all it fails; README "Configuration" says so.
+    # that is all it fails; docs/design.md "Linter findings we suppress" says so.
     report = harden_scan(d, "--skip", "tmpfs")
     assert report["score"] == 100, failed_checks(report)
     assert report["applicable"] == report["passed"] == 32   # 8 checks x 4 services
@@ -1000,32 +1000,32 @@ def test_every_compose_variable_is_documented_in_env_example():
     assert not missing, missing
 
 
-def readme_configuration():
-    text = read(os.path.join(ROOT, "README.md"))
+def usage_configuration():
+    text = read(os.path.join(ROOT, "docs", "usage.md"))
     m = re.search(r"^## Configuration\n(.*?)^## ", text, re.S | re.M)
-    assert m, "README has no Configuration section"
+    assert m, "docs/usage.md has no Configuration section"
     return m.group(1)
 
 
-def test_readme_configuration_table_lists_every_variable():
-    section = readme_configuration()
+def test_usage_configuration_table_lists_every_variable():
+    section = usage_configuration()
     rows = [l for l in section.splitlines() if l.startswith("|")]
     for name in env_example_vars():
-        assert any("`%s`" % name in row for row in rows), "%s not in README's table" % name
+        assert any("`%s`" % name in row for row in rows), "%s not in the table of docs/usage.md" % name
 
 
-def test_readme_gives_the_same_1gb_advice_as_env_example():
-    section = readme_configuration()
+def test_usage_gives_the_same_1gb_advice_as_env_example():
+    section = usage_configuration()
     for name, value in one_gb_advice().items():
         assert re.search(r"%s=%s\b" % (name, re.escape(value)), section), (name, value)
 
 
-def test_readme_lists_every_writable_path_with_its_size_and_source(tmp_path):
-    """README "Design notes / Deploy artifacts", Writable paths: one row per tmpfs and volume
+def test_design_lists_every_writable_path_with_its_size_and_source(tmp_path):
+    """docs/design.md "Deploy artifacts", Writable paths: one row per tmpfs and volume
     the resolved gateway has, with the size Compose resolves for it, a reason and a source."""
-    text = read(os.path.join(ROOT, "README.md"))
-    m = re.search(r"^### Deploy artifacts\n(.*?)^### ", text, re.S | re.M)
-    assert m, "README has no Deploy artifacts section"
+    text = read(os.path.join(ROOT, "docs", "design.md"))
+    m = re.search(r"^## Deploy artifacts\n(.*?)^## ", text, re.S | re.M)
+    assert m, "docs/design.md has no Deploy artifacts section"
     rows = {}
     for line in m.group(1).splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -1033,11 +1033,11 @@ def test_readme_lists_every_writable_path_with_its_size_and_source(tmp_path):
             rows[cells[0].strip("`")] = cells
     svc = config_for(tmp_path, installed_env())["services"]["openclaw"]
     for path, opts in tmpfs_entries(svc).items():
-        assert path in rows, "tmpfs %s not in README's writable paths" % path
+        assert path in rows, "tmpfs %s not in the writable paths of docs/design.md" % path
         assert opts["size"] in rows[path][1], (path, opts["size"], rows[path])
     for v in svc["volumes"]:
         if policy_mount(v):
-            continue   # read-only: not a writable path (README "OpenClaw policy")
+            continue   # read-only: not a writable path (docs/layers.md "OpenClaw policy")
         assert v["target"] in rows and v["source"] in rows[v["target"]][1], v
     for path, (_, kind, why, source) in rows.items():
         assert len(why) > 20 and source, "row %s needs a reason and a source" % path

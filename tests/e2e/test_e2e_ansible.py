@@ -210,7 +210,7 @@ def _compose_down(install_dir):
 
 def _firewall_remove(install_dir, etc, rules_before):
     """--firewall --remove, then the DOCKER-USER chain --firewall created where Docker had none
-    (IPv6 on this Docker): --remove leaves it, as Docker owns it (README, "End-to-end tests")."""
+    (IPv6 on this Docker): --remove leaves it, as Docker owns it (docs/testing.md, "End-to-end tests")."""
     pyz = os.path.join(install_dir, "claw-cage.pyz")
     if os.path.exists(pyz):
         _run_remove(pyz, install_dir, etc)

@@ -63,7 +63,7 @@ HEALTHY_WITHIN = 120   # seconds; the compose healthcheck runs every 30 s
 OUTPUT_DIR = os.path.join(ROOT, "tests", "output")
 
 
-# Where the gateway writes under its read-only root (README "Writable paths"; issue 16).
+# Where the gateway writes under its read-only root (docs/design.md "Writable paths").
 WRITE_TMPFS = ("/tmp", "/tmp/openclaw", "/home/node/.cache", "/home/node/.config")
 WRITE_VOLUMES = {"/home/node/.openclaw": "claw-cage_claw-data",
                  "/home/node/.config/openclaw": "claw-cage_claw-secrets",
@@ -609,7 +609,7 @@ def test_cage_blocks_lan_and_host_keeps_wan_with_control(stack):
 
 
 def test_lan_resolver_cut_off_unless_allowed(stack):
-    """README, "The firewall / DNS": before Docker 28 (this engine is 20.10), Docker's DNS in
+    """docs/firewall.md, "DNS": before Docker 28 (this engine is 20.10), Docker's DNS in
     the container forwards queries to an upstream resolver FROM the container, so a resolver
     on the LAN is dropped like any LAN host, and `--allow RESOLVER:53` lets it through.
     A throwaway container on claw-net with `--dns <LAN resolver>` is that situation."""

@@ -52,7 +52,7 @@ def test_empty_config_hardened_rerun_noop_revert_removes(tmp_path, pyz, init):
         assert "running containers stop" in out          # said before the restart
         conf = json.loads(read(engine.daemon_json))
         assert conf == expected_for(engine.info())
-        assert "userland-proxy" not in conf              # decided against (README "Layers")
+        assert "userland-proxy" not in conf              # decided against (docs/layers.md)
         info = engine.info()
         assert info["LiveRestoreEnabled"] is True and info["LoggingDriver"] == "json-file"
         opts = json.loads(engine.run(["docker", "network", "inspect", "bridge", "--format",
@@ -239,7 +239,7 @@ def test_newer_engine_validates_with_dockerd_and_binds_new_networks_to_loopback(
 
 
 def test_measurement_userland_proxy_false_sets_route_localnet_on_every_bridge():
-    """The measurement behind leaving userland-proxy alone (README "Layers"): with
+    """The measurement behind leaving userland-proxy alone (docs/layers.md): with
     `userland-proxy: false` dockerd turns on route_localnet on docker0 and on each bridge it
     creates, so packets from containers to 127.0.0.0/8 are routed to this host; without it,
     never. If an engine stops doing this, the decision can be revisited."""

@@ -108,7 +108,7 @@ def test_the_templates_hold_no_secret():
 def test_seed_003_step_7(profile):
     cfg = load(profile)
     assert cfg["gateway"]["mode"] == "local"       # no --allow-unconfigured needed
-    assert cfg["gateway"]["bind"] == "lan"         # inside the container only (README)
+    assert cfg["gateway"]["bind"] == "lan"         # inside the container only (docs/layers.md)
     assert cfg["gateway"]["auth"]["mode"] == "token"
     assert cfg["discovery"]["mdns"]["mode"] == "off"
     assert cfg["browser"]["ssrfPolicy"]["dangerouslyAllowPrivateNetwork"] is False
@@ -196,8 +196,8 @@ def test_each_flip_is_caught_by_its_row(profile, path, value, check):
     assert bad and all(c == "policy " + check for c, _ in bad), bad
 
 
-def test_the_readme_section_lists_every_setting_with_its_source():
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+def test_the_docs_section_lists_every_setting_with_its_source():
+    text = open(os.path.join(ROOT, "docs", "layers.md"), encoding="utf-8").read()
     section = text.split("\n## OpenClaw policy\n", 1)[1].split("\n## ", 1)[0]
     for profile in TEMPLATES:
         for path, _ in leaves(load(profile)):

@@ -1,6 +1,6 @@
-"""The source tree itself: the README's layout table matches it, imports point one way, bandit
+"""The source tree itself: the layout table of docs/design.md matches it, imports point one way, bandit
 finds nothing at medium severity. Each check reads the real tree, so moving a module without
-updating the README, or importing `verify` from `firewall`, fails here."""
+updating that table, or importing `verify` from `firewall`, fails here."""
 
 import ast
 import os
@@ -20,7 +20,7 @@ MAY_IMPORT = {"install": (), "firewall": (), "verify": ("firewall", "install"),
 
 
 def _layout_rows():
-    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    text = open(os.path.join(ROOT, "docs", "design.md"), encoding="utf-8").read()
     return re.findall(r"^\| `(bootstrap/claw_cage/[^`]*)` \|", text, re.M)
 
 
@@ -36,9 +36,9 @@ def _package_paths():
     return sorted(found)
 
 
-def test_readme_layout_table_lists_exactly_the_package():
+def test_design_layout_table_lists_exactly_the_package():
     listed = sorted(_layout_rows())
-    assert listed, "README.md has no layout table rows for bootstrap/claw_cage/"
+    assert listed, "docs/design.md has no layout table rows for bootstrap/claw_cage/"
     assert listed == _package_paths()
 
 

@@ -3,7 +3,7 @@ every action is pinned by a full commit SHA, and each job asks for the least per
 ci.yml reads the code, release.yml writes only what publishing and attesting need.
 
 The pinned SHAs were read from the actions' own repositories (git tags), see the table below
-and README "Releases"; moving a pin means updating both."""
+and docs/testing.md "Releases"; moving a pin means updating both."""
 
 import os
 import re
