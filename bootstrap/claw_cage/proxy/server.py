@@ -111,8 +111,14 @@ class Server:
         client = conn.client
         client.head = None
         if not client.lost:
-            client.transport.write(response(status, reason))
-            client.transport.close()
+            # Closing a socket with unread input resets it, and the client may never see
+            # the answer: say it, end our side, read and drop what still comes for 1 s.
+            t = client.transport
+            t.write(response(status, reason))
+            if t.can_write_eof():
+                t.write_eof()
+            t.resume_reading()
+            self.loop.call_later(1.0, t.close)
 
     def head_data(self, conn, client):
         buf = client.head
