@@ -168,7 +168,7 @@ def test_1000_concurrent_connections_memory_bounded(lab, pyz, mode):
                                     idle_timeout=120), name="load-" + mode, env=MODES[mode])
     conns = []
     try:
-        base = rss_kb(big.pid)
+        base, base_fds = rss_kb(big.pid), len(os.listdir("/proc/%d/fd" % big.pid))
         for i in range(1000):
             c = unix_client(big.sock_path, timeout=30)
             conns.append(c)
@@ -192,7 +192,10 @@ def test_1000_concurrent_connections_memory_bounded(lab, pyz, mode):
         while time.monotonic() < end and big.log_text().count("\n") < 1000:
             time.sleep(0.1)
         assert serves(big)
+        time.sleep(0.5)
         after = rss_kb(big.pid)
+        # every socket, duplicate and pipe of the 1,000 connections is closed again
+        assert len(os.listdir("/proc/%d/fd" % big.pid)) == base_fds
         print("proxy VmRSS: start %d KiB, 1000 connections %d KiB, after %d KiB"
               % (base, loaded, after))
         assert loaded < RSS_BOUND_KB and after < RSS_BOUND_KB

@@ -18,6 +18,7 @@ long (the server's sweeper calls Conn.abort).
 """
 
 import asyncio
+import errno
 import os
 import socket
 import time
@@ -54,9 +55,21 @@ class Conn:
         if SPLICE and not (client.transport.get_write_buffer_size()
                            or upstream.transport.get_write_buffer_size()):
             upstream.transport.pause_reading()
-            self.pumps = [Pump(self, client, upstream, True), Pump(self, upstream, client, False)]
+            c, u = (_dup(s) for s in (client, upstream))
+            self.pumps = [Pump(self, c, u, True), Pump(self, u, c, False)]
         else:
             client.transport.resume_reading()
+
+    def copy_instead(self):
+        """splice refused here (a seccomp filter, an odd socket) before a byte moved: from now
+        on every tunnel copies through Python."""
+        global SPLICE
+        SPLICE = False
+        pumps, self.pumps = self.pumps, []
+        for pump in pumps:
+            pump.release()
+        self.client.transport.resume_reading()
+        self.upstream.transport.resume_reading()
 
     def end_pumps(self, clean):
         """Both directions ended (clean), or one failed: release the pumps, close the sides."""
@@ -151,15 +164,11 @@ class Pump:
     def __init__(self, conn, src, dst, up):
         self.conn, self.up = conn, up
         self.loop = conn.server.loop
-        self.src, self.dst = (self._dup(s) for s in (src, dst))
+        self.src, self.dst = src, dst   # shared with the other direction's pump
         self.r, self.w = os.pipe()
         self.pending = 0
+        self.moved = False
         self.loop.add_reader(self.src.fileno(), self.readable)
-
-    @staticmethod
-    def _dup(side):
-        sock = side.transport.get_extra_info("socket")
-        return socket.fromfd(sock.fileno(), sock.family, sock.type)
 
     def readable(self):
         conn = self.conn
@@ -169,7 +178,7 @@ class Pump:
                     n = os.splice(self.src.fileno(), self.w, 1 << 20, flags=self.FLAGS)
                     if not n:
                         return self.eof()
-                    self.pending = n
+                    self.pending, self.moved = n, True
                     conn.last = time.monotonic()
                     if self.up:
                         conn.up += n
@@ -181,8 +190,11 @@ class Pump:
                     return
         except BlockingIOError:
             pass
-        except OSError:
-            conn.end_pumps(False)
+        except OSError as err:
+            if err.errno in (errno.EINVAL, errno.EPERM, errno.ENOSYS) and not self.moved:
+                conn.copy_instead()
+            else:
+                conn.end_pumps(False)
 
     def flush(self):
         """Send what waits in the pipe; False when dst cannot take it all now."""
@@ -214,11 +226,19 @@ class Pump:
 
     def release(self):
         for sock in (self.src, self.dst):
-            self.loop.remove_reader(sock.fileno())
-            self.loop.remove_writer(sock.fileno())
-            sock.close()
+            if sock.fileno() >= 0:
+                self.loop.remove_reader(sock.fileno())
+                self.loop.remove_writer(sock.fileno())
+        self.src.close()   # the other pump's dst: both are released together
         os.close(self.r)
         os.close(self.w)
+
+
+def _dup(side):
+    """A second descriptor of a side's socket, for the pumps (asyncio refuses to watch a
+    descriptor a transport owns; the transport keeps the original, paused)."""
+    sock = side.transport.get_extra_info("socket")
+    return socket.fromfd(sock.fileno(), sock.family, sock.type)
 
 
 async def connect(loop, conn, target, timeout):
