@@ -16,7 +16,7 @@ import pytest
 
 from lab.proxylab import (LAN, LAN6, RANGE_ADDRS, WAN, WAN2, WAN6, read_head, read_response,
                           unix_client)
-from proxy_setup import EMBEDDED, RANGE_NAMES, lab, proxy  # noqa: F401 (fixtures)
+from proxy_setup import BLACKHOLE, EMBEDDED, RANGE_NAMES, lab, proxy  # noqa: F401 (fixtures)
 
 SECRET = "s3cr3t-token-4242"
 
@@ -128,6 +128,10 @@ def test_plain_http_allowed_and_host_rewritten(lab, proxy):
     status, _h, body = get(proxy, "http://allowed.test/p?q=1", "Host: evil.example\r\n")
     assert status == 200
     assert body == ("hello from %s path=/p?q=1 host=allowed.test\n" % WAN).encode()
+
+
+def test_unix_listener_is_for_everyone_the_directory_lets_in(lab, proxy):
+    assert os.stat(proxy.sock_path).st_mode & 0o777 == 0o666
 
 
 def test_tcp_listener_and_ipv6_destination(lab, proxy):
@@ -245,6 +249,18 @@ def test_connect_failure_is_502(lab, proxy):
     # allowed.test:9 is listed, and nothing listens there
     status, _h, body = request(proxy, b"CONNECT allowed.test:9 HTTP/1.1\r\n\r\n")
     assert status == 502 and body == b"claw-cage proxy: cannot connect to allowed.test:9\n"
+
+
+def test_silent_addresses_are_502_after_connect_timeout(lab, pyz):
+    for a in BLACKHOLE:
+        lab.sh(lab.w, "ip route add blackhole %s" % a)
+        lab.sh(lab.p, "ip route add %s via 198.51.100.2" % a)
+    other = lab.start_proxy(pyz, {"allow": ["slow.test"], "connect_timeout": 1}, name="slow")
+    try:
+        status, _h, body = request(other, b"CONNECT slow.test:443 HTTP/1.1\r\n\r\n")
+        assert status == 502 and body == b"claw-cage proxy: cannot connect to slow.test:443\n"
+    finally:
+        other.stop()
 
 
 # -- the log ------------------------------------------------------------------------------
