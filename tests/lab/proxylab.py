@@ -19,8 +19,8 @@ API
   lab.exec(ns, argv) / lab.sh(ns, script)
   lab.socket_in(ns, family=AF_INET)     a socket created inside ns (usable from this process)
   lab.accepted(ns) -> ["ADDRESS PORT", ...]  connections the servers of ns accepted so far
-  lab.start_proxy(pyz, cfg, env=None) -> Proxy   run `pyz --proxy --config` in P (env: added
-                                        to the environment); cfg["listen"] gets
+  lab.start_proxy(pyz, cfg, env=None, python=PY) -> Proxy   run `python pyz --proxy --config`
+                                        in P (env: added to the environment); cfg["listen"] gets
                                         a unix socket in the lab's directory (reachable from
                                         this process) unless it names its own
   Proxy.sock_path, .pid, .log_text(), .stop()
@@ -225,7 +225,7 @@ class ProxyLab:
         with open(path) as f:
             return f.read().split("\n")[:-1]
 
-    def start_proxy(self, pyz, cfg, name="proxy", env=None):
+    def start_proxy(self, pyz, cfg, name="proxy", env=None, python=PY):
         cfg = dict(cfg)
         sock_path = os.path.join(self.tmp, name + ".sock")
         cfg.setdefault("listen", ["unix:" + sock_path])
@@ -234,7 +234,7 @@ class ProxyLab:
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
         with open(log_path, "w") as log:
-            proc = subprocess.Popen(["ip", "netns", "exec", self.p, PY, pyz, "--proxy",
+            proc = subprocess.Popen(["ip", "netns", "exec", self.p, python, pyz, "--proxy",
                                      "--config", cfg_path], stdout=log, stderr=log,
                                     stdin=subprocess.DEVNULL, env=dict(os.environ, **(env or {})))
         proxy = Proxy(proc, sock_path, log_path)

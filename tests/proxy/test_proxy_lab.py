@@ -16,7 +16,8 @@ import pytest
 
 from lab.proxylab import (LAN, LAN6, RANGE_ADDRS, WAN, WAN2, WAN6, read_head, read_response,
                           unix_client)
-from proxy_setup import BLACKHOLE, EMBEDDED, RANGE_NAMES, lab, proxy  # noqa: F401 (fixtures)
+from conftest import find_python
+from proxy_setup import BLACKHOLE, CONFIG, EMBEDDED, RANGE_NAMES, lab, proxy  # noqa: F401 (fixtures)
 
 SECRET = "s3cr3t-token-4242"
 
@@ -118,6 +119,20 @@ def test_copy_path_moves_the_same_bytes(lab, pyz):
         test_connect_allowed_bytes_match(lab, other)
         status, _h, body = get(other, "http://allowed.test/bytes/3000000")
         assert status == 200 and body == b"x" * 3000000
+    finally:
+        other.stop()
+
+
+@pytest.mark.parametrize("version", ["3.8", "3.13"])
+def test_oldest_and_newest_python_serve_and_refuse_alike(lab, pyz, version):
+    """Python 3.8 (no os.splice, older asyncio and ipaddress) and 3.13: the same answers."""
+    other = lab.start_proxy(pyz, CONFIG, name="py" + version, python=find_python(version))
+    try:
+        test_connect_allowed_bytes_match(lab, other)
+        assert get(other, "http://allowed.test/bytes/300000")[2] == b"x" * 300000
+        for name in ("rebind.test", "nat64.embed.test", "offlist.test"):
+            assert request(other, b"CONNECT %s:443 HTTP/1.1\r\n\r\n" % name.encode())[0] == 403
+        assert get(other, "http://mapped-public.embed.test/")[0] == 200
     finally:
         other.stop()
 
