@@ -145,7 +145,7 @@ def sequential(client, proxy, n):
 
 
 def main():
-    args = options(__doc__, 5, needs_root=True)
+    args = options(__doc__, 9, needs_root=True)
     out = tempfile.mkdtemp(prefix="ccpx-bench-")
     pyz = os.path.join(out, "claw-cage.pyz")
     subprocess.run([sys.executable, os.path.join(ROOT, "build.py"), "--out", pyz], check=True,
