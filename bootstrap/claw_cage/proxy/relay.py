@@ -101,8 +101,8 @@ class Conn:
 
 
 class Side(asyncio.Protocol):
-    """One socket of a connection. upstream=False: the client's; it may start by reading a
-    request head (on_head) before it is linked."""
+    """One socket of a connection. upstream=False: the client's; a proxy client's starts by
+    collecting its request head (Server.head_data) until the server links it."""
 
     def __init__(self, conn, upstream):
         self.conn, self.is_upstream = conn, upstream
@@ -191,7 +191,8 @@ class Pump:
         except BlockingIOError:
             pass
         except OSError as err:
-            if err.errno in (errno.EINVAL, errno.EPERM, errno.ENOSYS) and not self.moved:
+            if (err.errno in (errno.EINVAL, errno.EPERM, errno.ENOSYS)
+                    and not any(p.moved for p in conn.pumps)):
                 conn.copy_instead()
             else:
                 conn.end_pumps(False)
