@@ -123,6 +123,15 @@ def test_copy_path_moves_the_same_bytes(lab, pyz):
         other.stop()
 
 
+def test_splice_refused_by_seccomp_falls_back_to_copying(lab, pyz):
+    other = lab.start_proxy(pyz, CONFIG, name="seccomp", no_splice=True)
+    try:
+        test_connect_allowed_bytes_match(lab, other)
+        assert get(other, "http://allowed.test/bytes/300000")[2] == b"x" * 300000
+    finally:
+        other.stop()
+
+
 @pytest.mark.parametrize("version", ["3.8", "3.13"])
 def test_oldest_and_newest_python_serve_and_refuse_alike(lab, pyz, version):
     """Python 3.8 (no os.splice, older asyncio and ipaddress) and 3.13: the same answers."""
