@@ -19,7 +19,6 @@ The load average is printed with the figures: on a busy host every extra process
 """
 
 import os
-import socket
 import statistics
 import subprocess
 import sys

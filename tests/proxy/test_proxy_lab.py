@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from lab.proxylab import (LAN, LAN6, RANGE_ADDRS, WAN, WAN2, WAN6, read_head, read_response,
+from lab.proxylab import (LAN, RANGE_ADDRS, WAN, WAN2, WAN6, read_head, read_response,
                           unix_client)
 from conftest import find_python
 from proxy_setup import BLACKHOLE, CONFIG, EMBEDDED, RANGE_NAMES, lab, proxy  # noqa: F401 (fixtures)
