@@ -24,6 +24,7 @@ from ..firewall import rules
 from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
 from . import openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
+from . import egress_rows  # the "Egress (api-only)" group: the proxy, probed from the agent
 from .report import Row, SKIP
 
 
@@ -57,6 +58,20 @@ def dns_blocked(bridge, subnet, fw):
         except (ValueError, AssertionError):
             return False
     return blocked
+
+
+def api_only_rows(netns):
+    """api-only: the agent has no network of its own, so no probe runs from the claw-cage
+    network; the Egress rows probe from the agent's namespace. The container rows read the
+    api-only gateway service."""
+    why = "api-only profile: the agent has no network; the Egress rows probe its namespace"
+    if netns:
+        return [Row(container.SECTION, "container", SKIP, "test mode: network namespace %s, no "
+                    "container" % netns), Row(probe_plan.SECTION, "probes", SKIP, why)]
+    info, reason = container.find_gateway(egress_rows.SERVICE)
+    if info is None:
+        return [Row(container.SECTION, "container", SKIP, reason, needed=True)]
+    return container.inspect_rows(info) + [Row(probe_plan.SECTION, "probes", SKIP, why)]
 
 
 def probe_rows(netns, internet, bridge, subnet, fw, pinned=(), timeout=None):
@@ -102,20 +117,34 @@ def probe_rows(netns, internet, bridge, subnet, fw, pinned=(), timeout=None):
     return inspect + rows
 
 
+def policy_rows(local_only, netns):
+    """The OpenClaw policy rows, read in the api-only gateway service when that is installed."""
+    if netns or not egress_rows.installed():
+        return openclaw_policy.rows(local_only, netns)
+    info, why = container.find_gateway(egress_rows.SERVICE)
+    if info is None:
+        return openclaw_policy.skipped(why, local_only)
+    return openclaw_policy.rows(local_only, netns, info)
+
+
 def collect(directory, bridge, subnet, netns, internet, timeout=None):
     """Every row, in display order. Groups run concurrently; each group orders its own rows."""
     is_root = os.geteuid() == 0
     fw = firewall_rows.read_config()
     pinned = expected_dns(directory)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=5) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         host = pool.submit(firewall_rows.rows, bridge, subnet, is_root, fw)
         port = pool.submit(exposure.check_gateway_port, is_root)
         env = pool.submit(exposure.check_env, directory)
-        probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw, pinned, timeout)
+        if egress_rows.installed():
+            probe = pool.submit(api_only_rows, netns)
+        else:
+            probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw, pinned, timeout)
+        egress = pool.submit(egress_rows.rows, bridge, subnet, netns)
         advice = pool.submit(audit.run_all)
-        policy = pool.submit(openclaw_policy.rows, fw.local_only, netns)
+        policy = pool.submit(policy_rows, fw.local_only, netns)
         return host.result() + [port.result(), env.result()] + probe.result() + \
-            advice.result() + policy.result()
+            egress.result() + advice.result() + policy.result()
 
 
 def not_verified(rows):
