@@ -34,6 +34,9 @@ VALIDATE_ARGV = ["node", "dist/index.js", "proxy", "validate", "--json", "--prox
 OFF_LIST = ("example.net", "example.org")
 METADATA = "169.254.169.254"
 INTERNET_ADDRESS = "1.1.1.1"
+# A direct connection that found no way out, and one that got somewhere (a refusal is an answer)
+NO_WAY = ("ENETUNREACH", "EHOSTUNREACH", "ETIMEDOUT", "EACCES", "EPERM", "EADDRNOTAVAIL")
+REACHED = ("open", "ECONNREFUSED", "ECONNRESET")
 _WORD = re.compile(r"^[A-Za-z0-9_.:*-]{1,255}$")
 
 # One node process, every probe at once; one line per probe: "<index> <result>", where result
@@ -93,7 +96,8 @@ def config_row(cfg, why):
         return _row("proxy list", FAIL, why + ": run --firewall --profile api-only again")
     names = cfg["allow"]
     return _row("proxy list", PASS if names else WARN,
-                "%d names: %s" % (len(names), ", ".join(names)) if names else
+                "%d name%s: %s" % (len(names), "" if len(names) == 1 else "s", ", ".join(names))
+                if names else
                 "the list is empty: the agent reaches nothing (add --allow-domain NAME)")
 
 
@@ -235,13 +239,14 @@ def judge(plan, got):
             else:
                 rows.append(_row(check, FAIL, "%s: %s" % (what, "the tunnel OPENED" if
                                                           result == "HTTP 200" else result)))
-        else:   # closed: a direct connection must not open
-            if result == "open":
-                rows.append(_row(check, FAIL, "%s OPENED: the agent has a network of its own"
-                                 % what))
-            elif not control:
-                rows.append(_row(check, SKIP, "%s: %s, but the control did not open either"
-                                 % (what, result), needed=True))
+        else:   # closed: a direct connection must find no way out
+            if result in REACHED:
+                rows.append(_row(check, FAIL, "%s: %s, a packet got there: the agent has a "
+                                 "network of its own" % (what, result)))
+            elif result not in NO_WAY or not control:
+                rows.append(_row(check, SKIP, "%s: %s, which tells nothing%s" % (
+                    what, result, "" if control else " (and the control did not open)"),
+                                 needed=True))
             else:
                 rows.append(_row(check, PASS, "%s: %s" % (what, result)))
     return rows
