@@ -1,6 +1,6 @@
 """Running the built program's --firewall --profile api-only for real, without touching the host.
 
-Each run gets a private mount namespace whose /etc and /usr/local/lib are overlays (writes land
+Each run gets a private mount namespace whose /etc, /usr/local/lib and /run are overlays (writes land
 in a temporary upper directory; the real ones stay untouched), inside the namespace lab's host
 namespace (its own, empty firewall). No systemd runs here, so the unit is written, not started.
 """
@@ -13,7 +13,7 @@ import subprocess
 
 from conftest import PYTHON, ROOT
 
-OVERLAID = ("/etc", "/usr/local/lib")
+OVERLAID = ("/etc", "/usr/local/lib", "/run")
 ENV_TEXT = ("# keys\nANTHROPIC_API_KEY=sk-ant-secret-value-123\nOPENAI_API_KEY=\n"
             "export GROQ_API_KEY='gsk-secret-value-456'\nOPENCLAW_GATEWAY_TOKEN=tok-secret-789\n"
             "CLAW_DNS=1.1.1.1\n")
@@ -29,20 +29,22 @@ def upper(base, path):
     raise ValueError(path)
 
 
-def run(base, argv, netns=None, env=None, timeout=120):
-    """argv in a private mount namespace with OVERLAID as overlays under base (and in netns)."""
+def run(base, argv, netns=None, env=None, timeout=120, overlaid=OVERLAID):
+    """argv in netns, in a private mount namespace with `overlaid` as overlays under base.
+    The namespace is entered first: /run/netns seen through an overlay of /run is no longer
+    a namespace. A run that itself enters namespaces (--verify's test mode) leaves /run out."""
     mounts = []
-    for top in OVERLAID:
+    for top in overlaid:
         d = os.path.join(base, top.strip("/").replace("/", "_"))
         for sub in ("upper", "work"):
             os.makedirs(os.path.join(d, sub), exist_ok=True)
         mounts.append("mount -t overlay overlay -o lowerdir=%s,upperdir=%s/upper,workdir=%s/work "
                       "%s" % (top, d, d, top))
     script = "mount --make-rprivate / && %s && exec \"$@\"" % " && ".join(mounts)
-    inner = (["ip", "netns", "exec", netns] if netns else []) + list(argv)
     full = dict(os.environ, **(env or {}))
     full.pop("SUDO_UID", None)
-    return subprocess.run(["unshare", "-m", "sh", "-c", script, "sh"] + inner,
+    outer = ["ip", "netns", "exec", netns] if netns else []
+    return subprocess.run(outer + ["unshare", "-m", "sh", "-c", script, "sh"] + list(argv),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=timeout, env=full)
 

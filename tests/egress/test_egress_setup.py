@@ -208,6 +208,11 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     st = os.lstat(upper(base, "/usr/local/lib/claw-cage"))
     assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755
     assert digest(upper(base, COPY)) == digest(pyz)
+    # no systemd: the socket folders the unit would make, for the foreground command
+    for sub, owner in (("egress", 0), ("gateway", 1000)):
+        st = os.lstat(upper(base, "/run/claw-cage/" + sub))
+        assert stat.S_ISDIR(st.st_mode) and st.st_uid == owner and \
+            stat.S_IMODE(st.st_mode) == 0o755
     assert open(upper(base, UNIT)).read() == unit.TEXT
     assert os.readlink(upper(base, WANTS)) == UNIT
     # the firewall's own persistence is there too: the bridge keeps its rules

@@ -85,6 +85,17 @@ def _link(target, path):
     os.replace(tmp, path)
 
 
+def _run_dirs():
+    for sub, owner in (("egress", 0), ("gateway", unit.CONTAINER_UID)):
+        path = os.path.join(config.RUN_DIR, sub)
+        os.makedirs(path, 0o755, exist_ok=True)
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise TargetError("%s is not a directory: remove it, then run this again" % path)
+        os.chown(path, owner, owner)
+        os.chmod(path, 0o755)
+
+
 def describe(plan):
     """The lines the summary prints: the list, each name with why it is there."""
     return ["  %s  (%s)" % (n, plan.why[n]) for n in plan.names]
@@ -109,6 +120,9 @@ def install(plan, ui, dry_run=False):
         for argv in (["systemctl", "daemon-reload"],
                      ["systemctl", "restart", unit.UNIT_NAME]):
             actions.append(("$ " + " ".join(argv), lambda argv=argv: runner.run(argv)))
+    else:   # what RuntimeDirectory and ExecStartPre do, for the foreground command
+        actions.append(("mkdir %s/egress; %s/gateway owned by uid %d"
+                        % (config.RUN_DIR, config.RUN_DIR, unit.CONTAINER_UID), _run_dirs))
     actions.append(("set %s=%s in %s" % (envfile.KEY, envfile.API_ONLY,
                                          envfile.path_of(plan.directory)),
                     lambda: envfile.edit(plan.directory, envfile.with_compose_file)))
