@@ -25,15 +25,14 @@ def skipped(reason, needed=False):
     return [_row(name, SKIP, reason, needed) for name in CHECKS]
 
 
-def find_gateway(service=SERVICE):
-    """(inspect dict, None) of the running gateway container, or (None, reason to skip).
-    service: the compose service (api-only names it openclaw-gateway)."""
+def find_gateway():
+    """(inspect dict, None) of the running gateway container, or (None, reason to skip)."""
     if not runner.which("docker"):
         return None, "docker is not installed"
     try:
         ps = runner.run(["docker", "ps", "-q", "--no-trunc",
                          "--filter", "label=com.docker.compose.project=" + PROJECT,
-                         "--filter", "label=com.docker.compose.service=" + service],
+                         "--filter", "label=com.docker.compose.service=" + SERVICE],
                         check=False, timeout=10)
     except runner.CommandError as err:
         return None, "Docker does not answer: %s" % failure(err, 10)

@@ -26,7 +26,6 @@ from .probes import brief, failure
 from .report import Row, PASS, FAIL, WARN, SKIP
 
 SECTION = "Egress (api-only)"
-SERVICE = "openclaw-gateway"
 PROBE_MS = 3000
 EXEC_TIMEOUT = 30
 VALIDATE_ARGV = ["node", "dist/index.js", "proxy", "validate", "--json", "--proxy-url",
@@ -281,7 +280,7 @@ def rows(bridge, subnet, netns=None):
     if netns:
         prefix, cid = ["ip", "netns", "exec", netns], None
     else:
-        info, why = container.find_gateway(SERVICE)
+        info, why = container.find_gateway()
         if info is None:
             return out + [_row("agent namespace", SKIP, why, needed=True)]
         cid = info.get("Id") or ""

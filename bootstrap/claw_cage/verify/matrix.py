@@ -62,13 +62,13 @@ def dns_blocked(bridge, subnet, fw):
 
 def api_only_rows(netns):
     """api-only: the agent has no network of its own, so no probe runs from the claw-cage
-    network; the Egress rows probe from the agent's namespace. The container rows read the
-    api-only gateway service."""
+    network; the Egress rows probe from the agent's namespace. The gateway's hardening is read
+    as usual; its DNS row does not apply (nothing resolves inside)."""
     why = "api-only profile: the agent has no network; the Egress rows probe its namespace"
     if netns:
         return [Row(container.SECTION, "container", SKIP, "test mode: network namespace %s, no "
                     "container" % netns), Row(probe_plan.SECTION, "probes", SKIP, why)]
-    info, reason = container.find_gateway(egress_rows.SERVICE)
+    info, reason = container.find_gateway()
     if info is None:
         return [Row(container.SECTION, "container", SKIP, reason, needed=True)]
     return container.inspect_rows(info) + [Row(probe_plan.SECTION, "probes", SKIP, why)]
@@ -117,16 +117,6 @@ def probe_rows(netns, internet, bridge, subnet, fw, pinned=(), timeout=None):
     return inspect + rows
 
 
-def policy_rows(local_only, netns):
-    """The OpenClaw policy rows, read in the api-only gateway service when that is installed."""
-    if netns or not egress_rows.installed():
-        return openclaw_policy.rows(local_only, netns)
-    info, why = container.find_gateway(egress_rows.SERVICE)
-    if info is None:
-        return openclaw_policy.skipped(why, local_only)
-    return openclaw_policy.rows(local_only, netns, info)
-
-
 def collect(directory, bridge, subnet, netns, internet, timeout=None):
     """Every row, in display order. Groups run concurrently; each group orders its own rows."""
     is_root = os.geteuid() == 0
@@ -142,7 +132,7 @@ def collect(directory, bridge, subnet, netns, internet, timeout=None):
             probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw, pinned, timeout)
         egress = pool.submit(egress_rows.rows, bridge, subnet, netns)
         advice = pool.submit(audit.run_all)
-        policy = pool.submit(policy_rows, fw.local_only, netns)
+        policy = pool.submit(openclaw_policy.rows, fw.local_only, netns)
         return host.result() + [port.result(), env.result()] + probe.result() + \
             egress.result() + advice.result() + policy.result()
 
