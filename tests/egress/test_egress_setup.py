@@ -255,6 +255,17 @@ def test_json_names_the_list(pyz, tmp_path, lab):
     assert "or-secret" not in proc.stdout + proc.stderr
 
 
+def test_a_users_own_compose_file_is_refused_before_any_change(pyz, tmp_path, lab):
+    d = install_dir(tmp_path / "home", env_text="COMPOSE_FILE=mine.yml:other.yml\n")
+    before = lab.save(4), digest(os.path.join(d, ".env"))
+    base = str(tmp_path / "ov")
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--dir", d)
+    assert proc.returncode == 5, proc.stderr
+    assert "already chooses mine.yml:other.yml" in proc.stderr
+    assert (lab.save(4), digest(os.path.join(d, ".env"))) == before
+    assert written(base) == []
+
+
 def test_run_from_a_pipe_is_refused_before_any_change(pyz, tmp_path, lab):
     d = install_dir(tmp_path / "home")
     before = lab.save(4), digest(os.path.join(d, ".env"))

@@ -49,10 +49,15 @@ def without_compose_file(text):
                    if not (_VALUE.match(l) and _VALUE.match(l).group(1) == API_ONLY))
 
 
-def chosen(text):
-    """Whether text's COMPOSE_FILE (the last one) is the api-only file."""
+def current(text):
+    """The value of text's COMPOSE_FILE (the last one wins), or None."""
     values = [m.group(1) for m in map(_VALUE.match, text.splitlines()) if m]
-    return bool(values) and values[-1] == API_ONLY
+    return values[-1] if values else None
+
+
+def chosen(text):
+    """Whether text's COMPOSE_FILE is the api-only file."""
+    return current(text) == API_ONLY
 
 
 def edit(directory, change):

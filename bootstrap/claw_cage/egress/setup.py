@@ -9,7 +9,7 @@ starts the service through systemctl (where systemd runs), and sets COMPOSE_FILE
 import os
 import stat
 
-from .. import paths, runner
+from .. import paths, runner, safefile
 from ..errors import PrereqError, TargetError
 from . import config, domains, envfile, unit
 
@@ -38,6 +38,12 @@ def _check_root_dir(path):
 def prepare(args):
     directory = paths.install_dir(args.dir)
     names, why, unknown = domains.default_list(directory, args.allow_domain)
+    env_text = safefile.read_text(envfile.path_of(directory)) or ""
+    own = envfile.current(env_text)
+    if own not in (None, envfile.API_ONLY):
+        raise TargetError("COMPOSE_FILE in %s already chooses %s: api-only sets it to %s; "
+                          "remove that line (or set it yourself), then run this again"
+                          % (envfile.path_of(directory), own or "something", envfile.API_ONLY))
     program = paths.program_file()
     if program is None:
         raise PrereqError("--profile api-only installs this program as a service: run the "
