@@ -231,6 +231,11 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     assert proc.returncode == 0, proc.stderr
     assert open(env, "rb").read() == now
 
+    proc = firewall(pyz, base, lab, "--dir", d)   # the internet profile: the proxy stays, said
+    assert proc.returncode == 0, proc.stderr
+    assert "egress proxy is still installed" in proc.stdout
+    assert os.path.exists(upper(base, PROXY_JSON))
+
     proc = firewall(pyz, base, lab, "--remove", "--dir", d)
     assert proc.returncode == 0, proc.stderr
     assert "egress proxy removed" in proc.stdout

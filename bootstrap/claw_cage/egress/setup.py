@@ -117,13 +117,15 @@ def install(plan, ui, dry_run=False):
                   _write_atomic(unit.PROGRAM, _read_program(plan.program)))),
     ]
     have_units = os.path.isdir(unit.UNIT_DIR)
-    if have_units:
-        actions += [("write %s" % unit.UNIT, lambda: _write_atomic(unit.UNIT, unit.TEXT.encode())),
-                    ("ln -sf %s %s (what `systemctl enable` does)" % (unit.UNIT, unit.WANTS),
-                     lambda: _link(unit.UNIT, unit.WANTS))]
     running = systemd_running()
-    if running:
-        for argv in (["systemctl", "daemon-reload"],
+    if have_units:
+        actions.append(("write %s" % unit.UNIT,
+                        lambda: _write_atomic(unit.UNIT, unit.TEXT.encode())))
+    if have_units and not running:   # systemd reads the link at its next start
+        actions.append(("ln -sf %s %s (what `systemctl enable` does)" % (unit.UNIT, unit.WANTS),
+                        lambda: _link(unit.UNIT, unit.WANTS)))
+    if running:   # restart, not start: a re-run's new list and program take effect
+        for argv in (["systemctl", "daemon-reload"], ["systemctl", "enable", unit.UNIT_NAME],
                      ["systemctl", "restart", unit.UNIT_NAME]):
             actions.append(("$ " + " ".join(argv), lambda argv=argv: runner.run(argv)))
     else:   # what RuntimeDirectory and ExecStartPre do, for the foreground command

@@ -394,7 +394,12 @@ def main(args):
                     % result.get("bridge", "the claw-cage bridge"))
             result["egress"] = egress.install(plan, ui, args.dry_run)
             return result
-        return apply(args, ui)
+        result = apply(args, ui)
+        from .. import egress
+        if egress.installed():
+            ui.warn("the api-only egress proxy is still installed (and COMPOSE_FILE in .env may "
+                    "still choose it): --firewall --remove takes it out")
+        return result
     except runner.CommandError as err:
         # a command that failed outside the planned transaction steps: the firewall's error
         # (exit 6), not an internal one
