@@ -148,3 +148,26 @@ def test_an_agent_with_a_route_out_fails_the_direct_rows(pyz, cage):
     assert got["direct LAN fails"] == "fail", rows["direct LAN fails"]
     # the proxy itself still refuses: those rows are not what failed
     assert got["off-list name refused"] == "pass" and got["metadata refused"] == "pass"
+
+
+def test_no_gateway_to_look_into_is_incomplete_never_ok(pyz, cage, tmp_path):
+    """Outside test mode the probes go through `docker exec` into the gateway: with no docker
+    to ask, the namespace rows are a needed skip, and the run is not ok."""
+    base, cfg_path, d = cage
+    bin_dir = tmp_path / "bin"   # the host's programs, docker left out
+    bin_dir.mkdir()
+    for folder in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
+        for name in os.listdir(folder):
+            if not name.startswith("docker") and not (bin_dir / name).exists():
+                os.symlink(os.path.join(folder, name), str(bin_dir / name))
+    with Agent() as agent:
+        agent.start_proxy(pyz, cfg_path)
+        proc = run(base, [PYTHON, pyz, "--verify", "--json", "--dir", d], netns=agent.ns,
+                   env={"PATH": str(bin_dir), "CLAW_CAGE_INTERNET_PROBE": "off"},
+                   overlaid=("/etc",))
+    rows = {r["check"]: r for r in json.loads(proc.stdout)}
+    assert proc.returncode != 0
+    assert rows["agent namespace"]["status"] == "skip"
+    assert "docker is not installed" in rows["agent namespace"]["detail"]
+    assert rows["proxy answers"]["status"] == "pass"
+    assert not [c for c in EGRESS_CHECKS[3:] if c in rows]   # nothing judged without a look
