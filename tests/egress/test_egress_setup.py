@@ -284,3 +284,14 @@ def test_run_from_a_pipe_is_refused_before_any_change(pyz, tmp_path, lab):
     assert proc.returncode == 3, proc.stderr
     assert b"not a pipe" in proc.stderr
     assert (lab.save(4), digest(os.path.join(d, ".env"))) == before
+
+
+def test_a_failure_after_the_firewall_says_what_is_left(pyz, tmp_path, lab):
+    d = install_dir(tmp_path / "home")
+    base = str(tmp_path / "ov")
+    os.makedirs(upper(base, PROXY_JSON))   # a folder where proxy.json goes: the write fails
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--no-persist", "--dir", d)
+    assert proc.returncode == 5, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert PROXY_JSON in line and "the firewall rules are applied" in line
+    assert b"COMPOSE_FILE" not in open(os.path.join(d, ".env"), "rb").read()

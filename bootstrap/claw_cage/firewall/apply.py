@@ -392,7 +392,12 @@ def main(args):
             ui.info("  api-only: the agent's namespace has no network; these rules are the "
                     "second layer for anything attached to %s"
                     % result.get("bridge", "the claw-cage bridge"))
-            result["egress"] = egress.install(plan, ui, args.dry_run)
+            try:
+                result["egress"] = egress.install(plan, ui, args.dry_run)
+            except ClawCageError as err:   # systemctl or a file: say what state is left
+                raise ClawCageError("%s; the firewall rules are applied but the egress proxy is "
+                                    "not complete: fix that and run this again" % err,
+                                    err.exit_code)
             return result
         result = apply(args, ui)
         from .. import egress
