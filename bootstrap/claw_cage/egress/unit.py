@@ -35,6 +35,8 @@ TEXT = """\
 Description=claw-cage egress proxy (the agent reaches only the listed domains)
 After=network.target
 Before=docker.service
+StartLimitIntervalSec=60
+StartLimitBurst=10
 
 [Service]
 Type=simple
