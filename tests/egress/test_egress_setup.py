@@ -295,3 +295,35 @@ def test_a_failure_after_the_firewall_says_what_is_left(pyz, tmp_path, lab):
     line = proc.stderr.strip().splitlines()[-1]
     assert PROXY_JSON in line and "the firewall rules are applied" in line
     assert b"COMPOSE_FILE" not in open(os.path.join(d, ".env"), "rb").read()
+
+
+CLIENT = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect("/run/claw-cage/egress/proxy.sock")
+s.sendall(b"CONNECT %s:443 HTTP/1.1\r\nHost: x\r\n\r\n" % sys.argv[1].encode())
+print(s.recv(64).split(b"\r\n")[0].decode())
+"""
+
+
+def test_the_foreground_command_serves_the_container_uid(pyz, tmp_path, lab):
+    """What a host without systemd runs: the printed command, as root, on the files the run
+    wrote; the container's uid 1000 connects to its socket and gets the list's verdicts."""
+    d = install_dir(tmp_path / "home", env_text="", channels=())
+    base = str(tmp_path / "ov")
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--allow-domain", "allowed.test",
+                    "--no-persist", "--dir", d)
+    assert proc.returncode == 0, proc.stderr
+    script = """
+        %s 2>"$1" & pid=$!
+        i=0; while [ ! -S /run/claw-cage/egress/proxy.sock ] && [ $i -lt 100 ]; do
+            sleep 0.1; i=$((i+1)); done
+        setpriv --reuid=1000 --regid=1000 --clear-groups %s -c '%s' off-list.test
+        kill $pid; wait $pid
+    """ % (unit.foreground_command(), PYTHON, CLIENT)
+    log = str(tmp_path / "proxy.log")
+    proc = run(base, ["sh", "-c", script, "sh", log], netns=lab.host)
+    assert proc.stdout.strip().startswith("HTTP/1.1 403"), (proc.stdout, proc.stderr,
+                                                             open(log).read())
+    assert "listening on unix:/run/claw-cage/egress/proxy.sock" in open(log).read()
