@@ -269,6 +269,20 @@ def validate_row(cid):
                 "docker exec <gateway> %s" % (res.returncode, " ".join(VALIDATE_ARGV)))
 
 
+def instead_of_probes(netns):
+    """The container and probe groups under api-only: the agent has no network of its own, so
+    no probe runs from the claw-cage network (these rows probe its namespace instead). The
+    gateway's hardening is read as usual; its DNS row does not apply (nothing resolves inside)."""
+    why = "api-only profile: the agent has no network; the Egress rows probe its namespace"
+    if netns:
+        return [Row(container.SECTION, "container", SKIP, "test mode: network namespace %s, no "
+                    "container" % netns), Row(probe_plan.SECTION, "probes", SKIP, why)]
+    info, reason = container.find_gateway()
+    if info is None:
+        return [Row(container.SECTION, "container", SKIP, reason, needed=True)]
+    return container.inspect_rows(info) + [Row(probe_plan.SECTION, "probes", SKIP, why)]
+
+
 def rows(bridge, subnet, netns=None):
     """Every egress row; [] when the api-only profile is not installed."""
     if not installed():

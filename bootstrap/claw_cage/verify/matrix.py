@@ -60,20 +60,6 @@ def dns_blocked(bridge, subnet, fw):
     return blocked
 
 
-def api_only_rows(netns):
-    """api-only: the agent has no network of its own, so no probe runs from the claw-cage
-    network; the Egress rows probe from the agent's namespace. The gateway's hardening is read
-    as usual; its DNS row does not apply (nothing resolves inside)."""
-    why = "api-only profile: the agent has no network; the Egress rows probe its namespace"
-    if netns:
-        return [Row(container.SECTION, "container", SKIP, "test mode: network namespace %s, no "
-                    "container" % netns), Row(probe_plan.SECTION, "probes", SKIP, why)]
-    info, reason = container.find_gateway()
-    if info is None:
-        return [Row(container.SECTION, "container", SKIP, reason, needed=True)]
-    return container.inspect_rows(info) + [Row(probe_plan.SECTION, "probes", SKIP, why)]
-
-
 def probe_rows(netns, internet, bridge, subnet, fw, pinned=(), timeout=None):
     """Rows of the packet probes, sent from the claw-cage network: a throwaway container next
     to the gateway, or (test mode) the namespace named by CLAW_CAGE_PROBE_NETNS.
@@ -127,7 +113,7 @@ def collect(directory, bridge, subnet, netns, internet, timeout=None):
         port = pool.submit(exposure.check_gateway_port, is_root)
         env = pool.submit(exposure.check_env, directory)
         if egress_rows.installed():
-            probe = pool.submit(api_only_rows, netns)
+            probe = pool.submit(egress_rows.instead_of_probes, netns)
         else:
             probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw, pinned, timeout)
         egress = pool.submit(egress_rows.rows, bridge, subnet, netns)
