@@ -71,9 +71,11 @@ def build_parser():
     g.add_argument("--allow", metavar="SPEC", action="append", default=[],
                    help="also allow ADDRESS[/PREFIX][:PORT] beyond the host, or host:PORT "
                         "on the host itself; repeatable")
-    g.add_argument("--profile", choices=("internet", "local-only"), default=None,
+    g.add_argument("--profile", choices=("internet", "local-only", "api-only"), default=None,
                    help="internet (default): reach the internet, not the LAN; "
-                        "local-only: reach only --allow destinations")
+                        "local-only: reach only --allow destinations; "
+                        "api-only: no network of its own, only listed domains through "
+                        "claw-cage's egress proxy")
     g.add_argument("--no-persist", action="store_true",
                    help="apply now but do not restore the rules at boot")
     g.add_argument("--remove", action="store_true",
@@ -86,11 +88,36 @@ def build_parser():
                         "blocked addresses, or cloud metadata with a port: the LAN is then NOT "
                         "fully blocked")
 
+    add_egress_options(g)
+
     g = p.add_argument_group("--verify options")
     g.add_argument("--json", action="store_true",
                    help="print the results as JSON (also for install and --firewall: one "
                         "object on stdout, the human lines on stderr)")
     return p
+
+
+# -- api-only: the egress proxy's domain list ---------------------------------------------------
+def add_egress_options(g):
+    g.add_argument("--allow-domain", metavar="NAME", action="append", default=[],
+                   type=_domain,
+                   help="--profile api-only: also let the agent reach NAME (or *.SUFFIX, its "
+                        "subdomains) on port 443 through the egress proxy; repeatable")
+
+
+def _domain(text):
+    from .egress.domains import check_name   # stdlib only, small: fine at parse time
+    try:
+        return check_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err))
+
+
+def check_egress_combinations(p, args):
+    if args.allow_domain and args.profile != "api-only":
+        p.error("--allow-domain needs --profile api-only")
+    if args.profile == "api-only" and not args.firewall:
+        p.error("--profile api-only is a --firewall profile")
 
 
 # -- seed 003's other layers: --harden-docker and --proxmox (issue 12) -------------------------
@@ -155,6 +182,7 @@ def check_layer_combinations(p, args):
 
 def check_combinations(p, args):
     """Options that belong to one mode are refused in the others, instead of being ignored."""
+    check_egress_combinations(p, args)
     if check_layer_combinations(p, args):
         return
     firewall_only = [("--allow", bool(args.allow)), ("--profile", args.profile is not None),
@@ -166,6 +194,7 @@ def check_combinations(p, args):
         wrong = install_only + verify_only
         if args.remove:
             wrong += [(n, v) for n, v in firewall_only if n != "--remove"]
+            wrong.append(("--allow-domain", bool(args.allow_domain)))
     elif args.verify:
         wrong = install_only + firewall_only + [("--dry-run", args.dry_run)]
     else:

@@ -63,8 +63,10 @@ def load_config(args, ui):
                 % (directory, bridge_name, subnet))
     bridge.check(bridge_name)
     config = rules.default_config(bridge_name, subnet)
-    config = config._replace(allows=allow.parse_all(args.allow),
-                             profile=args.profile or "internet")
+    # api-only: the agent's namespace has no interface; the bridge keeps the internet
+    # profile's rules as a second layer for anything still attached to it
+    profile = "internet" if args.profile in (None, "api-only") else args.profile
+    config = config._replace(allows=allow.parse_all(args.allow), profile=profile)
     allow.check(config.allows, _host_networks(config), config.profile,
                 wide=getattr(args, "unsafe_wide_allow", False))
     return config
@@ -377,8 +379,32 @@ def main(args):
         raise PrereqError(NOT_ROOT)
     try:
         if args.remove:
-            return remove(args, ui)
-        return apply(args, ui)
+            from .. import egress
+            egress_changed = egress.remove(args, ui, args.dry_run)   # before: /etc/claw-cage
+            result = remove(args, ui)                                # may then be empty
+            if egress_changed:
+                result.update(changed=True, egress_removed=True)
+            return result
+        if args.profile == "api-only":
+            from .. import egress
+            plan = egress.prepare(args)   # every check first: a refusal changes nothing
+            result = apply(args, ui)
+            ui.info("  api-only: the agent's namespace has no network; these rules are the "
+                    "second layer for anything attached to %s"
+                    % result.get("bridge", "the claw-cage bridge"))
+            try:
+                result["egress"] = egress.install(plan, ui, args.dry_run)
+            except ClawCageError as err:   # systemctl or a file: say what state is left
+                raise ClawCageError("%s; the firewall rules are applied but the egress proxy is "
+                                    "not complete: fix that and run this again" % err,
+                                    err.exit_code)
+            return result
+        result = apply(args, ui)
+        from .. import egress
+        if egress.installed():
+            ui.warn("the api-only egress proxy is still installed (and COMPOSE_FILE in .env may "
+                    "still choose it): --firewall --remove takes it out")
+        return result
     except runner.CommandError as err:
         # a command that failed outside the planned transaction steps: the firewall's error
         # (exit 6), not an internal one

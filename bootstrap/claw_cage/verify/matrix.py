@@ -24,6 +24,7 @@ from ..firewall import rules
 from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
 from . import openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
+from . import egress_rows  # the "Egress (api-only)" group: the proxy, probed from the agent
 from .report import Row, SKIP
 
 
@@ -107,15 +108,19 @@ def collect(directory, bridge, subnet, netns, internet, timeout=None):
     is_root = os.geteuid() == 0
     fw = firewall_rows.read_config()
     pinned = expected_dns(directory)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=5) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
         host = pool.submit(firewall_rows.rows, bridge, subnet, is_root, fw)
         port = pool.submit(exposure.check_gateway_port, is_root)
         env = pool.submit(exposure.check_env, directory)
-        probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw, pinned, timeout)
+        if egress_rows.installed():
+            probe = pool.submit(egress_rows.instead_of_probes, netns)
+        else:
+            probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw, pinned, timeout)
+        egress = pool.submit(egress_rows.rows, bridge, subnet, netns)
         advice = pool.submit(audit.run_all)
         policy = pool.submit(openclaw_policy.rows, fw.local_only, netns)
         return host.result() + [port.result(), env.result()] + probe.result() + \
-            advice.result() + policy.result()
+            egress.result() + advice.result() + policy.result()
 
 
 def not_verified(rows):

@@ -1,0 +1,110 @@
+"""The names the api-only proxy lets the agent reach: what .env and openclaw.json configure,
+plus --allow-domain.
+
+Providers count when their key in .env has a value; channels when openclaw.json has a
+`channels.<name>` entry that is not `"enabled": false`. Both files live in the user's install
+directory and are read with safefile (no symlink, no FIFO, size-capped); a value of .env is
+never kept, printed or logged: only whether it is set.
+"""
+
+import json
+import os
+import re
+
+from .. import dotenv, safefile
+from ..errors import TargetError
+
+# .env key -> the API host OpenClaw calls for that provider (OpenClaw's docs/providers/*.md)
+PROVIDERS = (
+    ("ANTHROPIC_API_KEY", "api.anthropic.com"),
+    ("OPENAI_API_KEY", "api.openai.com"),
+    ("OPENROUTER_API_KEY", "openrouter.ai"),
+    ("GEMINI_API_KEY", "generativelanguage.googleapis.com"),
+    ("GROQ_API_KEY", "api.groq.com"),
+)
+
+# openclaw.json channel -> the hosts its client talks to
+CHANNELS = {
+    "telegram": ("api.telegram.org",),
+    "discord": ("discord.com", "gateway.discord.gg", "cdn.discordapp.com"),
+    "slack": ("slack.com", "*.slack.com"),
+}
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def check_name(text):
+    """The name, lowercased without a final dot, when it is a DNS name with at least two labels
+    or `*.` and such a name; ValueError (one line) otherwise. IP addresses are refused: the
+    list is of names (an address goes through --allow)."""
+    name = text.strip().lower().rstrip(".")
+    wild = name.startswith("*.")
+    labels = (name[2:] if wild else name).split(".")
+    if (len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(l) for l in labels)
+            or labels[-1].isdigit()):
+        raise ValueError("not a domain name (NAME or *.SUFFIX, e.g. api.example.com or "
+                         "*.example.com): %r" % text[:80])
+    return name
+
+
+def from_env(values):
+    """[(host, why)] of the providers whose key has a value in {key: value}."""
+    return [(host, key) for key, host in PROVIDERS if values.get(key)]
+
+
+def from_openclaw(cfg):
+    """[(host, why)] of the channels configured in the parsed openclaw.json; and the names of
+    configured channels claw-cage knows no host for."""
+    found, unknown = [], []
+    channels = cfg.get("channels") if isinstance(cfg, dict) else None
+    for name, entry in sorted((channels or {}).items() if isinstance(channels, dict) else []):
+        if isinstance(entry, dict) and entry.get("enabled") is False:
+            continue
+        hosts = CHANNELS.get(name)
+        if hosts is None:
+            unknown.append(name)
+        found += [(h, "channel " + name) for h in hosts or ()]
+    return found, unknown
+
+
+def read_env(directory):
+    """{key: value} of DIR/.env by Compose's rules, without the process environment (a key
+    alone on a line counts as unset); {} when there is no .env."""
+    path = os.path.join(directory, ".env")
+    text = safefile.read_text(path)
+    if text is None:
+        return {}
+    try:
+        return dotenv.parse(text, environ={})
+    except dotenv.DotenvError as err:
+        raise TargetError("%s: %s" % (path, err))
+
+
+def read_openclaw(directory):
+    """The parsed DIR/openclaw.json ({} when absent). JSON with // and /* */ comments."""
+    path = os.path.join(directory, "openclaw.json")
+    text = safefile.read_text(path)
+    if text is None:
+        return {}
+    plain = re.sub(r'"(?:\\.|[^"\\])*"|//[^\n]*|/\*.*?\*/',
+                   lambda m: m.group(0) if m.group(0).startswith('"') else "", text, flags=re.S)
+    try:
+        cfg = json.loads(plain)
+    except ValueError as err:
+        raise TargetError("%s is not valid JSON (line %d): fix it, then run this again"
+                          % (path, getattr(err, "lineno", 0)))
+    return cfg if isinstance(cfg, dict) else {}
+
+
+def default_list(directory, extra=()):
+    """(names in order without repeats, {name: why}, [channels with no known host]).
+    extra: --allow-domain names, already checked."""
+    found = from_env(read_env(directory))
+    channels, unknown = from_openclaw(read_openclaw(directory))
+    found += channels + [(n, "--allow-domain") for n in extra]
+    names, why = [], {}
+    for name, reason in found:
+        if name not in why:
+            names.append(name)
+            why[name] = reason
+    return names, why, unknown

@@ -1,0 +1,226 @@
+"""--firewall --profile api-only: install the egress proxy; --firewall --remove: take it out.
+
+prepare() reads and checks everything first (the domain list, the program file, the folders)
+and changes nothing, so a refusal leaves the host as it was. install() then writes
+/etc/claw-cage/proxy.json, the root-owned copy of the program, the unit and its enable link,
+starts the service through systemctl (where systemd runs), and sets COMPOSE_FILE in .env.
+"""
+
+import os
+import stat
+
+from .. import paths, runner, safefile
+from ..errors import PrereqError, TargetError
+from . import config, domains, envfile, unit
+
+
+class Plan:
+    __slots__ = ("directory", "names", "why", "unknown", "program")
+
+    def __init__(self, directory, names, why, unknown, program):
+        self.directory, self.names, self.why = directory, names, why
+        self.unknown, self.program = unknown, program
+
+
+def systemd_running():
+    return os.path.isdir("/run/systemd/system")
+
+
+def _check_root_dir(path):
+    """A folder root runs or reads config from: root's, writable only by root."""
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or \
+            st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise TargetError("%s must be a directory owned by root and writable only by root; "
+                          "fix or remove it, then run this again" % path)
+
+
+def prepare(args):
+    directory = paths.install_dir(args.dir)
+    names, why, unknown = domains.default_list(directory, args.allow_domain)
+    env_text = safefile.read_text(envfile.path_of(directory)) or ""
+    own = envfile.current(env_text)
+    if own not in (None, envfile.API_ONLY):
+        raise TargetError("COMPOSE_FILE in %s already chooses %s: api-only sets it to %s; "
+                          "remove that line (or set it yourself), then run this again"
+                          % (envfile.path_of(directory), own or "something", envfile.API_ONLY))
+    program = paths.program_file()
+    if program is None:
+        raise PrereqError("--profile api-only installs this program as a service: run the "
+                          "claw-cage.pyz file (sudo python3 ~/claw-cage/claw-cage.pyz ...), "
+                          "not a pipe")
+    for folder in (config.ETC_DIR, unit.LIB_DIR):
+        if os.path.lexists(folder):
+            _check_root_dir(folder)
+    return Plan(directory, names, why, unknown, program)
+
+
+def _write_atomic(path, data, mode=0o644):
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        os.fchmod(fd, mode)
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except OSError:
+        os.unlink(tmp)
+        raise
+
+
+def _mkdir(path):
+    if not os.path.lexists(path):
+        os.makedirs(path, 0o755)
+        os.chmod(path, 0o755)  # nosec B103: root's, readable like the rest of /etc and /usr
+    _check_root_dir(path)
+
+
+def _read_program(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _link(target, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+
+
+def _run_dirs():
+    for sub, owner in (("egress", 0), ("gateway", unit.CONTAINER_UID)):
+        path = os.path.join(config.RUN_DIR, sub)
+        os.makedirs(path, 0o755, exist_ok=True)
+        st = os.lstat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            raise TargetError("%s is not a directory: remove it, then run this again" % path)
+        os.chown(path, owner, owner)
+        os.chmod(path, 0o755)  # nosec B103: a folder others must enter to reach the sockets
+
+
+def describe(plan):
+    """The lines the summary prints: the list, each name with why it is there."""
+    return ["  %s  (%s)" % (n, plan.why[n]) for n in plan.names]
+
+
+def install(plan, ui, dry_run=False):
+    actions = [
+        ("write %s (the domain list)" % config.PATH,
+         lambda: (_mkdir(config.ETC_DIR),
+                  _write_atomic(config.PATH, config.render(plan.names).encode()))),
+        ("copy %s to %s (root-owned)" % (plan.program, unit.PROGRAM),
+         lambda: (_mkdir(unit.LIB_DIR),
+                  _write_atomic(unit.PROGRAM, _read_program(plan.program)))),
+    ]
+    have_units = os.path.isdir(unit.UNIT_DIR)
+    running = systemd_running()
+    if have_units:
+        actions.append(("write %s" % unit.UNIT,
+                        lambda: _write_atomic(unit.UNIT, unit.TEXT.encode())))
+    if have_units and not running:   # systemd reads the link at its next start
+        actions.append(("ln -sf %s %s (what `systemctl enable` does)" % (unit.UNIT, unit.WANTS),
+                        lambda: _link(unit.UNIT, unit.WANTS)))
+    if running:   # restart, not start: a re-run's new list and program take effect
+        for argv in (["systemctl", "daemon-reload"], ["systemctl", "enable", unit.UNIT_NAME],
+                     ["systemctl", "restart", unit.UNIT_NAME]):
+            actions.append(("$ " + " ".join(argv), lambda argv=argv: runner.run(argv)))
+    else:   # what RuntimeDirectory and ExecStartPre do, for the foreground command
+        actions.append(("mkdir %s/egress; %s/gateway owned by uid %d"
+                        % (config.RUN_DIR, config.RUN_DIR, unit.CONTAINER_UID), _run_dirs))
+    actions.append(("set %s=%s in %s" % (envfile.KEY, envfile.API_ONLY,
+                                         envfile.path_of(plan.directory)),
+                    lambda: envfile.edit(plan.directory, envfile.with_compose_file)))
+    if dry_run:
+        ui.info("the egress proxy would let the agent reach, on port 443:")
+        for line in describe(plan) or ["  nothing"]:
+            ui.info(line)
+        for text, _ in actions:
+            ui.info(text)
+        return {"allow": plan.names, "service": "dry run"}
+    for text, action in actions:
+        try:
+            action()
+        except OSError as err:
+            raise TargetError("%s: %s" % (text, err.strerror or err))
+    ui.ok("egress proxy: the agent reaches only these names, on port 443:")
+    for line in describe(plan):
+        ui.info(line)
+    for name in plan.unknown:
+        ui.warn("channel %s in openclaw.json: claw-cage knows no host for it; add it with "
+                "--allow-domain NAME" % name)
+    if not plan.names:
+        ui.warn("the list is empty: no provider key in .env, no channel in openclaw.json; the "
+                "agent reaches nothing until you add --allow-domain NAME")
+    if running:
+        service = "started"
+        ui.ok("%s started, from the root-owned copy %s" % (unit.UNIT_NAME, unit.PROGRAM))
+    else:
+        service = "not started: no systemd"
+        ui.warn("systemd is not running here (PID 1 is not systemd): start the proxy yourself "
+                "as root, and keep it running: %s" % unit.foreground_command())
+    if not os.path.isfile(os.path.join(plan.directory, envfile.API_ONLY)):
+        ui.warn("%s is not in %s: re-run the installer to get it"
+                % (envfile.API_ONLY, plan.directory))
+    ui.info("  then: cd %s && docker compose up -d   (%s=%s in .env picks the api-only stack)"
+            % (plan.directory, envfile.KEY, envfile.API_ONLY))
+    return {"allow": plan.names, "service": service, "unit": unit.UNIT if have_units else None}
+
+
+def installed():
+    return any(os.path.lexists(p) for p in (config.PATH, unit.UNIT, unit.WANTS, unit.LIB_DIR))
+
+
+def plan_remove(directory):
+    """[(description, action)] that take the proxy out; [] when nothing of it is there (the
+    .env line alone still goes)."""
+    steps = []
+    if os.path.lexists(unit.UNIT) and systemd_running():
+        argv = ["systemctl", "disable", "--now", unit.UNIT_NAME]
+        steps.append(("$ " + " ".join(argv), lambda: runner.run(argv, check=False)))
+
+    def unlink(path):
+        return lambda: os.unlink(path) if os.path.lexists(path) else None
+
+    for path in (unit.WANTS, unit.UNIT, config.PATH, unit.PROGRAM):
+        if os.path.lexists(path):
+            steps.append(("rm -f %s" % path, unlink(path)))
+
+    def rmdir():
+        if os.path.isdir(unit.LIB_DIR) and not os.listdir(unit.LIB_DIR):
+            os.rmdir(unit.LIB_DIR)
+    if os.path.lexists(unit.LIB_DIR):
+        steps.append(("rmdir %s" % unit.LIB_DIR, rmdir))
+    if steps and systemd_running():
+        steps.append(("$ systemctl daemon-reload",
+                      lambda: runner.run(["systemctl", "daemon-reload"])))
+    steps.append(("remove %s=%s from %s" % (envfile.KEY, envfile.API_ONLY,
+                                            envfile.path_of(directory)),
+                  lambda: envfile.edit(directory, envfile.without_compose_file)))
+    return steps
+
+
+def remove(args, ui, dry_run=False):
+    """Take the proxy out. Returns whether anything changed."""
+    directory = paths.install_dir(args.dir)
+    had = installed()
+    steps = plan_remove(directory)
+    if dry_run:
+        for text, _ in steps:
+            ui.info(text)
+        return False
+    changed = False
+    for text, action in steps:
+        try:
+            changed = bool(action()) or changed
+        except OSError as err:
+            raise TargetError("%s: %s" % (text, err.strerror or err))
+    if had:
+        ui.ok("egress proxy removed (%s, %s, %s)" % (unit.UNIT_NAME, config.PATH, unit.LIB_DIR))
+    if changed:
+        ui.ok("%s removed from .env: docker compose up -d runs docker-compose.yml again"
+              % envfile.KEY)
+    return had or changed

@@ -1,0 +1,78 @@
+"""The egress proxy's systemd unit: the root-owned copy of claw-cage.pyz, run unprivileged.
+
+Why these settings:
+- ExecStart runs /usr/local/lib/claw-cage/claw-cage.pyz, a root-owned copy: never the file in
+  the user's home, which the user (and so a compromised agent's owner account) can rewrite.
+  The same command runs in the foreground on hosts without systemd.
+- DynamicUser: a throwaway uid with no files of its own; ProtectSystem=strict, ProtectHome,
+  PrivateTmp, NoNewPrivileges, no capabilities; only Unix and IP sockets; memory and task caps.
+- RuntimeDirectory makes /run/claw-cage/egress (the proxy's socket; UMask=0000 so the
+  container's uid 1000 can connect to it); ExecStartPre, as root, makes /run/claw-cage/gateway
+  owned by uid 1000, where the container's relay puts the gateway's socket. Both are kept
+  across restarts: the containers bind-mount them, and a folder made anew would leave them on
+  the old one.
+- Before=docker.service: at boot the folders exist before Docker starts the containers that
+  mount them (Docker would otherwise create them root-owned).
+"""
+
+from . import config
+
+UNIT_NAME = "claw-cage-proxy.service"
+UNIT_DIR = "/etc/systemd/system"
+UNIT = UNIT_DIR + "/" + UNIT_NAME
+WANTS = UNIT_DIR + "/multi-user.target.wants/" + UNIT_NAME
+LIB_DIR = "/usr/local/lib/claw-cage"
+PROGRAM = LIB_DIR + "/claw-cage.pyz"
+PYTHON = "/usr/bin/python3"
+CONTAINER_UID = 1000   # the node user the OpenClaw image runs as (docker-compose user: 1000)
+EXEC_START = [PYTHON, PROGRAM, "--proxy", "--config", config.PATH]
+
+TEXT = """\
+# Installed by `sudo python3 claw-cage.pyz --firewall --profile api-only`;
+# `--firewall --remove` removes it. The api-only cage's only way out: the agent's namespace
+# has no network, and reaches this proxy through the socket in /run/claw-cage/egress.
+[Unit]
+Description=claw-cage egress proxy (the agent reaches only the listed domains)
+After=network.target
+Before=docker.service
+StartLimitIntervalSec=60
+StartLimitBurst=10
+
+[Service]
+Type=simple
+ExecStartPre=+/usr/bin/install -d -o %(uid)d -g %(uid)d -m 0755 %(run)s/gateway
+ExecStart=%(exec)s
+Restart=on-failure
+RestartSec=2
+DynamicUser=yes
+UMask=0000
+RuntimeDirectory=claw-cage/egress
+RuntimeDirectoryMode=0755
+RuntimeDirectoryPreserve=yes
+ProtectSystem=strict
+ProtectHome=yes
+PrivateTmp=yes
+PrivateDevices=yes
+NoNewPrivileges=yes
+CapabilityBoundingSet=
+AmbientCapabilities=
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+RestrictNamespaces=yes
+RestrictRealtime=yes
+LockPersonality=yes
+ProtectKernelTunables=yes
+ProtectKernelModules=yes
+ProtectControlGroups=yes
+SystemCallArchitectures=native
+MemoryMax=256M
+TasksMax=512
+LimitNOFILE=4096
+
+[Install]
+WantedBy=multi-user.target
+""" % {"uid": CONTAINER_UID, "run": config.RUN_DIR, "exec": " ".join(EXEC_START)}
+
+
+def foreground_command():
+    """The unit's ExecStart, to run by hand where there is no systemd."""
+    return " ".join(EXEC_START)

@@ -1,0 +1,329 @@
+"""--firewall --profile api-only and --firewall --remove, run as users run them: the BUILT
+program, as root, in the namespace lab's host namespace, with /etc and /usr/local/lib as
+private overlays (tests/egress/support.py). No systemd runs here, so the service is written and
+enabled (its link), not started, and the program says so.
+"""
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PYTHON, ROOT
+from lab import netlab
+from support import SECRETS, digest, install_dir, run, upper
+
+sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
+from claw_cage.egress import config, domains, envfile, unit  # noqa: E402
+
+PROXY_JSON = "/etc/claw-cage/proxy.json"
+UNIT = "/etc/systemd/system/claw-cage-proxy.service"
+WANTS = "/etc/systemd/system/multi-user.target.wants/claw-cage-proxy.service"
+COPY = "/usr/local/lib/claw-cage/claw-cage.pyz"
+OWNER = 1234   # the user's uid: .env must keep it
+
+
+@pytest.fixture
+def lab():
+    netlab.require_lab()
+    with netlab.Lab() as lab:
+        yield lab
+
+
+def firewall(pyz, base, lab, *args):
+    return run(base, [PYTHON, pyz, "--firewall"] + list(args), netns=lab.host)
+
+
+def written(base):
+    """Every file the runs wrote under the overlaid folders."""
+    out = []
+    for top in os.listdir(base):
+        up = os.path.join(base, top, "upper")
+        if os.path.isdir(up):
+            out += [os.path.relpath(os.path.join(d, n), up) for d, _, files in os.walk(up)
+                    for n in files]
+    return sorted(out)
+
+
+# ---- the domain list, from real files ------------------------------------------------------
+
+def test_defaults_come_from_env_keys_and_openclaw_channels(tmp_path):
+    d = install_dir(tmp_path, channels=("telegram", "discord", "matrix"))
+    names, why, unknown = domains.default_list(d, ["*.example.com", "api.anthropic.com"])
+    # ANTHROPIC set, OPENAI empty (not counted), GROQ set with export and quotes
+    assert names == ["api.anthropic.com", "api.groq.com", "discord.com", "gateway.discord.gg",
+                     "cdn.discordapp.com", "api.telegram.org", "*.example.com"]
+    assert why["api.anthropic.com"] == "ANTHROPIC_API_KEY"
+    assert why["api.telegram.org"] == "channel telegram"
+    assert unknown == ["matrix"]
+
+
+def test_a_key_alone_on_a_line_is_unset_even_when_roots_environment_has_it(tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "from-the-environment")
+    d = install_dir(tmp_path, env_text="OPENAI_API_KEY\n", channels=())
+    assert domains.default_list(d)[0] == []
+
+
+def test_a_disabled_channel_and_json_comments(tmp_path):
+    d = install_dir(tmp_path, env_text="", channels=())
+    with open(os.path.join(d, "openclaw.json"), "w") as f:
+        f.write('{ // a comment\n "channels": {"telegram": {"enabled": false},'
+                ' "slack": {"note": "http://x // not a comment"}} /* end */ }')
+    assert domains.default_list(d)[0] == ["slack.com", "*.slack.com"]
+
+
+@pytest.mark.parametrize("bad", ["foo bar", "*", "*.com.", "localhost", "10.0.0.1", "a..b",
+                                 "-a.example.com", "é.example.com", "*.*.example.com",
+                                 "a" * 64 + ".com", "example.com:443", "http://example.com"])
+def test_check_name_refuses(bad):
+    with pytest.raises(ValueError):
+        domains.check_name(bad)
+
+
+def test_check_name_normalises():
+    assert domains.check_name("API.Example.COM.") == "api.example.com"
+    assert domains.check_name("*.telegram.org") == "*.telegram.org"
+
+
+def test_a_symlinked_env_is_refused_and_not_followed(tmp_path):
+    d = install_dir(tmp_path)
+    secret = tmp_path / "root-only"
+    secret.write_text("ANTHROPIC_API_KEY=x\n")
+    os.unlink(os.path.join(d, ".env"))
+    os.symlink(str(secret), os.path.join(d, ".env"))
+    with pytest.raises(Exception, match="symlink"):
+        domains.default_list(d)
+
+
+# ---- .env: only COMPOSE_FILE changes -------------------------------------------------------
+
+def test_compose_file_line_set_and_removed_keeps_every_other_line():
+    text = "A=1\r\nCOMPOSE_FILE=mine.yml\n# c\nexport COMPOSE_FILE=x\nB='2'"
+    once = envfile.with_compose_file(text)
+    assert once == "A=1\r\nCOMPOSE_FILE=docker-compose.api-only.yml\n# c\nB='2'"
+    assert envfile.with_compose_file(once) == once
+    assert envfile.chosen(once)
+    plain = "A=1\nB=2"
+    added = envfile.with_compose_file(plain)
+    assert added == "A=1\nB=2\nCOMPOSE_FILE=docker-compose.api-only.yml\n"
+    assert envfile.without_compose_file(added) == "A=1\nB=2\n"
+    # a user's own COMPOSE_FILE is theirs: --remove leaves it
+    assert envfile.without_compose_file("COMPOSE_FILE=mine.yml\n") == "COMPOSE_FILE=mine.yml\n"
+
+
+# ---- the unit and proxy.json ---------------------------------------------------------------
+
+def test_unit_text_is_hardened_and_runs_the_root_owned_copy():
+    import configparser
+    parsed = configparser.ConfigParser(interpolation=None, strict=False)
+    parsed.optionxform = str
+    parsed.read_string(unit.TEXT)
+    svc = parsed["Service"]
+    assert svc["ExecStart"] == ("/usr/bin/python3 /usr/local/lib/claw-cage/claw-cage.pyz "
+                                "--proxy --config /etc/claw-cage/proxy.json")
+    for key, value in (("DynamicUser", "yes"), ("ProtectSystem", "strict"),
+                       ("ProtectHome", "yes"), ("NoNewPrivileges", "yes"),
+                       ("PrivateTmp", "yes"), ("Restart", "on-failure"),
+                       ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+                       ("RuntimeDirectory", "claw-cage/egress"),
+                       ("RuntimeDirectoryPreserve", "yes")):
+        assert svc[key] == value, key
+    assert svc["MemoryMax"] and svc["TasksMax"]
+    assert "docker.service" in parsed["Unit"]["Before"]
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"),
+                    reason="NOT RUN: systemd-analyze is missing (apt-get install systemd)")
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
+    path = tmp_path / unit.UNIT_NAME
+    path.write_text(unit.TEXT)
+    # verify also checks that ExecStart's program exists: /usr/bin/python3 does; the pyz is
+    # an argument. --man=no: no man pages in the image.
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=60)
+    problems = [l for l in proc.stderr.splitlines() if unit.UNIT_NAME in l]
+    assert proc.returncode == 0 and not problems, proc.stderr
+
+
+def test_proxy_json_is_the_contract():
+    cfg = json.loads(config.render(["api.anthropic.com", "*.telegram.org"]))
+    assert cfg == {"listen": ["unix:/run/claw-cage/egress/proxy.sock"],
+                   "allow": ["api.anthropic.com", "*.telegram.org"], "ports": [443],
+                   "forward": [{"listen": "127.0.0.1:18789",
+                                "to": "unix:/run/claw-cage/gateway/gateway.sock"}],
+                   "log": "-", "max_conns": 256, "header_timeout": 10, "idle_timeout": 300}
+    assert config.parse(config.render([]))["allow"] == []
+
+
+# ---- the program, end to end ---------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    ["--allow-domain", "not a name"],
+    ["--allow-domain", "10.0.0.1"],
+    ["--allow-domain", "*"],
+    ["--profile", "internet", "--allow-domain", "example.com"],
+])
+def test_usage_errors_change_nothing(pyz, tmp_path, lab, args):
+    d = install_dir(tmp_path / "home", owner=OWNER)
+    if "--profile" not in args:
+        args = ["--profile", "api-only"] + args
+    before = digest(os.path.join(d, ".env")), lab.save(4), lab.save(6)
+    base = str(tmp_path / "ov")
+    proc = firewall(pyz, base, lab, "--dir", d, *args)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not proc.stdout
+    assert (digest(os.path.join(d, ".env")), lab.save(4), lab.save(6)) == before
+    assert written(base) == []
+
+
+def test_apply_then_remove(pyz, tmp_path, lab):
+    d = install_dir(tmp_path / "home", owner=OWNER)
+    env = os.path.join(d, ".env")
+    original = open(env, "rb").read()
+    base = str(tmp_path / "ov")
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--allow-domain", "*.Example.com",
+                    "--dir", d)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    for secret in SECRETS:
+        assert secret not in out
+    for name in ("api.anthropic.com", "api.groq.com", "api.telegram.org", "*.example.com"):
+        assert "  %s  (" % name in proc.stdout
+    assert "api.openai.com" not in out      # its key is empty
+    assert "systemd is not running" in out and unit.foreground_command() in out
+
+    cfg = json.loads(open(upper(base, PROXY_JSON)).read())
+    assert cfg["allow"] == ["api.anthropic.com", "api.groq.com", "api.telegram.org",
+                            "*.example.com"]
+    assert cfg["listen"] == ["unix:/run/claw-cage/egress/proxy.sock"]
+    for path, mode in ((PROXY_JSON, 0o644), (UNIT, 0o644), (COPY, 0o644)):
+        st = os.lstat(upper(base, path))
+        assert stat.S_ISREG(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == mode
+    st = os.lstat(upper(base, "/usr/local/lib/claw-cage"))
+    assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755
+    assert digest(upper(base, COPY)) == digest(pyz)
+    # no systemd: the socket folders the unit would make, for the foreground command
+    for sub, owner in (("egress", 0), ("gateway", 1000)):
+        st = os.lstat(upper(base, "/run/claw-cage/" + sub))
+        assert stat.S_ISDIR(st.st_mode) and st.st_uid == owner and \
+            stat.S_IMODE(st.st_mode) == 0o755
+    assert open(upper(base, UNIT)).read() == unit.TEXT
+    assert os.readlink(upper(base, WANTS)) == UNIT
+    # the firewall's own persistence is there too: the bridge keeps its rules
+    assert "claw-cage/firewall.sh" in written(base)
+    assert any("CLAW-CAGE" in l for l in lab.save(4).splitlines())
+
+    st = os.lstat(env)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (OWNER, OWNER, 0o600)
+    now = open(env, "rb").read()
+    assert now == original + b"COMPOSE_FILE=docker-compose.api-only.yml\n"
+    assert not [n for n in os.listdir(d) if n.startswith(".env.")]   # no temporary left
+
+    # again: the same files, .env unchanged
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--allow-domain", "*.example.com",
+                    "--dir", d)
+    assert proc.returncode == 0, proc.stderr
+    assert open(env, "rb").read() == now
+
+    proc = firewall(pyz, base, lab, "--dir", d)   # the internet profile: the proxy stays, said
+    assert proc.returncode == 0, proc.stderr
+    assert "egress proxy is still installed" in proc.stdout
+    assert os.path.exists(upper(base, PROXY_JSON))
+
+    proc = firewall(pyz, base, lab, "--remove", "--dir", d)
+    assert proc.returncode == 0, proc.stderr
+    assert "egress proxy removed" in proc.stdout
+    for path in (PROXY_JSON, UNIT, WANTS, COPY, "/usr/local/lib/claw-cage"):
+        assert not os.path.lexists(upper(base, path)), path
+    assert open(env, "rb").read() == original
+    st = os.lstat(env)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (OWNER, 0o600)
+    assert not any("CLAW-CAGE" in l for l in lab.save(4).splitlines())
+    proc = firewall(pyz, base, lab, "--remove", "--dir", d)   # twice: nothing to do, exit 0
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_json_names_the_list(pyz, tmp_path, lab):
+    d = install_dir(tmp_path / "home", env_text="OPENROUTER_API_KEY=or-secret\n", channels=())
+    proc = firewall(pyz, str(tmp_path / "ov"), lab, "--profile", "api-only", "--json",
+                    "--no-persist", "--dir", d)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["egress"]["allow"] == ["openrouter.ai"]
+    assert result["egress"]["service"] == "not started: no systemd"
+    assert "or-secret" not in proc.stdout + proc.stderr
+
+
+def test_a_users_own_compose_file_is_refused_before_any_change(pyz, tmp_path, lab):
+    d = install_dir(tmp_path / "home", env_text="COMPOSE_FILE=mine.yml:other.yml\n")
+    before = lab.save(4), digest(os.path.join(d, ".env"))
+    base = str(tmp_path / "ov")
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--dir", d)
+    assert proc.returncode == 5, proc.stderr
+    assert "already chooses mine.yml:other.yml" in proc.stderr
+    assert (lab.save(4), digest(os.path.join(d, ".env"))) == before
+    assert written(base) == []
+
+
+def test_run_from_a_pipe_is_refused_before_any_change(pyz, tmp_path, lab):
+    d = install_dir(tmp_path / "home")
+    before = lab.save(4), digest(os.path.join(d, ".env"))
+    base = str(tmp_path / "ov")
+    with open(pyz, "rb") as f:
+        data = f.read()
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", "exec \"$@\"", "sh", "ip", "netns",
+                           "exec", lab.host, PYTHON, "-", "--firewall", "--profile", "api-only",
+                           "--dir", d], input=data, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert b"not a pipe" in proc.stderr
+    assert (lab.save(4), digest(os.path.join(d, ".env"))) == before
+
+
+def test_a_failure_after_the_firewall_says_what_is_left(pyz, tmp_path, lab):
+    d = install_dir(tmp_path / "home")
+    base = str(tmp_path / "ov")
+    os.makedirs(upper(base, PROXY_JSON))   # a folder where proxy.json goes: the write fails
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--no-persist", "--dir", d)
+    assert proc.returncode == 5, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert PROXY_JSON in line and "the firewall rules are applied" in line
+    assert b"COMPOSE_FILE" not in open(os.path.join(d, ".env"), "rb").read()
+
+
+CLIENT = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect("/run/claw-cage/egress/proxy.sock")
+s.sendall(b"CONNECT %s:443 HTTP/1.1\r\nHost: x\r\n\r\n" % sys.argv[1].encode())
+print(s.recv(64).split(b"\r\n")[0].decode())
+"""
+
+
+def test_the_foreground_command_serves_the_container_uid(pyz, tmp_path, lab):
+    """What a host without systemd runs: the printed command, as root, on the files the run
+    wrote; the container's uid 1000 connects to its socket and gets the list's verdicts."""
+    d = install_dir(tmp_path / "home", env_text="", channels=())
+    base = str(tmp_path / "ov")
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--allow-domain", "allowed.test",
+                    "--no-persist", "--dir", d)
+    assert proc.returncode == 0, proc.stderr
+    script = """
+        %s 2>"$1" & pid=$!
+        i=0; while [ ! -S /run/claw-cage/egress/proxy.sock ] && [ $i -lt 100 ]; do
+            sleep 0.1; i=$((i+1)); done
+        setpriv --reuid=1000 --regid=1000 --clear-groups %s -c '%s' off-list.test
+        kill $pid; wait $pid
+    """ % (unit.foreground_command(), PYTHON, CLIENT)
+    log = str(tmp_path / "proxy.log")
+    proc = run(base, ["sh", "-c", script, "sh", log], netns=lab.host)
+    assert proc.stdout.strip().startswith("HTTP/1.1 403"), (proc.stdout, proc.stderr,
+                                                             open(log).read())
+    assert "listening on unix:/run/claw-cage/egress/proxy.sock" in open(log).read()
