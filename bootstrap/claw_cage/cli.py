@@ -52,6 +52,7 @@ def build_parser():
                       help="run the verification matrix and report what holds")
     mode.add_argument("--version", action="store_true", help="print the version and exit")
     add_layer_modes(p, mode)
+    add_proxy_mode(p, mode)
 
     p.add_argument("--dir", metavar="DIR",
                    help="install directory (default: $CLAW_CAGE_DIR or ~/claw-cage)")
@@ -105,6 +106,21 @@ def add_layer_modes(p, mode):
     g.add_argument("--vmid", type=_vmid, metavar="N", help="--proxmox: this VM's id")
     g.add_argument("--admin-source", metavar="CIDR",
                    help="--proxmox: where SSH may come from (default: this SSH client)")
+
+
+# -- the egress proxy (api-only profile) -----------------------------------------------------
+def add_proxy_mode(p, mode):
+    mode.add_argument("--proxy", action="store_true",
+                      help="run the egress proxy in the foreground (--config FILE)")
+    p.add_argument("--config", metavar="FILE", help="--proxy: its JSON config file")
+
+
+def check_proxy(p, args):
+    """--proxy takes --config and nothing else; --config goes only with --proxy."""
+    if args.proxy != (args.config is not None):
+        p.error("--proxy and --config FILE go together")
+    if args.proxy and (args.json or args.dry_run or args.dir is not None):
+        p.error("--proxy takes only --config FILE")
 
 
 def _vmid(text):
@@ -211,6 +227,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     check_combinations(parser, args)
+    check_proxy(parser, args)
     if args.version:
         print(version_line())
         return 0
@@ -228,6 +245,8 @@ def main(argv=None):
             from . import harden as mode
         elif args.proxmox:
             from . import proxmox as mode
+        elif args.proxy:
+            from . import proxy as mode
         else:
             from . import install as mode
         return _run_mode(mode, args, json_out)

@@ -1,0 +1,107 @@
+"""The proxy's JSON config, validated strictly: an unknown key or a wrong type is one line.
+
+    {"listen": ["unix:/run/claw-cage/egress/proxy.sock", "127.0.0.1:3128"],
+     "allow": ["api.anthropic.com", "*.telegram.org", "192.168.1.50:11434"],
+     "ports": [443],
+     "forward": [{"listen": "127.0.0.1:18789", "to": "unix:/run/claw-cage/gateway/gateway.sock"}],
+     "log": "-",                 "-" = standard error, else a file appended to
+     "max_conns": 256,           beyond it a client gets 503 at once
+     "header_timeout": 10,       seconds to send the whole request head (slowloris)
+     "idle_timeout": 300,        seconds without a byte either way before a tunnel is closed
+     "connect_timeout": 10,      seconds to connect upstream
+     "max_header": 16384}        bytes of request head (beyond: 431)
+
+An address is "unix:/absolute/path", "HOST:PORT" or "[IPv6]:PORT".
+"""
+
+import collections
+import json
+
+from ..errors import ClawCageError, EXIT_PROXY
+from . import policy
+
+Config = collections.namedtuple(
+    "Config", "listen allow ports forward log max_conns header_timeout idle_timeout "
+              "connect_timeout max_header policy")
+
+DEFAULTS = {"listen": [], "allow": [], "ports": [443], "forward": [], "log": "-",
+            "max_conns": 256, "header_timeout": 10, "idle_timeout": 300, "connect_timeout": 10,
+            "max_header": 16384}
+
+
+class ConfigError(ClawCageError):
+    exit_code = EXIT_PROXY
+
+
+def parse_address(text):
+    """"unix:/path" -> ("unix", path); "host:port" / "[v6]:port" -> ("tcp", (host, port))."""
+    if not isinstance(text, str):
+        raise ValueError("an address is a string, not %r" % (text,))
+    if text.startswith("unix:"):
+        path = text[5:]
+        if not path.startswith("/"):
+            raise ValueError("unix socket path must be absolute: %r" % text)
+        return "unix", path
+    host, port = policy.split_host_port(text)
+    if port is None:
+        raise ValueError("address needs a port: %r" % text)
+    return "tcp", (host.strip("[]"), port)
+
+
+def _number(key, value, integer):
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if not ok or isinstance(value, bool) or value <= 0:
+        raise ValueError("%s must be a positive %s" % (key, "integer" if integer else "number"))
+    return value
+
+
+def _strings(key, value):
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("%s must be a list of strings" % key)
+    return value
+
+
+def validate(data):
+    """dict from JSON -> Config; ValueError with the reason."""
+    if not isinstance(data, dict):
+        raise ValueError("the config must be a JSON object")
+    unknown = sorted(set(data) - set(DEFAULTS))
+    if unknown:
+        raise ValueError("unknown key %r (known: %s)" % (unknown[0], ", ".join(sorted(DEFAULTS))))
+    c = dict(DEFAULTS, **data)
+    listen = [parse_address(a) for a in _strings("listen", c["listen"])]
+    ports = c["ports"]
+    if not isinstance(ports, list) or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in ports):
+        raise ValueError("ports must be a list of port numbers")
+    allow = _strings("allow", c["allow"])
+    rules = policy.Policy(allow, ports)
+    forward = []
+    if not isinstance(c["forward"], list):
+        raise ValueError("forward must be a list")
+    for f in c["forward"]:
+        if not isinstance(f, dict) or sorted(f) != ["listen", "to"]:
+            raise ValueError('each forward is {"listen": ADDRESS, "to": ADDRESS}')
+        forward.append((parse_address(f["listen"]), parse_address(f["to"])))
+    if not listen and not forward:
+        raise ValueError("nothing to listen on: give listen or forward")
+    if not isinstance(c["log"], str) or not c["log"]:
+        raise ValueError('log must be "-" or a file path')
+    return Config(listen, allow, ports, forward, c["log"],
+                  _number("max_conns", c["max_conns"], True),
+                  _number("header_timeout", c["header_timeout"], False),
+                  _number("idle_timeout", c["idle_timeout"], False),
+                  _number("connect_timeout", c["connect_timeout"], False),
+                  _number("max_header", c["max_header"], True), rules)
+
+
+def load(path):
+    """Read and validate the config file; ConfigError (exit 13) with one line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        return validate(data)
+    except OSError as err:
+        raise ConfigError("proxy config %s: %s" % (path, err.strerror or err))
+    except ValueError as err:   # json.JSONDecodeError is one too
+        raise ConfigError("proxy config %s: %s" % (path, str(err).splitlines()[0]))

@@ -1,0 +1,140 @@
+"""What the proxy lets through: names from the allow list, to addresses outside the blocked ranges.
+
+Names: an entry is an exact name, `*.suffix` (subdomains of suffix, never suffix itself), or an
+IP literal; an entry may carry its own port (`NAME:PORT`, `[IPv6]:PORT`), otherwise the
+configured ports apply. An IP literal is reached only when listed: listing it is the operator's
+explicit choice, so it is not judged against the ranges (an Ollama on the LAN, for one).
+
+Addresses a name resolves to: the firewall's own table of blocked ranges (not a copy), plus
+loopback, link-local, multicast, reserved and unspecified, and every IPv6 form that carries an
+IPv4 address (IPv4-mapped and -compatible, NAT64, 6to4, Teredo, ISATAP), judged by the IPv4
+address inside: 64:ff9b::c0a8:0101 is 192.168.1.1.
+"""
+
+import ipaddress
+import re
+
+from ..firewall import rules
+
+_RANGES = {family: [ipaddress.ip_network(cidr) for cidr, _why in ranges]
+           for family, ranges in rules.SPECIAL_RANGES.items()}
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")   # local-use NAT64 (RFC 8215): any mapping
+_COMPAT = ipaddress.ip_network("::/96")                  # IPv4-compatible (deprecated)
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+def embedded_ipv4(address):
+    """The IPv4 addresses an IPv6 address carries (mapped, compatible, NAT64, 6to4, Teredo
+    server and client, ISATAP); [] when it carries none, or for an IPv4 address."""
+    if address.version != 6:
+        return []
+    if address.ipv4_mapped:
+        return [address.ipv4_mapped]
+    if address in _NAT64 or address in _COMPAT:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    if address.sixtofour:
+        return [address.sixtofour]
+    if address.teredo:
+        return list(address.teredo)
+    if (int(address) >> 32) & 0xFDFFFFFF == 0x00005EFE:   # ISATAP interface id ::0[2]00:5efe:V4
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    return []
+
+
+def blocked(address):
+    """Why the proxy must not connect to address (an ip_address), or None."""
+    inner = embedded_ipv4(address)
+    if inner:   # judged by the IPv4 inside alone: ::/8 would call 64:ff9b::/96 reserved
+        why = [blocked(a) for a in inner if blocked(a)]
+        return "%s (inside %s)" % (why[0], address) if why else None
+    if address in _NAT64_LOCAL:
+        return "local-use NAT64 %s" % address
+    for net in _RANGES[address.version]:
+        if address in net:
+            return "blocked range %s" % net
+    for kind in ("loopback", "link_local", "multicast", "reserved", "unspecified", "site_local"):
+        if getattr(address, "is_" + kind, False):
+            return "%s address %s" % (kind.replace("_", "-"), address)
+    return None
+
+
+def parse_host(text):
+    """A host as a client or the config writes it -> (canonical text, ip_address or None).
+    Names are lowercased without a trailing dot; IPv6 may be bracketed. ValueError if neither
+    a valid name nor an address."""
+    host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    try:
+        address = ipaddress.ip_address(host)
+        return str(address), address
+    except ValueError:
+        pass
+    if host != text:
+        raise ValueError("not an IPv6 address: %r" % text)
+    name = host.lower()
+    name = name[:-1] if name.endswith(".") else name
+    labels = name.split(".")
+    if len(name) > 253 or not all(_LABEL.match(l) for l in labels) or labels[-1].isdigit():
+        raise ValueError("not a host name: %r" % text)
+    return name, None
+
+
+def split_host_port(text):
+    """"host:port" or "[v6]:port" -> (host, port int or None); a bare IPv6 has no port."""
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError("unclosed [ in %r" % text)
+        rest = text[end + 1:]
+        if rest and not rest.startswith(":"):
+            raise ValueError("junk after ] in %r" % text)
+        return text[:end + 1], _port(rest[1:]) if rest else None
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, _port(port)
+    return text, None
+
+
+def _port(text):
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError("bad port %r" % text)
+    return int(text)
+
+
+class Policy:
+    """allow: config entries; ports: the ports for entries that name none."""
+
+    def __init__(self, allow, ports):
+        self.ports = frozenset(ports)
+        self.exact, self.suffixes = {}, []
+        for entry in allow:
+            host, port = split_host_port(entry)
+            ports = frozenset([port]) if port else self.ports
+            if host.startswith("*."):
+                suffix, address = parse_host(host[2:])
+                if address is not None:
+                    raise ValueError("*. goes with a name, not an address: %r" % entry)
+                self.suffixes.append(("." + suffix, ports))
+            else:
+                name, _ = parse_host(host)
+                self.exact[name] = self.exact.get(name, frozenset()) | ports
+
+    def allowed_ports(self, name):
+        """The ports name may be reached on; empty when the name is not listed."""
+        ports = self.exact.get(name, frozenset())
+        for suffix, more in self.suffixes:
+            if name.endswith(suffix):
+                ports |= more
+        return ports
+
+    def check_target(self, host, port):
+        """(canonical host, ip_address or None, refusal reason or None) for a request's host."""
+        name, address = parse_host(host)
+        ports = self.allowed_ports(name)
+        if not ports:
+            if address is not None:
+                return name, address, "IP address not on the allow list"
+            return name, address, "name not on the allow list"
+        if port not in ports:
+            return name, address, "port %d not allowed" % port
+        return name, address, None
