@@ -133,7 +133,8 @@ out["interfaces"] = sorted(n for _, n in socket.if_nameindex())
 with open("/proc/net/route") as f:
     out["routes4"] = [l.split()[:3] for l in f.read().splitlines()[1:]]
 with open("/proc/net/ipv6_route") as f:
-    out["routes6"] = [(l.split()[0], l.split()[1], l.split()[-1]) for l in f.read().splitlines()]
+    out["routes6"] = [(l.split()[0], l.split()[1], l.split()[8], l.split()[-1])
+                      for l in f.read().splitlines()]
 out["direct"] = {k: connect(h, p) for k, (h, p) in spec["direct"].items()}
 out["loopback"] = {k: connect(h, p) for k, (h, p) in spec["loopback"].items()}
 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -386,9 +387,11 @@ def _problems(r):
         p.append("interfaces %r, want only lo" % r["interfaces"])
     if r["routes4"]:
         p.append("IPv4 routes %r" % r["routes4"])
-    not_lo = [x for x in r["routes6"] if x[2] != "lo"]
-    if not_lo or [x for x in r["routes6"] if x[0] == "0" * 32 and x[1] == "00"]:
-        p.append("IPv6 routes beyond lo %r" % r["routes6"])
+    # the kernel's own entries only: ::1 on lo, and the default as a reject route (RTF_REJECT)
+    usable = [x for x in r["routes6"] if x[3] != "lo" or
+              (x[1] == "00" and not int(x[2], 16) & 0x200)]
+    if usable:
+        p.append("IPv6 routes out of the namespace %r" % usable)
     for k, v in r["loopback"].items():
         if v != "reached":
             p.append("control: %s from inside is %s" % (k, v))
@@ -420,7 +423,7 @@ def _table(phases):
     for phase, r in phases:
         rows.append("== %s" % phase)
         rows.append("interfaces %s; IPv4 routes %d; IPv6 routes %s" % (
-            r["interfaces"], len(r["routes4"]), sorted(set(x[2] for x in r["routes6"]))))
+            r["interfaces"], len(r["routes4"]), sorted(set(x[3] for x in r["routes6"]))))
         for k, v in list(r["loopback"].items()) + list(r["direct"].items()):
             rows.append("  direct %-30s %s" % (k, v))
         rows.append("  udp dns 1.1.1.1:53               %s" % r["udp dns 1.1.1.1"])
