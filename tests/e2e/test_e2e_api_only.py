@@ -27,6 +27,7 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -290,7 +291,8 @@ def _build_variant(lab, home):
     if not node:
         te._fail_or_skip("node is not installed (tests/apt-packages.txt: nodejs)")
     node = os.path.realpath(node)
-    base = te._build_standin(lab, home)
+    base = "claw-cage-e2e-standin-base:%s" % uuid.uuid4().hex[:10]
+    lab.docker("tag", te._build_standin(lab, home), base)
     ctx = os.path.join(home, "node-ctx")
     os.makedirs(ctx)
     shutil.copy2(node, os.path.join(ctx, "node"))
@@ -307,7 +309,7 @@ def _build_variant(lab, home):
     lines += ["COPY node /usr/local/lib/claw-e2e-node/node", "USER node"]
     with open(os.path.join(ctx, "Dockerfile"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    tag = "claw-cage-e2e-standin-node:%s" % os.path.basename(home)[-8:].lower()
+    tag = "claw-cage-e2e-standin-node:%s" % uuid.uuid4().hex[:10]
     lab.docker("build", "-q", "-t", tag, ctx, env={"DOCKER_BUILDKIT": "0"}, timeout=600)
     shutil.rmtree(ctx, ignore_errors=True)
     return lab.docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
