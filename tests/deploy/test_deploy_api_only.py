@@ -370,3 +370,18 @@ def test_every_variable_is_the_internet_files_or_documented():
     assert extra == {"CLAW_EGRESS_DIR", "CLAW_GATEWAY_DIR"}, extra
     doc = base.read(os.path.join(ROOT, "docs", "api-only-namespace.md"))
     assert all("`%s`" % n in doc for n in extra), extra
+
+
+def test_compose_lint_finds_only_the_two_socket_directories(tmp_path):
+    """compose-lint, with the same config as docker-compose.yml: its only findings are the two
+    CL-0013 (a host path under /run mounted) on openclaw-netns, for /run/claw-cage/egress and
+    /run/claw-cage/gateway. Those two directories are the design: the only way through the
+    namespace, claw-cage's own, holding one socket each, and mounted into the relay alone
+    (not into OpenClaw). Anything else compose-lint says fails this test."""
+    d = base.project(tmp_path, base.shipped_env(), base.read(API_COMPOSE))
+    rc, report = base.run_lint(d, "--config", base.LINT_CONFIG, "--strict-config")
+    open_findings = sorted((f["rule_id"], f["service"], f["message"].split("'")[1])
+                           for f in report["findings"] if not f.get("suppressed"))
+    assert open_findings == [("CL-0013", HOLDER, "/run/claw-cage/egress"),
+                             ("CL-0013", HOLDER, "/run/claw-cage/gateway")], report["findings"]
+    assert not report["errors"], report["errors"]
