@@ -19,7 +19,10 @@ API
   lab.exec(ns, argv) / lab.sh(ns, script)
   lab.socket_in(ns, family=AF_INET)     a socket created inside ns (usable from this process)
   lab.accepted(ns) -> ["ADDRESS PORT", ...]  connections the servers of ns accepted so far
-  lab.start_proxy(pyz, cfg) -> Proxy    run `pyz --proxy --config` in P; cfg["listen"] gets
+  lab.start_proxy(pyz, cfg, env=None, python=PY, no_splice=False) -> Proxy
+                                        run `python pyz --proxy --config` in P (env: added to
+                                        the environment; no_splice: under a seccomp filter
+                                        that refuses splice); cfg["listen"] gets
                                         a unix socket in the lab's directory (reachable from
                                         this process) unless it names its own
   Proxy.sock_path, .pid, .log_text(), .stop()
@@ -117,6 +120,22 @@ for a in addrs:
         threading.Thread(target=serve, args=(s,), daemon=True).start()
 print("ready", flush=True)
 sys.stdin.read()
+'''
+
+# Runs argv with the splice system call refused (EPERM) by a seccomp filter, as a unit's
+# SystemCallFilter= might: the proxy must fall back to copying.
+NO_SPLICE = r'''
+import ctypes, os, platform, struct, sys
+nr, arch = {"x86_64": (275, 0xC000003E), "aarch64": (76, 0xC00000B7)}[platform.machine()]
+ops = [(0x20, 0, 0, 4), (0x15, 0, 3, arch), (0x20, 0, 0, 0), (0x15, 0, 1, nr),
+       (0x06, 0, 0, 0x00050000 | 1), (0x06, 0, 0, 0x7FFF0000)]
+prog = b"".join(struct.pack("HBBI", *op) for op in ops)
+buf = ctypes.create_string_buffer(prog)
+fprog = struct.pack("HxxxxxxP", len(ops), ctypes.addressof(buf))
+libc = ctypes.CDLL(None, use_errno=True)
+assert libc.prctl(38, 1, 0, 0, 0) == 0                     # PR_SET_NO_NEW_PRIVS
+assert libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) == 0  # PR_SET_SECCOMP, FILTER
+os.execv(sys.argv[1], sys.argv[1:])
 '''
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -224,7 +243,7 @@ class ProxyLab:
         with open(path) as f:
             return f.read().split("\n")[:-1]
 
-    def start_proxy(self, pyz, cfg, name="proxy"):
+    def start_proxy(self, pyz, cfg, name="proxy", env=None, python=PY, no_splice=False):
         cfg = dict(cfg)
         sock_path = os.path.join(self.tmp, name + ".sock")
         cfg.setdefault("listen", ["unix:" + sock_path])
@@ -233,9 +252,10 @@ class ProxyLab:
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
         with open(log_path, "w") as log:
-            proc = subprocess.Popen(["ip", "netns", "exec", self.p, PY, pyz, "--proxy",
-                                     "--config", cfg_path], stdout=log, stderr=log,
-                                    stdin=subprocess.DEVNULL)
+            wrap = [PY, "-c", NO_SPLICE] if no_splice else []
+            proc = subprocess.Popen(["ip", "netns", "exec", self.p] + wrap + [
+                python, pyz, "--proxy", "--config", cfg_path], stdout=log, stderr=log,
+                                    stdin=subprocess.DEVNULL, env=dict(os.environ, **(env or {})))
         proxy = Proxy(proc, sock_path, log_path)
         self._proxies.append(proxy)
         end = time.monotonic() + 30

@@ -15,6 +15,8 @@ from conftest import require_root
 from lab import proxylab
 from lab.proxylab import LAN, RANGE_ADDRS, WAN, WAN2, WAN6
 
+BLACKHOLE = ("203.0.113.98", "203.0.113.99")   # routed to the wan ns, which drops them silently
+
 
 def _teredo(server, client):
     """The Teredo address (2001::/32) of a client behind server; the client's IPv4 address and
@@ -41,7 +43,8 @@ RANGE_NAMES = {cidr: "r%d.range.test" % i for i, cidr in enumerate(sorted(RANGE_
 
 HOSTS = [(WAN, "allowed.test"), (WAN, "a.wild.test"), (WAN, "wild.test"),
          (WAN, "offlist.test"), (LAN, "rebind.test"), (WAN, "mixed.test"), (LAN, "mixed.test"),
-         (WAN6, "v6.test"), ("::ffff:" + WAN, "mapped-public.embed.test")]
+         (WAN6, "v6.test"), ("::ffff:" + WAN, "mapped-public.embed.test"),
+         (BLACKHOLE[0], "slow.test"), (BLACKHOLE[1], "slow.test")]
 HOSTS += [(a, n) for n, a in EMBEDDED.items()]
 HOSTS += [(RANGE_ADDRS[c], n) for c, n in RANGE_NAMES.items()]
 

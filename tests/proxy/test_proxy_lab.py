@@ -14,9 +14,10 @@ import time
 
 import pytest
 
-from lab.proxylab import (LAN, LAN6, RANGE_ADDRS, WAN, WAN2, WAN6, read_head, read_response,
+from lab.proxylab import (LAN, RANGE_ADDRS, WAN, WAN2, WAN6, read_head, read_response,
                           unix_client)
-from proxy_setup import EMBEDDED, RANGE_NAMES, lab, proxy  # noqa: F401 (fixtures)
+from conftest import find_python
+from proxy_setup import BLACKHOLE, CONFIG, EMBEDDED, RANGE_NAMES, lab, proxy  # noqa: F401 (fixtures)
 
 SECRET = "s3cr3t-token-4242"
 
@@ -110,12 +111,51 @@ def test_connect_allowed_bytes_match(lab, proxy):
     assert up >= len(body) and down >= len(body), line
 
 
+def test_copy_path_moves_the_same_bytes(lab, pyz):
+    """Where Python has no os.splice (3.8, 3.9) tunnels copy through Python: same bytes."""
+    other = lab.start_proxy(pyz, {"allow": ["allowed.test"], "ports": [443, 80]}, name="copy",
+                            env={"CLAW_CAGE_PROXY_COPY": "1"})
+    try:
+        test_connect_allowed_bytes_match(lab, other)
+        status, _h, body = get(other, "http://allowed.test/bytes/3000000")
+        assert status == 200 and body == b"x" * 3000000
+    finally:
+        other.stop()
+
+
+def test_splice_refused_by_seccomp_falls_back_to_copying(lab, pyz):
+    other = lab.start_proxy(pyz, CONFIG, name="seccomp", no_splice=True)
+    try:
+        test_connect_allowed_bytes_match(lab, other)
+        assert get(other, "http://allowed.test/bytes/300000")[2] == b"x" * 300000
+    finally:
+        other.stop()
+
+
+@pytest.mark.parametrize("version", ["3.8", "3.13"])
+def test_oldest_and_newest_python_serve_and_refuse_alike(lab, pyz, version):
+    """Python 3.8 (no os.splice, older asyncio and ipaddress) and 3.13: the same answers."""
+    other = lab.start_proxy(pyz, CONFIG, name="py" + version, python=find_python(version))
+    try:
+        test_connect_allowed_bytes_match(lab, other)
+        assert get(other, "http://allowed.test/bytes/300000")[2] == b"x" * 300000
+        for name in ("rebind.test", "nat64.embed.test", "offlist.test"):
+            assert request(other, b"CONNECT %s:443 HTTP/1.1\r\n\r\n" % name.encode())[0] == 403
+        assert get(other, "http://mapped-public.embed.test/")[0] == 200
+    finally:
+        other.stop()
+
+
 def test_plain_http_allowed_and_host_rewritten(lab, proxy):
     status, _h, body = get(proxy, "http://allowed.test/bytes/300000")
     assert status == 200 and body == b"x" * 300000
     status, _h, body = get(proxy, "http://allowed.test/p?q=1", "Host: evil.example\r\n")
     assert status == 200
     assert body == ("hello from %s path=/p?q=1 host=allowed.test\n" % WAN).encode()
+
+
+def test_unix_listener_is_for_everyone_the_directory_lets_in(lab, proxy):
+    assert os.stat(proxy.sock_path).st_mode & 0o777 == 0o666
 
 
 def test_tcp_listener_and_ipv6_destination(lab, proxy):
@@ -233,6 +273,18 @@ def test_connect_failure_is_502(lab, proxy):
     # allowed.test:9 is listed, and nothing listens there
     status, _h, body = request(proxy, b"CONNECT allowed.test:9 HTTP/1.1\r\n\r\n")
     assert status == 502 and body == b"claw-cage proxy: cannot connect to allowed.test:9\n"
+
+
+def test_silent_addresses_are_502_after_connect_timeout(lab, pyz):
+    for a in BLACKHOLE:
+        lab.sh(lab.w, "ip route add blackhole %s" % a)
+        lab.sh(lab.p, "ip route add %s via 198.51.100.2" % a)
+    other = lab.start_proxy(pyz, {"allow": ["slow.test"], "connect_timeout": 1}, name="slow")
+    try:
+        status, _h, body = request(other, b"CONNECT slow.test:443 HTTP/1.1\r\n\r\n")
+        assert status == 502 and body == b"claw-cage proxy: cannot connect to slow.test:443\n"
+    finally:
+        other.stop()
 
 
 # -- the log ------------------------------------------------------------------------------

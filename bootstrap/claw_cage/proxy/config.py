@@ -8,7 +8,7 @@
      "max_conns": 256,           beyond it a client gets 503 at once
      "header_timeout": 10,       seconds to send the whole request head (slowloris)
      "idle_timeout": 300,        seconds without a byte either way before a tunnel is closed
-     "connect_timeout": 10,      seconds to connect upstream
+     "connect_timeout": 10,      seconds to resolve, and again to connect (all addresses)
      "max_header": 16384}        bytes of request head (beyond: 431)
 
 An address is "unix:/absolute/path", "HOST:PORT" or "[IPv6]:PORT".

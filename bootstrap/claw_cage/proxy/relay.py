@@ -1,9 +1,16 @@
 """Moving bytes: one Conn per client connection, one Side (an asyncio Protocol) per socket.
 
-Protocols rather than streams: a chunk read on one side is handed to the other side's
-transport.write at once (one copy at most), and flow control is the transports' own: when
-one side's send buffer passes its high-water mark, the other side stops reading until it
-drains. Memory per tunnel is bounded by those buffers whatever the peers do.
+Once linked, where Python has os.splice (3.10+ on Linux), a Pump per direction moves the
+bytes socket -> pipe -> socket inside the kernel: they never enter Python, which on a busy
+host is the difference between a proxy that keeps up and one that halves the throughput
+(tests/bench/bench_proxy.py). The pumps use duplicates of the sockets' descriptors (asyncio
+will not share a descriptor with a transport); the transports stay paused until the end.
+CLAW_CAGE_PROXY_COPY=1 in the environment keeps the copying path (the tests run both).
+
+Otherwise, protocols rather than streams: a chunk read on one side is handed to the other
+side's transport.write at once, and flow control is the transports' own: when one side's
+send buffer passes its high-water mark, the other side stops reading until it drains.
+Memory per tunnel is bounded by those buffers (or by the two pipes) whatever the peers do.
 
 Half-close is passed through (an EOF from one side becomes an EOF to the other); the tunnel
 is closed when both directions have ended, or either side is lost, or it has been idle too
@@ -11,7 +18,15 @@ long (the server's sweeper calls Conn.abort).
 """
 
 import asyncio
+import errno
+import os
+import socket
 import time
+
+# A side stops the other from reading once this much waits to be sent to it: big enough that
+# a fast transfer does not stall on it, small enough that 1,000 stalled tunnels stay small.
+WRITE_HIGH = 128 * 1024
+SPLICE = hasattr(os, "splice") and not os.environ.get("CLAW_CAGE_PROXY_COPY")
 
 
 class Conn:
@@ -25,22 +40,51 @@ class Conn:
         self.up = self.down = 0
         self.client = self.upstream = None
         self.eofs = 0
+        self.pumps = []
         self.done = self.counted = False
         self.target = self.task = None   # a forward's destination; the deciding task
-
-    def touch(self):
-        self.last = time.monotonic()
 
     def link(self, upstream, early=b""):
         """Join the client to its connected upstream and start moving bytes."""
         self.upstream = upstream
-        self.client.peer, upstream.peer = upstream, self.client
+        client = self.client
+        client.peer, upstream.peer = upstream, client
         if early:
             self.up += len(early)
             upstream.transport.write(early)
+        if SPLICE and not (client.transport.get_write_buffer_size()
+                           or upstream.transport.get_write_buffer_size()):
+            upstream.transport.pause_reading()
+            c, u = (_dup(s) for s in (client, upstream))
+            self.pumps = [Pump(self, c, u, True), Pump(self, u, c, False)]
+        else:
+            client.transport.resume_reading()
+
+    def copy_instead(self):
+        """splice refused here (a seccomp filter, an odd socket) before a byte moved: from now
+        on every tunnel copies through Python."""
+        global SPLICE
+        SPLICE = False
+        pumps, self.pumps = self.pumps, []
+        for pump in pumps:
+            pump.release()
         self.client.transport.resume_reading()
+        self.upstream.transport.resume_reading()
+
+    def end_pumps(self, clean):
+        """Both directions ended (clean), or one failed: release the pumps, close the sides."""
+        pumps, self.pumps = self.pumps, []
+        for pump in pumps:
+            pump.release()
+        if pumps:
+            for side in (self.client, self.upstream):
+                if clean:
+                    side.transport.close()
+                else:
+                    side.transport.abort()
 
     def abort(self):
+        self.end_pumps(False)
         for side in (self.client, self.upstream):
             if side is not None and side.transport is not None:
                 side.transport.abort()
@@ -57,8 +101,8 @@ class Conn:
 
 
 class Side(asyncio.Protocol):
-    """One socket of a connection. upstream=False: the client's; it may start by reading a
-    request head (on_head) before it is linked."""
+    """One socket of a connection. upstream=False: the client's; a proxy client's starts by
+    collecting its request head (Server.head_data) until the server links it."""
 
     def __init__(self, conn, upstream):
         self.conn, self.is_upstream = conn, upstream
@@ -68,6 +112,7 @@ class Side(asyncio.Protocol):
 
     def connection_made(self, transport):
         self.transport = transport
+        transport.set_write_buffer_limits(WRITE_HIGH)
         if not self.is_upstream:
             self.conn.client = self
             self.conn.server.accepted(self.conn)
@@ -108,6 +153,93 @@ class Side(asyncio.Protocol):
     def resume_writing(self):
         if self.peer is not None:
             self.peer.transport.resume_reading()
+
+
+class Pump:
+    """One direction of a linked tunnel, in the kernel: src socket -> pipe -> dst socket.
+    Reads only when the pipe is empty, so at most one pipe's worth waits per direction."""
+
+    FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+
+    def __init__(self, conn, src, dst, up):
+        self.conn, self.up = conn, up
+        self.loop = conn.server.loop
+        self.src, self.dst = src, dst   # shared with the other direction's pump
+        self.r, self.w = os.pipe()
+        self.pending = 0
+        self.moved = False
+        self.loop.add_reader(self.src.fileno(), self.readable)
+
+    def readable(self):
+        conn = self.conn
+        try:
+            for _ in range(16):   # then let the other connections have the loop
+                if not self.pending:
+                    n = os.splice(self.src.fileno(), self.w, 1 << 20, flags=self.FLAGS)
+                    if not n:
+                        return self.eof()
+                    self.pending, self.moved = n, True
+                    conn.last = time.monotonic()
+                    if self.up:
+                        conn.up += n
+                    else:
+                        conn.down += n
+                if not self.flush():
+                    self.loop.remove_reader(self.src.fileno())
+                    self.loop.add_writer(self.dst.fileno(), self.writable)
+                    return
+        except BlockingIOError:
+            pass
+        except OSError as err:
+            if (err.errno in (errno.EINVAL, errno.EPERM, errno.ENOSYS)
+                    and not any(p.moved for p in conn.pumps)):
+                conn.copy_instead()
+            else:
+                conn.end_pumps(False)
+
+    def flush(self):
+        """Send what waits in the pipe; False when dst cannot take it all now."""
+        try:
+            while self.pending:
+                self.pending -= os.splice(self.r, self.dst.fileno(), self.pending,
+                                          flags=self.FLAGS)
+        except BlockingIOError:
+            return False
+        return True
+
+    def writable(self):
+        try:
+            if self.flush():
+                self.loop.remove_writer(self.dst.fileno())
+                self.loop.add_reader(self.src.fileno(), self.readable)
+        except OSError:
+            self.conn.end_pumps(False)
+
+    def eof(self):
+        self.loop.remove_reader(self.src.fileno())
+        try:
+            self.dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self.conn.eofs += 1
+        if self.conn.eofs >= 2:
+            self.conn.end_pumps(True)
+
+    def release(self):
+        for sock in (self.src, self.dst):
+            if sock.fileno() >= 0:
+                self.loop.remove_reader(sock.fileno())
+                self.loop.remove_writer(sock.fileno())
+        self.src.close()   # the other pump's dst: both are released together
+        os.close(self.r)
+        os.close(self.w)
+
+
+def _dup(side):
+    """A second descriptor of a side's socket, for the pumps (asyncio refuses to watch a
+    descriptor a transport owns; the transport keeps the original, paused)."""
+    sock = side.transport.get_extra_info("socket")
+    return socket.fromfd(sock.fileno(), sock.family, sock.type)
 
 
 async def connect(loop, conn, target, timeout):

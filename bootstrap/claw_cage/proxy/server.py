@@ -154,8 +154,9 @@ class Server:
             addrs = [address]
         else:
             try:
-                infos = await self.loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
-            except (OSError, UnicodeError):
+                infos = await asyncio.wait_for(self.loop.getaddrinfo(
+                    name, port, type=socket.SOCK_STREAM), cfg.connect_timeout)
+            except (OSError, UnicodeError, asyncio.TimeoutError):
                 return self.refuse(conn, 502, "cannot resolve %s" % name)
             addrs = []
             for info in infos:
@@ -168,12 +169,15 @@ class Server:
                     conn.address = str(a)
                     return self.refuse(conn, 403, "the name resolves to a blocked address: "
                                        + why)
-        upstream = None
-        for a in addrs:
+        upstream, deadline = None, time.monotonic() + cfg.connect_timeout
+        for a in addrs:   # in getaddrinfo's order; connect_timeout bounds them all together
             target = ("tcp", (str(a), port))
             conn.address = describe(target)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             try:
-                upstream = await connect(self.loop, conn, target, cfg.connect_timeout)
+                upstream = await connect(self.loop, conn, target, left)
                 break
             except (OSError, asyncio.TimeoutError):
                 continue
