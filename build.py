@@ -57,12 +57,12 @@ HEAD_TEMPLATE = '''\
    # anywhere is a SyntaxError and nothing runs. It exec()s the launcher below (readable
    # source: bootstrap/launcher.py) and hands it the program: a zip archive of
    # bootstrap/claw_cage, zlib-compressed, as base85 text at the end. Built by build.py.
-  lambda launcher, payload: exec(compile(launcher, "claw-cage.pyz/launcher.py", "exec"),
-                                 {"__name__": "__main__", "LAUNCHER": launcher,
-                                  "PAYLOAD": payload})
-)(r\'\'\''''
+  (lambda launcher, payload: exec(compile(launcher, "claw-cage.pyz/launcher.py", "exec"),
+                                  {"__name__": "__main__", "LAUNCHER": launcher,
+                                   "PAYLOAD": payload})
+  )(r\'\'\''''
 MID = "''', r\"\"\""  # raw: a plain string literal this long takes 5x longer to compile
-TAIL = '""")'
+TAIL = '"""))'  # the call's ")", then the first "(": a cut between lambda and call fails too
 
 
 def sha256_file(path):

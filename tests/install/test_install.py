@@ -16,7 +16,8 @@ from conftest import PYTHON, ROOT, find_python, require_root
 
 DEPLOY = os.path.join(ROOT, "deploy")
 ARTIFACTS = ("docker-compose.yml", ".env.example", "iptables-rules.sh", "openclaw.json",
-             "openclaw.local-only.json")
+             "openclaw.local-only.json", "docker-compose.api-only.yml", "netns-relay.js",
+             "openclaw.api-only.json")
 USER_ENV = b"ANTHROPIC_API_KEY=sk-user-secret-123\nOPENCLAW_GATEWAY_TOKEN=usertoken\n"
 
 

@@ -21,7 +21,10 @@ from . import fetch, files, prereqs
 
 # The deploy files the installer owns and replaces on every run, with their modes.
 ARTIFACTS = (("docker-compose.yml", 0o644), (".env.example", 0o644),
-             ("iptables-rules.sh", 0o755), ("openclaw.local-only.json", 0o600))
+             ("iptables-rules.sh", 0o755), ("openclaw.local-only.json", 0o600),
+             # the api-only profile: its compose file, the relay it runs, the proxy settings
+             ("docker-compose.api-only.yml", 0o644), ("netns-relay.js", 0o644),
+             ("openclaw.api-only.json", 0o600))
 # OpenClaw's hardened configuration, mounted read-only into the gateway. Like .env: created
 # once, never overwritten; when the user's copy differs from this release's template, the
 # template goes beside it as openclaw.json.new to diff. Mode 600: OpenClaw's audit calls a

@@ -1,0 +1,74 @@
+// claw-cage api-only profile: the relay inside the agent's network namespace.
+//
+// docker-compose.api-only.yml runs this in the openclaw-netns service, whose namespace has only
+// loopback and no route (network_mode: none); the gateway and the CLI join that namespace. The
+// only ways in and out are the two Unix sockets bind-mounted from the host:
+//   egress   127.0.0.1:3128 here      -> CLAW_EGRESS_SOCK (the host's claw-cage proxy), so
+//            OPENCLAW_PROXY_URL=http://127.0.0.1:3128 reaches the proxy and nothing else;
+//   ingress  CLAW_GATEWAY_SOCK (made here) -> 127.0.0.1:18789 here (the gateway), so the host's
+//            claw-cage proxy can serve the dashboard on the host's 127.0.0.1:18789.
+// Bytes are copied as they are: the host proxy decides what is allowed. When it is down, a
+// connection to 127.0.0.1:3128 is accepted and closed at once: no egress (fail closed).
+"use strict";
+
+const fs = require("fs");
+const net = require("net");
+
+const EGRESS_SOCK = process.env.CLAW_EGRESS_SOCK || "/run/claw-cage/egress/proxy.sock";
+const GATEWAY_SOCK = process.env.CLAW_GATEWAY_SOCK || "/run/claw-cage/gateway/gateway.sock";
+const EGRESS_PORT = 3128;
+const GATEWAY_PORT = parseInt(process.env.OPENCLAW_GATEWAY_PORT || "18789", 10);
+const MAX_CONNS = 256;
+
+function say(msg) {
+  process.stderr.write("netns-relay: " + msg + "\n");
+}
+
+// Copy both ways; either side's error or close ends both (half-close passes through).
+function relay(client, target) {
+  const upstream = net.connect(target);
+  const end = () => { client.destroy(); upstream.destroy(); };
+  client.on("error", end);
+  upstream.on("error", end);
+  client.on("close", end);
+  upstream.on("close", end);
+  client.pipe(upstream);
+  upstream.pipe(client);
+}
+
+function serve(name, target) {
+  const server = net.createServer({ allowHalfOpen: true }, (c) => relay(c, target));
+  server.maxConnections = MAX_CONNS;
+  server.on("error", (e) => { say(name + ": " + e.code); process.exit(1); });
+  return server;
+}
+
+// A socket file left by a previous run (the bind-mounted directory outlives the container)
+// would make listen() fail with EADDRINUSE: remove it, but only a socket.
+function clearStale(path) {
+  try {
+    if (fs.lstatSync(path).isSocket()) fs.unlinkSync(path);
+  } catch (e) {
+    if (e.code !== "ENOENT") throw e;
+  }
+}
+
+serve("egress", { path: EGRESS_SOCK }).listen(EGRESS_PORT, "127.0.0.1", () => {
+  say("127.0.0.1:" + EGRESS_PORT + " -> " + EGRESS_SOCK);
+});
+
+clearStale(GATEWAY_SOCK);
+const ingress = serve("ingress", { host: "127.0.0.1", port: GATEWAY_PORT });
+ingress.listen(GATEWAY_SOCK, () => {
+  // The host proxy runs as a user of its own (DynamicUser): it must be able to connect. Who
+  // reaches the socket is decided by its directory (root-made, this container's uid owns it).
+  fs.chmodSync(GATEWAY_SOCK, 0o666);
+  say(GATEWAY_SOCK + " -> 127.0.0.1:" + GATEWAY_PORT);
+});
+
+for (const sig of ["SIGTERM", "SIGINT"]) {
+  process.on(sig, () => {
+    try { fs.unlinkSync(GATEWAY_SOCK); } catch (e) { /* already gone */ }
+    process.exit(0);
+  });
+}
