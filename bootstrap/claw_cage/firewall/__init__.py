@@ -1,17 +1,18 @@
 """--firewall: isolate the container from the LAN and the host, and keep it so across reboots.
 
   rules     the rule table (ranges and verdicts) and the pure functions that render it
+  script    the boot script / deploy/iptables-rules.sh: template, rendering, header reader
   allow     --allow SPEC: parsing and describing allow-list entries
   backend   which iptables flavour to drive (where Docker's chains are), reading rules
   readback  reading live iptables-save text and comparing rules as iptables loads them
   persist   the boot-time unit and root-owned script that restore the rules
   apply     the --firewall flow: plan, check, commit, read back; and --remove
 
-Exposes main(args) for cli, and the table modules (rules, allow, persist, readback) that
+Exposes main(args) for cli, and the table modules (rules, allow, persist, readback, script) that
 --verify judges the live rules against. Imports only the shared plumbing beside it.
 """
 
-from . import allow, backend, persist, readback, rules
+from . import allow, backend, persist, readback, rules, script
 
 
 def main(args):
@@ -19,4 +20,4 @@ def main(args):
     return apply_main(args)
 
 
-__all__ = ["allow", "backend", "main", "persist", "readback", "rules"]
+__all__ = ["allow", "backend", "main", "persist", "readback", "rules", "script"]

@@ -26,7 +26,7 @@ from ..composefile import read_network
 from ..errors import (ClawCageError, FirewallError, PrereqError, TargetError,
                       UncheckedError)
 from ..ui import UI
-from . import allow, backend, bridge, outcome, persist, readback, rules
+from . import allow, backend, bridge, outcome, persist, readback, rules, script
 
 NOT_ROOT = "--firewall changes the host firewall: run it with sudo"
 
@@ -249,8 +249,8 @@ def _persist_steps(config, tools):
         raise PrereqError("no systemd on this host, so the rules cannot come back at boot: use "
                           "--no-persist and apply them at each boot yourself (for example "
                           "with iptables-rules.sh)")
-    script = rules.render_script(config, tools.names())
-    return [_Action(desc, action) for desc, action in persist.plan_install(script)]
+    text = script.render(config, tools.names())
+    return [_Action(desc, action) for desc, action in persist.plan_install(text)]
 
 
 class _Action(Step):

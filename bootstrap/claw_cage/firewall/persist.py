@@ -3,7 +3,7 @@
 Why this mechanism (README, "Design notes / Firewall"):
 - `netfilter-persistent save` snapshots ALL of iptables, Docker's dynamic rules included, and
   owns /etc/iptables/rules.v4, which the user may already use. We touch neither.
-- The boot script is rules.render_script() for this host's configuration: the same rule table,
+- The boot script is script.render() for this host's configuration: the same rule table,
   the same "declare only our own chains, fix the jumps" logic as --firewall, in bash. It needs
   no Python and never runs the copy of claw-cage in the user's home (which the user can write).
 - Ordered Before=docker.service, and correct after it too: it creates DOCKER-USER when Docker has

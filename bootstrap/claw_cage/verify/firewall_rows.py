@@ -17,11 +17,10 @@ exist; root only; nothing is changed), then judged:
 
 import ipaddress
 import os
-import re
 
 from .. import runner
 from ..errors import ClawCageError
-from ..firewall import allow, backend, persist, readback, rules
+from ..firewall import allow, backend, persist, readback, rules, script
 from .report import Row, PASS, FAIL, WARN, SKIP
 
 SECTION = "Host firewall"
@@ -52,37 +51,6 @@ class FirewallConfig:
                             self.profile, parent)
 
 
-# The header lines rules.render_script() writes into the boot script persist.py installs.
-_HEADER = re.compile(r"^#   bridge (\S+), subnet (\S+), profile (\S+), allow: (.*)$", re.M)
-_PARENT = re.compile(r"^#   forwarded traffic judged in: mangle PREROUTING and (\S+)$", re.M)
-_TOOL = re.compile(r"^(IP6?TABLES)=(\S+)$", re.M)
-
-
-def persisted_config(text):
-    """(rules.Config, tools) the boot script was rendered from, or None.
-
-    The script names its configuration in a header line. That line is only trusted when
-    rendering the configuration it names gives back the very same script, byte for byte: then
-    the reading is certainly right, and the script is certainly unedited."""
-    m = _HEADER.search(text)
-    p = _PARENT.search(text)
-    tools = dict(_TOOL.findall(text))
-    if not m or not p or set(tools) != {"IPTABLES", "IP6TABLES"}:
-        return None
-    bridge, subnet, profile, allow_text = m.groups()
-    try:
-        allows = () if allow_text == "nothing else" else \
-            allow.parse_all(allow_text.split(", "))
-        config = rules.Config(bridge, ipaddress.ip_network(subnet), allows, profile,
-                              p.group(1))
-        tool_names = (tools["IPTABLES"], tools["IP6TABLES"])
-        if rules.render_script(config, tool_names) != text:
-            return None
-    except (ValueError, ClawCageError):
-        return None
-    return config, tool_names
-
-
 def _read_script():
     with open(persist.SCRIPT, encoding="utf-8") as f:
         return f.read()
@@ -92,7 +60,7 @@ def read_config():
     """The configuration --firewall last persisted (allow list, profile), else the defaults.
     With --no-persist nothing records it: the detail of the rules rows says which was used."""
     try:
-        found = persisted_config(_read_script())
+        found = script.read_header(_read_script())
     except FileNotFoundError:
         return FirewallConfig(source="defaults, no %s" % persist.SCRIPT)
     except (OSError, UnicodeDecodeError) as err:
@@ -377,7 +345,7 @@ def persistence_row(bridge, subnet):
     if not (os.path.islink(persist.WANTS) and os.readlink(persist.WANTS) == persist.UNIT):
         return _row(name, FAIL, "%s is not enabled (no %s)" % (persist.UNIT_NAME, persist.WANTS))
     try:
-        found = persisted_config(_read_script())
+        found = script.read_header(_read_script())
     except (OSError, UnicodeDecodeError) as err:
         return _row(name, FAIL, "cannot read %s: %s" % (persist.SCRIPT, err))
     if found is None:
