@@ -3,16 +3,18 @@
   rules     the rule table (ranges and verdicts) and the pure functions that render it
   script    the boot script / deploy/iptables-rules.sh: template, rendering, header reader
   allow     --allow SPEC: parsing and describing allow-list entries
-  backend   which iptables flavour to drive (where Docker's chains are), reading rules
+  backend   which iptables flavour to drive (where Docker's chains are), and installing it
+  host      the host's state, read: flavours, tables, Docker's chains, IPv6, the parent chain
   readback  reading live iptables-save text and comparing rules as iptables loads them
   persist   the boot-time unit and root-owned script that restore the rules
   apply     the --firewall flow: plan, check, commit, read back; and --remove
 
-Exposes main(args) for cli, and the table modules (rules, allow, persist, readback, script) that
+Exposes main(args) for cli, and the table modules (rules, allow, host, persist, readback, script)
+that
 --verify judges the live rules against. Imports only the shared plumbing beside it.
 """
 
-from . import allow, backend, persist, readback, rules, script
+from . import allow, backend, host, persist, readback, rules, script
 
 
 def main(args):
@@ -20,4 +22,4 @@ def main(args):
     return apply_main(args)
 
 
-__all__ = ["allow", "backend", "main", "persist", "readback", "rules", "script"]
+__all__ = ["allow", "backend", "host", "main", "persist", "readback", "rules", "script"]

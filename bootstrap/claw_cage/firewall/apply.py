@@ -26,7 +26,7 @@ from ..composefile import read_network
 from ..errors import (ClawCageError, FirewallError, PrereqError, TargetError,
                       UncheckedError)
 from ..ui import UI
-from . import allow, backend, bridge, outcome, persist, readback, rules, script
+from . import allow, backend, bridge, host, outcome, persist, readback, rules, script
 
 NOT_ROOT = "--firewall changes the host firewall: run it with sudo"
 
@@ -77,7 +77,7 @@ def _host_networks(config):
 def families(tools, ui):
     """4, and 6 unless the kernel has no IPv6 (ip6tables missing is fatal only when the
     host forwards IPv6: then the container could leave over it)."""
-    state = backend.ipv6_state()
+    state = host.ipv6_state()
     if state == "off":
         ui.warn("IPv6 is off in this kernel: IPv4 rules only")
         return (4,)
@@ -288,7 +288,7 @@ def apply(args, ui):
         state = State.read(ui)
     else:   # dry run on a host without iptables: plan against an empty firewall
         state = State(backend.Tools(), rules.FAMILIES, {f: "" for f in rules.FAMILIES})
-    parent = backend.filter_parent(state.chains(4, "filter"))
+    parent = host.parent_to_use(state.chains(4, "filter"))
     config = config._replace(parent=parent)
     steps = plan_apply(config, state)
     later = [] if args.no_persist else _persist_steps(config, state.tools)

@@ -18,13 +18,10 @@ exist; root only; nothing is changed), then judged:
 import ipaddress
 import os
 
-from .. import runner
-from ..errors import ClawCageError
-from ..firewall import allow, backend, persist, readback, rules, script
+from ..firewall import allow, host, persist, readback, rules, script
 from .report import Row, PASS, FAIL, WARN, SKIP
 
 SECTION = "Host firewall"
-DOCKER_CHAINS = ("DOCKER", "DOCKER-FORWARD")
 NEEDS_ROOT = "needs root to read iptables: run it with sudo"
 
 
@@ -71,89 +68,6 @@ def read_config():
     return FirewallConfig(config.allows, config.profile, source=persist.SCRIPT)
 
 
-# ---- reading the live tables ---------------------------------------------------------------
-
-def _is_legacy(tool):
-    if tool.endswith("-legacy"):
-        return True
-    if tool.endswith("-nft"):
-        return False
-    version = runner.run([tool, "-V"], check=False, timeout=10)
-    return "nf_tables" not in version.stdout
-
-
-def _legacy_loaded(family, table=None):
-    # Reading a legacy table that does not exist yet would create it (the kernel loads it on
-    # first access): --verify must change nothing, so ask /proc which ones exist instead.
-    path = "/proc/net/ip_tables_names" if family == 4 else "/proc/net/ip6_tables_names"
-    try:
-        with open(path) as f:
-            names = f.read().split()
-    except OSError:
-        return False
-    return bool(names) if table is None else table in names
-
-
-def backends(family):
-    """iptables flavours to look in: both when both exist, else whatever is on PATH."""
-    base = "iptables" if family == 4 else "ip6tables"
-    both = [base + "-legacy", base + "-nft"]
-    if all(runner.which(t + "-save") for t in both):
-        return both
-    return [base] if runner.which(base + "-save") else []
-
-
-def read_table(tool, family, table="filter"):
-    """iptables-save text of one table, or None when it cannot be read; "" for a legacy table
-    that does not exist (it is empty, and reading it would create it)."""
-    if _is_legacy(tool) and not _legacy_loaded(family, table):
-        return ""
-    result = runner.run([tool + "-save", "-t", table], check=False, timeout=10)
-    return result.stdout if result.ok else None
-
-
-def read_tables(tool, family):
-    """{table: {chain: [rule]}} of every loaded table, or None when it cannot be read. A bare
-    iptables-save reads only the tables that exist (legacy: those /proc lists)."""
-    if _is_legacy(tool) and not _legacy_loaded(family):
-        return {}
-    result = runner.run([tool + "-save"], check=False, timeout=10)
-    return readback.parse_tables(result.stdout) if result.ok else None
-
-
-class Tables:
-    """The tables of one family in the backend that matters, and how it was chosen."""
-
-    def __init__(self, family):
-        self.family, self.tool, self.tables = family, None, None
-        read = [(t, read_tables(t, family)) for t in backends(family)]
-        read = [(t, c) for t, c in read if c is not None]
-        self.docker_in = [t for t, c in read
-                          if any(ch in c.get("filter", {}) for ch in DOCKER_CHAINS)]
-        self.ours_in = [t for t, c in read if rules.FWD_CHAIN in c.get("filter", {})
-                        or rules.PRE_CHAIN in c.get("mangle", {})]
-        pick = self.docker_in or self.ours_in or [t for t, _ in read]
-        if pick:
-            self.tool, self.tables = pick[0], dict(read)[pick[0]]
-
-    @property
-    def chains(self):
-        """The filter table ({chain: rules}), or None when nothing could be read."""
-        return None if self.tables is None else self.tables.get("filter", {})
-
-    def table(self, name):
-        return {} if self.tables is None else self.tables.get(name, {})
-
-
-def filter_parent(all_tables):
-    """Where the second anchor hangs here: FORWARD when our jump is there (Docker's nftables
-    backend), else DOCKER-USER."""
-    for t in all_tables:
-        if any(chain == "FORWARD" for chain, _ in rules.jumps_into_own(t.chains or {})):
-            return "FORWARD"
-    return "DOCKER-USER"
-
-
 # ---- judging ---------------------------------------------------------------------------------
 
 def backend_row(t4):
@@ -173,10 +87,10 @@ def backend_row(t4):
 def rules_row(tables, config, config_source):
     family = tables.family
     name = "firewall rules IPv%d" % family
-    if family == 6 and not os.path.exists("/proc/net/if_inet6"):
+    if family == 6 and host.ipv6_state() == "off":
         return _row(name, PASS, "IPv6 is off in this kernel: nothing to cover")
     if tables.tables is None:
-        return _row(name, FAIL if _ipv6_needed(family) else SKIP,
+        return _row(name, FAIL if family == 6 and host.ipv6_state() == "forwarding" else SKIP,
                     "ip6tables cannot be read" if family == 6 else "iptables cannot be read")
     problems = []
     for chain, want in rules.chain_rules(config, family).items():
@@ -200,16 +114,6 @@ def rules_row(tables, config, config_source):
 
 def _more(items):
     return " (+%d more)" % (len(items) - 1) if len(items) > 1 else ""
-
-
-def _ipv6_needed(family):
-    if family != 6 or not os.path.exists("/proc/net/if_inet6"):
-        return False
-    try:
-        with open("/proc/sys/net/ipv6/conf/all/forwarding") as f:
-            return f.read().strip() == "1"
-    except OSError:
-        return False
 
 
 def jump_row(table, parent, config, all_tables):
@@ -297,7 +201,7 @@ def neighbours_row(all_tables, first_anchor_ok):
     if any(t.docker_in for t in all_tables):
         driver = "iptables"
     else:
-        driver = backend.docker_firewall_backend()
+        driver = host.docker_firewall_backend()
     docker = "Docker's %s firewall backend%s" % (
         driver, " (no DOCKER-USER: the second anchor hangs off FORWARD)"
         if driver == "nftables" else "")
@@ -367,9 +271,9 @@ def rows(bridge, subnet, is_root, fw):
     if not is_root:
         return ([_row(n, SKIP, NEEDS_ROOT) for n in names] + [persistence_row(bridge, subnet)]
                 + allow_rows(subnet, fw))
-    t4, t6 = Tables(4), Tables(6)
+    t4, t6 = host.Tables(4), host.Tables(6)
     present = [t for t in (t4, t6) if t.tables is not None]
-    parent = filter_parent(present)
+    parent = host.parent_in_use(present)
     config = fw.rules_config(bridge, subnet, parent)
     pre = jump_row("mangle", "PREROUTING", config, present)
     first_ok = pre.status == PASS
