@@ -316,7 +316,15 @@ def apply(args, ui):
     say("firewall applied%s (%s): %s (%s) reaches %s%s"
         % (" (not read back)" if unchecked else "", state.tools.iptables(4), config.bridge,
            config.subnet, reaches, closed))
-    ui.info("  judged twice: mangle PREROUTING (before routing) and %s + INPUT" % parent)
+    unreached = ["IPv%d" % f for f in state.fams
+                 if not host.parent_reached(state.chains(f, "filter"), parent)]
+    if unreached:   # our restore never edits FORWARD: the read before it still holds
+        ui.warn("judged once, by mangle PREROUTING: FORWARD does not jump to %s (%s), so the "
+                "second anchor sees no forwarded packet until Docker puts that jump back: "
+                "start or restart Docker (sudo systemctl restart docker)"
+                % (parent, ", ".join(unreached)))
+    else:
+        ui.info("  judged twice: mangle PREROUTING (before routing) and %s + INPUT" % parent)
     for warning, _, text in opened:
         if warning:
             ui.warn(text)

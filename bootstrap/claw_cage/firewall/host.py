@@ -161,7 +161,8 @@ def parent_in_use(tables):
 
 
 def parent_reached(filter_chains, parent):
-    """Whether packets crossing FORWARD reach `parent` at all (FORWARD itself always is)."""
-    if parent == "FORWARD":
+    """Whether packets reach `parent` at all: a built-in chain (FORWARD, INPUT) always is,
+    DOCKER-USER only through FORWARD's jump."""
+    if parent != "DOCKER-USER":
         return True
     return bool(readback.jump_position(filter_chains.get("FORWARD", []), parent))

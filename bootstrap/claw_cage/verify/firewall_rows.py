@@ -6,7 +6,8 @@ exist; root only; nothing is changed), then judged:
   rules IPv4/6     each own chain EQUALS rules.chain_rules() for the installed configuration
   PREROUTING jump  the first anchor: mangle PREROUTING jumps to CLAW-CAGE-PRE first, once
   DOCKER-USER jump the second anchor (FORWARD jump under Docker's nftables backend) and
-  INPUT jump       INPUT's: each first in its chain, exactly once
+  INPUT jump       INPUT's: each first in its chain, exactly once; and FORWARD reaches
+                   DOCKER-USER at all (else the second anchor judges nothing)
   FORWARD order    a WARNING about the second anchor only: something in FORWARD may accept the
                    bridge's traffic before it (Tailscale's ts-forward is the classic case), or
                    FORWARD no longer reaches DOCKER-USER; the first anchor judged it already
@@ -119,7 +120,7 @@ def _more(items):
 def jump_row(table, parent, config, all_tables):
     spec = [s for t, p, s in rules.jumps(config) if (t, p) == (table, parent)][0]
     target = spec.split()[-1]
-    bad, ok = [], []
+    bad, ok, unreached = [], [], []
     for t in all_tables:
         chains = t.table(table)
         label = "IPv%d" % t.family
@@ -136,9 +137,15 @@ def jump_row(table, parent, config, all_tables):
             bad.append("%s: %d jumps to %s" % (label, len(where), target))
         elif exact != [1]:
             bad.append("%s: the jump is rule %d, not `%s` first" % (label, where[0], spec))
+        elif table == "filter" and not host.parent_reached(t.chains, parent):
+            unreached.append(label)   # in place, but no packet gets there
         else:
             ok.append(label)
     anchor = "first anchor" if table == "mangle" else "second anchor"
+    if unreached:
+        bad.append("%s: FORWARD does not jump to %s, so it judges no packet (Docker not "
+                   "started, or its rules flushed): restart Docker (sudo systemctl restart "
+                   "docker) to put that jump back" % (", ".join(unreached), parent))
     if bad:
         return _row("%s jump" % parent, FAIL, "%s: %s" % (anchor, "; ".join(bad)))
     return _row("%s jump" % parent, PASS, "%s: `%s` first (%s)" % (anchor, spec, ", ".join(ok)))
