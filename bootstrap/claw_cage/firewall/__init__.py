@@ -15,11 +15,7 @@ that
 """
 
 from . import allow, backend, host, persist, readback, rules, script
-
-
-def main(args):
-    from .apply import main as apply_main  # the flow, only when --firewall runs
-    return apply_main(args)
+from .apply import main
 
 
 __all__ = ["allow", "backend", "host", "main", "persist", "readback", "rules", "script"]
