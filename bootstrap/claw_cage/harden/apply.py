@@ -8,9 +8,8 @@ and restart again. --revert puts the backup back byte for byte.
 
 import json
 import os
-import tempfile
 
-from .. import runner
+from .. import runner, safefile
 from ..errors import DaemonError, PrereqError, TargetError
 from ..ui import UI
 from . import merge
@@ -21,14 +20,13 @@ BACKUP, ABSENT = ".claw-cage.bak", ".claw-cage.none"   # the original; or: there
 
 def read(path):
     """(bytes or None when absent, the JSON object)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        conf = json.loads(data.decode("utf-8") or "{}")
-    except FileNotFoundError:
+    data = safefile.read(path)
+    if data is None:
         return None, {}
-    except (OSError, ValueError) as err:
-        raise TargetError("cannot use %s: %s" % (path, getattr(err, "strerror", None) or err))
+    try:
+        conf = json.loads(data.decode("utf-8") or "{}")
+    except ValueError as err:
+        raise TargetError("cannot use %s: %s" % (path, err))
     if not isinstance(conf, dict):
         raise TargetError("%s is not a JSON object" % path)
     return data, conf
@@ -36,35 +34,15 @@ def read(path):
 
 def raw(path):
     """The bytes of path, None when absent (or when path is None)."""
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except (FileNotFoundError, TypeError):
-        return None
-    except OSError as err:
-        raise TargetError("cannot read %s: %s" % (path, err.strerror))
+    return None if path is None else safefile.read(path)
 
 
 def write(path, data):
-    """Temp file beside it, fsync, rename over; mode and owner of the file replaced."""
-    st = os.stat(path) if os.path.exists(path) else None
-    fd, tmp = tempfile.mkstemp(prefix=".claw-cage-", dir=os.path.dirname(path))
+    """Replace path atomically, keeping the mode and owner of the file replaced."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            os.fchmod(f.fileno(), st.st_mode & 0o7777 if st else 0o644)
-            if st:
-                os.fchown(f.fileno(), st.st_uid, st.st_gid)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
+        safefile.write_atomic(path, data)
     except OSError as err:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise TargetError("cannot write %s: %s" % (path, err.strerror))
-    dfd = os.open(os.path.dirname(path), os.O_RDONLY)
-    os.fsync(dfd)
-    os.close(dfd)
+        raise TargetError("cannot write %s: %s" % (path, err.strerror or err))
 
 
 def swap(ui, path, new, old):
