@@ -308,7 +308,8 @@ def apply(args, ui):
         raise undo(state, fams, problem)
     if later:   # before the summary: a failure here still takes the rules back
         _persist(later, state, fams)
-    # what is open, exactly: never "not the LAN" while an --allow reaches it (issue 17)
+    # what is open, exactly: never "not the LAN" while an --allow reaches it, or the user
+    # believes the cage is closed where they opened it
     opened = allow.summary(config.allows, _host_networks(config), config.profile)
     reaches = "the internet" if config.profile == "internet" else "only allowed destinations"
     closed = "" if any(warning for warning, _, _ in opened) else ", not the LAN or this host"

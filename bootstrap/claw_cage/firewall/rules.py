@@ -111,7 +111,7 @@ def policy(config, family):
 
     Order matters where sets overlap: the host's own addresses on the bridge (172.30.0.1) are
     LOCAL *and* in the subnet, so "local" is judged before "subnet". The host opens port by
-    port only (issue 17): host:PORT and ADDRESS:PORT allows (the address may be one of the
+    port only: host:PORT and ADDRESS:PORT allows (the address may be one of the
     host's) come before the LOCAL drop, every other allow after it - a network allow never
     opens a port of the host - and all allows before the ranges' drops."""
     if config.profile not in PROFILES:

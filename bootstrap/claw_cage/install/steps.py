@@ -130,7 +130,6 @@ def plan_changes(target, artifacts):
         mode = os.lstat(env_path).st_mode & 0o777
         if mode & 0o177:
             plan.env_tighten = mode
-        plan.existing_env = existing
         if not token_is_set(existing):
             plan.env_fill = env_with_token(existing)
             plan.env_tighten = None   # the replacement is written with mode 600
