@@ -7,7 +7,7 @@
   container       `docker inspect` of the running gateway: hardening settings
   probe_plan      which packet probes to send and what each result means
   probes          how probes run (one throwaway container, or a test namespace)
-  audit           advice from seed 003 (warn only)
+  audit           the hardening guide's other layers (warn only)
 
 Exposes main(args) for cli. May import firewall and install (their __init__ names), never
 the other way round.
