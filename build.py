@@ -273,8 +273,8 @@ def version_line_of(text):
 
 def check_script(write):
     """deploy/iptables-rules.sh is generated from the rule table; a stale copy fails the build."""
-    from claw_cage.firewall import rules
-    render = rules.render_script
+    from claw_cage.firewall import script
+    render = script.render
     path = os.path.join(DEPLOY, SCRIPT_NAME)
     wanted = render()
     current = open(path, encoding="utf-8").read() if os.path.exists(path) else None

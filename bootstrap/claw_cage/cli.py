@@ -81,8 +81,9 @@ def build_parser():
     g.add_argument("--remove", action="store_true",
                    help="remove claw-cage's rules and their persistence")
 
-    # issue 17: an allow list that opens a whole blocked range, everything, more than a /24
-    # (IPv4) or /64 (IPv6) of blocked space, or cloud metadata with a port, is refused without it
+    # an allow list that opens a whole blocked range, everything, more than a /24 (IPv4) or
+    # /64 (IPv6) of blocked space, or cloud metadata with a port, is refused without it: such
+    # a list undoes the cage, so it must be asked for in so many words
     g.add_argument("--unsafe-wide-allow", action="store_true",
                    help="let --allow open a whole LAN range, more than a /24 (IPv6: /64) of "
                         "blocked addresses, or cloud metadata with a port: the LAN is then NOT "
@@ -120,7 +121,7 @@ def check_egress_combinations(p, args):
         p.error("--profile api-only is a --firewall profile")
 
 
-# -- seed 003's other layers: --harden-docker and --proxmox (issue 12) -------------------------
+# -- the hardening guide's other layers: --harden-docker and --proxmox --------------------------
 def add_layer_modes(p, mode):
     mode.add_argument("--harden-docker", action="store_true",
                       help="merge hardened settings into /etc/docker/daemon.json, restart "
@@ -189,16 +190,15 @@ def check_combinations(p, args):
                      ("--no-persist", args.no_persist), ("--remove", args.remove)]
     firewall_only.append(("--unsafe-wide-allow", args.unsafe_wide_allow))
     install_only = [("--source", args.source is not None), ("--yes", args.yes)]
-    verify_only = []  # --json is for every mode (issue 14)
     if args.firewall:
-        wrong = install_only + verify_only
+        wrong = install_only
         if args.remove:
             wrong += [(n, v) for n, v in firewall_only if n != "--remove"]
             wrong.append(("--allow-domain", bool(args.allow_domain)))
     elif args.verify:
         wrong = install_only + firewall_only + [("--dry-run", args.dry_run)]
     else:
-        wrong = firewall_only + verify_only
+        wrong = firewall_only
     used = [name for name, given in wrong if given]
     if used:
         mode = ("--firewall --remove" if args.firewall and args.remove else
@@ -215,7 +215,7 @@ def version_line(version=__version__, repo=buildinfo.REPO, ref=buildinfo.GIT_REF
     return "claw-cage %s%s (%s%s@%s)" % (version, suffix, name, repo, ref)
 
 
-# ---- --json for install and --firewall (issue 14) ------------------------------------------
+# ---- --json for install and --firewall: one object a script can read ------------------------
 # The mode returns a dict (install: each file created/updated/unchanged; --firewall: rules and
 # persistence changed or not); cli prints it as one JSON object on stdout, adding what every
 # answer has. While the mode runs, its human lines go to stderr. A failure is an object too.

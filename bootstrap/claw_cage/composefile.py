@@ -43,7 +43,7 @@ def read_network(text, where="docker-compose.yml"):
                             % (where, len(subnets)))
     bridge, subnet = bridges.pop(), subnets.pop()
     if not BRIDGE_RE.match(bridge):
-        # the value itself is never shown: this file may be read as root (issue 17)
+        # the value itself is never shown: read as root, an error must not leak a secret
         raise ClawCageError("%s: the value of %s is not a valid interface name (1-15 of "
                             "A-Z a-z 0-9 _ . -)" % (where, BRIDGE_KEY))
     try:

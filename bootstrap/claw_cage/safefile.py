@@ -1,4 +1,4 @@
-"""Reading a user's file as root without being tricked: docker-compose.yml and .env.
+"""Reading a user's file as root without being tricked, and replacing a file atomically.
 
 The install directory belongs to the user, and --firewall / --verify may run as root. A file
 there could be a symlink to a root-only file, a FIFO that blocks the reader forever, a device,
@@ -6,11 +6,17 @@ or something huge. read() opens the last path component without following a syml
 without blocking (O_NOFOLLOW | O_NONBLOCK), checks what it opened with fstat (a regular file,
 at most `limit` bytes), and only then reads it. Its errors name the path and the reason, never
 a byte of the content.
+
+stage() writes new content to a temporary file beside the old one (same file system, O_EXCL,
+its final mode from the first byte, fsynced); renaming it over the old file is atomic: a reader
+sees the old file or the new one, never half of either. write_atomic() does both at once.
 """
 
+import contextlib
 import errno
 import os
 import stat
+import tempfile
 
 from .errors import TargetError
 
@@ -68,3 +74,54 @@ def read_text(path, limit=LIMIT):
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise TargetError("%s is not UTF-8 text (at byte %d)" % (path, err.start))
+
+
+def stage(directory, name, data, mode, owner=None):
+    """Write data to a new hidden temporary file in directory; return its path.
+    owner: (uid, gid) to give it, or None."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + name + ".")  # O_EXCL, mode 0600
+    try:
+        os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return tmp
+
+
+def fsync_dir(directory):
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path, data, mode=None):
+    """Replace path by data (bytes or text) at once, and make the rename durable. mode None:
+    the mode and owner of the file it replaces (0644 for a new one). OSError on failure, with
+    no temporary file left behind."""
+    owner = None
+    if mode is None:
+        try:
+            st = os.stat(path)
+            mode, owner = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
+        except FileNotFoundError:
+            mode = 0o644
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    directory, name = os.path.split(path)
+    tmp = stage(directory or ".", name, data, mode, owner)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(directory or ".")

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
-from claw_cage.firewall import backend  # noqa: E402
+from claw_cage.firewall import host  # noqa: E402
 
 
 def _docker(tmp_path, monkeypatch, script):
@@ -44,12 +44,12 @@ def _daemon_json(tmp_path, text):
 def test_backend_from_docker_info_then_daemon_json(tmp_path, monkeypatch, answer, daemon_json,
                                                    expected):
     _docker(tmp_path, monkeypatch, answer + "\n")
-    assert backend.docker_firewall_backend(_daemon_json(tmp_path, daemon_json)) == expected
+    assert host.docker_firewall_backend(_daemon_json(tmp_path, daemon_json)) == expected
 
 
 def test_docker_info_is_asked_for_exactly_the_driver(tmp_path, monkeypatch):
     bin_dir = _docker(tmp_path, monkeypatch, 'echo "$@" > "$(dirname "$0")/args"\necho nftables\n')
-    assert backend.docker_firewall_backend(_daemon_json(tmp_path, None)) == "nftables"
+    assert host.docker_firewall_backend(_daemon_json(tmp_path, None)) == "nftables"
     assert (bin_dir / "args").read_text().strip() == \
         "info --format {{.FirewallBackend.Driver}}"
 
@@ -57,6 +57,6 @@ def test_docker_info_is_asked_for_exactly_the_driver(tmp_path, monkeypatch):
 def test_forward_jumping_to_docker_user_decides_without_asking_docker():
     def never():
         raise AssertionError("docker was asked although FORWARD already jumps to DOCKER-USER")
-    assert backend.filter_parent({"FORWARD": ["-j DOCKER-USER"]}, never) == "DOCKER-USER"
-    assert backend.filter_parent({"FORWARD": []}, lambda: "nftables") == "FORWARD"
-    assert backend.filter_parent({}, lambda: "iptables") == "DOCKER-USER"
+    assert host.parent_to_use({"FORWARD": ["-j DOCKER-USER"]}, never) == "DOCKER-USER"
+    assert host.parent_to_use({"FORWARD": []}, lambda: "nftables") == "FORWARD"
+    assert host.parent_to_use({}, lambda: "iptables") == "DOCKER-USER"

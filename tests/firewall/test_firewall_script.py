@@ -16,7 +16,7 @@ from lab.netlab import Lab
 from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
-from claw_cage.firewall import allow, rules  # noqa: E402
+from claw_cage.firewall import allow, rules, script  # noqa: E402
 
 SCRIPT = os.path.join(ROOT, "deploy", "iptables-rules.sh")
 
@@ -35,9 +35,9 @@ def _variants():
     net = ipaddress.ip_network("172.31.0.0/24")
     return {
         "deploy": open(SCRIPT).read(),
-        "boot-nft-local-only": rules.render_script(
+        "boot-nft-local-only": script.render(
             rules.Config("cc-test0", net, allows, "local-only"), ("iptables-nft", "ip6tables-nft")),
-        "boot-legacy": rules.render_script(
+        "boot-legacy": script.render(
             rules.Config("claw-cage0", net, allows, "internet"),
             ("iptables-legacy", "ip6tables-legacy")),
     }

@@ -110,3 +110,136 @@ def test_bandit_finds_nothing_at_medium_severity():
                         os.path.join(ROOT, "build.py")], stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, universal_newlines=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout
+
+
+# ---- no import loops, and package faces stay faces ------------------------------------------
+
+def _module_names(pkg_dir):
+    """{dotted name: path} of every module under pkg_dir (a package's own name for its
+    __init__.py)."""
+    base = os.path.basename(pkg_dir)
+    found = {}
+    for folder, dirs, names in os.walk(pkg_dir):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        rel = os.path.relpath(folder, os.path.dirname(pkg_dir)).replace(os.sep, ".")
+        for n in names:
+            if n.endswith(".py") and n != "__main__.py":
+                found[rel if n == "__init__.py" else rel + "." + n[:-3]] = os.path.join(folder, n)
+    assert base in found
+    return found
+
+
+def _import_graph(pkg_dir):
+    """{module: set of modules it imports}, every import statement counted (a deferred import
+    inside a function closes a loop as surely as one at the top). A module's own parent
+    packages are left out: Python has them initialised before the module runs."""
+    modules = _module_names(pkg_dir)
+    graph = {}
+    for name, path in modules.items():
+        is_pkg = path.endswith("__init__.py")
+        here = name.split(".") if is_pkg else name.split(".")[:-1]
+        edges = set()
+        for level, module, names in _imports(path):
+            if level:
+                base = here[:len(here) - (level - 1)]
+                target = ".".join(base + ([module] if module else []))
+            else:
+                target = module
+            if target not in modules:
+                continue
+            edges.add(target)
+            edges.update(target + "." + n for n in names if target + "." + n in modules)
+        parents = {".".join(name.split(".")[:i]) for i in range(1, len(name.split(".")))}
+        graph[name] = edges - parents - {name}
+    return graph
+
+
+def import_cycles(pkg_dir):
+    """Every import loop, each as [a, b, ..., a] (one per strongly connected group)."""
+    graph = _import_graph(pkg_dir)
+    index, low, stack, on, loops = {}, {}, [], set(), []
+
+    def visit(v):   # Tarjan's algorithm; the package is small, recursion depth stays low
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                loops.append(sorted(group) + [sorted(group)[0]])
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return loops
+
+
+def _copy_of_the_package(tmp_path):
+    copy = str(tmp_path / "claw_cage")
+    shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    return copy
+
+
+def test_no_import_cycles():
+    assert import_cycles(PKG) == []
+
+
+def test_a_planted_import_loop_is_found(tmp_path):
+    copy = _copy_of_the_package(tmp_path)
+    assert import_cycles(copy) == []            # control: the copy is as clean as the tree
+    with open(os.path.join(copy, "firewall", "rules.py"), "a") as f:
+        f.write("\n\ndef _late():\n    from . import allow  # deferred: still a loop\n")
+    assert import_cycles(copy) == [["claw_cage.firewall.allow", "claw_cage.firewall.rules",
+                                    "claw_cage.firewall.allow"]]
+
+
+def init_logic(pkg_dir):
+    """Statements in a package's __init__.py other than its docstring, imports and constant
+    assignments (__all__, __version__): logic belongs in a named module."""
+    found = []
+    for folder, dirs, names in os.walk(pkg_dir):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        if "__init__.py" not in names:
+            continue
+        path = os.path.join(folder, "__init__.py")
+        tree = ast.parse(open(path, encoding="utf-8").read(), path)
+        for i, node in enumerate(tree.body):
+            if i == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            if isinstance(node, ast.Assign):
+                try:
+                    ast.literal_eval(node.value)
+                    continue
+                except ValueError:
+                    pass
+            found.append("%s:%d %s" % (os.path.relpath(path, pkg_dir), node.lineno,
+                                       type(node).__name__))
+    return found
+
+
+def test_package_faces_hold_no_logic():
+    assert init_logic(PKG) == []
+
+
+def test_a_planted_def_in_a_face_is_found(tmp_path):
+    copy = _copy_of_the_package(tmp_path)
+    assert init_logic(copy) == []
+    with open(os.path.join(copy, "harden", "__init__.py"), "a") as f:
+        f.write("\n\ndef helper():\n    return 1\n")
+    assert init_logic(copy) == [os.path.join("harden", "__init__.py") + ":%d FunctionDef"
+                                % (len(open(os.path.join(copy, "harden", "__init__.py"))
+                                       .read().splitlines()) - 1)]

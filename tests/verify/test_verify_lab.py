@@ -352,3 +352,55 @@ def test_verify_changes_nothing(cage):
     code, _, _ = cage.verify("--json")
     assert code == 0 and _state(cage.lab) == before
     assert sorted(os.path.join(d, f) for d, _, fs in os.walk(etc) for f in fs) == files
+
+
+def _flush_ruleset(lab):
+    """What `nft flush ruleset` does to a host: every table of both families gone, so every
+    chain Docker made (and FORWARD's jump to DOCKER-USER) too. iptables-nft sees it as empty
+    tables; a legacy-iptables host is given the same end state table by table."""
+    if "nf_tables" in lab.exec(lab.host, [lab.backend, "-V"]).stdout:
+        lab.exec(lab.host, ["nft", "flush", "ruleset"])
+        return
+    for ipt in (lab.backend, lab.ip6tables):
+        for table in ("filter", "nat", "mangle"):
+            lab.sh(lab.host, "%s -w -t %s -F && %s -w -t %s -X" % (ipt, table, ipt, table))
+        lab.sh(lab.host, "for c in INPUT FORWARD OUTPUT; do %s -w -P $c ACCEPT; done" % ipt)
+
+
+def test_judged_twice_only_when_forward_reaches_docker_user(cage):
+    """After a flush of the whole ruleset and a re-apply, the second anchor's rules are in
+    DOCKER-USER but FORWARD no longer jumps there: no packet meets them. The run must not say
+    "judged twice" and --verify must fail the DOCKER-USER row, naming the fix; packets prove
+    that the second anchor really judges nothing then. Control: the same before the flush."""
+    lab = cage.lab
+    lan = netlab.Probe("lan", lab.ctr, "tcp", "10.1.2.3", netlab.TCP_PORT)
+    wan = netlab.Probe("wan", lab.ctr, "tcp", netlab.WAN_V4, netlab.TCP_PORT)
+    no_first_anchor = "iptables -t mangle -D PREROUTING -i claw-cage0 -j CLAW-CAGE-PRE"
+
+    p = cage.firewall()                                 # control: Docker's jump in place
+    assert "judged twice" in p.stdout and "judged once" not in p.stdout, p.stdout
+    code, rows, _ = cage.verify("--json")
+    assert code == 0 and rows["DOCKER-USER jump"][0] == "pass", rows["DOCKER-USER jump"]
+    lab.sh(lab.host, no_first_anchor)                   # the second anchor alone still blocks
+    seen = lab.probe([lan, wan], retry=[wan])
+    assert seen == {lan: False, wan: True}, seen
+
+    _flush_ruleset(lab)
+    p = cage.firewall()                                 # re-apply: exit 0, but one anchor
+    assert "judged twice" not in p.stdout, p.stdout
+    assert "warning: judged once, by mangle PREROUTING: FORWARD does not jump to DOCKER-USER " \
+           "(IPv4, IPv6)" in p.stdout, p.stdout
+    assert "restart docker" in p.stdout
+    code, rows, _ = cage.verify("--json")
+    status, detail = rows["DOCKER-USER jump"]
+    assert code == EXIT_VERIFY and status == "fail", rows["DOCKER-USER jump"]
+    assert "FORWARD does not jump to DOCKER-USER" in detail and "restart Docker" in detail
+    lab.sh(lab.host, no_first_anchor)                   # and indeed nothing judges it now
+    seen = lab.probe([lan, wan], retry=[wan, lan])
+    assert seen == {lan: True, wan: True}, seen
+
+    lab.dockerd_start()                                 # the fix named: Docker puts it back
+    p = cage.firewall()
+    assert "judged twice" in p.stdout and "judged once" not in p.stdout, p.stdout
+    code, rows, _ = cage.verify("--json")
+    assert rows["DOCKER-USER jump"][0] == "pass", rows["DOCKER-USER jump"]

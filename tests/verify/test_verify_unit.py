@@ -455,7 +455,7 @@ def test_canonical_matches_what_iptables_reads_back(scratch_ns):
     _ns(scratch_ns, "iptables", "-N", "T")
     for rule in SPELLINGS:
         _ns(scratch_ns, "iptables", "-A", "T", *rule.split())
-    back = readback.parse_save(_ns(scratch_ns, "iptables-save", "-t", "filter"))["T"]
+    back = readback.parse_tables(_ns(scratch_ns, "iptables-save", "-t", "filter"))["filter"]["T"]
     assert back != SPELLINGS  # iptables really does rewrite them...
     missing, unexpected, same_order = readback.diff_chain(SPELLINGS, back)
     assert (missing, unexpected, same_order) == ([], [], True)  # ...and canonical() sees through

@@ -82,7 +82,7 @@ def describe(allow):
     return ("[%s]:%d" if allow.net.version == 6 else "%s:%d") % (addr, allow.port)
 
 
-# ---- what an allow may open (issue 17) ------------------------------------------------------
+# ---- what an allow may open: never the cage undone by a typo ---------------------------------
 #
 # Decided on address sets, never on spellings: 0.0.0.0/1 + 128.0.0.0/1 is judged as 0.0.0.0/0,
 # ::ffff:172.30.0.1 as 172.30.0.1. Pure: the host's addresses come in as an argument

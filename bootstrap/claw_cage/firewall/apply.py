@@ -26,7 +26,7 @@ from ..composefile import read_network
 from ..errors import (ClawCageError, FirewallError, PrereqError, TargetError,
                       UncheckedError)
 from ..ui import UI
-from . import allow, backend, bridge, outcome, persist, readback, rules
+from . import allow, backend, bridge, host, outcome, persist, readback, rules, script
 
 NOT_ROOT = "--firewall changes the host firewall: run it with sudo"
 
@@ -79,7 +79,7 @@ def _host_networks(config):
 def families(tools, ui):
     """4, and 6 unless the kernel has no IPv6 (ip6tables missing is fatal only when the
     host forwards IPv6: then the container could leave over it)."""
-    state = backend.ipv6_state()
+    state = host.ipv6_state()
     if state == "off":
         ui.warn("IPv6 is off in this kernel: IPv4 rules only")
         return (4,)
@@ -251,8 +251,8 @@ def _persist_steps(config, tools):
         raise PrereqError("no systemd on this host, so the rules cannot come back at boot: use "
                           "--no-persist and apply them at each boot yourself (for example "
                           "with iptables-rules.sh)")
-    script = rules.render_script(config, tools.names())
-    return [_Action(desc, action) for desc, action in persist.plan_install(script)]
+    text = script.render(config, tools.names())
+    return [_Action(desc, action) for desc, action in persist.plan_install(text)]
 
 
 class _Action(Step):
@@ -290,7 +290,7 @@ def apply(args, ui):
         state = State.read(ui)
     else:   # dry run on a host without iptables: plan against an empty firewall
         state = State(backend.Tools(), rules.FAMILIES, {f: "" for f in rules.FAMILIES})
-    parent = backend.filter_parent(state.chains(4, "filter"))
+    parent = host.parent_to_use(state.chains(4, "filter"))
     config = config._replace(parent=parent)
     steps = plan_apply(config, state)
     later = [] if args.no_persist else _persist_steps(config, state.tools)
@@ -310,7 +310,8 @@ def apply(args, ui):
         raise undo(state, fams, problem)
     if later:   # before the summary: a failure here still takes the rules back
         _persist(later, state, fams)
-    # what is open, exactly: never "not the LAN" while an --allow reaches it (issue 17)
+    # what is open, exactly: never "not the LAN" while an --allow reaches it, or the user
+    # believes the cage is closed where they opened it
     opened = allow.summary(config.allows, _host_networks(config), config.profile)
     reaches = "the internet" if config.profile == "internet" else "only allowed destinations"
     closed = "" if any(warning for warning, _, _ in opened) else ", not the LAN or this host"
@@ -318,7 +319,15 @@ def apply(args, ui):
     say("firewall applied%s (%s): %s (%s) reaches %s%s"
         % (" (not read back)" if unchecked else "", state.tools.iptables(4), config.bridge,
            config.subnet, reaches, closed))
-    ui.info("  judged twice: mangle PREROUTING (before routing) and %s + INPUT" % parent)
+    unreached = ["IPv%d" % f for f in state.fams
+                 if not host.parent_reached(state.chains(f, "filter"), parent)]
+    if unreached:   # our restore never edits FORWARD: the read before it still holds
+        ui.warn("judged once, by mangle PREROUTING: FORWARD does not jump to %s (%s), so the "
+                "second anchor sees no forwarded packet until Docker puts that jump back: "
+                "start or restart Docker (sudo systemctl restart docker)"
+                % (parent, ", ".join(unreached)))
+    else:
+        ui.info("  judged twice: mangle PREROUTING (before routing) and %s + INPUT" % parent)
     for warning, _, text in opened:
         if warning:
             ui.warn(text)

@@ -3,7 +3,7 @@
 Why this mechanism (README, "Design notes / Firewall"):
 - `netfilter-persistent save` snapshots ALL of iptables, Docker's dynamic rules included, and
   owns /etc/iptables/rules.v4, which the user may already use. We touch neither.
-- The boot script is rules.render_script() for this host's configuration: the same rule table,
+- The boot script is script.render() for this host's configuration: the same rule table,
   the same "declare only our own chains, fix the jumps" logic as --firewall, in bash. It needs
   no Python and never runs the copy of claw-cage in the user's home (which the user can write).
 - Ordered Before=docker.service, and correct after it too: it creates DOCKER-USER when Docker has
@@ -19,7 +19,7 @@ never with a variable a root program would read.
 import os
 import stat
 
-from .. import runner
+from .. import runner, safefile
 from ..errors import FirewallError
 
 ETC_DIR = "/etc/claw-cage"
@@ -73,36 +73,11 @@ def _check_root_dir(path):
                             "fix or remove it, then run this again" % path)
 
 
-def _write_atomic(path, text, mode=0o644):
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(os.path.dirname(path))
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _link_atomic(target, path):
     tmp = "%s.tmp-%d" % (path, os.getpid())
     os.symlink(target, tmp)
     os.replace(tmp, path)
-    _fsync_dir(os.path.dirname(path))
+    safefile.fsync_dir(os.path.dirname(path))
 
 
 def plan_install(script_text):
@@ -124,8 +99,8 @@ def plan_install(script_text):
     steps = [
         ("mkdir -p %s (root-owned)" % ETC_DIR, make_dir),
         ("write %s (the rules, restored at boot)" % SCRIPT,
-         lambda: _write_atomic(SCRIPT, script_text)),
-        ("write %s" % UNIT, lambda: _write_atomic(UNIT, UNIT_TEXT)),
+         lambda: safefile.write_atomic(SCRIPT, script_text, 0o644)),
+        ("write %s" % UNIT, lambda: safefile.write_atomic(UNIT, UNIT_TEXT, 0o644)),
         ("ln -sf %s %s (what `systemctl enable` does)" % (UNIT, WANTS), make_wants),
     ]
     return steps + _reload_steps()
@@ -182,6 +157,6 @@ def restore(snap):
             elif was[0] == "link":
                 _link_atomic(was[1], path)
             else:
-                _write_atomic(path, was[1], was[2])
+                safefile.write_atomic(path, was[1], was[2])
         except OSError:
             pass

@@ -12,24 +12,6 @@ import ipaddress
 import shlex
 
 
-def parse_save(text, table="filter"):
-    """{chain: [rule, ...]} for one table of iptables-save output; a rule is the text after
-    `-A CHAIN `. Chains declared without rules map to []. Policies are left out."""
-    chains, current = {}, None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("*"):
-            current = line[1:]
-        elif current != table or not line or line.startswith("#"):
-            continue
-        elif line.startswith(":"):
-            chains.setdefault(line[1:].split()[0], [])
-        elif line.startswith("-A "):
-            _, chain, rest = (line.split(None, 2) + [""])[:3]
-            chains.setdefault(chain, []).append(rest)
-    return chains
-
-
 def _groups(words):
     """Split a rule's words into option groups: ['-d', '10.0.0.0/8'], ['!', '-i', 'x'], ..."""
     groups, cur = [], []

@@ -1,4 +1,4 @@
-"""The daemon settings of seed 003 step 5 as data, and the pure merge into daemon.json."""
+"""The hardening guide's Docker daemon settings as data, and the pure merge into daemon.json."""
 
 import difflib
 import json

@@ -2,7 +2,7 @@
 
   prereqs   what must be on the host first (docker, Compose v2)
   fetch     downloads the deploy files in parallel, each checked against its sha256
-  files     safe file plumbing: read a regular file only, stage + rename, the directory lock
+  files     the directory lock, and Ctrl-C held while staged files are renamed into place
   steps     the install flow itself, and the .env with its gateway token
 
 Exposes main(args) for cli, and the .env facts that --verify checks (ENV, TOKEN_VAR,

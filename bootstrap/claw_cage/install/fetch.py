@@ -18,7 +18,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from ..errors import FetchError
+from .. import safefile
+from ..errors import FetchError, TargetError
 
 MAX_BYTES = 1024 * 1024      # our artifacts are a few KiB; anything near this is not ours
 DEFAULT_TIMEOUT = 30.0       # seconds for each whole file, not just each socket read
@@ -77,16 +78,14 @@ def _read_http(url, deadline):
 
 
 def _read_file(path):
+    """A deploy file from a local --source directory: safefile's read (no symlink, no FIFO,
+    size-capped), its refusals as fetch errors."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as err:
-        raise FetchError("%s: %s" % (path, err.strerror))
-    with os.fdopen(fd, "rb") as f:
-        if not os.path.stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise FetchError("%s: not a regular file" % path)
-        data = f.read(MAX_BYTES + 1)
-    if len(data) > MAX_BYTES:
-        raise FetchError("%s: over the %d-byte limit" % (path, MAX_BYTES))
+        data = safefile.read(path, MAX_BYTES)
+    except TargetError as err:
+        raise FetchError(str(err))
+    if data is None:
+        raise FetchError("%s: No such file or directory" % path)
     return data
 
 

@@ -14,7 +14,7 @@ import secrets
 
 import claw_cage
 
-from .. import __version__, buildinfo, dotenv, paths
+from .. import __version__, buildinfo, dotenv, paths, safefile
 from ..errors import TargetError, UsageError
 from ..ui import UI
 from . import fetch, files, prereqs
@@ -100,12 +100,12 @@ class Plan:
 
 def plan_policy(plan, target, template):
     """openclaw.json: create it if absent; else keep it, offering the template beside it."""
-    current = files.read_regular(os.path.join(target, POLICY))
+    current = safefile.read(os.path.join(target, POLICY))
     if current is None:
         plan.policy_new = template
     elif current != template:
         plan.policy_differs = True
-        new = files.read_regular(os.path.join(target, POLICY_NEW))
+        new = safefile.read(os.path.join(target, POLICY_NEW))
         plan.files.append((POLICY_NEW, template, 0o600, "created" if new is None else
                            "unchanged" if new == template else "updated"))
 
@@ -116,7 +116,7 @@ def plan_changes(target, artifacts):
         if name == POLICY:  # never replaced: see plan_policy
             plan_policy(plan, target, data)
             continue
-        current = files.read_regular(os.path.join(target, name))
+        current = safefile.read(os.path.join(target, name))
         if current is None:
             status = "created"
         elif current != data or (os.stat(os.path.join(target, name)).st_mode & 0o777) != mode:
@@ -125,7 +125,7 @@ def plan_changes(target, artifacts):
             status = "unchanged"
         plan.files.append((name, data, mode, status))
     env_path = os.path.join(target, ENV)
-    existing = files.read_regular(env_path)  # refuses a symlink or a non-regular .env
+    existing = safefile.read(env_path)  # refuses a symlink or a non-regular .env
     if existing is None:
         example = dict((n, d) for n, d, _ in artifacts)[".env.example"]
         plan.env_new = env_with_token(example)
@@ -133,7 +133,6 @@ def plan_changes(target, artifacts):
         mode = os.lstat(env_path).st_mode & 0o777
         if mode & 0o177:
             plan.env_tighten = mode
-        plan.existing_env = existing
         if not token_is_set(existing):
             plan.env_fill = env_with_token(existing)
             plan.env_tighten = None   # the replacement is written with mode 600
@@ -147,10 +146,10 @@ def apply(target, plan):
     try:
         for name, data, mode, status in plan.files:
             if status != "unchanged":
-                staged.append((files.stage(target, name, data, mode), name))
+                staged.append((safefile.stage(target, name, data, mode), name))
         env_data = plan.env_new or plan.env_fill
-        env_tmp = files.stage(target, ENV, env_data, 0o600) if env_data else None
-        policy_tmp = files.stage(target, POLICY, plan.policy_new, 0o600) \
+        env_tmp = safefile.stage(target, ENV, env_data, 0o600) if env_data else None
+        policy_tmp = safefile.stage(target, POLICY, plan.policy_new, 0o600) \
             if plan.policy_new else None
         if policy_tmp and os.geteuid() == 0:  # root (not sudo): hand it to the gateway's uid
             os.chown(policy_tmp, CONTAINER_UID, -1)
@@ -176,7 +175,7 @@ def apply(target, plan):
                     os.fchmod(fd, 0o600)
                 finally:
                     os.close(fd)
-            files.fsync_dir(target)
+            safefile.fsync_dir(target)
     except OSError as err:
         raise TargetError("cannot write in %s: %s" % (target, err.strerror or err))
     finally:

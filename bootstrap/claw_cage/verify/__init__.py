@@ -8,7 +8,7 @@
   probe_plan      which packet probes to send and what each result means
   probes          how probes run (one throwaway container, or a test namespace)
   egress_rows     api-only: the egress proxy, and probes from inside the agent's namespace
-  audit           advice from seed 003 (warn only)
+  audit           the hardening guide's other layers (warn only)
 
 Exposes main(args) for cli. May import firewall and install (their __init__ names), never
 the other way round.

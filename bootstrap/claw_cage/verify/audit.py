@@ -1,4 +1,4 @@
-"""Audit rows (seed 003): host settings around the cage. They only ever `warn`, never `fail`:
+"""Audit rows: host settings around the cage (the hardening guide's other layers). They only ever `warn`, never `fail`:
 they are advice about layers claw-cage does not manage, not broken promises of its own.
 
 Everything here reads files (sshd_config, daemon.json, /proc/net/if_inet6, ufw.conf), so it
@@ -70,7 +70,7 @@ def check_sshd(path=SSHD_CONFIG):
     rows.append(_row("sshd root login",
                      PASS if root == "no" else WARN,
                      "PermitRootLogin %s%s" % (root, "" if root == "no" else
-                                               ": seed 003 sets PermitRootLogin no")))
+                                               ": no root login over SSH (PermitRootLogin no)")))
     return rows
 
 
@@ -133,7 +133,7 @@ def check_ipv6(path=IF_INET6):
     shown = ", ".join("%s %s" % pair for pair in found[:3])
     more = " and %d more" % (len(found) - 3) if len(found) > 3 else ""
     return [_row("host IPv6 addresses", WARN,
-                 "global IPv6 on the host: %s%s (seed 003's profile has none)" % (shown, more))]
+                 "global IPv6 on the host: %s%s (the hardening guide keeps the host IPv4-only)" % (shown, more))]
 
 
 # ---- UFW ----------------------------------------------------------------------------------
@@ -152,7 +152,8 @@ def check_ufw(conf=UFW_CONF, defaults=UFW_DEFAULTS):
     try:
         enabled = _keyvals(conf).get("ENABLED", "no").lower() == "yes"
     except OSError:
-        return [_row("ufw", WARN, "ufw is not installed (seed 003's host firewall layer)")]
+        return [_row("ufw", WARN, "ufw is not installed (the host firewall layer: it guards "
+                                   "the host's own ports)")]
     if not enabled:
         return [_row("ufw", WARN, "ufw is installed but not enabled")]
     try:

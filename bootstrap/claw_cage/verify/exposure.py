@@ -110,11 +110,11 @@ def check_gateway_port(is_root, port=GATEWAY_PORT, proc="/proc/net"):
     if not is_root:
         return _row(name, SKIP, "no listener beyond loopback; DNAT rules need root to read "
                                 "(run with sudo)")
-    from . import firewall_rows
+    from ..firewall import host
     bad = []
     for family in (4, 6):
-        for tool in firewall_rows.backends(family):
-            bad += exposing_dnat(firewall_rows.read_table(tool, family, "nat") or "", port)
+        for tool in host.flavours(family):
+            bad += exposing_dnat(host.read_table(tool, family, "nat") or "", port)
     if bad:
         return _row(name, FAIL, "forwarded from beyond loopback: %s" % bad[0])
     if local:

@@ -6,7 +6,8 @@ exist; root only; nothing is changed), then judged:
   rules IPv4/6     each own chain EQUALS rules.chain_rules() for the installed configuration
   PREROUTING jump  the first anchor: mangle PREROUTING jumps to CLAW-CAGE-PRE first, once
   DOCKER-USER jump the second anchor (FORWARD jump under Docker's nftables backend) and
-  INPUT jump       INPUT's: each first in its chain, exactly once
+  INPUT jump       INPUT's: each first in its chain, exactly once; and FORWARD reaches
+                   DOCKER-USER at all (else the second anchor judges nothing)
   FORWARD order    a WARNING about the second anchor only: something in FORWARD may accept the
                    bridge's traffic before it (Tailscale's ts-forward is the classic case), or
                    FORWARD no longer reaches DOCKER-USER; the first anchor judged it already
@@ -17,15 +18,11 @@ exist; root only; nothing is changed), then judged:
 
 import ipaddress
 import os
-import re
 
-from .. import runner
-from ..errors import ClawCageError
-from ..firewall import allow, backend, persist, readback, rules
+from ..firewall import allow, host, persist, readback, rules, script
 from .report import Row, PASS, FAIL, WARN, SKIP
 
 SECTION = "Host firewall"
-DOCKER_CHAINS = ("DOCKER", "DOCKER-FORWARD")
 NEEDS_ROOT = "needs root to read iptables: run it with sudo"
 
 
@@ -52,37 +49,6 @@ class FirewallConfig:
                             self.profile, parent)
 
 
-# The header lines rules.render_script() writes into the boot script persist.py installs.
-_HEADER = re.compile(r"^#   bridge (\S+), subnet (\S+), profile (\S+), allow: (.*)$", re.M)
-_PARENT = re.compile(r"^#   forwarded traffic judged in: mangle PREROUTING and (\S+)$", re.M)
-_TOOL = re.compile(r"^(IP6?TABLES)=(\S+)$", re.M)
-
-
-def persisted_config(text):
-    """(rules.Config, tools) the boot script was rendered from, or None.
-
-    The script names its configuration in a header line. That line is only trusted when
-    rendering the configuration it names gives back the very same script, byte for byte: then
-    the reading is certainly right, and the script is certainly unedited."""
-    m = _HEADER.search(text)
-    p = _PARENT.search(text)
-    tools = dict(_TOOL.findall(text))
-    if not m or not p or set(tools) != {"IPTABLES", "IP6TABLES"}:
-        return None
-    bridge, subnet, profile, allow_text = m.groups()
-    try:
-        allows = () if allow_text == "nothing else" else \
-            allow.parse_all(allow_text.split(", "))
-        config = rules.Config(bridge, ipaddress.ip_network(subnet), allows, profile,
-                              p.group(1))
-        tool_names = (tools["IPTABLES"], tools["IP6TABLES"])
-        if rules.render_script(config, tool_names) != text:
-            return None
-    except (ValueError, ClawCageError):
-        return None
-    return config, tool_names
-
-
 def _read_script():
     with open(persist.SCRIPT, encoding="utf-8") as f:
         return f.read()
@@ -92,7 +58,7 @@ def read_config():
     """The configuration --firewall last persisted (allow list, profile), else the defaults.
     With --no-persist nothing records it: the detail of the rules rows says which was used."""
     try:
-        found = persisted_config(_read_script())
+        found = script.read_header(_read_script())
     except FileNotFoundError:
         return FirewallConfig(source="defaults, no %s" % persist.SCRIPT)
     except (OSError, UnicodeDecodeError) as err:
@@ -101,89 +67,6 @@ def read_config():
         return FirewallConfig(source="defaults, %s not understood" % persist.SCRIPT)
     config = found[0]
     return FirewallConfig(config.allows, config.profile, source=persist.SCRIPT)
-
-
-# ---- reading the live tables ---------------------------------------------------------------
-
-def _is_legacy(tool):
-    if tool.endswith("-legacy"):
-        return True
-    if tool.endswith("-nft"):
-        return False
-    version = runner.run([tool, "-V"], check=False, timeout=10)
-    return "nf_tables" not in version.stdout
-
-
-def _legacy_loaded(family, table=None):
-    # Reading a legacy table that does not exist yet would create it (the kernel loads it on
-    # first access): --verify must change nothing, so ask /proc which ones exist instead.
-    path = "/proc/net/ip_tables_names" if family == 4 else "/proc/net/ip6_tables_names"
-    try:
-        with open(path) as f:
-            names = f.read().split()
-    except OSError:
-        return False
-    return bool(names) if table is None else table in names
-
-
-def backends(family):
-    """iptables flavours to look in: both when both exist, else whatever is on PATH."""
-    base = "iptables" if family == 4 else "ip6tables"
-    both = [base + "-legacy", base + "-nft"]
-    if all(runner.which(t + "-save") for t in both):
-        return both
-    return [base] if runner.which(base + "-save") else []
-
-
-def read_table(tool, family, table="filter"):
-    """iptables-save text of one table, or None when it cannot be read; "" for a legacy table
-    that does not exist (it is empty, and reading it would create it)."""
-    if _is_legacy(tool) and not _legacy_loaded(family, table):
-        return ""
-    result = runner.run([tool + "-save", "-t", table], check=False, timeout=10)
-    return result.stdout if result.ok else None
-
-
-def read_tables(tool, family):
-    """{table: {chain: [rule]}} of every loaded table, or None when it cannot be read. A bare
-    iptables-save reads only the tables that exist (legacy: those /proc lists)."""
-    if _is_legacy(tool) and not _legacy_loaded(family):
-        return {}
-    result = runner.run([tool + "-save"], check=False, timeout=10)
-    return readback.parse_tables(result.stdout) if result.ok else None
-
-
-class Tables:
-    """The tables of one family in the backend that matters, and how it was chosen."""
-
-    def __init__(self, family):
-        self.family, self.tool, self.tables = family, None, None
-        read = [(t, read_tables(t, family)) for t in backends(family)]
-        read = [(t, c) for t, c in read if c is not None]
-        self.docker_in = [t for t, c in read
-                          if any(ch in c.get("filter", {}) for ch in DOCKER_CHAINS)]
-        self.ours_in = [t for t, c in read if rules.FWD_CHAIN in c.get("filter", {})
-                        or rules.PRE_CHAIN in c.get("mangle", {})]
-        pick = self.docker_in or self.ours_in or [t for t, _ in read]
-        if pick:
-            self.tool, self.tables = pick[0], dict(read)[pick[0]]
-
-    @property
-    def chains(self):
-        """The filter table ({chain: rules}), or None when nothing could be read."""
-        return None if self.tables is None else self.tables.get("filter", {})
-
-    def table(self, name):
-        return {} if self.tables is None else self.tables.get(name, {})
-
-
-def filter_parent(all_tables):
-    """Where the second anchor hangs here: FORWARD when our jump is there (Docker's nftables
-    backend), else DOCKER-USER."""
-    for t in all_tables:
-        if any(chain == "FORWARD" for chain, _ in rules.jumps_into_own(t.chains or {})):
-            return "FORWARD"
-    return "DOCKER-USER"
 
 
 # ---- judging ---------------------------------------------------------------------------------
@@ -205,10 +88,10 @@ def backend_row(t4):
 def rules_row(tables, config, config_source):
     family = tables.family
     name = "firewall rules IPv%d" % family
-    if family == 6 and not os.path.exists("/proc/net/if_inet6"):
+    if family == 6 and host.ipv6_state() == "off":
         return _row(name, PASS, "IPv6 is off in this kernel: nothing to cover")
     if tables.tables is None:
-        return _row(name, FAIL if _ipv6_needed(family) else SKIP,
+        return _row(name, FAIL if family == 6 and host.ipv6_state() == "forwarding" else SKIP,
                     "ip6tables cannot be read" if family == 6 else "iptables cannot be read")
     problems = []
     for chain, want in rules.chain_rules(config, family).items():
@@ -234,20 +117,10 @@ def _more(items):
     return " (+%d more)" % (len(items) - 1) if len(items) > 1 else ""
 
 
-def _ipv6_needed(family):
-    if family != 6 or not os.path.exists("/proc/net/if_inet6"):
-        return False
-    try:
-        with open("/proc/sys/net/ipv6/conf/all/forwarding") as f:
-            return f.read().strip() == "1"
-    except OSError:
-        return False
-
-
 def jump_row(table, parent, config, all_tables):
     spec = [s for t, p, s in rules.jumps(config) if (t, p) == (table, parent)][0]
     target = spec.split()[-1]
-    bad, ok = [], []
+    bad, ok, unreached = [], [], []
     for t in all_tables:
         chains = t.table(table)
         label = "IPv%d" % t.family
@@ -264,9 +137,15 @@ def jump_row(table, parent, config, all_tables):
             bad.append("%s: %d jumps to %s" % (label, len(where), target))
         elif exact != [1]:
             bad.append("%s: the jump is rule %d, not `%s` first" % (label, where[0], spec))
+        elif table == "filter" and not host.parent_reached(t.chains, parent):
+            unreached.append(label)   # in place, but no packet gets there
         else:
             ok.append(label)
     anchor = "first anchor" if table == "mangle" else "second anchor"
+    if unreached:
+        bad.append("%s: FORWARD does not jump to %s, so it judges no packet (Docker not "
+                   "started, or its rules flushed): restart Docker (sudo systemctl restart "
+                   "docker) to put that jump back" % (", ".join(unreached), parent))
     if bad:
         return _row("%s jump" % parent, FAIL, "%s: %s" % (anchor, "; ".join(bad)))
     return _row("%s jump" % parent, PASS, "%s: `%s` first (%s)" % (anchor, spec, ", ".join(ok)))
@@ -329,7 +208,7 @@ def neighbours_row(all_tables, first_anchor_ok):
     if any(t.docker_in for t in all_tables):
         driver = "iptables"
     else:
-        driver = backend.docker_firewall_backend()
+        driver = host.docker_firewall_backend()
     docker = "Docker's %s firewall backend%s" % (
         driver, " (no DOCKER-USER: the second anchor hangs off FORWARD)"
         if driver == "nftables" else "")
@@ -377,7 +256,7 @@ def persistence_row(bridge, subnet):
     if not (os.path.islink(persist.WANTS) and os.readlink(persist.WANTS) == persist.UNIT):
         return _row(name, FAIL, "%s is not enabled (no %s)" % (persist.UNIT_NAME, persist.WANTS))
     try:
-        found = persisted_config(_read_script())
+        found = script.read_header(_read_script())
     except (OSError, UnicodeDecodeError) as err:
         return _row(name, FAIL, "cannot read %s: %s" % (persist.SCRIPT, err))
     if found is None:
@@ -399,9 +278,9 @@ def rows(bridge, subnet, is_root, fw):
     if not is_root:
         return ([_row(n, SKIP, NEEDS_ROOT) for n in names] + [persistence_row(bridge, subnet)]
                 + allow_rows(subnet, fw))
-    t4, t6 = Tables(4), Tables(6)
+    t4, t6 = host.Tables(4), host.Tables(6)
     present = [t for t in (t4, t6) if t.tables is not None]
-    parent = filter_parent(present)
+    parent = host.parent_in_use(present)
     config = fw.rules_config(bridge, subnet, parent)
     pre = jump_row("mangle", "PREROUTING", config, present)
     first_ok = pre.status == PASS

@@ -5,7 +5,7 @@ timeout even when every LAN packet is silently dropped:
   Host       firewall chains and jumps (firewall_rows), gateway port and .env (exposure)
   Container  `docker inspect` of the running gateway (container)
   Probes     packets from a throwaway container on the claw-cage network (probe_plan, probes)
-  Audit      advice from seed 003, warn only (audit)
+  Audit      the hardening guide's other layers, warn only (audit)
 Nothing here changes anything: it runs iptables-save, reads /proc and /etc, `docker ps`,
 `docker inspect`, and one `docker run --rm` probe container (probes.py shows its argv).
 Exit 0 when no row is `fail` and every needed look was taken; errors.EXIT_VERIFY when a row

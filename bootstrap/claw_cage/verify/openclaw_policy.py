@@ -1,6 +1,7 @@
 """OpenClaw policy rows: OpenClaw's own `security audit --json`, run inside the running
 gateway, and the hardened keys of deploy/openclaw.json checked in the configuration the
-gateway actually loads (seed 003 step 7; seed 004 step 5 under --profile local-only).
+gateway actually loads (the hardening guide's OpenClaw policy layer; under --profile
+local-only also the local-model settings of OpenClaw's hardened deployment).
 
 Read-only: `docker ps`/`docker inspect` (container.find_gateway) and two `docker exec`
 into the gateway container (the compose service's container, found by its compose labels):
@@ -45,8 +46,10 @@ def _row(check, status, detail):
 
 
 def skipped(reason, local_only=False):
-    names = CHECKS + (LOCAL_ONLY_CHECKS if local_only else ())
-    return [_row(n, SKIP, reason) for n in names]
+    """No gateway to ask: one row for the whole group, as the container group has."""
+    count = len(CHECKS) + (len(LOCAL_ONLY_CHECKS) if local_only else 0)
+    return [Row(SECTION, "policy", SKIP, "%s: none of the %d policy checks could run"
+                % (reason, count))]
 
 
 def get(cfg, path, default=None):

@@ -27,7 +27,7 @@ from .report import Row, PASS, FAIL, WARN, SKIP
 SECTION = "Probes from the claw-cage network"
 
 # Beyond-the-host targets, one per special-purpose range a container has no business reaching:
-# (address, port, why). Port 80: what a LAN device most likely serves (seed 003 curls it).
+# (address, port, why). Port 80: what a LAN device most likely serves.
 RANGE_TARGETS = (
     ("10.0.0.1", 80, "RFC 1918 10/8"),
     ("172.16.0.1", 80, "RFC 1918 172.16/12"),

@@ -3,7 +3,7 @@
 A row is one claim with a verdict: pass (holds), fail (does not hold: exit 7), warn (a weakness
 worth fixing, never fatal), skip (could not be checked here; the detail says why).
 A skip marked `needed` is a look the verification cannot do without (the packet probes, the
-gateway container): while one is missing the run is incomplete (exit 8), never "ok".
+gateway container): while one is missing the run is incomplete (exit 9), never "ok".
 A row's detail is one line: any line break in it becomes a space.
 """
 
