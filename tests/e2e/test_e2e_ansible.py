@@ -26,7 +26,7 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, ROOT, require_docker, require_root
+from conftest import PYTHON, ROOT, refuse, require_docker, require_root, require_tool
 from lab import e2e_support as e2e
 from lab.artifact_server import ArtifactServer
 from lab.e2e_support import sh
@@ -39,25 +39,12 @@ RECAP = re.compile(r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d
                    r"failed=(\d+)", re.M)
 
 
-def _refuse(msg):
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(msg + " (CI must run it)")
-    pytest.skip(msg)
-
-
-def _tool(name):
-    path = shutil.which(name)
-    if not path:
-        _refuse("%s NOT INSTALLED, NOT RUN (tests/requirements.txt installs it)" % name)
-    return path
-
-
 def run_playbook(home, inventory, etc):
     """ansible-playbook in a private mount namespace with /etc as an overlay (see above)."""
     upper, work = os.path.join(etc, "upper"), os.path.join(etc, "work")
     mount = ("mount --make-rprivate / && mount -t overlay overlay -o "
              "lowerdir=/etc,upperdir=%s,workdir=%s /etc && exec \"$@\"" % (upper, work))
-    argv = ["unshare", "-m", "sh", "-c", mount, "sh", _tool("ansible-playbook"),
+    argv = ["unshare", "-m", "sh", "-c", mount, "sh", require_tool("ansible-playbook"),
             "-i", inventory, PLAYBOOK]
     env = dict(os.environ, ANSIBLE_HOME=os.path.join(home, "ansible"),
                ANSIBLE_LOCAL_TEMP=os.path.join(home, "ansible", "tmp"),
@@ -84,10 +71,10 @@ def test_the_ansible_playbook_installs_cages_starts_and_verifies_then_changes_no
         pyz, tmp_path):
     require_root("the playbook runs --firewall (iptables) and creates network namespaces")
     require_docker("the playbook starts the stack on the real Docker engine")
-    _tool("ansible-playbook")
+    require_tool("ansible-playbook")
     problems = e2e.preflight()
     if problems:
-        _refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
+        refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
                 "touch: %s" % "; ".join(problems))
     home = str(tmp_path)
     install_dir = os.path.join(home, "claw-cage")

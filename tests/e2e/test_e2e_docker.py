@@ -47,7 +47,7 @@ import uuid
 
 import pytest
 
-from conftest import ROOT, PYTHON, require_docker, require_root, run_file
+from conftest import ROOT, PYTHON, refuse, require_docker, require_root, run_file
 from lab import e2e_support as e2e
 from lab.e2e_support import sh
 
@@ -69,12 +69,6 @@ WRITE_VOLUMES = {"/home/node/.openclaw": "claw-cage_claw-data",
                  "/home/node/.config/openclaw": "claw-cage_claw-secrets",
                  "/home/node/.npm": "claw-cage_claw-npm",
                  "/home/node/.local": "claw-cage_claw-local"}
-
-
-def _refuse(msg):
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(msg + " (CI must run it)")
-    pytest.skip(msg)
 
 
 def _probe_js():
@@ -297,7 +291,7 @@ def stack(pyz, standin, tmp_path_factory):
     require_docker("the e2e test runs the stack on the real Docker engine")
     problems = e2e.preflight(GATEWAY_PORT)
     if problems:
-        _refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
+        refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
                 "touch: %s" % "; ".join(problems))
     rules_before = e2e.snapshot_rules()
     cleanup = e2e.Cleanup()

@@ -33,7 +33,7 @@ import uuid
 
 import pytest
 
-from conftest import ROOT, PYTHON
+from conftest import ROOT, PYTHON, refuse
 
 from lab import engines as eng
 
@@ -50,12 +50,6 @@ NFT = "29.7.2-nftables"
 
 def _major(name):
     return int(name.split(".")[0])
-
-
-def _fail_or_skip(msg):
-    if eng.must_run():
-        pytest.fail(msg + " (CI must run it)")
-    pytest.skip(msg)
 
 
 def _probe_js():
@@ -268,16 +262,16 @@ def stack(request, pyz, tmp_path_factory):
     failure), and the check that nothing of the lab is left on the machine."""
     name = request.param
     if os.geteuid() != 0:
-        _fail_or_skip("NEEDS ROOT, NOT RUN: engine %s runs in network namespaces" % name)
+        refuse("NEEDS ROOT, NOT RUN: engine %s runs in network namespaces" % name)
     for tool in ("nsenter", "unshare", "ip", "iptables", "nft", "dpkg-deb", "apt-get"):
         if not shutil.which(tool):
-            _fail_or_skip("ENGINE %s NOT RUN: %s is missing" % (name, tool))
+            refuse("ENGINE %s NOT RUN: %s is missing" % (name, tool))
     t0 = time.time()
     apt_before = _system_apt_state()
     try:
         binaries = eng.prepare(name)
     except eng.EngineUnavailable as err:
-        _fail_or_skip("ENGINE %s NOT AVAILABLE: %s" % (name, err))
+        refuse("ENGINE %s NOT AVAILABLE: %s" % (name, err))
     assert _system_apt_state() == apt_before, "fetching the engine changed the machine's " \
         "apt sources, package lists or cache"
     home = str(tmp_path_factory.mktemp("eng-" + name))
@@ -285,7 +279,7 @@ def stack(request, pyz, tmp_path_factory):
     try:
         lab.__enter__()
     except eng.EngineUnavailable as err:
-        _fail_or_skip("ENGINE %s DID NOT START: %s" % (name, err))
+        refuse("ENGINE %s DID NOT START: %s" % (name, err))
     st = EngineStack(lab, pyz, home)
     st.timings["fetch+start"] = time.time() - t0
     try:
@@ -459,7 +453,7 @@ def test_dns_path(stack):
     Each path is shown by blocking the other one."""
     resolver = stack.lab.resolver
     if not resolver:
-        _fail_or_skip("this machine's /etc/resolv.conf names no non-loopback IPv4 resolver")
+        refuse("this machine's /etc/resolv.conf names no non-loopback IPv4 resolver")
     stack.ensure_up()
     net = "%s_claw-net" % PROJECT
 
@@ -801,7 +795,7 @@ def test_neighbour_real_ufw(stack, tmp_path):
     try:
         root = eng.prepare_ufw()
     except eng.EngineUnavailable as err:
-        _fail_or_skip("UFW NOT AVAILABLE: %s" % err)
+        refuse("UFW NOT AVAILABLE: %s" % err)
     ufw = eng.Ufw(stack.lab, root, str(tmp_path))
     docker_user = stack.facts["v4_user"] is not None
     if docker_user:
