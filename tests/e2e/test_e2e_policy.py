@@ -50,10 +50,7 @@ class Deployment:
                   timeout=timeout)
 
     def container_id(self):
-        out = sh(["docker", "ps", "-q", "--no-trunc", "--filter",
-                  "label=com.docker.compose.project=" + e2e.PROJECT, "--filter",
-                  "label=com.docker.compose.service=openclaw"]).stdout.split()
-        return out[0] if len(out) == 1 else None
+        return e2e.gateway_container()
 
     def serving(self):
         """The gateway answers /healthz inside its container (the stand-in's probe protocol)."""
