@@ -4,8 +4,11 @@ Fixtures:
   pyz          path of a fresh build of claw-cage.pyz (built once per session by build.py)
   run_pyz      run it: run_pyz(args, how="pipe"|"stdin"|"path", env=..., cwd=..., input_bytes=...)
 Helpers:
-  require_root(why) / require_docker(why): skip LOUDLY outside CI; under CI (CI=true) a missing
-  root or Docker daemon is a FAILURE, because on this project's machines these tests must run.
+  must_run()        True under CI (CI=true): there, a test that cannot run is a FAILURE, because
+                    on this project's machines every test must run
+  refuse(msg)       this test cannot run here: fail under CI ("CI must run it"), else skip LOUDLY
+  require_root(why) / require_docker(why) / require_tool(name): refuse() without root, a Docker
+                    daemon, or a tool on PATH
 """
 
 import glob
@@ -21,16 +24,26 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
 
 
-def _must_run():
+def must_run():
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def refuse(msg):
+    if must_run():
+        pytest.fail(msg + " (CI must run it)")
+    pytest.skip(msg)
 
 
 def require_root(why):
     if os.geteuid() != 0:
-        msg = "NEEDS ROOT, NOT RUN: %s" % why
-        if _must_run():
-            pytest.fail(msg + " (CI must run it)")
-        pytest.skip(msg)
+        refuse("NEEDS ROOT, NOT RUN: %s" % why)
+
+
+def require_tool(name, hint="tests/requirements.txt installs it"):
+    path = shutil.which(name)
+    if not path:
+        refuse("%s NOT INSTALLED, NOT RUN (%s)" % (name, hint))
+    return path
 
 
 def docker_answers():
@@ -45,10 +58,7 @@ def docker_answers():
 
 def require_docker(why):
     if not docker_answers():
-        msg = "NEEDS A DOCKER DAEMON, NOT RUN: %s" % why
-        if _must_run():
-            pytest.fail(msg + " (CI must run it)")
-        pytest.skip(msg)
+        refuse("NEEDS A DOCKER DAEMON, NOT RUN: %s" % why)
 
 
 def build_pyz(out, *extra):

@@ -26,30 +26,14 @@ import subprocess
 
 import pytest
 
-from conftest import PYTHON, ROOT, require_docker, require_root
+from conftest import PYTHON, ROOT, refuse, require_docker, require_root, require_tool
 from lab import e2e_support as e2e
 from lab.artifact_server import ArtifactServer
-from lab.e2e_support import sh
+from lab.e2e_support import PEER_PORT, WAN_CANDIDATES, sh
 
 PLAYBOOK = os.path.join(ROOT, "examples", "ansible", "playbook.yml")
-WAN_CANDIDATES = ["198.51.100.0/24", "203.0.113.0/24"]
-PEER_PORT = 8080
-OUTPUT_DIR = os.path.join(ROOT, "tests", "output")
 RECAP = re.compile(r"^localhost\s+:\s+ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+"
                    r"failed=(\d+)", re.M)
-
-
-def _refuse(msg):
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(msg + " (CI must run it)")
-    pytest.skip(msg)
-
-
-def _tool(name):
-    path = shutil.which(name)
-    if not path:
-        _refuse("%s NOT INSTALLED, NOT RUN (tests/requirements.txt installs it)" % name)
-    return path
 
 
 def run_playbook(home, inventory, etc):
@@ -57,7 +41,7 @@ def run_playbook(home, inventory, etc):
     upper, work = os.path.join(etc, "upper"), os.path.join(etc, "work")
     mount = ("mount --make-rprivate / && mount -t overlay overlay -o "
              "lowerdir=/etc,upperdir=%s,workdir=%s /etc && exec \"$@\"" % (upper, work))
-    argv = ["unshare", "-m", "sh", "-c", mount, "sh", _tool("ansible-playbook"),
+    argv = ["unshare", "-m", "sh", "-c", mount, "sh", require_tool("ansible-playbook"),
             "-i", inventory, PLAYBOOK]
     env = dict(os.environ, ANSIBLE_HOME=os.path.join(home, "ansible"),
                ANSIBLE_LOCAL_TEMP=os.path.join(home, "ansible", "tmp"),
@@ -84,10 +68,10 @@ def test_the_ansible_playbook_installs_cages_starts_and_verifies_then_changes_no
         pyz, tmp_path):
     require_root("the playbook runs --firewall (iptables) and creates network namespaces")
     require_docker("the playbook starts the stack on the real Docker engine")
-    _tool("ansible-playbook")
+    require_tool("ansible-playbook")
     problems = e2e.preflight()
     if problems:
-        _refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
+        refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
                 "touch: %s" % "; ".join(problems))
     home = str(tmp_path)
     install_dir = os.path.join(home, "claw-cage")
@@ -143,14 +127,14 @@ def test_the_ansible_playbook_installs_cages_starts_and_verifies_then_changes_no
             }}}}, f, indent=2)
 
         first, (ok1, changed1, unreach1, failed1) = run_playbook(home, inventory, etc)
-        _keep("ansible-first-run.txt", first.stdout)
+        e2e.write_output("ansible-first-run.txt", first.stdout)
         assert first.returncode == 0 and failed1 == 0 and unreach1 == 0, first.stdout[-6000:]
         assert changed1 >= 5, "the first run should install, set .env, cage, start: %s" % (
             first.stdout[-3000:])
         rows1 = verify_rows(first.stdout)
 
         second, (ok2, changed2, unreach2, failed2) = run_playbook(home, inventory, etc)
-        _keep("ansible-second-run.txt", second.stdout)
+        e2e.write_output("ansible-second-run.txt", second.stdout)
         assert second.returncode == 0 and failed2 == 0, second.stdout[-6000:]
         assert changed2 == 0, "the second run changed something:\n%s" % second.stdout[-6000:]
         assert "TASK [Start the stack" in second.stdout and "skipping: [localhost]" in \
@@ -168,7 +152,7 @@ def test_the_ansible_playbook_installs_cages_starts_and_verifies_then_changes_no
             assert any(c.startswith("probe internet") and s == "pass"
                        for c, s in checks.items()), rows
         # what a reviewer wants to see
-        _keep("ansible-verify-rows.txt", "\n".join("%-5s %s" % r for r in rows2) + "\n")
+        e2e.write_output("ansible-verify-rows.txt", "\n".join("%-5s %s" % r for r in rows2) + "\n")
         # the control for "fail the host on a failing row": a DNAT of the gateway port that
         # the playbook does not manage (on an interface that does not exist, so it forwards
         # nothing) fails --verify's port row, and the playbook fails the host
@@ -178,18 +162,11 @@ def test_the_ansible_playbook_installs_cages_starts_and_verifies_then_changes_no
         cleanup.push("delete the test DNAT", sh, ["iptables", "-w", "10", "-t", "nat", "-D"]
                      + dnat[3:])
         third, (_, changed3, _, failed3) = run_playbook(home, inventory, etc)
-        _keep("ansible-third-run.txt", third.stdout)
+        e2e.write_output("ansible-third-run.txt", third.stdout)
         assert third.returncode != 0 and failed3 == 1 and changed3 == 0, third.stdout[-4000:]
         assert "--verify failed: gateway port 18789" in third.stdout, third.stdout[-4000:]
     finally:
-        errors = cleanup.run()
-        e2e.drop_new_empty_tables(rules_before, errors)
-        leftovers = e2e.project_objects()
-        diff = e2e.diff_rules(rules_before, e2e.snapshot_rules())
-        netns = [n for n in sh(["ip", "netns", "list"]).stdout.split() if n.startswith("cce2e-")]
-        trouble = errors + (["left behind: %s" % leftovers] if leftovers else []) + \
-            (["namespaces left: %s" % netns] if netns else []) + \
-            (["iptables differs from before the test:\n" + diff] if diff else [])
+        trouble = e2e.undo_and_check(cleanup, rules_before)
         if trouble:
             pytest.fail("e2e cleanup: " + "\n".join(trouble))
 
@@ -228,9 +205,3 @@ def _run_remove(pyz, install_dir, etc):
              "lowerdir=/etc,upperdir=%s,workdir=%s /etc && exec \"$@\"" % (upper, work))
     sh(["unshare", "-m", "sh", "-c", mount, "sh", PYTHON, pyz, "--firewall", "--remove",
         "--dir", install_dir], timeout=120)
-
-
-def _keep(name, text):
-    os.makedirs(OUTPUT_DIR, exist_ok=True)
-    with open(os.path.join(OUTPUT_DIR, name), "w") as f:
-        f.write(text)

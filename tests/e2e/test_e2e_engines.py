@@ -27,44 +27,22 @@ import os
 import re
 import shutil
 import stat
-import sys
 import time
 import uuid
 
 import pytest
 
-from conftest import ROOT, PYTHON
+from conftest import ROOT, PYTHON, refuse
 
+from lab import e2e_support as e2e
 from lab import engines as eng
+from lab.e2e_support import BRIDGE, BUSYBOX, E2E_DIR, GATEWAY_PORT, PROBE_MS, PROJECT
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-GATEWAY_PORT = 18789
-PROBE_MS = 1500
-BRIDGE = "claw-cage0"
-PROJECT = "claw-cage"
-E2E_DIR = HERE
-BUSYBOX = "/bin/busybox"
 NFT = "29.7.2-nftables"
 
 
 def _major(name):
     return int(name.split(".")[0])
-
-
-def _fail_or_skip(msg):
-    if eng.must_run():
-        pytest.fail(msg + " (CI must run it)")
-    pytest.skip(msg)
-
-
-def _probe_js():
-    sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
-    try:
-        from claw_cage.verify import probes
-        return probes.PROBE_JS
-    finally:
-        sys.path.pop(0)
 
 
 
@@ -80,7 +58,7 @@ class EngineStack:
         self.etc = os.path.join(home, "etc-overlay")
         for d in ("upper", "work"):
             os.makedirs(os.path.join(self.etc, d))
-        self.probe_js = _probe_js()
+        self.probe_js = e2e.probe_js()
         self.facts = {}
         self.timings = {}
 
@@ -247,18 +225,6 @@ def _build_standin(lab, tmp):
     return lab.docker("image", "inspect", "-f", "{{.Id}}", tag).stdout.strip()
 
 
-def _set_env_var(path, name, value):
-    with open(path) as f:
-        text = f.read()
-    line = "%s=%s" % (name, value)
-    pattern = re.compile(r"^%s=.*$" % re.escape(name), re.M)
-    text = pattern.sub(line, text) if pattern.search(text) else \
-        text.rstrip("\n") + "\n" + line + "\n"
-    with open(path, "r+") as f:
-        f.write(text)
-        f.truncate()
-
-
 _TIMINGS = {}
 
 
@@ -268,16 +234,16 @@ def stack(request, pyz, tmp_path_factory):
     failure), and the check that nothing of the lab is left on the machine."""
     name = request.param
     if os.geteuid() != 0:
-        _fail_or_skip("NEEDS ROOT, NOT RUN: engine %s runs in network namespaces" % name)
+        refuse("NEEDS ROOT, NOT RUN: engine %s runs in network namespaces" % name)
     for tool in ("nsenter", "unshare", "ip", "iptables", "nft", "dpkg-deb", "apt-get"):
         if not shutil.which(tool):
-            _fail_or_skip("ENGINE %s NOT RUN: %s is missing" % (name, tool))
+            refuse("ENGINE %s NOT RUN: %s is missing" % (name, tool))
     t0 = time.time()
     apt_before = _system_apt_state()
     try:
         binaries = eng.prepare(name)
     except eng.EngineUnavailable as err:
-        _fail_or_skip("ENGINE %s NOT AVAILABLE: %s" % (name, err))
+        refuse("ENGINE %s NOT AVAILABLE: %s" % (name, err))
     assert _system_apt_state() == apt_before, "fetching the engine changed the machine's " \
         "apt sources, package lists or cache"
     home = str(tmp_path_factory.mktemp("eng-" + name))
@@ -285,7 +251,7 @@ def stack(request, pyz, tmp_path_factory):
     try:
         lab.__enter__()
     except eng.EngineUnavailable as err:
-        _fail_or_skip("ENGINE %s DID NOT START: %s" % (name, err))
+        refuse("ENGINE %s DID NOT START: %s" % (name, err))
     st = EngineStack(lab, pyz, home)
     st.timings["fetch+start"] = time.time() - t0
     try:
@@ -300,7 +266,7 @@ def stack(request, pyz, tmp_path_factory):
         if ":" not in image.rsplit("/", 1)[-1]:
             image += ":latest"
         lab.docker("tag", st.image_id, image)
-        _set_env_var(os.path.join(st.dir, ".env"), "OPENCLAW_IMAGE", image)
+        e2e.set_env_var(os.path.join(st.dir, ".env"), "OPENCLAW_IMAGE", image)
         st.image = image
         st.firewall_on()
         st.up()
@@ -440,7 +406,7 @@ def test_cage_blocks_lan_and_host_keeps_wan_with_controls(stack):
     recaged = stack.matrix()
     table = _table(("caged", caged), ("no jumps", no_jumps), ("no rules", no_rules),
                    ("again", recaged))
-    _write_output("e2e-engine-%s-matrix.txt" % stack.name, table + "\n")
+    e2e.write_output("e2e-engine-%s-matrix.txt" % stack.name, table + "\n")
     assert caged == _expected(caged), table
     assert all(no_rules.values()), "control: without the rules every probe gets through\n" + \
         table
@@ -459,7 +425,7 @@ def test_dns_path(stack):
     Each path is shown by blocking the other one."""
     resolver = stack.lab.resolver
     if not resolver:
-        _fail_or_skip("this machine's /etc/resolv.conf names no non-loopback IPv4 resolver")
+        refuse("this machine's /etc/resolv.conf names no non-loopback IPv4 resolver")
     stack.ensure_up()
     net = "%s_claw-net" % PROJECT
 
@@ -519,7 +485,7 @@ def test_dns_path(stack):
         stack.firewall_on()
     table = "\n".join("%-50s %s" % (k, "resolves/reached" if v else "no answer")
                       for k, v in rows.items())
-    _write_output("e2e-engine-%s-dns.txt" % stack.name, table + "\n")
+    e2e.write_output("e2e-engine-%s-dns.txt" % stack.name, table + "\n")
     from_host = _major(stack.name) >= 28
     expected = {
         "host resolver, caged": from_host,
@@ -546,7 +512,7 @@ def test_verify_passes_then_fails_without_the_cage(stack):
     stack.firewall_on(persist=True)
     try:
         table = stack.verify()
-        _write_output("e2e-engine-%s-verify.txt" % stack.name, table.stdout + table.stderr)
+        e2e.write_output("e2e-engine-%s-verify.txt" % stack.name, table.stdout + table.stderr)
         assert table.returncode == 0, "--verify on %s:\n%s%s" % (stack.name, table.stdout,
                                                                  table.stderr)
         rows = _rows(stack.verify("--json"))
@@ -623,13 +589,6 @@ def test_firewall_remove_leaves_docker_and_stack(stack):
             "without the cage the LAN is reached (the control of every 'blocked' here)"
     finally:
         stack.firewall_on()
-
-
-def _write_output(name, text):
-    out = os.path.join(ROOT, "tests", "output")
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, name), "w") as f:
-        f.write(text)
 
 
 # ---- hostile neighbours on a real engine (issue 10's matrix) ---------------------------------
@@ -731,7 +690,7 @@ def test_neighbour_tailscale_forward_first(stack):
         finally:
             stack.firewall_on()
         table = _table(("caged", caged), ("no jumps", control))
-        _write_output("e2e-engine-%s-tailscale.txt" % stack.name, table + "\n")
+        e2e.write_output("e2e-engine-%s-tailscale.txt" % stack.name, table + "\n")
         assert caged == _expected(caged), table
         assert control["tailnet peer %s http" % peer], "control: Tailscale's ACCEPT opens " \
             "the tailnet without the cage\n" + table
@@ -781,7 +740,7 @@ def test_neighbour_flushes_the_second_anchor(stack):
     finally:
         undo()
     table = _table(("caged", caged), ("no jumps", control))
-    _write_output("e2e-engine-%s-flush.txt" % stack.name, table + "\n")
+    e2e.write_output("e2e-engine-%s-flush.txt" % stack.name, table + "\n")
     assert caged == _expected(caged), table
     assert control["LAN host %s http" % eng.LAN_HOST], "control: with the neighbour and " \
         "without claw-cage's jumps the LAN is reached\n" + table
@@ -801,7 +760,7 @@ def test_neighbour_real_ufw(stack, tmp_path):
     try:
         root = eng.prepare_ufw()
     except eng.EngineUnavailable as err:
-        _fail_or_skip("UFW NOT AVAILABLE: %s" % err)
+        refuse("UFW NOT AVAILABLE: %s" % err)
     ufw = eng.Ufw(stack.lab, root, str(tmp_path))
     docker_user = stack.facts["v4_user"] is not None
     if docker_user:
@@ -827,7 +786,7 @@ def test_neighbour_real_ufw(stack, tmp_path):
         _ufw_cleanup(stack, before)
         stack.firewall_on()
     table = _table(*rows.items())
-    _write_output("e2e-engine-%s-ufw.txt" % stack.name, table + "\n")
+    e2e.write_output("e2e-engine-%s-ufw.txt" % stack.name, table + "\n")
     for name in ("ufw enabled", "after ufw reload"):
         assert rows[name] == _expected(rows[name]), table
     control = rows["control: no jumps"]

@@ -1,7 +1,8 @@
 """Issue 10 on the real Docker engine: the e2e matrix holds with a neighbour in the firewall.
 
-Same deployment as tests/e2e/test_e2e_docker.py (its `stack` fixture: install, --firewall
---no-persist, the stack up, a LAN peer, a WAN peer, host services, the egress guard), then:
+Same deployment as tests/e2e/test_e2e_docker.py (the `stack` fixture of tests/lab/stack.py:
+install, --firewall --no-persist, the stack up, a LAN peer, a WAN peer, host services, the
+egress guard), then:
   - Tailscale-style ts-forward / ts-input chains jumped to at FORWARD 1 and INPUT 1, accepting
     what goes to (comes from) the LAN peer's link - tailscale0 stands in for it;
   - DOCKER-USER flushed, as ufw-docker's `ufw reload` does (the egress guard's own jump is put
@@ -19,7 +20,7 @@ import pytest
 from lab import e2e_support as e2e
 from lab import fwlab
 from lab.e2e_support import sh
-from test_e2e_docker import stack, standin, _write_output  # noqa: F401 (fixtures)
+from lab.stack import stack, standin  # noqa: F401 (fixtures)
 
 PRE_JUMP = ["PREROUTING", "-i", e2e.BRIDGE, "-j", "CLAW-CAGE-PRE"]
 
@@ -80,7 +81,7 @@ def test_matrix_holds_with_tailscale_at_forward_1(stack):
         again = stack.matrix()
     finally:
         fwlab.tailscale_undo(_run, "iptables", "ip6tables")
-    _write_output("e2e-neighbour-tailscale.txt", table + "\n")
+    e2e.write_output("e2e-neighbour-tailscale.txt", table + "\n")
     _check(out, table)
     assert again == out["claw-cage"], table
 
@@ -128,7 +129,7 @@ def test_matrix_holds_after_a_docker_user_flush(stack):
         rows.append("%-44s %-22s %-30s %s" % (name, *("reached" if m[name] else "blocked"
                                                       for m in (caged, alone, again))))
     table = "\n".join(rows)
-    _write_output("e2e-neighbour-docker-user-flush.txt", table + "\n")
+    e2e.write_output("e2e-neighbour-docker-user-flush.txt", table + "\n")
     expected = {name: name.startswith("WAN") for name in caged}
     assert caged == expected, table
     assert again == expected, table

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, require_docker, require_root, run_file
+from conftest import ROOT, refuse, require_docker, require_root, run_file
 from lab import e2e_support as e2e
 from lab.e2e_support import sh
 
@@ -36,12 +36,6 @@ from claw_cage.verify import openclaw_policy, report  # noqa: E402
 CONFIG_IN_CONTAINER = "/home/node/.openclaw/openclaw.json"
 OUTPUT = os.path.join(ROOT, "tests", "output", "e2e-policy.txt")
 SERVING_WITHIN = 60
-
-
-def _refuse(msg):
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(msg + " (CI must run it)")
-    pytest.skip(msg)
 
 
 class Deployment:
@@ -56,10 +50,7 @@ class Deployment:
                   timeout=timeout)
 
     def container_id(self):
-        out = sh(["docker", "ps", "-q", "--no-trunc", "--filter",
-                  "label=com.docker.compose.project=" + e2e.PROJECT, "--filter",
-                  "label=com.docker.compose.service=openclaw"]).stdout.split()
-        return out[0] if len(out) == 1 else None
+        return e2e.gateway_container()
 
     def serving(self):
         """The gateway answers /healthz inside its container (the stand-in's probe protocol)."""
@@ -90,7 +81,7 @@ def dep(pyz, tmp_path_factory):
     require_docker("the e2e test runs the stack on the real Docker engine")
     problems = e2e.preflight(18789)
     if problems:
-        _refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
+        refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
                 "touch: %s" % "; ".join(problems))
     cleanup = e2e.Cleanup()
     d = Deployment(str(tmp_path_factory.mktemp("policy-home")))

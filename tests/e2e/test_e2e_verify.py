@@ -1,9 +1,9 @@
 """Issue 11 on the real Docker engine: --verify looks, or says it could not; names resolve in the
 cage without the LAN.
 
-Reuses the deployment of tests/e2e/test_e2e_docker.py (its `stack` fixture: installed files, the
-stand-in image, a LAN and a WAN namespace with HTTP and DNS servers, the egress guard, the
-default --firewall with no --allow, the stack up). Claims:
+Reuses the deployment of tests/e2e/test_e2e_docker.py (the `stack` fixture of tests/lab/stack.py:
+installed files, the stand-in image, a LAN and a WAN namespace with HTTP and DNS servers, the
+egress guard, the default --firewall with no --allow, the stack up). Claims:
   - a stand-in made slow to start (every `node` start sleeps CLAW_STANDIN_START_DELAY, longer
     than the old 4 s cap on the whole probe command) still gets every probe judged;
   - a stopped gateway gives exit 9 and a last line saying what was not verified;
@@ -22,7 +22,7 @@ import time
 from lab import e2e_support as e2e
 from conftest import PYTHON
 from lab.e2e_support import sh
-from test_e2e_docker import stack, standin  # noqa: F401  (fixtures: the deployment under test)
+from lab.stack import stack, standin  # noqa: F401  (fixtures: the deployment under test)
 
 NAME = "api.claw-e2e.example"
 SLOW = 4.5          # seconds each start of the slow stand-in's node sleeps

@@ -18,11 +18,6 @@ HOST_PORT = 2222
 WIDE = "--unsafe-wide-allow"
 
 
-@pytest.fixture
-def _lab_possible():
-    netlab.require_lab()
-
-
 def _host_service(lab):
     """A TCP service of the host on port 2222, every address (an SSH stand-in)."""
     lab._serve(lab.host, str(HOST_PORT), "")

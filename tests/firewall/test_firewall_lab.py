@@ -21,11 +21,6 @@ from lab.fwlab import settled
 pytestmark = pytest.mark.usefixtures("_lab_possible")
 
 
-@pytest.fixture
-def _lab_possible():
-    netlab.require_lab()
-
-
 def matrix(lab, rows, should_reach=()):
     """{row: reached}, printed as a table for the log and the closing note."""
     got = lab.probe(rows, retry=should_reach)

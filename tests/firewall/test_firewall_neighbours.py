@@ -29,11 +29,6 @@ HOST_ADDRS = ("172.30.0.1", netlab.HOST_LAN_SIDE, "127.0.0.1", netlab.MCAST_GROU
               "255.255.255.255", "fd30::1")
 
 
-@pytest.fixture
-def _lab_possible():
-    netlab.require_lab()
-
-
 def allowed_probes(lab):
     return [Probe("allow-list 192.168.1.1:8081 tcp", lab.ctr, "tcp", "192.168.1.1", 8081),
             Probe("allow-list host:8081 (172.30.0.1) tcp", lab.ctr, "tcp", "172.30.0.1", 8081)]

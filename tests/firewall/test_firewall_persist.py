@@ -27,9 +27,7 @@ SCRIPT = "claw-cage/firewall.sh"
 USER_RULES_V4 = "*filter\n-A INPUT -p tcp --dport 22 -j ACCEPT\nCOMMIT\n"
 
 
-@pytest.fixture(autouse=True)
-def _lab_possible():
-    netlab.require_lab()
+pytestmark = pytest.mark.usefixtures("_lab_possible")
 
 
 def _own(save_text):

@@ -11,7 +11,6 @@ import tempfile
 
 import pytest
 
-from lab import netlab
 from lab.netlab import Lab
 from conftest import ROOT
 
@@ -57,11 +56,6 @@ def test_script_is_strict_bash_with_a_root_check():
     assert text.startswith("#!/bin/bash\n")
     assert "\nset -euo pipefail\n" in text
     assert os.access(SCRIPT, os.X_OK)
-
-
-@pytest.fixture
-def _lab_possible():
-    netlab.require_lab()
 
 
 @pytest.mark.parametrize("docker", [True, False], ids=["docker-running", "before-docker"])

@@ -26,11 +26,6 @@ pytestmark = pytest.mark.usefixtures("_lab_possible")
 EXIT_FIREWALL, EXIT_UNCHECKED = 6, 8
 
 
-@pytest.fixture
-def _lab_possible():
-    netlab.require_lab()
-
-
 def run_with(lab, pyz, wrappers, *args, **kw):
     argv = ["env", "PATH=%s:%s" % (wrappers, os.environ.get("PATH", "/usr/sbin:/usr/bin")),
             netlab.PY, pyz, "--firewall", "--dir", lab.compose_dir] + list(args)

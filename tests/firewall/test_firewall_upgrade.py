@@ -45,11 +45,6 @@ print(tries, " ".join(hits))
 '''
 
 
-@pytest.fixture
-def _lab_possible():
-    netlab.require_lab()
-
-
 @pytest.mark.parametrize("backend", ["iptables-nft", "iptables-legacy"])
 def test_upgrade_from_0_1_never_opens_the_cage(pyz, tmp_path, backend):
     etc = tmp_path / "etc"

@@ -2,6 +2,9 @@
 
 What lives here, so that the test module reads as the list of claims it proves:
   - Cleanup        a stack of undo steps, run in reverse, every one attempted even if some fail
+  - probe_js()     the PROBE PROTOCOL script --verify sends, read from the program's source
+  - read_env / set_env_var   the installed .env, read, and edited in place as a user does
+  - write_output() keep a table a reviewer wants to see under tests/output/
   - sh()           one external command, bounded in time
   - snapshot_rules iptables-save of the root namespace, counters and comments stripped
   - preflight()    refuse to run where a claw-cage deployment (or its leftovers) already exists
@@ -31,6 +34,7 @@ import shutil
 import socket
 import socketserver
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -42,6 +46,13 @@ BUSYBOX = "/bin/busybox"          # Debian package busybox-static (tests/apt-pac
 PROJECT = "claw-cage"             # top-level `name:` of deploy/docker-compose.yml
 BRIDGE = "claw-cage0"
 STANDIN_LABEL = "org.claw-cage.e2e-standin"
+OUTPUT_DIR = os.path.join(ROOT, "tests", "output")
+GATEWAY_PORT = 18789
+PROBE_MS = 1500                   # each probe's own timeout, as --verify gives it
+PEER_PORT = 8080
+# Documentation ranges stand for "the internet". 198.51.100.0/24 first: on these machines the
+# package registries resolve into 203.0.113.0/24, which a WAN route here would capture.
+WAN_CANDIDATES = ["198.51.100.0/24", "203.0.113.0/24"]
 
 
 def sh(argv, check=True, timeout=60, input=None, env=None, cwd=None):
@@ -52,6 +63,40 @@ def sh(argv, check=True, timeout=60, input=None, env=None, cwd=None):
         raise AssertionError("%s exited %d:\n%s%s" % (" ".join(argv), res.returncode,
                                                       res.stdout[-2000:], res.stderr[-2000:]))
     return res
+
+
+def probe_js():
+    """PROBE_JS from the program's source, so the stand-in gets exactly what --verify passes."""
+    sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
+    try:
+        from claw_cage.verify import probes
+        return probes.PROBE_JS
+    finally:
+        sys.path.pop(0)
+
+
+def read_env(path):
+    with open(path) as f:
+        return f.read()
+
+
+def set_env_var(path, name, value):
+    """Set NAME=value in .env the way a user edits it: in place, mode kept."""
+    text = read_env(path)
+    line = "%s=%s" % (name, value)
+    pattern = re.compile(r"^%s=.*$" % re.escape(name), re.M)
+    text = pattern.sub(line, text) if pattern.search(text) else \
+        text.rstrip("\n") + "\n" + line + "\n"
+    with open(path, "r+") as f:
+        f.write(text)
+        f.truncate()
+
+
+def write_output(name, text):
+    """Keep what a reviewer wants to see (matrix, --verify table) under tests/output/."""
+    os.makedirs(OUTPUT_DIR, exist_ok=True)
+    with open(os.path.join(OUTPUT_DIR, name), "w") as f:
+        f.write(text)
 
 
 class Cleanup:
@@ -182,6 +227,27 @@ def added_lines(before, after):
 
 def docker_json(argv, timeout=30):
     return json.loads(sh(["docker"] + argv, timeout=timeout).stdout)
+
+
+def gateway_container():
+    """The id of the running gateway container of the claw-cage project, or None."""
+    out = sh(["docker", "ps", "-q", "--no-trunc", "--filter",
+              "label=com.docker.compose.project=" + PROJECT, "--filter",
+              "label=com.docker.compose.service=openclaw"]).stdout.split()
+    return out[0] if len(out) == 1 else None
+
+
+def undo_and_check(cleanup, rules_before):
+    """Run every undo step, then check that the test left nothing: no project object, no
+    namespace of its own, iptables as before (counters aside). The problems, one per entry."""
+    errors = cleanup.run()
+    drop_new_empty_tables(rules_before, errors)
+    leftovers = project_objects()
+    diff = diff_rules(rules_before, snapshot_rules())
+    netns = [n for n in sh(["ip", "netns", "list"]).stdout.split() if n.startswith("cce2e-")]
+    return errors + (["left behind: %s" % leftovers] if leftovers else []) + \
+        (["namespaces left: %s" % netns] if netns else []) + \
+        (["iptables differs from before the test:\n" + diff] if diff else [])
 
 
 def project_objects():

@@ -36,7 +36,6 @@ containerd child inside the namespace).
 API
   ENGINES                         names, in test order
   engine_ids()                    the same, as pytest ids
-  must_run()                      True under CI: a missing engine is a failure, never a skip
   prepare(name) -> Binaries       fetch/unpack (cached); raises EngineUnavailable
   EngineLab(name, binaries)       context manager: namespaces + a running dockerd
     .ns / .lan_ns / .wan_ns       namespace names;  .nsenter(argv) prefix
@@ -101,10 +100,6 @@ HOST_PORT = 8081       # a service of the engine's host itself, on every address
 
 class EngineUnavailable(Exception):
     """The engine cannot be fetched, unpacked or started here."""
-
-
-def must_run():
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def engine_ids():

@@ -76,7 +76,8 @@ def test_the_readme_links_every_page_of_docs():
 
 
 def test_anchors_are_named_as_github_names_them():
-    text = ("# Docker daemon hardening (`--harden-docker`)\n## Names under `--profile local-only`\n"
+    text = ("# Docker daemon hardening (`--harden-docker`)\n"
+            "## Names under `--profile local-only`\n"
             "## DNS\n## DNS\n```\n# not a heading\n```\n## Many hosts (Ansible, cloud-init)\n")
     assert anchors(text) == {"docker-daemon-hardening---harden-docker",
                              "names-under---profile-local-only", "dns", "dns-1",

