@@ -28,7 +28,7 @@ import pytest
 
 from conftest import ROOT, require_root
 
-import test_deploy_artifacts as base
+import compose_support as base
 
 DEPLOY = os.path.join(ROOT, "deploy")
 API_COMPOSE = os.path.join(DEPLOY, "docker-compose.api-only.yml")
