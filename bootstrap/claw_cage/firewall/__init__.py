@@ -2,6 +2,7 @@
 
   rules     the rule table (ranges and verdicts) and the pure functions that render it
   allow     --allow SPEC: parsing and describing allow-list entries
+  embedded  IPv6 forms that carry an IPv4 address (NAT64, 6to4, Teredo, mapped, compatible)
   backend   which iptables flavour to drive (where Docker's chains are), reading rules
   readback  reading live iptables-save text and comparing rules as iptables loads them
   persist   the boot-time unit and root-owned script that restore the rules
@@ -12,6 +13,7 @@ Exposes main(args) for cli, and the table modules (rules, allow, persist, readba
 """
 
 from . import allow, backend, persist, readback, rules
+from .embedded import embedded_ipv4, embedded_ipv4_net
 
 
 def main(args):
@@ -19,4 +21,5 @@ def main(args):
     return apply_main(args)
 
 
-__all__ = ["allow", "backend", "main", "persist", "readback", "rules"]
+__all__ = ["allow", "backend", "embedded_ipv4", "embedded_ipv4_net", "main", "persist",
+           "readback", "rules"]
