@@ -26,6 +26,7 @@ from claw_cage.verify import (container, firewall_rows, matrix, probe_plan,  # n
 BRIDGE, SUBNET = "claw-cage0", ipaddress.IPv4Network("172.30.0.0/24")
 GATEWAY_ID = "f" * 64
 NETWORK = "claw-cage_claw-net"
+NETWORK_ID = "e" * 64
 IMAGE = "sha256:" + "a" * 64
 PINNED = ["1.1.1.1", "9.9.9.9"]
 PROGRAM_LINES = [ln.strip() for ln in (probes.PROBE_JS + "\n" + probes.BATCH_SH).splitlines()
@@ -40,7 +41,9 @@ def gateway_inspect(dns=PINNED, status="running"):
                            "Dns": list(dns),
                            "PortBindings": {"18789/tcp": [{"HostIp": "127.0.0.1",
                                                            "HostPort": "18789"}]}},
-            "NetworkSettings": {"Networks": {NETWORK: {}}}, "Mounts": []}
+            "NetworkSettings": {"Networks": {NETWORK: {"NetworkID": NETWORK_ID,
+                                                       "IPAddress": "172.30.0.2"}}},
+            "Mounts": []}
 
 
 class FakeDocker:
@@ -55,13 +58,17 @@ class FakeDocker:
         self.info = gateway_inspect(dns, status)
         self.calls = []
 
-    def __call__(self, argv, input=None, check=True, timeout=120, env=None):
+    def __call__(self, argv, input=None, check=True, timeout=120, env=None, cwd=None):
         argv = [str(a) for a in argv]
         self.calls.append((argv, timeout))
         if argv[:2] == ["docker", "ps"]:
             return runner.Result(argv, 0, GATEWAY_ID + "\n" if self.running else "", "")
         if argv[:2] == ["docker", "inspect"]:
             return runner.Result(argv, 0, json.dumps([self.info]), "")
+        if argv[:3] == ["docker", "network", "inspect"]:
+            return runner.Result(argv, 0, json.dumps([{
+                "Name": NETWORK, "Id": NETWORK_ID, "Driver": "bridge",
+                "Options": {container.BRIDGE_KEY: BRIDGE}}]), "")
         assert argv[:2] == ["docker", "run"], argv
         return self.probe_container(argv, timeout)
 

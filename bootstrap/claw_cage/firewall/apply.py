@@ -21,10 +21,8 @@ import ipaddress
 import os
 import shlex
 
-from .. import buildinfo, composefile, paths, runner, safefile
-from ..composefile import read_network
-from ..errors import (ClawCageError, FirewallError, PrereqError, TargetError,
-                      UncheckedError)
+from .. import composefile, paths, runner
+from ..errors import FirewallError, PrereqError, UncheckedError
 from ..ui import UI
 from . import allow, backend, bridge, outcome, persist, readback, rules
 
@@ -47,20 +45,18 @@ class Step:
 
 
 def load_config(args, ui):
-    """Bridge and subnet from the installed docker-compose.yml, else the built-in defaults;
-    the allow list, refused (one line, nothing changed) where it would undo the cage."""
+    """Bridge and subnet of the network Compose puts the project on (composefile, the one
+    reading --verify shares), else the built-in defaults; the allow list, refused (one line,
+    nothing changed) where it would undo the cage."""
     directory = paths.install_dir(args.dir)
-    compose = os.path.join(directory, "docker-compose.yml")
-    text = safefile.read_text(compose)   # no symlink, no FIFO, size-capped, content never shown
-    if text is not None:
-        try:
-            bridge_name, subnet = read_network(text, compose)
-        except ClawCageError as err:  # composefile's reason, as a target error
-            raise TargetError(str(err))
-    else:
-        bridge_name, subnet = buildinfo.BRIDGE, buildinfo.SUBNET
+    net = composefile.project_network(directory)
+    bridge_name, subnet = net.bridge, net.subnet
+    if net.how == "built-in":
         ui.info("no docker-compose.yml in %s: using the built-in network %s %s"
                 % (directory, bridge_name, subnet))
+    elif net.how == "none":
+        ui.info("Docker Compose puts no container of %s on a network (network_mode none): "
+                "the cage goes on %s %s all the same" % (directory, bridge_name, subnet))
     bridge.check(bridge_name)
     config = rules.default_config(bridge_name, subnet)
     config = config._replace(allows=allow.parse_all(args.allow),
