@@ -14,15 +14,20 @@ Failures and exit codes (errors.py):
                                every touched family restored exactly from the saved copy,
                                the message says so, exit 6
   the read-back itself failed  the rules are applied but unchecked: exit 8
+  Ctrl-C or SIGTERM            held from the first commit to the end of the persistence
+                               (the commands inherit the mask: none dies halfway), then
+                               treated as a failure: everything restored, exit 130
 The rules themselves are data in rules.py.
 """
 
+import contextlib
 import ipaddress
 import os
 import shlex
+import signal
 
 from .. import composefile, paths, runner
-from ..errors import FirewallError, PrereqError, UncheckedError
+from ..errors import EXIT_INTERRUPTED, FirewallError, PrereqError, UncheckedError
 from ..ui import UI
 from . import allow, backend, bridge, outcome, persist, readback, rules
 
@@ -267,7 +272,8 @@ class _Action(Step):
 
 
 def _persist(later, state, fams):
-    """Install the boot persistence; on failure put the files and the rules back as they were."""
+    """Install the boot persistence; on failure put the files and the rules back as they were.
+    Returns the files as they were before (a later interrupt puts them back too)."""
     before = persist.snapshot()
     try:
         for step in later:
@@ -275,6 +281,43 @@ def _persist(later, state, fams):
     except (FirewallError, runner.CommandError) as err:
         persist.restore(before)
         raise undo(state, fams, "boot persistence failed (%s), its files were put back" % err)
+    return before
+
+
+HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def held_signals():
+    """Hold Ctrl-C and SIGTERM for the block; yields arrived(): the held signal that came
+    meanwhile (consumed), or None. The commands run inside inherit the mask, so a Ctrl-C on
+    the terminal cannot kill an iptables-restore halfway either. One that arrives while the
+    block fails is dropped: the failure's own message says what state the rules are in."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+
+    def arrived():
+        if set(HELD) & signal.sigpending():
+            info = signal.sigtimedwait(HELD, 0)
+            return info.si_signo if info else None
+        return None
+    try:
+        yield arrived
+    finally:
+        while arrived():
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def interrupted(state, fams, signo, files=None):
+    """An interrupt held during the change: put the boot files (files: persist.snapshot()
+    from before) and the rules back, like any failure after the first commit; exit 130."""
+    if files is not None:
+        persist.restore(files)
+    name = "Ctrl-C" if signo == signal.SIGINT else "SIGTERM"
+    err = undo(state, fams, "interrupted (%s, held until the change ended)%s" % (
+        name, "; the boot files were put back" if files is not None else ""))
+    err.exit_code = EXIT_INTERRUPTED
+    return err
 
 
 def apply(args, ui):
@@ -293,17 +336,21 @@ def apply(args, ui):
         _show_or_run(steps + later, True, ui)
         return {"changed": False, "dry_run": True}
     before = outcome.snapshot(state.tools, state.fams, state.texts)  # --json: what changed
-    fams = commit(steps, state)
-    unchecked = problem = None
-    try:
-        if steps:
-            problem = check_applied(config, state, fams)
-    except UncheckedError as err:
-        unchecked = err
-    if problem:
-        raise undo(state, fams, problem)
-    if later:   # before the summary: a failure here still takes the rules back
-        _persist(later, state, fams)
+    with held_signals() as arrived:   # an interrupt from here on rolls back, like a failure
+        fams = commit(steps, state)
+        unchecked = problem = files = None
+        try:
+            if steps:
+                problem = check_applied(config, state, fams)
+        except UncheckedError as err:
+            unchecked = err
+        if problem:
+            raise undo(state, fams, problem)
+        if later:   # before the summary: a failure here still takes the rules back
+            files = _persist(later, state, fams)
+        signo = arrived()
+        if signo:
+            raise interrupted(state, fams, signo, files)
     # what is open, exactly: never "not the LAN" while an --allow reaches it (issue 17)
     opened = allow.summary(config.allows, _host_networks(config), config.profile)
     reaches = "the internet" if config.profile == "internet" else "only allowed destinations"
@@ -360,9 +407,12 @@ def remove(args, ui):
                 "removed": True}
     tools, all_fams = (state.tools, state.fams) if state else (None, ())
     before = outcome.snapshot(tools, all_fams, state.texts if state else None)  # --json
-    fams = commit(steps, state) if steps else []
-    if later:
-        _persist(later, state, fams)
+    with held_signals() as arrived:
+        fams = commit(steps, state) if steps else []
+        files = _persist(later, state, fams) if later else None
+        signo = arrived()
+        if signo:
+            raise interrupted(state, fams, signo, files)
     ui.ok("claw-cage firewall rules and their boot persistence removed")
     return outcome.result(before, outcome.snapshot(tools, all_fams), removed=True)
 
