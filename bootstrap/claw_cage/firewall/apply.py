@@ -72,7 +72,7 @@ def load_config(args, ui):
 
 
 def _host_networks(config):
-    return allow.host_networks(next(config.subnet.hosts()))
+    return allow.host_networks(next(config.subnet.hosts()), subnet=config.subnet)
 
 
 def families(tools, ui):
