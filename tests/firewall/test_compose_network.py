@@ -35,6 +35,11 @@ OVERRIDE = """networks:
       config: !override
         - subnet: %s
 """ % (OTHER, OTHER_NET)
+EXTRA_HOSTS = """services:
+  openclaw:
+    extra_hosts:
+      - ollama.lan:192.168.1.50
+"""
 HOST_MODE = """services:
   openclaw:
     network_mode: host
@@ -115,7 +120,9 @@ def test_override_moving_the_network_is_refused_and_the_control_cages(pyz):
             os.unlink(os.path.join(lab.compose_dir, name))
         # the hole stays visible as what it is: nothing was caged, nothing said "ok"
         assert lab.probe([lan_from_other], retry=[lan_from_other])[lan_from_other]
-        # control: the same directory without the override is caged, on claw-cage0
+        # control: the same directory with the override the README suggests (names in
+        # /etc/hosts, the network untouched) is caged, on claw-cage0
+        _write(lab, "docker-compose.override.yml", EXTRA_HOSTS)
         out = netlab.ok(lab.firewall(pyz, "--no-persist"))
         assert "claw-cage0" in out.stdout and "not the LAN or this host" in out.stdout, out.stdout
         got = lab.probe([lan_from_cage])

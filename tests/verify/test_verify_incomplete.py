@@ -358,3 +358,30 @@ def test_firewall_warns_only_for_a_blocked_pinned_resolver(tmp_path):
         ["192.168.1.1"]
     assert [str(a) for a in apply.blocked_resolvers(config, [str(conf)], pinned=[])] == \
         ["192.168.1.1"]
+
+
+def test_one_docker_ps_and_inspect_per_run(fake, monkeypatch, capsys, tmp_path):
+    """The gateway is looked up once per --verify run: the container rows, the probes, the
+    OpenClaw policy rows and the gateway-network row all judge that one `docker inspect`."""
+    docker = fake(FakeDocker())
+    passing = report.Row("Host", "stand-in", "pass", "holds")
+    monkeypatch.setattr(firewall_rows, "rows", lambda *a: [passing])
+    monkeypatch.setattr(matrix.exposure, "check_gateway_port", lambda *a: passing)
+    monkeypatch.setattr(matrix.exposure, "check_env", lambda *a: passing)
+    monkeypatch.setattr(matrix.audit, "run_all", lambda: [])
+    # the policy group's own `docker exec` calls are not this test's: they do not run
+    monkeypatch.setattr(matrix.openclaw_policy, "_exec", lambda cid, argv: (None, "not here"))
+    monkeypatch.setattr(matrix.os, "geteuid", lambda: 0)
+    for name in (probes.NETNS_ENV, probes.START_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLAW_CAGE_INTERNET_PROBE", "off")
+    args = Args()
+    args.dir, args.json = str(tmp_path), True
+    matrix.main(args)
+    rows = dict((r["check"], r) for r in json.loads(capsys.readouterr().out))
+    asked = [argv[:2] for argv, _t in docker.calls]
+    print(asked)
+    assert asked.count(["docker", "ps"]) == 1 and asked.count(["docker", "inspect"]) == 1
+    assert rows["gateway network"]["status"] == "pass", rows["gateway network"]
+    assert list(rows)[0] == "gateway network"   # the first firewall row
+    assert rows["policy security audit"]["status"] == "warn"   # the policy group used that look
