@@ -170,9 +170,14 @@ def _compose_files(directory, env):
     return present
 
 
+# what the docker CLI says when it has no Compose v2 plugin (or no `config --format`)
+_NO_COMPOSE = re.compile(r"is not a docker command|unknown (?:flag|command|shorthand flag)")
+
+
 def _ask_compose(directory, files, env_bytes, command):
     """The JSON `docker compose config` prints for the project, run on private copies of
-    files (and .env) in a directory of the same name, never on the user's paths."""
+    files (and .env) in a directory of the same name, never on the user's paths; None when
+    there is no Compose v2 to ask (one command: no separate `docker compose version`)."""
     tmp = tempfile.mkdtemp(prefix="claw-cage-net-")
     project = os.path.join(tmp, os.path.basename(directory.rstrip("/")) or "claw-cage")
     try:
@@ -194,10 +199,14 @@ def _ask_compose(directory, files, env_bytes, command):
                                        "config", "--no-interpolate", "--format", "json"],
                             check=False, timeout=60, cwd=project)
     except runner.CommandError as err:   # timed out, or could not start
+        if str(err).endswith("command not found"):
+            return None
         raise _refuse(directory, "Docker Compose did not read the project (%s)"
                       % str(err).rsplit(": ", 1)[-1])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if not result.ok and _NO_COMPOSE.search(result.stderr):
+        return None
     if not result.ok:
         lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
         why = lines[-1].replace(project, directory) if lines else "exit %d" % result.returncode
@@ -279,7 +288,7 @@ def project_network(directory, command=None):
     Compose's bridge or subnet differs from the one docker-compose.yml declares (an override
     or COMPOSE_FILE moved the network), or, without Compose, when a file Compose would merge is
     there. No compose file at all: the built-in network.
-    command: the Compose command (default: dotenv.compose_command(); [] = no Compose)."""
+    command: the Compose command (default: docker compose; [] = no Compose)."""
     env_bytes = _read(os.path.join(directory, ".env"))
     try:
         env = dotenv.parse(env_bytes.decode("utf-8"), environ={}) if env_bytes else {}
@@ -290,24 +299,21 @@ def project_network(directory, command=None):
     if not files:
         return declared
     if command is None:
-        try:
-            command = dotenv.compose_command() or []
-        except runner.CommandError:
-            command = []
-    if not command:
+        command = ["docker", "compose"] if runner.which("docker") else []
+    config = _ask_compose(directory, files, env_bytes, command) if command else None
+    if config is None:   # no Compose: docker-compose.yml alone, read line by line
         merged = [f for f in files if f != INSTALLED]
         if env is None:
-            raise _refuse(directory, ".env cannot be read, and Docker Compose does not answer "
+            raise _refuse(directory, ".env cannot be read, and there is no Docker Compose "
                                      "here to read it")
         if merged:
             what = ("COMPOSE_FILE (%s)" % ", ".join(files)
                     if os.environ.get("COMPOSE_FILE") or env.get("COMPOSE_FILE")
                     else "%s, which Docker Compose reads" % merged[0])
-            raise _refuse(directory, "%s changes what docker-compose.yml declares, and Docker "
-                                     "Compose does not answer here (docker compose version) "
-                                     "to read it: install Compose v2, or remove it" % what)
+            raise _refuse(directory, "%s may change what docker-compose.yml declares, and "
+                                     "there is no Docker Compose v2 here to read it: install "
+                                     "it, or remove that" % what)
         return declared
-    config = _ask_compose(directory, files, env_bytes, command)
     try:
         found = network_of_config(config, "Docker Compose's reading of %s" % directory)
     except ClawCageError as err:
