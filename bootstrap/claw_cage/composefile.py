@@ -153,8 +153,8 @@ def _refuse(directory, why):
 
 
 def _compose_files(directory, env):
-    """[relative path] of the files Compose would read: COMPOSE_FILE (the environment's, else
-    .env's), else the first of COMPOSE_NAMES and the first override beside it."""
+    """[relative path] of the files Compose may read: COMPOSE_FILE's (the environment's, else
+    .env's), else every compose and override file present (Compose picks among them)."""
     listed = os.environ.get("COMPOSE_FILE") or env.get("COMPOSE_FILE")
     if listed:
         sep = os.environ.get("COMPOSE_PATH_SEPARATOR") or env.get("COMPOSE_PATH_SEPARATOR") \
