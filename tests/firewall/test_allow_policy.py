@@ -52,6 +52,7 @@ def test_refused_without_the_flag(specs, words):
 @pytest.mark.parametrize("specs", [
     ["0.0.0.0/0"], ["::/0"], ["169.254.169.254"], ["172.30.0.1"], ["::ffff:10.0.0.1"],
     ["fd00:ec2::/64"],
+    ["::/1"], ["2000::/3"],    # they hold NAT64 / 6to4, Teredo: every IPv4 address, metadata too
 ])
 def test_refused_even_with_the_flag(specs):
     with pytest.raises(UsageError):

@@ -123,6 +123,8 @@ LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")
 RECEIVED = (ipaddress.ip_network("255.255.255.255/32"), ipaddress.ip_network("224.0.0.0/4"),
             ipaddress.ip_network("ff00::/8"))
 COMPATIBLE = ipaddress.ip_network("::/96")
+# the forms a router on the path translates (the others are refused: write the IPv4 address)
+TRANSLATED = ("NAT64", "6to4", "Teredo")
 
 
 def _mapped(net):
@@ -160,8 +162,8 @@ def judged(allow):
     IPv4 address (NAT64, 6to4, Teredo) is judged as that IPv4 network; others as themselves."""
     if allow.kind != "net" or allow.net.version != 6:
         return allow.net, ""
-    found = embedded_ipv4_net(allow.net)
-    if found is None or found[0] in ("IPv4-mapped", "IPv4-compatible"):
+    found = embedded_ipv4_net(allow.net, TRANSLATED)
+    if found is None:
         return allow.net, ""
     kind, v4 = found
     return v4, " (%s of %s)" % (kind, _show(v4))
@@ -201,7 +203,7 @@ def check(allows, host_nets, profile="internet", wide=False):
                                                  a.net.prefixlen - 96))
             raise UsageError("--allow ::ffff:%s is an IPv4-mapped IPv6 address: write the IPv4 "
                              "form (%s) instead" % (_show(v4), _show(v4)))
-        found = embedded_ipv4_net(a.net) if a.net.version == 6 else None
+        found = embedded_ipv4_net(a.net, ("IPv4-compatible",)) if a.net.version == 6 else None
         if found and found[0] == "IPv4-compatible" and a.net.subnet_of(COMPATIBLE):
             raise UsageError("--allow %s is an IPv4-compatible IPv6 address (::a.b.c.d, "
                              "deprecated): write the IPv4 form (%s) instead"

@@ -29,8 +29,10 @@ _ALL = ipaddress.IPv4Network("0.0.0.0/0")
 _MASK = (1 << 32) - 1
 
 
-def _form(net):
+def _form(net, kinds=None):
     for kind, prefix, first, inverted in FORMS:
+        if kinds is not None and kind not in kinds:
+            continue
         if net.subnet_of(prefix) or prefix.subnet_of(net):
             if kind == "IPv4-compatible" and net.subnet_of(_NOT_COMPATIBLE):
                 return None
@@ -38,14 +40,14 @@ def _form(net):
     return None
 
 
-def embedded_ipv4_net(net):
+def embedded_ipv4_net(net, kinds=None):
     """(kind, IPv4Network) an IPv6 network may be translated to, or None (no embedding form,
     or an IPv4 network). A network that holds a whole embedding prefix (64:ff9b::/64, ::/0's
-    share) stands for every IPv4 address: 0.0.0.0/0."""
+    share) stands for every IPv4 address: 0.0.0.0/0. kinds: only these forms (FORMS' names)."""
     net = ipaddress.ip_network(net, strict=False)
     if net.version != 6:
         return None
-    found = _form(net)
+    found = _form(net, kinds)
     if found is None:
         return None
     kind, prefix, first, inverted = found
