@@ -5,6 +5,7 @@ really builds (matrix.network_of: the real Compose binary on a real directory), 
 that moves it being a failing row, not a silent pass."""
 
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -89,3 +90,54 @@ def test_the_rows_judge_the_network_compose_builds(tmp_path):
     assert (net.bridge, net.subnet) == (BRIDGE, SUBNET)   # the rows still judge the cage's
     assert problem.status == "fail" and "br-x" in problem.detail
     assert problem.section == firewall_rows.SECTION
+
+
+def test_the_row_on_real_containers_and_networks():
+    """Real Docker: a container on a bridge network named like the cage's passes; one on a
+    network with Docker's own bridge name, and one on both, fail. The row reads the real
+    `docker inspect` and `docker network inspect` (the containers only sleep: no packet)."""
+    import uuid
+    from conftest import require_docker
+    require_docker("reads `docker inspect` of real containers on real networks")
+    from lab import e2e_support
+    sh = e2e_support.sh
+    cleanup = e2e_support.Cleanup()
+    tag = uuid.uuid4().hex[:6]
+    try:
+        image = e2e_support.StandIn(cleanup).build()
+        used = e2e_support.used_ipv4_networks()
+        caged = e2e_support.pick_subnet(["10.213.%d.0/24" % i for i in range(10, 60)], used)
+        other = e2e_support.pick_subnet(["10.213.%d.0/24" % i for i in range(60, 110)],
+                                        used + [caged])
+        bridge = "ccgw%s0" % tag
+        nets = {}
+        for name, subnet, opts in (("caged", caged, ["--opt", container.BRIDGE_KEY + "=" +
+                                                     bridge]),
+                                   ("other", other, [])):
+            net = "claw-gwrow-%s-%s" % (name, tag)
+            sh(["docker", "network", "create", "--driver", "bridge", "--subnet", str(subnet)]
+               + opts + [net])
+            cleanup.push("remove network " + net, sh, ["docker", "network", "rm", net])
+            nets[name] = net
+        infos = {}
+        for name, on in (("inside", ["caged"]), ("outside", ["other"]),
+                         ("both", ["caged", "other"])):
+            cid = sh(["docker", "run", "-d", "--network", nets[on[0]], "--entrypoint",
+                      "/bin/sleep", image, "120"]).stdout.strip()
+            cleanup.push("remove " + name, sh, ["docker", "rm", "-f", cid])
+            for more in on[1:]:
+                sh(["docker", "network", "connect", nets[more], cid])
+            infos[name] = json.loads(sh(["docker", "inspect", cid]).stdout)[0]
+        got = {}
+        for name, inf in infos.items():
+            networks, why = container.networks_of(inf)
+            assert networks is not None, why
+            got[name] = container.network_row(firewall_rows.SECTION, inf, None, bridge, caged,
+                                              networks, why)
+            print(name, got[name])
+        assert got["inside"].status == "pass" and bridge in got["inside"].detail
+        assert got["outside"].status == "fail" and "br-" in got["outside"].detail
+        assert got["both"].status == "fail" and nets["other"] in got["both"].detail
+    finally:
+        errors = [e for e in cleanup.run() if not e.startswith("remove build tag")]
+        assert not errors, errors
