@@ -71,7 +71,9 @@ REFUSED = [
     (["127.0.0.1"], "this host's own address"),
     (["169.254.169.254:80"], WIDE),
     (["fd00::/63"], "/64"),
-    (["255.255.255.255"], "whole blocked range"),
+    (["255.255.255.255"], "this host's own address: the host opens only port by port "
+                          "(--allow host:PORT)"),
+    (["255.255.255.255:2222"], "whole blocked range"),
 ]
 
 
@@ -148,7 +150,9 @@ def test_wide_allow_with_the_flag_says_the_lan_is_open_and_keeps_the_host_closed
         print(out.stdout)
         assert "the LAN is NOT fully blocked" in out.stdout, out.stdout
         assert "not the LAN or this host" not in out.stdout, out.stdout
-        assert "10.255.0.1 in 10.0.0.0/8 stays closed" in out.stdout, out.stdout
+        # the host's own address and its /30's broadcast, both the host's
+        assert "this host's own 10.255.0.1, 10.255.0.3 in 10.0.0.0/8 stays closed" \
+            in out.stdout, out.stdout
         got = _reach(lab, probes, should=["lan 10.1.2.3", "lan 192.168.1.1"])
         assert got["lan 10.1.2.3"] and got["lan 192.168.1.1"], got
         assert not got["gw:2222"] and not got["lanside:2222"] and not got["gw:8080"], got

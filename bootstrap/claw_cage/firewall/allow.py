@@ -211,11 +211,15 @@ def check(allows, host_nets, profile="internet", wide=False):
         net, how = judged(a)
         inside = _host_addrs_in(net, hosts)
         if inside and a.net.num_addresses == 1 and a.port is None:
+            whole = any(ipaddress.ip_network(c) == net
+                        for c, _w in rules.SPECIAL_RANGES[net.version])   # 255.255.255.255
             raise UsageError("--allow %s%s is this host's own address: the host opens only "
-                             "port by port (--allow host:PORT or --allow %s:PORT)"
-                             % (spec, how, spec if a.net.version == 4 else "[%s]" % spec))
-        for meta in METADATA:
-            if meta.version == net.version and meta in net and (a.port is None or not wide):
+                             "port by port (--allow host:PORT%s)" % (spec, how, "" if whole else
+                             " or --allow %s:PORT" % (spec if a.net.version == 4
+                                                      else "[%s]" % spec)))
+        for meta in [m for n in (a.net, net) for m in METADATA if m.version == n.version
+                     and m in n]:   # its own family first, then what it carries
+            if a.port is None or not wide:
                 raise UsageError("--allow %s covers the cloud metadata address %s (this "
                                  "machine's cloud credentials): it is opened only by an entry "
                                  "with a port, and with %s" % (spec, meta, WIDE_FLAG))
