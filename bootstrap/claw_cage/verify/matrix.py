@@ -2,12 +2,14 @@
 
 Four groups of rows, gathered at the same time (threads), so the run costs about one probe
 timeout even when every LAN packet is silently dropped:
-  Host       firewall chains and jumps (firewall_rows), gateway port and .env (exposure)
-  Container  `docker inspect` of the running gateway (container)
+  Host       the gateway on the caged bridge (container.network_row), firewall chains and
+             jumps (firewall_rows), gateway port and .env (exposure)
+  Container  `docker inspect` of the running gateway (container), looked up once per run
   Probes     packets from a throwaway container on the claw-cage network (probe_plan, probes)
   Audit      advice from seed 003, warn only (audit)
-Nothing here changes anything: it runs iptables-save, reads /proc and /etc, `docker ps`,
-`docker inspect`, and one `docker run --rm` probe container (probes.py shows its argv).
+Nothing here changes anything: it runs iptables-save, reads /proc and /etc, `docker compose
+config` (composefile, on private copies), `docker ps`, `docker inspect`, `docker network
+inspect`, and one `docker run --rm` probe container (probes.py shows its argv).
 Exit 0 when no row is `fail` and every needed look was taken; errors.EXIT_VERIFY when a row
 fails; errors.EXIT_INCOMPLETE when the probes or the gateway container could not be looked at
 (verdict() says which, in the last line).
