@@ -1,17 +1,26 @@
-"""Read the claw-cage network (bridge interface name and subnet) out of docker-compose.yml.
+"""The claw-cage network (bridge interface name and subnet) the install directory's project
+puts its containers on: the one reading --firewall and --verify share (project_network()).
 
-There is no YAML parser in the standard library, and we only need two scalars from a file we
-ship ourselves, so this reads them line by line and refuses anything ambiguous rather than
-guessing. The firewall must match the bridge Docker will really create: a wrong answer here
-would leave the cage open, so every doubt is an error.
+The firewall must match the bridge Docker will really create: a wrong answer here would leave
+the cage open, so every doubt is an error. Compose merges more than docker-compose.yml (an
+override file beside it, the files COMPOSE_FILE in .env names, compose.yaml first of all), so
+Compose itself is asked: `docker compose config` on private copies of exactly those files, each
+read with safefile (root may run this in a directory the user controls), as dotenv.compose()
+does for .env. Where Compose does not answer, docker-compose.yml is read line by line
+(read_network: no YAML parser in the standard library; two scalars of a file we ship) and any
+file Compose would merge is refused rather than ignored.
 """
 
+import collections
 import ipaddress
+import json
 import os
 import re
+import shutil
+import tempfile
 
-from . import dotenv, safefile
-from .errors import ClawCageError
+from . import buildinfo, dotenv, runner, safefile
+from .errors import ClawCageError, TargetError
 
 BRIDGE_KEY = "com.docker.network.bridge.name"
 # Linux interface names: at most 15 bytes; we accept the conservative character set.
@@ -110,3 +119,211 @@ def read_pinned_dns(directory):
     except ClawCageError:
         env = texts[1]
     return pinned_dns(texts[0], env)
+
+
+# ---- the network Compose really creates ----------------------------------------------------
+
+COMPOSE_NAMES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+OVERRIDE_NAMES = ("compose.override.yaml", "compose.override.yml",
+                  "docker-compose.override.yaml", "docker-compose.override.yml")
+INSTALLED = "docker-compose.yml"
+
+# bridge, subnet: where the cage goes; name: the Docker network Compose creates
+# ("claw-cage_claw-net"), None when Compose was not asked; how: "compose", "file" (read
+# without Compose), "built-in" (no compose file), "none" (no service on any network).
+Network = collections.namedtuple("Network", "bridge subnet name how")
+
+
+class Unreadable(TargetError):
+    """A file of the project is there but cannot be opened (permissions): not a verdict on it."""
+
+
+def _read(path):
+    """safefile.read(path); Unreadable where it could not be opened or read at all."""
+    try:
+        return safefile.read(path)
+    except safefile.UnsafeFile:
+        raise
+    except TargetError as err:
+        raise Unreadable(str(err))
+
+
+def _refuse(directory, why):
+    return TargetError("%s: %s; nothing was changed" % (directory, why))
+
+
+def _compose_files(directory, env):
+    """[relative path] of the files Compose may read: COMPOSE_FILE's (the environment's, else
+    .env's), else every compose and override file present (Compose picks among them)."""
+    listed = os.environ.get("COMPOSE_FILE") or env.get("COMPOSE_FILE")
+    if listed:
+        sep = os.environ.get("COMPOSE_PATH_SEPARATOR") or env.get("COMPOSE_PATH_SEPARATOR") \
+            or os.pathsep
+        files = [f for f in listed.split(sep) if f]
+        for f in files:
+            if os.path.isabs(f) or ".." in f.split("/"):
+                raise _refuse(directory, "COMPOSE_FILE names a file outside the install "
+                                         "directory: claw-cage reads only files inside it")
+        return files
+    present = [n for n in COMPOSE_NAMES + OVERRIDE_NAMES
+               if os.path.lexists(os.path.join(directory, n))]
+    return present
+
+
+# what the docker CLI says when it has no Compose v2 plugin (or no `config --format`)
+_NO_COMPOSE = re.compile(r"is not a docker command|unknown (?:flag|command|shorthand flag)")
+
+
+def _ask_compose(directory, files, env_bytes, command):
+    """The JSON `docker compose config` prints for the project, run on private copies of
+    files (and .env) in a directory of the same name, never on the user's paths; None when
+    there is no Compose v2 to ask (one command: no separate `docker compose version`)."""
+    tmp = tempfile.mkdtemp(prefix="claw-cage-net-")
+    project = os.path.join(tmp, os.path.basename(directory.rstrip("/")) or "claw-cage")
+    try:
+        os.mkdir(project, 0o700)
+        copies = [(f, _read(os.path.join(directory, f))) for f in files]
+        if env_bytes is not None:
+            copies.append((".env", env_bytes))
+        for rel, data in copies:
+            if data is None:
+                continue   # absent: Compose says so itself
+            path = os.path.join(project, rel)
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+        # --no-interpolate: no variable needs a value (the token may be unset); a ${...} left
+        # in the network's fields then fails the checks below. --profile '*': every service.
+        result = runner.run(command + ["--project-directory", project, "--profile", "*",
+                                       "config", "--no-interpolate", "--format", "json"],
+                            check=False, timeout=60, cwd=project)
+    except runner.CommandError as err:   # timed out, or could not start
+        if str(err).endswith("command not found"):
+            return None
+        raise _refuse(directory, "Docker Compose did not read the project (%s)"
+                      % str(err).rsplit(": ", 1)[-1])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not result.ok and _NO_COMPOSE.search(result.stderr):
+        return None
+    if not result.ok:
+        lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+        why = lines[-1].replace(project, directory) if lines else "exit %d" % result.returncode
+        if ".env" in why:   # its reader may quote a value: name the file only
+            why = "it cannot read .env"
+        raise _refuse(directory, "Docker Compose cannot read the project (%s)" % why[:200])
+    try:
+        config = json.loads(result.stdout)
+        if not isinstance(config, dict):
+            raise ValueError
+        return config
+    except ValueError:
+        raise _refuse(directory, "`docker compose config` gave no JSON: Compose v2 too old?")
+
+
+def network_of_config(config, where):
+    """Network(...) of `docker compose config --format json` output: the one network every
+    service is on (network_mode none and service:NAME share a namespace, never a bridge).
+    ClawCageError for anything else: another network, network_mode host/bridge/container."""
+    services = config.get("services") or {}
+    used = set()
+    for name in sorted(services):
+        svc = services[name] or {}
+        mode = svc.get("network_mode")
+        if mode:
+            if mode == "none" or (isinstance(mode, str) and mode.startswith("service:")
+                                  and mode[len("service:"):] in services):
+                continue
+            raise ClawCageError("%s: service %s has network_mode %s: its container would not "
+                                "be on the caged network" % (where, name, mode))
+        used |= set(svc.get("networks") or {"default": None})
+    if not used:
+        return Network(None, None, None, "none")
+    if len(used) > 1:
+        raise ClawCageError("%s: the services are on %d networks (%s): the cage holds one"
+                            % (where, len(used), ", ".join(sorted(used))))
+    key = used.pop()
+    net = (config.get("networks") or {}).get(key) or {}
+    if net.get("external"):
+        raise ClawCageError("%s: network %s is external: Compose does not create it, so its "
+                            "bridge is not known here" % (where, key))
+    if (net.get("driver") or "bridge") != "bridge":
+        raise ClawCageError("%s: network %s does not use the bridge driver" % (where, key))
+    bridge = (net.get("driver_opts") or {}).get(BRIDGE_KEY)
+    subnets = [c.get("subnet") for c in ((net.get("ipam") or {}).get("config") or [])
+               if isinstance(c, dict) and c.get("subnet")]
+    if not isinstance(bridge, str) or not BRIDGE_RE.match(bridge):
+        raise ClawCageError("%s: network %s has no %s that is an interface name (1-15 of "
+                            "A-Z a-z 0-9 _ . -)" % (where, key, BRIDGE_KEY))
+    if len(subnets) != 1:
+        raise ClawCageError("%s: network %s: expected exactly one IPv4 subnet, found %d"
+                            % (where, key, len(subnets)))
+    try:
+        subnet = ipaddress.IPv4Network(str(subnets[0]), strict=True)
+    except ValueError:
+        raise ClawCageError("%s: network %s: the subnet is not an IPv4 network in CIDR form "
+                            "(a.b.c.d/n, host bits zero)" % (where, key))
+    return Network(bridge, subnet, net.get("name") or key, "compose")
+
+
+def declared_network(directory):
+    """Network(how="file") docker-compose.yml declares, read line by line (read_network), or
+    the built-in one (how="built-in") when there is none. TargetError when it is unreadable."""
+    installed = os.path.join(directory, INSTALLED)
+    text = safefile.read_text(installed)
+    if text is None:
+        return Network(buildinfo.BRIDGE, ipaddress.IPv4Network(buildinfo.SUBNET), None,
+                       "built-in")
+    try:
+        bridge, subnet = read_network(text, installed)
+    except ClawCageError as err:
+        raise TargetError(str(err))
+    return Network(bridge, subnet, None, "file")
+
+
+def project_network(directory, command=None):
+    """The network the project in directory puts its containers on, as Compose reads it
+    (module doc). TargetError (one line, nothing changed) when it cannot be read, when
+    Compose's bridge or subnet differs from the one docker-compose.yml declares (an override
+    or COMPOSE_FILE moved the network), or, without Compose, when a file Compose would merge is
+    there. No compose file at all: the built-in network.
+    command: the Compose command (default: docker compose; [] = no Compose)."""
+    env_bytes = _read(os.path.join(directory, ".env"))
+    try:
+        env = dotenv.parse(env_bytes.decode("utf-8"), environ={}) if env_bytes else {}
+    except (UnicodeDecodeError, ClawCageError):
+        env = None   # Compose judges it below; without Compose it is refused
+    files = _compose_files(directory, env or {})
+    declared = declared_network(directory)
+    if not files:
+        return declared
+    if command is None:
+        command = ["docker", "compose"] if runner.which("docker") else []
+    config = _ask_compose(directory, files, env_bytes, command) if command else None
+    if config is None:   # no Compose: docker-compose.yml alone, read line by line
+        merged = [f for f in files if f != INSTALLED]
+        if env is None:
+            raise _refuse(directory, ".env cannot be read, and there is no Docker Compose "
+                                     "here to read it")
+        if merged:
+            what = ("COMPOSE_FILE (%s)" % ", ".join(files)
+                    if os.environ.get("COMPOSE_FILE") or env.get("COMPOSE_FILE")
+                    else "%s, which Docker Compose reads" % merged[0])
+            raise _refuse(directory, "%s may change what docker-compose.yml declares, and "
+                                     "there is no Docker Compose v2 here to read it: install "
+                                     "it, or remove that" % what)
+        return declared
+    try:
+        found = network_of_config(config, "Docker Compose's reading of %s" % directory)
+    except ClawCageError as err:
+        raise TargetError("%s; nothing was changed" % err)
+    if found.how == "none":
+        return Network(declared[0], declared[1], None, "none")
+    if (found.bridge, found.subnet) != (declared.bridge, declared.subnet):
+        raise _refuse(directory, "Docker Compose puts the containers on bridge %s (%s), not on "
+                                 "%s (%s) that %s declares: an override file or COMPOSE_FILE "
+                                 "in .env moves the network; remove that change"
+                      % (found.bridge, found.subnet, declared[0], declared[1],
+                         INSTALLED if declared.how == "file" else "claw-cage"))
+    return found

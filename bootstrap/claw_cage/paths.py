@@ -13,6 +13,9 @@ import pwd
 import re
 import sys
 
+from . import safefile
+from .errors import TargetError
+
 DIR_NAME = "claw-cage"
 
 
@@ -60,12 +63,18 @@ def program_file(argv0=None):
 
 
 def is_claw_cage_dir(directory):
-    """Whether directory holds claw-cage's docker-compose.yml (its project name in it)."""
+    """Whether directory holds claw-cage's docker-compose.yml (its project name in it). Read
+    with safefile, as every read of a user's file by root: a FIFO, a symlink or a device by
+    that name is never opened in a way that could block, and is refused (safefile.UnsafeFile:
+    the program's own folder is not to be silently swapped for another); one that cannot be
+    opened at all is not claw-cage's."""
     try:
-        with open(os.path.join(directory, "docker-compose.yml"), encoding="utf-8") as f:
-            return bool(_PROJECT_RE.search(f.read(1 << 18)))
-    except (OSError, UnicodeDecodeError):
+        text = safefile.read_text(os.path.join(directory, "docker-compose.yml"))
+    except safefile.UnsafeFile:
+        raise
+    except TargetError:
         return False
+    return bool(text and _PROJECT_RE.search(text))
 
 
 def install_dir(explicit=None, user=None, program=None):

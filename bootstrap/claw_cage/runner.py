@@ -47,8 +47,9 @@ def which(name):
     return shutil.which(name, path=extra)
 
 
-def run(argv, input=None, check=True, timeout=120, env=None):
+def run(argv, input=None, check=True, timeout=120, env=None, cwd=None):
     """Run argv (a list, never a shell string) and return a Result with text output.
+    cwd: the directory it runs in (Compose resolves COMPOSE_FILE's paths against it).
 
     check=True turns a non-zero exit into CommandError; check=False returns it for the
     caller to judge. A missing program or a timeout always raises CommandError.
@@ -64,7 +65,7 @@ def run(argv, input=None, check=True, timeout=120, env=None):
     try:
         proc = subprocess.run([program] + argv[1:], input=input, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, universal_newlines=True,
-                              timeout=timeout, env=full_env)
+                              timeout=timeout, env=full_env, cwd=cwd)
     except FileNotFoundError:
         raise CommandError(argv, "command not found")
     except PermissionError as err:

@@ -66,7 +66,9 @@ REFUSED = [
     (["127.0.0.1"], "this host's own address"),
     (["169.254.169.254:80"], WIDE),
     (["fd00::/63"], "/64"),
-    (["255.255.255.255"], "whole blocked range"),
+    (["255.255.255.255"], "this host's own address: the host opens only port by port "
+                          "(--allow host:PORT)"),
+    (["255.255.255.255:2222"], "whole blocked range"),
 ]
 
 
@@ -143,7 +145,9 @@ def test_wide_allow_with_the_flag_says_the_lan_is_open_and_keeps_the_host_closed
         print(out.stdout)
         assert "the LAN is NOT fully blocked" in out.stdout, out.stdout
         assert "not the LAN or this host" not in out.stdout, out.stdout
-        assert "10.255.0.1 in 10.0.0.0/8 stays closed" in out.stdout, out.stdout
+        # the host's own address and its /30's broadcast, both the host's
+        assert "this host's own 10.255.0.1, 10.255.0.3 in 10.0.0.0/8 stays closed" \
+            in out.stdout, out.stdout
         got = _reach(lab, probes, should=["lan 10.1.2.3", "lan 192.168.1.1"])
         assert got["lan 10.1.2.3"] and got["lan 192.168.1.1"], got
         assert not got["gw:2222"] and not got["lanside:2222"] and not got["gw:8080"], got
@@ -192,3 +196,74 @@ def test_verify_shows_what_is_open_as_warn_rows(pyz):
         assert "the LAN is NOT fully blocked" in opened[1]["detail"]
         for r in opened:
             assert r["detail"] in out.stdout, (r, out.stdout)
+
+
+def test_broadcast_and_multicast_allows_are_the_host_and_say_so(pyz):
+    """The host's broadcast (172.30.0.255, the bridge's subnet) and multicast addresses are the
+    host: ADDRESS:PORT there opens that port OF THE HOST (its UDP service on every address
+    answers), so the run must say "this host is reachable", never call it a LAN opening; and
+    without a port they are refused like any of the host's own addresses."""
+    port = netlab.UDP_PORT
+    with Lab() as lab:
+        c = lab.ctr
+        probes = {
+            "bcast": Probe("host broadcast 172.30.0.255:%d" % port, c, "udp-bcast",
+                           "172.30.0.255", port),
+            "all-hosts": Probe("host multicast 224.0.0.1:%d" % port, c, "udp", "224.0.0.1",
+                               port),
+        }
+        got = _reach(lab, probes, should=probes)
+        assert all(got.values()), "control: the host's UDP service does not answer: %s" % got
+        _ok(lab.firewall(pyz, "--no-persist"))
+        got = _reach(lab, probes)
+        assert not any(got.values()), "the cage lets broadcast/multicast reach the host: %s" % got
+        out = _ok(lab.firewall(pyz, "--no-persist", "--allow", "172.30.0.255:%d" % port,
+                               "--allow", "224.0.0.1:%d" % port))
+        print(out.stdout, out.stderr)
+        got = _reach(lab, probes, should=probes)
+        assert all(got.values()), "the allowed host ports stay closed: %s" % got
+        said = out.stdout + out.stderr
+        # the packets reached the host: the words must say so, for each entry
+        for addr in ("172.30.0.255", "224.0.0.1"):
+            assert ("this host is reachable on port %d (TCP and UDP) at %s" % (port, addr)) \
+                in said, said
+        assert "not the LAN or this host" not in said and "LAN is NOT" not in said, said
+        before = (lab.save(4), lab.save(6))
+        for spec in ("172.30.0.255", "224.0.0.1", "[ff02::1]"):
+            proc = lab.firewall(pyz, "--no-persist", "--allow", spec)
+            print(spec, "->", proc.returncode, proc.stderr.strip())
+            assert proc.returncode == 2 and "this host's own address" in proc.stderr, proc.stderr
+            assert (lab.save(4), lab.save(6)) == before
+
+
+EMBEDDED_REFUSED = [
+    ("::172.30.0.1", "IPv4-compatible"),          # was a read-back failure (exit 6)
+    ("[::a00:1]:80", "IPv4-compatible"),
+    ("fd00:ec2::254:80", "[fd00:ec2::254]:80"),    # was another address, every port open
+    ("64:ff9b::/96", "metadata"),                  # every IPv4 address through NAT64
+    ("2002:c0a8::/32", "whole blocked range 192.168.0.0/16"),   # 6to4
+    ("[64:ff9b::ac1e:1]", "this host's own address"),
+]
+
+
+def test_embedded_ipv4_and_ambiguous_spellings_by_the_program(pyz):
+    """Words decide here: each refusal is exit 2 and one line, iptables unchanged; an embedded
+    form that is accepted says which IPv4 address it reaches. Control: a plain IPv6 allow
+    is accepted and called what it is."""
+    with Lab() as lab:
+        _ok(lab.firewall(pyz, "--no-persist"))
+        before = (lab.save(4), lab.save(6))
+        for spec, words in EMBEDDED_REFUSED:
+            proc = lab.firewall(pyz, "--no-persist", "--allow", spec)
+            print(spec, "->", proc.returncode, proc.stderr.strip())
+            assert proc.returncode == 2, (spec, proc.returncode, proc.stdout, proc.stderr)
+            assert proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
+            assert (lab.save(4), lab.save(6)) == before, "%s changed iptables" % spec
+        out = _ok(lab.firewall(pyz, "--no-persist", "--allow", "[64:ff9b::c0a8:101]"))
+        said = out.stdout + out.stderr
+        assert "the LAN is NOT fully blocked: the container reaches 64:ff9b::c0a8:101 (NAT64 " \
+               "of 192.168.1.1)" in said, said
+        assert "not the LAN or this host" not in said
+        out = _ok(lab.firewall(pyz, "--no-persist", "--allow", "[%s]:8080" % netlab.LAN_V6))
+        assert "the LAN is NOT fully blocked: the container reaches %s" % netlab.LAN_V6 \
+            in out.stdout + out.stderr

@@ -52,6 +52,7 @@ def test_refused_without_the_flag(specs, words):
 @pytest.mark.parametrize("specs", [
     ["0.0.0.0/0"], ["::/0"], ["169.254.169.254"], ["172.30.0.1"], ["::ffff:10.0.0.1"],
     ["fd00:ec2::/64"],
+    ["::/1"], ["2000::/3"],    # they hold NAT64 / 6to4, Teredo: every IPv4 address, metadata too
 ])
 def test_refused_even_with_the_flag(specs):
     with pytest.raises(UsageError):
@@ -137,9 +138,12 @@ def test_host_networks_from_proc(tmp_path):
         "00000000000000000000000000000001 01 80 10 80       lo\n"
         "fd000001000000000000000000000010 02 40 00 80     eth0\n")
     got = allow.host_networks("172.30.0.1", proc=str(tmp_path))
-    want = {"127.0.0.0/8", "127.0.0.1/32", "192.168.1.10/32", "172.30.0.1/32", "::1/128",
-            "fd00:1::10/128"}
+    want = {"127.0.0.0/8", "127.0.0.1/32", "127.255.255.255/32", "192.168.1.10/32",
+            "172.30.0.1/32", "::1/128", "fd00:1::10/128"}
     assert set(map(str, got)) == want
+    # the bridge's subnet broadcast, before the bridge exists (not in fib_trie yet)
+    got = allow.host_networks("172.30.0.1", proc=str(tmp_path), subnet="172.30.0.0/24")
+    assert set(map(str, got)) == want | {"172.30.0.255/32"}
     # nothing readable: loopback and the gateway are still the host's
     assert set(map(str, allow.host_networks("172.30.0.1", proc=str(tmp_path / "no")))) == {
         "127.0.0.0/8", "::1/128", "172.30.0.1/32"}
@@ -183,3 +187,62 @@ def test_help_names_the_flag(run_pyz):
     assert b"--unsafe-wide-allow" in out.stdout
     bad = run_pyz(["--verify", "--unsafe-wide-allow"])
     assert bad.returncode == 2 and b"--unsafe-wide-allow" in bad.stderr
+
+
+# ---- what the host itself receives, embedded IPv4, ambiguous spellings ----------------------
+
+HOST_BCAST = HOST + [ipaddress.ip_network("172.30.0.255/32"),
+                     ipaddress.ip_network("192.168.1.255/32")]
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("172.30.0.255", "this host's own address"),       # the bridge's subnet broadcast
+    ("192.168.1.255", "this host's own address"),      # a LAN subnet's broadcast
+    ("255.255.255.255", "this host's own address"),
+    ("224.0.0.1", "this host's own address"),
+    ("239.255.255.250", "this host's own address"),
+    ("ff02::1", "this host's own address"),
+    ("[64:ff9b::ac1e:1]", "this host's own address"),  # NAT64 of the bridge gateway
+    ("[64:ff9b::a9fe:a9fe]:80", "metadata"),           # NAT64 of 169.254.169.254, port 80
+    ("255.255.255.255:8053", "whole blocked range 255.255.255.255/32"),
+    ("64:ff9b::/96", "metadata"),                      # every IPv4 address
+    ("2002:a9fe:a9fe::/48", "metadata"),               # 6to4 of 169.254.169.254
+    ("2002:c0a8::/32", "whole blocked range 192.168.0.0/16"),
+    ("2001::/32", "metadata"),                         # Teredo: every client
+    ("::172.30.0.1", "IPv4-compatible"),
+    ("[::a00:1]:80", "IPv4-compatible"),
+    ("::a00:0/104", "IPv4-compatible"),
+    ("fd00:ec2::254:80", "[fd00:ec2::254]:80"),        # a port, or the address?
+    ("fd00:1::5:8080", "[fd00:1::5:8080]"),
+    ("64:ff9b::c0a8:101", "[64:ff9b::c0a8]:101"),      # brackets say it is the address
+])
+def test_host_receives_and_embedded_forms_are_judged_as_such(spec, words):
+    with pytest.raises(UsageError) as err:
+        allow.check(allow.parse_all([spec]), HOST_BCAST, "internet", False)
+    print(err.value)
+    assert words in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("172.30.0.255:8053", "this host is reachable on port 8053 (TCP and UDP) at 172.30.0.255"),
+    ("224.0.0.1:8053", "this host is reachable on port 8053 (TCP and UDP) at 224.0.0.1"),
+    ("[ff02::1]:8053", "this host is reachable on port 8053"),
+    ("[64:ff9b::c0a8:101]", "the LAN is NOT fully blocked: the container reaches "
+                          "64:ff9b::c0a8:101 (NAT64 of 192.168.1.1)"),
+    ("2002:c0a8:101::/64", "the LAN is NOT fully blocked: the container reaches "
+                           "2002:c0a8:101::/64 (6to4 of 192.168.1.1)"),
+    ("[64:ff9b::ac1e:1]:22", "this host is reachable on port 22 (TCP and UDP) at "
+                             "64:ff9b::ac1e:1 (NAT64 of 172.30.0.1)"),
+])
+def test_summary_names_the_host_and_the_embedded_address(spec, says):
+    allows = allow.parse_all([spec])
+    allow.check(allows, HOST_BCAST, "internet", False)   # accepted: port by port, one address
+    lines = allow.summary(allows, HOST_BCAST)
+    print(lines)
+    assert lines[0][0] is True and says in lines[0][2], lines
+
+
+@pytest.mark.parametrize("spec", ["fd00::1", "fd00::50", "[fd00:1::5]:8080", "[fd00:1::5:8080]",
+                                  "fd00::/64", "2001:db8::1", "fd00:0:0:0:0:0:0:80"])
+def test_unambiguous_ipv6_spellings_still_parse(spec):
+    allow.check(allow.parse_all([spec]), HOST, "internet", False)

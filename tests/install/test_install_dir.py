@@ -73,3 +73,36 @@ def test_saved_copy_works_on_its_own_folder(pyz, tmp_path, mode):
     # the same file through a pipe cannot know its folder: the default directory
     piped = run_file(copy, args, how="pipe", env=env, timeout=120, cwd=str(tmp_path))
     assert "cc-own-dir0" not in piped.stdout.decode() + piped.stderr.decode()
+
+
+@pytest.mark.parametrize("mode", ["verify", "firewall"])
+def test_a_fifo_beside_the_program_is_refused_at_once(pyz, tmp_path, mode):
+    """root probes the program's own folder with the defensive reader: a FIFO named
+    docker-compose.yml there is refused in one line (exit 5), it never blocks the run.
+    Control: a regular claw-cage docker-compose.yml in the same place is read (its bridge)."""
+    import subprocess
+    import time
+    from conftest import run_file
+    if mode == "firewall" and os.geteuid() != 0:
+        pytest.skip("--firewall --dry-run needs root")
+    folder = str(tmp_path / "fifo" / "claw-cage")
+    copy = _saved_copy(pyz, folder)
+    fifo = os.path.join(folder, "docker-compose.yml")
+    os.mkfifo(fifo)
+    args = ["--verify"] if mode == "verify" else ["--firewall", "--dry-run"]
+    env = {"CLAW_CAGE_INTERNET_PROBE": "off", "NO_COLOR": "1"}
+    start = time.monotonic()
+    try:
+        p = run_file(copy, args, how="path", env=env, timeout=20, cwd=str(tmp_path))
+    except subprocess.TimeoutExpired:
+        pytest.fail("the run blocked on the FIFO beside the program")
+    took = time.monotonic() - start
+    err = p.stderr.decode()
+    print(p.returncode, err.strip(), "%.1fs" % took)
+    assert p.returncode == 5, (p.returncode, err)
+    assert fifo in err and "not a regular file" in err and err.count("\n") == 1, err
+    os.unlink(fifo)
+    with open(fifo, "w") as f:
+        f.write(_compose("cc-fifo-ctl0"))
+    p = run_file(copy, args, how="path", env=env, timeout=120, cwd=str(tmp_path))
+    assert "cc-fifo-ctl0" in p.stdout.decode() + p.stderr.decode()

@@ -26,6 +26,7 @@ from claw_cage.verify import (container, firewall_rows, matrix, probe_plan,  # n
 BRIDGE, SUBNET = "claw-cage0", ipaddress.IPv4Network("172.30.0.0/24")
 GATEWAY_ID = "f" * 64
 NETWORK = "claw-cage_claw-net"
+NETWORK_ID = "e" * 64
 IMAGE = "sha256:" + "a" * 64
 PINNED = ["1.1.1.1", "9.9.9.9"]
 PROGRAM_LINES = [ln.strip() for ln in (probes.PROBE_JS + "\n" + probes.BATCH_SH).splitlines()
@@ -40,7 +41,9 @@ def gateway_inspect(dns=PINNED, status="running"):
                            "Dns": list(dns),
                            "PortBindings": {"18789/tcp": [{"HostIp": "127.0.0.1",
                                                            "HostPort": "18789"}]}},
-            "NetworkSettings": {"Networks": {NETWORK: {}}}, "Mounts": []}
+            "NetworkSettings": {"Networks": {NETWORK: {"NetworkID": NETWORK_ID,
+                                                       "IPAddress": "172.30.0.2"}}},
+            "Mounts": []}
 
 
 class FakeDocker:
@@ -55,13 +58,17 @@ class FakeDocker:
         self.info = gateway_inspect(dns, status)
         self.calls = []
 
-    def __call__(self, argv, input=None, check=True, timeout=120, env=None):
+    def __call__(self, argv, input=None, check=True, timeout=120, env=None, cwd=None):
         argv = [str(a) for a in argv]
         self.calls.append((argv, timeout))
         if argv[:2] == ["docker", "ps"]:
             return runner.Result(argv, 0, GATEWAY_ID + "\n" if self.running else "", "")
         if argv[:2] == ["docker", "inspect"]:
             return runner.Result(argv, 0, json.dumps([self.info]), "")
+        if argv[:3] == ["docker", "network", "inspect"]:
+            return runner.Result(argv, 0, json.dumps([{
+                "Name": NETWORK, "Id": NETWORK_ID, "Driver": "bridge",
+                "Options": {container.BRIDGE_KEY: BRIDGE}}]), "")
         assert argv[:2] == ["docker", "run"], argv
         return self.probe_container(argv, timeout)
 
@@ -351,3 +358,30 @@ def test_firewall_warns_only_for_a_blocked_pinned_resolver(tmp_path):
         ["192.168.1.1"]
     assert [str(a) for a in apply.blocked_resolvers(config, [str(conf)], pinned=[])] == \
         ["192.168.1.1"]
+
+
+def test_one_docker_ps_and_inspect_per_run(fake, monkeypatch, capsys, tmp_path):
+    """The gateway is looked up once per --verify run: the container rows, the probes, the
+    OpenClaw policy rows and the gateway-network row all judge that one `docker inspect`."""
+    docker = fake(FakeDocker())
+    passing = report.Row("Host", "stand-in", "pass", "holds")
+    monkeypatch.setattr(firewall_rows, "rows", lambda *a: [passing])
+    monkeypatch.setattr(matrix.exposure, "check_gateway_port", lambda *a: passing)
+    monkeypatch.setattr(matrix.exposure, "check_env", lambda *a: passing)
+    monkeypatch.setattr(matrix.audit, "run_all", lambda: [])
+    # the policy group's own `docker exec` calls are not this test's: they do not run
+    monkeypatch.setattr(matrix.openclaw_policy, "_exec", lambda cid, argv: (None, "not here"))
+    monkeypatch.setattr(matrix.os, "geteuid", lambda: 0)
+    for name in (probes.NETNS_ENV, probes.START_ENV):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("CLAW_CAGE_INTERNET_PROBE", "off")
+    args = Args()
+    args.dir, args.json = str(tmp_path), True
+    matrix.main(args)
+    rows = dict((r["check"], r) for r in json.loads(capsys.readouterr().out))
+    asked = [argv[:2] for argv, _t in docker.calls]
+    print(asked)
+    assert asked.count(["docker", "ps"]) == 1 and asked.count(["docker", "inspect"]) == 1
+    assert rows["gateway network"]["status"] == "pass", rows["gateway network"]
+    assert list(rows)[0] == "gateway network"   # the first firewall row
+    assert rows["policy security audit"]["status"] == "warn"   # the policy group used that look

@@ -3,6 +3,7 @@
   rules     the rule table (ranges and verdicts) and the pure functions that render it
   script    the boot script / deploy/iptables-rules.sh: template, rendering, header reader
   allow     --allow SPEC: parsing and describing allow-list entries
+  embedded  IPv6 forms that carry an IPv4 address (NAT64, 6to4, Teredo, mapped, compatible)
   backend   which iptables flavour to drive (where Docker's chains are), and installing it
   host      the host's state, read: flavours, tables, Docker's chains, IPv6, the parent chain
   readback  reading live iptables-save text and comparing rules as iptables loads them
@@ -16,6 +17,8 @@ that
 
 from . import allow, backend, host, persist, readback, rules, script
 from .apply import main
+from .embedded import embedded_ipv4, embedded_ipv4_net
 
 
-__all__ = ["allow", "backend", "host", "main", "persist", "readback", "rules", "script"]
+__all__ = ["allow", "backend", "embedded_ipv4", "embedded_ipv4_net", "host", "main", "persist",
+           "readback", "rules", "script"]

@@ -12,6 +12,14 @@ ADDRESS:PORT for one of its own addresses; a network that holds one of them leav
 closed); cloud metadata only with a port and WIDE_FLAG; a whole blocked range, every address,
 or more blocked space than a /24 (IPv4) or a /64 (IPv6) only with WIDE_FLAG. summary() says
 what a list opens, for --firewall's last lines and --verify's rows.
+
+The host's own addresses include what the host itself receives: its broadcast addresses
+(255.255.255.255, each subnet's, 172.30.0.255 on the bridge) and multicast (224.0.0.0/4,
+ff00::/8). An IPv6 address that carries an IPv4 one (NAT64 64:ff9b::/96, 6to4 2002::/16,
+Teredo 2001::/32: embedded.py) is judged as that IPv4 address too, since whatever translates
+it delivers it there; IPv4-mapped and IPv4-compatible spellings are refused: write the IPv4
+address. A bare IPv6 address whose last group could be a port (fd00:1::5:8080) is refused:
+brackets say which is meant.
 """
 
 import collections
@@ -21,6 +29,7 @@ import re
 
 from ..errors import UsageError
 from . import rules
+from .embedded import embedded_ipv4_net
 
 # kind: "host" (the host itself: INPUT) or "net" (a destination: FORWARD; and INPUT for a single
 # ADDRESS:PORT, in case the address is one of the host's own).
@@ -42,6 +51,14 @@ def _port(text, spec):
     return port
 
 
+def _is_v6(text):
+    try:
+        ipaddress.IPv6Address(text)
+        return True
+    except ValueError:
+        return False
+
+
 def parse(spec):
     """One --allow value -> Allow. Raises UsageError with the reason."""
     text = spec.strip()
@@ -52,6 +69,12 @@ def parse(spec):
         raise UsageError("--allow host needs a port (host:PORT): opening every port of the "
                          "host would undo the cage")
     m = _V4.match(text) or _V6_BRACKETED.match(text) or _V6_BARE.match(text)
+    if m and m.re is _V6_BARE and "/" not in text:
+        head, _, last = text.rpartition(":")
+        if last.isdigit() and 1 <= int(last) <= 65535 and _is_v6(head):
+            raise UsageError("--allow %s: is %s the address, or port %s of %s? Write "
+                             "[%s]:%s for the port, or [%s] for the address"
+                             % (spec, text, last, head, head, last, text))
     if not m:
         raise UsageError("--allow %s: expected ADDRESS[/PREFIX][:PORT], [IPv6]:PORT or "
                          "host:PORT (addresses only, no names)" % spec)
@@ -96,6 +119,12 @@ EVERYTHING = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/
 WIDE = {4: 2 ** 8, 6: 2 ** 64}
 # always the host's, whatever /proc says: its loopback
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+# ... and what every host receives: the limited broadcast and multicast
+RECEIVED = (ipaddress.ip_network("255.255.255.255/32"), ipaddress.ip_network("224.0.0.0/4"),
+            ipaddress.ip_network("ff00::/8"))
+COMPATIBLE = ipaddress.ip_network("::/96")
+# the forms a router on the path translates (the others are refused: write the IPv4 address)
+TRANSLATED = ("NAT64", "6to4", "Teredo")
 
 
 def _mapped(net):
@@ -104,7 +133,8 @@ def _mapped(net):
 
 
 def _host_nets(host_nets):
-    nets = set(ipaddress.ip_network(str(n), strict=False) for n in host_nets) | set(LOOPBACK)
+    nets = set(ipaddress.ip_network(str(n), strict=False) for n in host_nets) | \
+        set(LOOPBACK) | set(RECEIVED)
     nets |= set(_mapped(n) for n in list(nets) if n.version == 4)
     return nets
 
@@ -127,6 +157,18 @@ def _overlap_size(nets, space):
     return total
 
 
+def judged(allow):
+    """(the net an allow is judged as, the words that say so): an IPv6 form that carries an
+    IPv4 address (NAT64, 6to4, Teredo) is judged as that IPv4 network; others as themselves."""
+    if allow.kind != "net" or allow.net.version != 6:
+        return allow.net, ""
+    found = embedded_ipv4_net(allow.net, TRANSLATED)
+    if found is None:
+        return allow.net, ""
+    kind, v4 = found
+    return v4, " (%s of %s)" % (kind, _show(v4))
+
+
 def _host_addrs_in(net, host_nets):
     return sorted((h for h in host_nets if h.version == net.version and h.overlaps(net)),
                   key=lambda h: (h.network_address, h.prefixlen))
@@ -137,9 +179,10 @@ def _show(net):
 
 
 def is_host_port(allow, host_nets):
-    """ADDRESS:PORT where ADDRESS is one of the host's own: that port of the host opens."""
+    """ADDRESS:PORT where ADDRESS is one of the host's own (or carries one): that port of the
+    host opens."""
     return (allow.kind == "net" and allow.port is not None and allow.net.num_addresses == 1
-            and bool(_host_addrs_in(allow.net, _host_nets(host_nets))))
+            and bool(_host_addrs_in(judged(allow)[0], _host_nets(host_nets))))
 
 
 def check(allows, host_nets, profile="internet", wide=False):
@@ -160,29 +203,41 @@ def check(allows, host_nets, profile="internet", wide=False):
                                                  a.net.prefixlen - 96))
             raise UsageError("--allow ::ffff:%s is an IPv4-mapped IPv6 address: write the IPv4 "
                              "form (%s) instead" % (_show(v4), _show(v4)))
-        inside = _host_addrs_in(a.net, hosts)
+        found = embedded_ipv4_net(a.net, ("IPv4-compatible",)) if a.net.version == 6 else None
+        if found and found[0] == "IPv4-compatible" and a.net.subnet_of(COMPATIBLE):
+            raise UsageError("--allow %s is an IPv4-compatible IPv6 address (::a.b.c.d, "
+                             "deprecated): write the IPv4 form (%s) instead"
+                             % (spec, _show(found[1])))
+        net, how = judged(a)
+        inside = _host_addrs_in(net, hosts)
         if inside and a.net.num_addresses == 1 and a.port is None:
-            raise UsageError("--allow %s is this host's own address: the host opens only port "
-                             "by port (--allow host:PORT or --allow %s:PORT)"
-                             % (spec, spec if a.net.version == 4 else "[%s]" % spec))
-        for meta in METADATA:
-            if meta in a.net and (a.port is None or not wide):
+            whole = any(ipaddress.ip_network(c) == net
+                        for c, _w in rules.SPECIAL_RANGES[net.version])   # 255.255.255.255
+            raise UsageError("--allow %s%s is this host's own address: the host opens only "
+                             "port by port (--allow host:PORT%s)" % (spec, how, "" if whole else
+                             " or --allow %s:PORT" % (spec if a.net.version == 4
+                                                      else "[%s]" % spec)))
+        for meta in [m for n in (a.net, net) for m in METADATA if m.version == n.version
+                     and m in n]:   # its own family first, then what it carries
+            if a.port is None or not wide:
                 raise UsageError("--allow %s covers the cloud metadata address %s (this "
                                  "machine's cloud credentials): it is opened only by an entry "
                                  "with a port, and with %s" % (spec, meta, WIDE_FLAG))
     if wide:
         return
+    # each allow counts in its own family, and an embedded form in IPv4's too
+    counted = [(a, a.net) for a in nets] + [(a, judged(a)[0]) for a in nets
+                                            if judged(a)[0].version != a.net.version]
     for family in rules.FAMILIES:
-        mine = [a for a in nets if a.net.version == family]
-        union = list(ipaddress.collapse_addresses(a.net for a in mine))
+        mine = [(a, n) for a, n in counted if n.version == family]
+        union = list(ipaddress.collapse_addresses(n for _a, n in mine))
         space = blocked_space(family, profile)
         opened = [n for n in union if any(n.overlaps(b) for b in space)]
         if not opened:
             continue
-        names = ", ".join(describe(a) for a in mine
-                          if any(a.net.overlaps(b) for b in space))
-        together = " together" if len([a for a in mine if any(
-            a.net.overlaps(b) for b in space)]) > 1 else ""
+        hit = [describe(a) for a, n in mine if any(n.overlaps(b) for b in space)]
+        names = ", ".join(hit)
+        together = " together" if len(hit) > 1 else ""
         if EVERYTHING[family] in union:
             why = "every IPv%d address (the default route)" % family
         else:
@@ -216,22 +271,23 @@ def summary(allows, host_nets, profile="internet"):
             out.append((True, spec, "this host is reachable on port %d (TCP and UDP, at every "
                                     "address of this host): --allow %s" % (a.port, spec)))
             continue
+        net, how = judged(a)
         if is_host_port(a, host_nets):
-            out.append((True, spec, "this host is reachable on port %d (TCP and UDP) at %s: "
-                                    "--allow %s" % (a.port, _show(a.net), spec)))
+            out.append((True, spec, "this host is reachable on port %d (TCP and UDP) at %s%s: "
+                                    "--allow %s" % (a.port, _show(a.net), how, spec)))
             continue
-        lan = _lan_space(a.net.version)
-        if any(a.net.overlaps(b) for b in lan):
-            size = _overlap_size([a.net], list(ipaddress.collapse_addresses(lan)))
-            many = ", %d LAN addresses" % size if a.net.version == 4 and size > 1 else ""
-            text = "the LAN is NOT fully blocked: the container reaches %s (%s%s)" % (
-                _show(a.net), ports, many)
+        lan = _lan_space(net.version)
+        if any(net.overlaps(b) for b in lan):
+            size = _overlap_size([net], list(ipaddress.collapse_addresses(lan)))
+            many = ", %d LAN addresses" % size if net.version == 4 and size > 1 else ""
+            text = "the LAN is NOT fully blocked: the container reaches %s%s (%s%s)" % (
+                _show(a.net), how, ports, many)
             out.append((True, spec, text + ": --allow " + spec))
         else:
             blocked = any(a.net.overlaps(b) for b in blocked_space(a.net.version, profile))
-            out.append((False, spec, "open: %s (%s)%s: --allow %s" % (
-                _show(a.net), ports, ", otherwise blocked" if blocked else "", spec)))
-        inside = _host_addrs_in(a.net, hosts)
+            out.append((False, spec, "open: %s%s (%s)%s: --allow %s" % (
+                _show(a.net), how, ports, ", otherwise blocked" if blocked else "", spec)))
+        inside = _host_addrs_in(net, hosts)
         if inside:
             out.append((False, spec, "this host's own %s in %s stays closed (host:PORT opens "
                                      "a port of it)" % (", ".join(_show(h) for h in inside[:3]),
@@ -241,15 +297,18 @@ def summary(allows, host_nets, profile="internet"):
 
 # ---- the host's own addresses (read, not pure) -------------------------------------------
 
-def host_networks(gateway=None, proc="/proc"):
+def host_networks(gateway=None, proc="/proc", subnet=None):
     """This host's own addresses as networks: every local address of this network namespace
-    (/proc/net/fib_trie: `host LOCAL` entries, 127.0.0.0/8 included; /proc/net/if_inet6), the
-    bridge's gateway address (the bridge may not exist yet) and loopback. An unreadable file
-    only makes messages less precise: whatever it says, rules.py opens the host's INPUT to
-    host:PORT and single ADDRESS:PORT entries only."""
+    (/proc/net/fib_trie: `host LOCAL` entries, 127.0.0.0/8 included, and the `link BROADCAST`
+    ones; /proc/net/if_inet6), the bridge's gateway address and the broadcast of its subnet
+    (the bridge may not exist yet) and loopback. An unreadable file only makes messages less
+    precise: whatever it says, rules.py opens the host's INPUT to host:PORT and single
+    ADDRESS:PORT entries only."""
     nets = set(LOOPBACK)
     if gateway is not None:
         nets.add(ipaddress.ip_network(str(gateway)))
+    if subnet is not None:
+        nets.add(ipaddress.ip_network(ipaddress.ip_network(str(subnet)).broadcast_address))
     try:
         with open(os.path.join(proc, "net", "fib_trie")) as f:
             leaf = None
@@ -258,7 +317,7 @@ def host_networks(gateway=None, proc="/proc"):
                 if len(words) == 2 and words[0] in ("|--", "+--") and "/" not in words[1]:
                     leaf = words[1]
                 elif leaf and len(words) == 3 and words[0].startswith("/") and \
-                        words[1:] == ["host", "LOCAL"]:
+                        words[1:] in (["host", "LOCAL"], ["link", "BROADCAST"]):
                     nets.add(ipaddress.ip_network("%s%s" % (leaf, words[0]), strict=False))
     except (OSError, ValueError):
         pass

@@ -14,16 +14,20 @@ Failures and exit codes (errors.py):
                                every touched family restored exactly from the saved copy,
                                the message says so, exit 6
   the read-back itself failed  the rules are applied but unchecked: exit 8
+  Ctrl-C or SIGTERM            held from the first commit to the end of the persistence
+                               (the commands inherit the mask: none dies halfway), then
+                               treated as a failure: everything restored, exit 130
 The rules themselves are data in rules.py.
 """
 
+import contextlib
 import ipaddress
 import os
 import shlex
+import signal
 
-from .. import buildinfo, composefile, paths, runner, safefile
-from ..composefile import read_network
-from ..errors import (ClawCageError, FirewallError, PrereqError, TargetError,
+from .. import composefile, paths, runner
+from ..errors import (EXIT_INTERRUPTED, ClawCageError, FirewallError, PrereqError,
                       UncheckedError)
 from ..ui import UI
 from . import allow, backend, bridge, host, outcome, persist, readback, rules, script
@@ -47,20 +51,18 @@ class Step:
 
 
 def load_config(args, ui):
-    """Bridge and subnet from the installed docker-compose.yml, else the built-in defaults;
-    the allow list, refused (one line, nothing changed) where it would undo the cage."""
+    """Bridge and subnet of the network Compose puts the project on (composefile, the one
+    reading --verify shares), else the built-in defaults; the allow list, refused (one line,
+    nothing changed) where it would undo the cage."""
     directory = paths.install_dir(args.dir)
-    compose = os.path.join(directory, "docker-compose.yml")
-    text = safefile.read_text(compose)   # no symlink, no FIFO, size-capped, content never shown
-    if text is not None:
-        try:
-            bridge_name, subnet = read_network(text, compose)
-        except ClawCageError as err:  # composefile's reason, as a target error
-            raise TargetError(str(err))
-    else:
-        bridge_name, subnet = buildinfo.BRIDGE, buildinfo.SUBNET
+    net = composefile.project_network(directory)
+    bridge_name, subnet = net.bridge, net.subnet
+    if net.how == "built-in":
         ui.info("no docker-compose.yml in %s: using the built-in network %s %s"
                 % (directory, bridge_name, subnet))
+    elif net.how == "none":
+        ui.info("Docker Compose puts no container of %s on a network (network_mode none): "
+                "the cage goes on %s %s all the same" % (directory, bridge_name, subnet))
     bridge.check(bridge_name)
     config = rules.default_config(bridge_name, subnet)
     # api-only: the agent's namespace has no interface; the bridge keeps the internet
@@ -73,7 +75,7 @@ def load_config(args, ui):
 
 
 def _host_networks(config):
-    return allow.host_networks(next(config.subnet.hosts()))
+    return allow.host_networks(next(config.subnet.hosts()), subnet=config.subnet)
 
 
 def families(tools, ui):
@@ -273,7 +275,8 @@ class _Action(Step):
 
 
 def _persist(later, state, fams):
-    """Install the boot persistence; on failure put the files and the rules back as they were."""
+    """Install the boot persistence; on failure put the files and the rules back as they were.
+    Returns the files as they were before (a later interrupt puts them back too)."""
     before = persist.snapshot()
     try:
         for step in later:
@@ -281,6 +284,43 @@ def _persist(later, state, fams):
     except (FirewallError, runner.CommandError) as err:
         persist.restore(before)
         raise undo(state, fams, "boot persistence failed (%s), its files were put back" % err)
+    return before
+
+
+HELD = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def held_signals():
+    """Hold Ctrl-C and SIGTERM for the block; yields arrived(): the held signal that came
+    meanwhile (consumed), or None. The commands run inside inherit the mask, so a Ctrl-C on
+    the terminal cannot kill an iptables-restore halfway either. One that arrives while the
+    block fails is dropped: the failure's own message says what state the rules are in."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, HELD)
+
+    def arrived():
+        if set(HELD) & signal.sigpending():
+            info = signal.sigtimedwait(HELD, 0)
+            return info.si_signo if info else None
+        return None
+    try:
+        yield arrived
+    finally:
+        while arrived():
+            pass
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def interrupted(state, fams, signo, files=None):
+    """An interrupt held during the change: put the boot files (files: persist.snapshot()
+    from before) and the rules back, like any failure after the first commit; exit 130."""
+    if files is not None:
+        persist.restore(files)
+    name = "Ctrl-C" if signo == signal.SIGINT else "SIGTERM"
+    err = undo(state, fams, "interrupted (%s, held until the change ended)%s" % (
+        name, "; the boot files were put back" if files is not None else ""))
+    err.exit_code = EXIT_INTERRUPTED
+    return err
 
 
 def apply(args, ui):
@@ -299,17 +339,21 @@ def apply(args, ui):
         _show_or_run(steps + later, True, ui)
         return {"changed": False, "dry_run": True}
     before = outcome.snapshot(state.tools, state.fams, state.texts)  # --json: what changed
-    fams = commit(steps, state)
-    unchecked = problem = None
-    try:
-        if steps:
-            problem = check_applied(config, state, fams)
-    except UncheckedError as err:
-        unchecked = err
-    if problem:
-        raise undo(state, fams, problem)
-    if later:   # before the summary: a failure here still takes the rules back
-        _persist(later, state, fams)
+    with held_signals() as arrived:   # an interrupt from here on rolls back, like a failure
+        fams = commit(steps, state)
+        unchecked = problem = files = None
+        try:
+            if steps:
+                problem = check_applied(config, state, fams)
+        except UncheckedError as err:
+            unchecked = err
+        if problem:
+            raise undo(state, fams, problem)
+        if later:   # before the summary: a failure here still takes the rules back
+            files = _persist(later, state, fams)
+        signo = arrived()
+        if signo:
+            raise interrupted(state, fams, signo, files)
     # what is open, exactly: never "not the LAN" while an --allow reaches it, or the user
     # believes the cage is closed where they opened it
     opened = allow.summary(config.allows, _host_networks(config), config.profile)
@@ -375,9 +419,12 @@ def remove(args, ui):
                 "removed": True}
     tools, all_fams = (state.tools, state.fams) if state else (None, ())
     before = outcome.snapshot(tools, all_fams, state.texts if state else None)  # --json
-    fams = commit(steps, state) if steps else []
-    if later:
-        _persist(later, state, fams)
+    with held_signals() as arrived:
+        fams = commit(steps, state) if steps else []
+        files = _persist(later, state, fams) if later else None
+        signo = arrived()
+        if signo:
+            raise interrupted(state, fams, signo, files)
     ui.ok("claw-cage firewall rules and their boot persistence removed")
     return outcome.result(before, outcome.snapshot(tools, all_fams), removed=True)
 

@@ -1,5 +1,6 @@
 """Container rows: `docker inspect` of the running gateway, read against the hardening the
-compose file promises. Read-only: only `docker ps` and `docker inspect` run here.
+compose file promises, and which bridge it really sits on. Read-only: only `docker ps`,
+`docker inspect` (once per run: find_gateway) and `docker network inspect` run here.
 """
 
 import ipaddress
@@ -53,6 +54,81 @@ def find_gateway():
         return None, "the gateway container is %s, not running (docker compose logs openclaw)" \
             % (status or "in an unknown state")
     return info, None
+
+
+BRIDGE_KEY = "com.docker.network.bridge.name"
+
+
+def networks_of(info):
+    """([`docker network inspect` object], None) of the gateway's networks, or (None, why)."""
+    ids = sorted(n.get("NetworkID") or name for name, n in
+                 ((info.get("NetworkSettings") or {}).get("Networks") or {}).items())
+    if not ids:
+        return [], None
+    try:
+        result = runner.run(["docker", "network", "inspect"] + ids, check=False, timeout=10)
+    except runner.CommandError as err:
+        return None, "docker network inspect: %s" % failure(err, 10)
+    if not result.ok:
+        return None, "docker network inspect: %s" % brief(result.stderr, "exit %d"
+                                                          % result.returncode)
+    try:
+        found = json.loads(result.stdout)
+        if not isinstance(found, list):
+            raise ValueError
+        return found, None
+    except ValueError:
+        return None, "docker network inspect gave no usable answer"
+
+
+def bridge_of(network):
+    """The Linux bridge interface of a `docker network inspect` object, or None (not a bridge
+    network). Docker names it br-<first 12 of the id> unless the network sets one."""
+    if network.get("Driver") != "bridge":
+        return None
+    name = (network.get("Options") or {}).get(BRIDGE_KEY)
+    return name or "br-" + str(network.get("Id") or "")[:12]
+
+
+def network_row(section, info, why, bridge, subnet, networks, networks_why=None):
+    """Whether the running gateway sits on the caged bridge, and only there: every network it
+    is on is a bridge network on `bridge`, its address inside `subnet`. Pure.
+    info/why: find_gateway()'s answer; networks/networks_why: networks_of()'s."""
+    name = "gateway network"
+    if info is None:
+        return Row(section, name, SKIP, why)
+    mode = str((info.get("HostConfig") or {}).get("NetworkMode") or "")
+    attached = (info.get("NetworkSettings") or {}).get("Networks") or {}
+    if mode == "none" and not attached:
+        return Row(section, name, PASS, "no network: the gateway has only its loopback")
+    if mode.startswith("container:"):
+        return Row(section, name, SKIP, "the gateway shares the network namespace of "
+                   "container %s: not looked at here" % mode[len("container:"):][:12])
+    if networks is None:
+        return Row(section, name, SKIP, networks_why or "its networks could not be read")
+    by_id = dict((n.get("Id"), n) for n in networks if isinstance(n, dict))
+    by_name = dict((n.get("Name"), n) for n in networks if isinstance(n, dict))
+    wrong, where = [], []
+    for net_name, att in sorted(attached.items()):
+        net = by_id.get(att.get("NetworkID")) or by_name.get(net_name) or {}
+        iface = bridge_of(net) if net else None
+        addr = att.get("IPAddress") or ""
+        try:
+            inside = ipaddress.ip_address(addr) in subnet
+        except ValueError:
+            inside = False
+        if iface != bridge or not inside:
+            wrong.append("%s (%s, %s)" % (net_name, iface or "not a bridge network",
+                                          addr or "no address"))
+        else:
+            where.append("%s on %s at %s" % (net_name, iface, addr))
+    if not attached:
+        wrong.append("no network (network_mode %s)" % (mode or "unknown"))
+    if wrong:
+        return Row(section, name, FAIL, "the gateway is on %s, outside the cage on %s (%s): "
+                   "remove what moves its network (an override file, COMPOSE_FILE in .env), "
+                   "then docker compose up -d" % (", ".join(wrong), bridge, subnet))
+    return Row(section, name, PASS, "on the caged bridge only: %s" % ", ".join(where))
 
 
 def probe_network(info):

@@ -269,7 +269,7 @@ def validate_row(cid):
                 "docker exec <gateway> %s" % (res.returncode, " ".join(VALIDATE_ARGV)))
 
 
-def instead_of_probes(netns):
+def instead_of_probes(netns, gateway=None):
     """The container and probe groups under api-only: the agent has no network of its own, so
     no probe runs from the claw-cage network (these rows probe its namespace instead). The
     gateway's hardening is read as usual; its DNS row does not apply (nothing resolves inside)."""
@@ -277,13 +277,13 @@ def instead_of_probes(netns):
     if netns:
         return [Row(container.SECTION, "container", SKIP, "test mode: network namespace %s, no "
                     "container" % netns), Row(probe_plan.SECTION, "probes", SKIP, why)]
-    info, reason = container.find_gateway()
+    info, reason = gateway or container.find_gateway()   # the run's one look, when given
     if info is None:
         return [Row(container.SECTION, "container", SKIP, reason, needed=True)]
     return container.inspect_rows(info) + [Row(probe_plan.SECTION, "probes", SKIP, why)]
 
 
-def rows(bridge, subnet, netns=None):
+def rows(bridge, subnet, netns=None, gateway=None):
     """Every egress row; [] when the api-only profile is not installed."""
     if not installed():
         return []
@@ -294,7 +294,7 @@ def rows(bridge, subnet, netns=None):
     if netns:
         prefix, cid = ["ip", "netns", "exec", netns], None
     else:
-        info, why = container.find_gateway()
+        info, why = gateway or container.find_gateway()
         if info is None:
             return out + [_row("agent namespace", SKIP, why, needed=True)]
         cid = info.get("Id") or ""

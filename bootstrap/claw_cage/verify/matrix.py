@@ -2,43 +2,52 @@
 
 Four groups of rows, gathered at the same time (threads), so the run costs about one probe
 timeout even when every LAN packet is silently dropped:
-  Host       firewall chains and jumps (firewall_rows), gateway port and .env (exposure)
-  Container  `docker inspect` of the running gateway (container)
+  Host       the gateway on the caged bridge (container.network_row), firewall chains and
+             jumps (firewall_rows), gateway port and .env (exposure)
+  Container  `docker inspect` of the running gateway (container), looked up once per run
   Probes     packets from a throwaway container on the claw-cage network (probe_plan, probes)
   Audit      the hardening guide's other layers, warn only (audit)
-Nothing here changes anything: it runs iptables-save, reads /proc and /etc, `docker ps`,
-`docker inspect`, and one `docker run --rm` probe container (probes.py shows its argv).
+Nothing here changes anything: it runs iptables-save, reads /proc and /etc, `docker compose
+config` (composefile, on private copies), `docker ps`, `docker inspect`, `docker network
+inspect`, and one `docker run --rm` probe container (probes.py shows its argv).
 Exit 0 when no row is `fail` and every needed look was taken; errors.EXIT_VERIFY when a row
 fails; errors.EXIT_INCOMPLETE when the probes or the gateway container could not be looked at
 (verdict() says which, in the last line).
 """
 
 import concurrent.futures
-import ipaddress
 import os
 import sys
 
-from .. import buildinfo, composefile, paths, safefile
-from ..errors import EXIT_INCOMPLETE, EXIT_VERIFY, ClawCageError, TargetError, UsageError
+from .. import composefile, paths
+from ..errors import EXIT_INCOMPLETE, EXIT_VERIFY, TargetError, UsageError
 from ..firewall import rules
 from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
 from . import openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
 from . import egress_rows  # the "Egress (api-only)" group: the proxy, probed from the agent
-from .report import Row, SKIP
+from .report import FAIL, Row, SKIP
 
 
 def network_of(directory):
-    """Bridge name and subnet from the installed docker-compose.yml, else the build's. Read
-    with safefile: --verify may run as root in a directory the user controls."""
-    path = os.path.join(directory, "docker-compose.yml")
-    text = safefile.read_text(path)
-    if text is None:
-        return buildinfo.BRIDGE, ipaddress.IPv4Network(buildinfo.SUBNET)
+    """(Network, problem row or None): the network the install directory's project puts its
+    containers on, as --firewall reads it (composefile.project_network, Compose's own reading).
+    Where that reading refuses (an override moves the network), the rows judge the network
+    docker-compose.yml declares, and a failing row says why. TargetError when not even
+    docker-compose.yml can be read."""
     try:
-        return composefile.read_network(text, path)
-    except ClawCageError as err:  # composefile's reason, as a target error (like --firewall)
-        raise TargetError(str(err))
+        return composefile.project_network(directory), None
+    except TargetError as err:
+        declared = composefile.declared_network(directory)
+        why = str(err)
+        why = why[:-len("; nothing was changed")] if why.endswith("; nothing was changed") \
+            else why
+        if os.geteuid() != 0 and isinstance(err, composefile.Unreadable):
+            # a file of the project is not readable without root (.env is 600): not a verdict
+            return declared, Row(firewall_rows.SECTION, "compose network", SKIP,
+                                 "%s: re-run with sudo to read it" % why)
+        return declared, Row(firewall_rows.SECTION, "compose network", FAIL,
+                             "%s: --firewall refuses it" % why)
 
 
 def expected_dns(directory):
@@ -60,11 +69,12 @@ def dns_blocked(bridge, subnet, fw):
     return blocked
 
 
-def probe_rows(netns, internet, bridge, subnet, fw, pinned=(), timeout=None):
+def probe_rows(netns, internet, bridge, subnet, fw, pinned=(), timeout=None, gateway=None):
     """Rows of the packet probes, sent from the claw-cage network: a throwaway container next
     to the gateway, or (test mode) the namespace named by CLAW_CAGE_PROBE_NETNS.
     pinned: the resolvers docker-compose.yml pins (the DNS row compares the container's);
-    timeout: the cap on the probe command (probes.command_timeout)."""
+    timeout: the cap on the probe command (probes.command_timeout);
+    gateway: find_gateway()'s (info, why), looked up once per run (default: look now)."""
     if netns:
         inspect = [Row(container.SECTION, "container", SKIP,
                        "test mode: probes run in network namespace %s, no container" % netns)]
@@ -77,7 +87,7 @@ def probe_rows(netns, internet, bridge, subnet, fw, pinned=(), timeout=None):
             return probes.batch_netns_argv(netns, plan)
         single = None
     else:
-        info, why = container.find_gateway()
+        info, why = gateway or container.find_gateway()
         if info is None:
             return [Row(container.SECTION, "container", SKIP, why, needed=True),
                     Row(probe_plan.SECTION, "probes", SKIP, why, needed=True)]
@@ -103,24 +113,53 @@ def probe_rows(netns, internet, bridge, subnet, fw, pinned=(), timeout=None):
     return inspect + rows
 
 
-def collect(directory, bridge, subnet, netns, internet, timeout=None):
-    """Every row, in display order. Groups run concurrently; each group orders its own rows."""
+def look_at_gateway(netns, bridge, subnet):
+    """The one `docker ps` + `docker inspect` of the run: ((info, why), the "gateway network"
+    row, the first firewall row: is the running gateway on the caged bridge?)."""
+    if netns:
+        why = "test mode: network namespace %s, no container" % netns
+        return (None, why), container.network_row(firewall_rows.SECTION, None, why, bridge,
+                                                   subnet, None)
+    info, why = container.find_gateway()
+    networks, networks_why = container.networks_of(info) if info else (None, None)
+    return (info, why), container.network_row(firewall_rows.SECTION, info, why, bridge, subnet,
+                                              networks, networks_why)
+
+
+def collect(directory, bridge, subnet, netns, internet, timeout=None, first=()):
+    """Every row, in display order. Groups run concurrently; each group orders its own rows.
+    The gateway is looked up once, first; the groups that need it wait for that look.
+    first: rows shown before the firewall rows (a refused network reading)."""
     is_root = os.geteuid() == 0
     fw = firewall_rows.read_config()
     pinned = expected_dns(directory)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        look = pool.submit(look_at_gateway, netns, bridge, subnet)
+
+        def probe_group():
+            if egress_rows.installed():   # api-only: the agent has no network to probe from
+                return egress_rows.instead_of_probes(netns, gateway=look.result()[0])
+            return probe_rows(netns, internet, bridge, subnet, fw, pinned, timeout,
+                              gateway=look.result()[0])
+
+        def egress_group():
+            return egress_rows.rows(bridge, subnet, netns, gateway=look.result()[0])
+
+        def policy_group():
+            info, why = look.result()[0]
+            if info is None and not netns:
+                return openclaw_policy.skipped(why, fw.local_only)
+            return openclaw_policy.rows(fw.local_only, netns, info)
         host = pool.submit(firewall_rows.rows, bridge, subnet, is_root, fw)
         port = pool.submit(exposure.check_gateway_port, is_root)
         env = pool.submit(exposure.check_env, directory)
-        if egress_rows.installed():
-            probe = pool.submit(egress_rows.instead_of_probes, netns)
-        else:
-            probe = pool.submit(probe_rows, netns, internet, bridge, subnet, fw, pinned, timeout)
-        egress = pool.submit(egress_rows.rows, bridge, subnet, netns)
+        probe = pool.submit(probe_group)
+        egress = pool.submit(egress_group)
         advice = pool.submit(audit.run_all)
-        policy = pool.submit(openclaw_policy.rows, fw.local_only, netns)
-        return host.result() + [port.result(), env.result()] + probe.result() + \
-            egress.result() + advice.result() + policy.result()
+        policy = pool.submit(policy_group)
+        return list(first) + [look.result()[1]] + host.result() + \
+            [port.result(), env.result()] + probe.result() + egress.result() + \
+            advice.result() + policy.result()
 
 
 def not_verified(rows):
@@ -176,8 +215,10 @@ def main(args):
         timeout = probes.command_timeout(probes.start_timeout_from())
     except ValueError as err:
         raise UsageError(str(err))
-    bridge, subnet = network_of(directory)
-    rows = collect(directory, bridge, subnet, netns, internet, timeout)
+    net, problem = network_of(directory)
+    bridge, subnet = net.bridge, net.subnet
+    rows = collect(directory, bridge, subnet, netns, internet, timeout,
+                   first=[problem] if problem else ())
     status, level, line = verdict(rows, os.geteuid() == 0)
     if args.json:
         sys.stdout.write(report.render_json(rows) + "\n")
