@@ -23,7 +23,7 @@ from ..errors import EXIT_INCOMPLETE, EXIT_VERIFY, ClawCageError, TargetError, U
 from ..firewall import rules
 from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
-from . import openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
+from . import backup_age, openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
 from .report import Row, SKIP
 
 
@@ -115,7 +115,7 @@ def collect(directory, bridge, subnet, netns, internet, timeout=None):
         advice = pool.submit(audit.run_all)
         policy = pool.submit(openclaw_policy.rows, fw.local_only, netns)
         return host.result() + [port.result(), env.result()] + probe.result() + \
-            advice.result() + policy.result()
+            advice.result() + [backup_age.row(directory)] + policy.result()
 
 
 def not_verified(rows):
