@@ -68,7 +68,8 @@ def read(path, out_dir=None):
     try:
         tar = tarfile.open(path, mode="r|gz")
     except (OSError, tarfile.TarError) as err:
-        raise RefusedError("%s is not a claw-cage backup (%s)" % (name, err))
+        raise RefusedError("%s is not a claw-cage backup (%s): refused, nothing changed"
+                           % (name, err))
     manifest, seen = None, {}
     try:
         with tar:

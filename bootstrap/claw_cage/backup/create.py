@@ -59,9 +59,10 @@ def _state_openclaw(stack, path):
     stack.new_volume(scratch, "scratch")
     try:
         # the scratch volume mounted on ~ takes the image's /home/node owner (uid 1000)
-        mounts = [(scratch, "/home/node"), (stack.volumes[STATE], "/home/node/.openclaw"),
-                  (os.path.join(stack.dir, "openclaw.json"),
-                   "/home/node/.openclaw/openclaw.json:ro")]
+        mounts = [(scratch, "/home/node"), (stack.volumes[STATE], "/home/node/.openclaw")]
+        policy = os.path.join(stack.dir, "openclaw.json")
+        if os.path.isfile(policy):   # the config in force, as the gateway sees it
+            mounts.append((policy, "/home/node/.openclaw/openclaw.json:ro"))
         caps = ["--user", "1000:1000", "--cap-drop", "ALL", "-e", "HOME=/home/node",
                 "-e", "OPENCLAW_STATE_DIR=/home/node/.openclaw",
                 "-e", "OPENCLAW_CONFIG_PATH=/home/node/.openclaw/openclaw.json"]

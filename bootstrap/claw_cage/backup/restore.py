@@ -73,9 +73,8 @@ def swap(stack, ui, new, when, what):
     start the gateway; not healthy: put the previous content back (RolledBackError)."""
     live = stack.volumes
     before = {k: "%s.before-%s" % (v, when) for k, v in live.items()}
-    for k in live:
-        if not stack.volume_exists(live[k]):
-            stack.compose("up", "--no-start", "openclaw")   # the volumes, as Compose names them
+    if not all(stack.volume_exists(v) for v in live.values()):
+        stack.compose("up", "--no-start", "openclaw")   # the volumes, as Compose makes them
     for v in before.values():
         stack.new_volume(v, "before")
     stack.compose("stop", "openclaw")
