@@ -186,3 +186,14 @@ def test_restore_of_a_missing_archive_is_refused_with_exit_11(tmp_path):
                        env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "bootstrap")))
     assert r.returncode == EXIT_REFUSED, r.stderr
     assert len(r.stderr.splitlines()) == 1
+
+
+def test_the_image_an_upgrade_compares_is_the_one_that_runs():
+    from claw_cage.backup import upgrade
+    old = b"services:\n  openclaw:\n    image: ${OPENCLAW_IMAGE:-ghcr.io/openclaw/openclaw:2026.7.1@sha256:ab}\n"
+    new = old.replace(b"2026.7.1@sha256:ab", b"2026.9.1@sha256:cd")
+    assert upgrade.pinned(old, b"") == "ghcr.io/openclaw/openclaw:2026.7.1@sha256:ab"
+    assert upgrade.pinned(old, b"") != upgrade.pinned(new, b"")
+    # OPENCLAW_IMAGE in .env runs another image whatever the compose file pins: no change
+    env = b"OPENCLAW_IMAGE=local/openclaw:mine\n"
+    assert upgrade.pinned(old, env) == upgrade.pinned(new, env) == "local/openclaw:mine"
