@@ -38,6 +38,7 @@ from lab.e2e_support import sh
 
 IMAGE = "ghcr.io/openclaw/openclaw:2026.7.1"
 BROKEN = "ghcr.io/openclaw/openclaw:2026.99.0-e2e-never-healthy"
+OLD = "ghcr.io/openclaw/openclaw:2026.1.0-e2e-no-backup-command"
 DATA, SECRETS = "claw-cage_claw-data", "claw-cage_claw-secrets"
 LABEL = "label=org.claw-cage.backup"
 ENV = {"CLAW_CAGE_HEALTH_TIMEOUT": "25"}
@@ -153,14 +154,16 @@ def dep(pyz, tmp_path_factory):
         standin.build()
         standin.tag_as(IMAGE)
         # the "new image" of the upgrade test: the stand-in whose /healthz is gone
-        ctx = tempfile.mkdtemp()
-        with open(os.path.join(ctx, "Dockerfile"), "w") as f:
-            f.write("FROM %s\nUSER root\nRUN rm /srv/gateway/healthz\nUSER node\n"
-                    % standin.image_id)
-        sh(["docker", "build", "-q", "-t", BROKEN, ctx], timeout=300,
-           env=dict(os.environ, DOCKER_BUILDKIT="0"))
-        shutil.rmtree(ctx)
-        cleanup.push("untag " + BROKEN, _untag, BROKEN)
+        # and an image from before `openclaw backup` (the fallback copy)
+        for tag, body in ((BROKEN, "USER root\nRUN rm /srv/gateway/healthz\nUSER node\n"),
+                          (OLD, "ENV CLAW_STANDIN_NO_BACKUP=1\n")):
+            ctx = tempfile.mkdtemp()
+            with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+                f.write("FROM %s\n%s" % (standin.image_id, body))
+            sh(["docker", "build", "-q", "-t", tag, ctx], timeout=300,
+               env=dict(os.environ, DOCKER_BUILDKIT="0"))
+            shutil.rmtree(ctx)
+            cleanup.push("untag " + tag, _untag, tag)
         d.standin_id = standin.image_id
         res = d.install(d.source)
         assert res.returncode == 0, res.stdout + res.stderr
@@ -331,3 +334,31 @@ def test_upgrade_to_a_never_healthy_image_rolls_back_with_the_data(dep):
     assert stat.S_IMODE(os.lstat(os.path.join(dep.dir, ".env")).st_mode) == 0o600
     res = dep.program("--rollback")
     assert res.returncode == 11 and "nothing to roll back" in res.stderr
+
+
+def test_image_without_backup_command_stops_copies_and_restarts(dep):
+    env = os.path.join(dep.dir, ".env")
+    text = open(env).read()
+    with open(env, "a") as f:
+        f.write("OPENCLAW_IMAGE=%s\n" % OLD)
+    try:
+        dep.compose("up", "-d", "--pull", "never")
+        dep.wait_healthy()
+        before, n = dep.state(), len(dep.archives())
+        res = dep.program("--backup")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "no `openclaw backup` command: the gateway is stopped" in res.stdout
+        assert "gateway started again" in res.stdout
+        dep.wait_healthy(60)
+        path = os.path.join(dep.dir, "backups", dep.archives()[-1])
+        assert len(dep.archives()) == n + 1
+        with tarfile.open(path) as t:
+            assert "state/claw-data.tar.gz" in t.getnames()
+        dep.exec('echo changed > "$HOME/.openclaw/sessions/s1.jsonl"')
+        res = dep.program("--restore", path)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert dep.state() == before
+    finally:
+        with open(env, "w") as f:
+            f.write(text)
+        dep.compose("up", "-d", "--pull", "never")

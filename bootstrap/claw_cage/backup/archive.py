@@ -3,6 +3,7 @@ their sha256. Written under a hidden temporary name in the destination, fsynced,
 its final name: a run cut off halfway never leaves a file under that name. Read back whole
 before anything is restored: a truncated, altered or incomplete archive is refused."""
 
+import gzip
 import hashlib
 import io
 import json
@@ -42,8 +43,9 @@ def write(final, staged, facts):
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
-            # level 1: the state is mostly OpenClaw's own tar.gz already
-            with tarfile.open(fileobj=f, mode="w:gz", compresslevel=1) as tar:
+            # level 0 (stored, CRC-checked): every large member is a tar.gz already, and
+            # deflating it again costs seconds per 100 MB for nothing
+            with tarfile.open(fileobj=f, mode="w:gz", compresslevel=0) as tar:
                 tar.addfile(_info(MANIFEST, len(body)), io.BytesIO(body))
                 for name, path in staged:
                     with open(path, "rb") as src:
@@ -66,8 +68,9 @@ def read(path, out_dir=None):
     given (mode 600). RefusedError, in one line, for anything else."""
     name = os.path.basename(path)
     try:
-        tar = tarfile.open(path, mode="r|gz")
-    except (OSError, tarfile.TarError) as err:
+        gz = gzip.open(path, "rb")
+        tar = tarfile.open(fileobj=gz, mode="r|")
+    except (OSError, EOFError, tarfile.TarError) as err:
         raise RefusedError("%s is not a claw-cage backup (%s): refused, nothing changed"
                            % (name, err))
     manifest, seen = None, {}
@@ -96,6 +99,8 @@ def read(path, out_dir=None):
                 if out:
                     out.close()
                 seen[ti.name] = h.hexdigest()
+        while gz.read(1 << 20):   # to the gzip trailer: its CRC and length, no cut tail
+            pass
     except (OSError, EOFError, tarfile.TarError, ValueError, UnicodeDecodeError) as err:
         raise RefusedError("%s is damaged or truncated (%s): refused, nothing changed"
                            % (name, err or type(err).__name__))

@@ -23,6 +23,9 @@ from .stack import SECRETS, STATE
 RESTORE_JS = ('cat > "$HOME/in.tar.gz" && node dist/index.js backup restore "$HOME/in.tar.gz" '
               '--target "$HOME/stage" >&2')
 ASSET = "/s/stage/*/payload/posix/home/node/.openclaw"
+# every file of OpenClaw's belongs to the image's node user; some tar builds (busybox) do not
+# give extracted symlinks their owner back
+UNTAR = "tar -xzf - -C /n && find /n -type l -exec chown -h 1000:1000 {} +"
 
 
 def _copy(src, dst):
@@ -62,10 +65,10 @@ def _stage(stack, manifest, members, new):
             stack.remove_volumes([scratch])
     else:
         with open(m(STATE + ".tar.gz"), "rb") as f:
-            stack.one_shot([(new[STATE], "/n")], ["-c", "tar -xzf - -C /n"], stdin=f)
+            stack.one_shot([(new[STATE], "/n")], ["-c", UNTAR], stdin=f)
     if os.path.exists(m(SECRETS + ".tar.gz")):
         with open(m(SECRETS + ".tar.gz"), "rb") as f:
-            stack.one_shot([(new[SECRETS], "/n")], ["-c", "tar -xzf - -C /n"], stdin=f)
+            stack.one_shot([(new[SECRETS], "/n")], ["-c", UNTAR], stdin=f)
 
 
 def swap(stack, ui, new, when, what):
