@@ -53,6 +53,7 @@ def build_parser():
     mode.add_argument("--version", action="store_true", help="print the version and exit")
     add_layer_modes(p, mode)
     add_proxy_mode(p, mode)
+    add_backup_modes(p, mode)
 
     p.add_argument("--dir", metavar="DIR",
                    help="install directory (default: $CLAW_CAGE_DIR or ~/claw-cage)")
@@ -181,9 +182,53 @@ def check_layer_combinations(p, args):
     return args.harden_docker or args.proxmox
 
 
+# -- backups: --backup [--to DIR], --restore ARCHIVE, --rollback, --no-backup ----------------
+def add_backup_modes(p, mode):
+    mode.add_argument("--backup", action="store_true",
+                      help="write one archive of the agent's state and claw-cage's files")
+    mode.add_argument("--restore", metavar="ARCHIVE",
+                      help="restore a --backup archive (checked first; the current state is "
+                           "kept and put back if the gateway is not healthy)")
+    mode.add_argument("--rollback", action="store_true",
+                      help="after an upgrade whose gateway is not healthy: the previous "
+                           "compose file, image and state")
+    g = p.add_argument_group("backup options")
+    g.add_argument("--to", metavar="DIR", help="--backup: where (default: DIR/backups)")
+    g.add_argument("--no-backup", action="store_true",
+                   help="install: no backup before an upgrade that changes the image")
+
+
+def backup_mode(args):
+    return "backup" if args.backup else "restore" if args.restore else \
+        "rollback" if args.rollback else None
+
+
+def check_backup_combinations(p, args):
+    mode = backup_mode(args)
+    allowed = ("--dir", "--json", "--to") if mode == "backup" else ("--dir", "--json")
+    given = [("--to", args.to is not None), ("--no-backup", args.no_backup),
+             ("--dry-run", args.dry_run), ("--source", args.source is not None),
+             ("--yes", args.yes), ("--allow", bool(args.allow)),
+             ("--profile", args.profile is not None), ("--no-persist", args.no_persist),
+             ("--remove", args.remove), ("--unsafe-wide-allow", args.unsafe_wide_allow),
+             ("--vmid", args.vmid is not None), ("--revert", args.revert),
+             ("--admin-source", args.admin_source is not None)]
+    if mode:
+        used = [n for n, v in given if v and n not in allowed]
+    else:
+        used = [n for n, v in given[:2] if v and (n == "--to" or args.firewall or args.verify)]
+    if used:
+        p.error("%s cannot be used %s" % (", ".join(used), "with --" + mode if mode else
+                                          "here (--to: --backup; --no-backup: install)"))
+    return mode
+# -- end of backups --
+
+
 def check_combinations(p, args):
     """Options that belong to one mode are refused in the others, instead of being ignored."""
     check_egress_combinations(p, args)
+    if check_backup_combinations(p, args):
+        return
     if check_layer_combinations(p, args):
         return
     firewall_only = [("--allow", bool(args.allow)), ("--profile", args.profile is not None),
@@ -221,6 +266,8 @@ def version_line(version=__version__, repo=buildinfo.REPO, ref=buildinfo.GIT_REF
 # answer has. While the mode runs, its human lines go to stderr. A failure is an object too.
 
 def _json_mode(args):
+    if backup_mode(args):
+        return backup_mode(args)
     if args.firewall:
         return "firewall-remove" if args.remove else "firewall"
     return None if args.verify else "install"
@@ -276,6 +323,8 @@ def main(argv=None):
             from . import proxmox as mode
         elif args.proxy:
             from . import proxy as mode
+        elif backup_mode(args):
+            from . import backup as mode
         else:
             from . import install as mode
         return _run_mode(mode, args, json_out)

@@ -14,6 +14,8 @@ EXIT_VERIFY = 7        # --verify ran and at least one check failed
 EXIT_UNCHECKED = 8     # --firewall applied the rules but could not read them back to check
 EXIT_INCOMPLETE = 9    # --verify could not look: packet probes not run, or no running gateway
 EXIT_DAEMON = 10       # --harden-docker: Docker refused the new daemon.json (or was rolled back)
+EXIT_REFUSED = 11      # --backup/--restore/--rollback refused: nothing was changed
+EXIT_ROLLED_BACK = 12  # the new gateway was not healthy: the previous state was put back
 EXIT_PROXY = 13        # --proxy could not start: bad config, or cannot bind
 EXIT_INTERRUPTED = 130 # Ctrl-C
 
@@ -32,6 +34,10 @@ EXIT_CODES_HELP = """exit status:
        not running (the last line says what was not verified)
   10   --harden-docker: the merged daemon.json was refused (nothing written), or Docker did not
        come back with it (the previous one was put back)
+  11   --backup, --restore or --rollback refused (a damaged or foreign archive, nothing to
+       roll back to): nothing was changed
+  12   the gateway did not become healthy after a restore, rollback or upgrade: the previous
+       state was put back
   13   --proxy could not start: bad config file, or a listen address could not be bound
   130  interrupted (Ctrl-C)"""
 
@@ -74,3 +80,11 @@ class UncheckedError(ClawCageError):
 
 class DaemonError(ClawCageError):
     exit_code = EXIT_DAEMON
+
+
+class RefusedError(ClawCageError):
+    exit_code = EXIT_REFUSED
+
+
+class RolledBackError(ClawCageError):
+    exit_code = EXIT_ROLLED_BACK

@@ -81,3 +81,24 @@ def run(argv, input=None, check=True, timeout=120, env=None, cwd=None):
             raise CommandError(argv, "exit status %d: %s" % (proc.returncode, reason),
                                proc.returncode, proc.stderr)
     return result
+
+
+def stream(argv, stdout=None, stdin=None, timeout=3600):
+    """Run argv with binary stdout/stdin connected to open files (a volume's tar stream to or
+    from an archive): nothing held in memory. A failure raises CommandError like run()."""
+    argv = [str(a) for a in argv]
+    log.debug("$ %s", shlex.join(argv))
+    try:
+        proc = subprocess.run(argv, stdin=stdin or subprocess.DEVNULL,
+                              stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              timeout=timeout, env=dict(os.environ, LC_ALL="C", LANG="C"))
+    except FileNotFoundError:
+        raise CommandError(argv, "command not found")
+    except subprocess.TimeoutExpired:
+        raise CommandError(argv, "timed out after %ss" % timeout)
+    err = proc.stderr.decode("utf-8", "replace").strip()
+    if proc.returncode != 0:
+        reason = err.splitlines()[-1] if err else "no error message"
+        raise CommandError(argv, "exit status %d: %s" % (proc.returncode, reason),
+                           proc.returncode, err)
+    return Result(argv, 0, None, err)

@@ -14,7 +14,7 @@ import secrets
 
 import claw_cage
 
-from .. import __version__, buildinfo, dotenv, paths, safefile
+from .. import __version__, backup, buildinfo, dotenv, paths, safefile  # backup: before sudo drops root
 from ..errors import TargetError, UsageError
 from ..ui import UI
 from . import fetch, files, prereqs
@@ -309,7 +309,11 @@ def main(args):
     try:
         with files.DirLock(target):
             plan = plan_changes(target, artifacts)
+            # an image change: a backup first, the previous compose file kept (backup/)
+            upgrade = backup.before_upgrade(ui, target, fetched["docker-compose.yml"],
+                                            getattr(args, "no_backup", False))
             apply(target, plan)
+            backup.after_upgrade(ui, target, upgrade)
     except BaseException:
         if created:
             try:

@@ -26,6 +26,7 @@ from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
 from . import openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
 from . import egress_rows  # the "Egress (api-only)" group: the proxy, probed from the agent
+from . import backup_age  # the "last backup" advice row
 from .report import FAIL, Row, SKIP
 
 
@@ -159,7 +160,7 @@ def collect(directory, bridge, subnet, netns, internet, timeout=None, first=()):
         policy = pool.submit(policy_group)
         return list(first) + [look.result()[1]] + host.result() + \
             [port.result(), env.result()] + probe.result() + egress.result() + \
-            advice.result() + policy.result()
+            advice.result() + [backup_age.row(directory)] + policy.result()
 
 
 def not_verified(rows):

@@ -1,0 +1,110 @@
+"""claw-cage's backup archive: one tar.gz, manifest.json first, then the files it lists with
+their sha256. Written under a hidden temporary name in the destination, fsynced, then linked to
+its final name: a run cut off halfway never leaves a file under that name. Read back whole
+before anything is restored: a truncated, altered or incomplete archive is refused."""
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import time
+
+from ..errors import RefusedError
+
+MANIFEST = "manifest.json"
+FORMAT = "claw-cage-backup-1"
+MEMBER = re.compile(r"^(manifest\.json|(state|install)/\.?[A-Za-z0-9][A-Za-z0-9._-]*)$")
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _info(name, size):
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.mode, ti.mtime = size, 0o600, int(time.time())
+    return ti
+
+
+def write(final, staged, facts):
+    """staged: [(member name, path)]. The manifest carries facts and each member's sha256."""
+    facts = dict(facts, format=FORMAT,
+                 files={name: sha256_file(path) for name, path in staged})
+    body = json.dumps(facts, indent=1, sort_keys=True).encode()
+    directory = os.path.dirname(final)
+    tmp = os.path.join(directory, "." + os.path.basename(final) + ".partial")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            # level 0 (stored, CRC-checked): every large member is a tar.gz already, and
+            # deflating it again costs seconds per 100 MB for nothing
+            with tarfile.open(fileobj=f, mode="w:gz", compresslevel=0) as tar:
+                tar.addfile(_info(MANIFEST, len(body)), io.BytesIO(body))
+                for name, path in staged:
+                    with open(path, "rb") as src:
+                        tar.addfile(_info(name, os.fstat(src.fileno()).st_size), src)
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, final)   # never replaces a file of that name
+        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    finally:
+        os.unlink(tmp)
+    return facts
+
+
+def read(path, out_dir=None):
+    """The manifest, after every member's sha256 matched; members saved into out_dir when
+    given (mode 600). RefusedError, in one line, for anything else."""
+    name = os.path.basename(path)
+    try:
+        gz = gzip.open(path, "rb")
+        tar = tarfile.open(fileobj=gz, mode="r|")
+    except (OSError, EOFError, tarfile.TarError) as err:
+        raise RefusedError("%s is not a claw-cage backup (%s): refused, nothing changed"
+                           % (name, err))
+    manifest, seen = None, {}
+    try:
+        with tar:
+            for ti in tar:
+                data = tar.extractfile(ti) if ti.isfile() else None
+                if data is None or not MEMBER.match(ti.name):
+                    raise RefusedError("%s holds an unexpected entry %r: refused" % (name, ti.name))
+                if manifest is None:
+                    if ti.name != MANIFEST:
+                        raise RefusedError("%s does not start with a claw-cage manifest" % name)
+                    manifest = json.loads(data.read(1 << 20).decode())
+                    if manifest.get("format") != FORMAT:
+                        raise RefusedError("%s is not a claw-cage backup" % name)
+                    continue
+                h, out = hashlib.sha256(), None
+                if out_dir:
+                    fd = os.open(os.path.join(out_dir, ti.name.replace("/", "_")),
+                                 os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    out = os.fdopen(fd, "wb")
+                for block in iter(lambda: data.read(1 << 20), b""):
+                    h.update(block)
+                    if out:
+                        out.write(block)
+                if out:
+                    out.close()
+                seen[ti.name] = h.hexdigest()
+        while gz.read(1 << 20):   # to the gzip trailer: its CRC and length, no cut tail
+            pass
+    except (OSError, EOFError, tarfile.TarError, ValueError, UnicodeDecodeError) as err:
+        raise RefusedError("%s is damaged or truncated (%s): refused, nothing changed"
+                           % (name, err or type(err).__name__))
+    if manifest is None or seen != manifest.get("files"):
+        raise RefusedError("%s does not match its manifest (altered or incomplete): refused, "
+                           "nothing changed" % name)
+    return manifest

@@ -1,0 +1,141 @@
+"""--backup: one archive of the agent's state and claw-cage's own files.
+
+The state volume goes through OpenClaw's own `openclaw backup create --verify` (SQLite copied
+through its online backup API, the gateway keeps running), in a one-shot container of the
+deployment's image. An image without that command: the gateway is stopped while the volume is
+copied (never a copy of live SQLite files), then started again. The auth-profile key volume is
+a plain copy (no database in it). Caches (claw-npm, claw-local) are left out.
+"""
+
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+from .. import __version__, dotenv, safefile
+from ..errors import RefusedError
+from ..runner import CommandError
+from ..install import files
+from . import archive
+from .stack import LAST, SECRETS, STATE
+
+INSTALL_FILES = (".env", "openclaw.json", "docker-compose.yml", "docker-compose.api-only.yml")
+NO_COMMAND = 99   # the image has no `openclaw backup create`
+OPENCLAW_BACKUP = (
+    'node dist/index.js backup create --help >/dev/null 2>&1 || exit %d; '
+    'mkdir -p "$HOME/out" && node dist/index.js backup create --verify --output "$HOME/out" '
+    '>&2 && set -- "$HOME"/out/*.tar.gz && [ $# -eq 1 ] && [ -f "$1" ] && cat "$1"' % NO_COMMAND)
+
+
+def default_dir(directory):
+    return os.path.join(directory, "backups")
+
+
+def stamp():
+    return datetime.datetime.utcnow().strftime("%Y%m%dT%H%M%SZ")
+
+
+def install_id(directory):
+    """Which install an archive belongs to: a hash of the gateway token in .env (kept across
+    upgrades and restores, different on every install; the token itself never stored)."""
+    data = safefile.read(os.path.join(directory, ".env")) or b""
+    token = dotenv.parse(data.decode("utf-8", "replace")).get("OPENCLAW_GATEWAY_TOKEN", "")
+    if not token:
+        raise RefusedError("no OPENCLAW_GATEWAY_TOKEN in .env: not a claw-cage install")
+    return hashlib.sha256(b"claw-cage install\0" + token.encode()).hexdigest()[:32]
+
+
+def _to_file(path, run):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        return run(f)
+
+
+def _state_openclaw(stack, path):
+    """OpenClaw's archive of the state volume, or None when the image lacks the command."""
+    scratch = "%s_backup-scratch-%s" % (stack.project, stamp().lower())
+    stack.new_volume(scratch, "scratch")
+    try:
+        # the scratch volume mounted on ~ takes the image's /home/node owner (uid 1000)
+        mounts = [(scratch, "/home/node"), (stack.volumes[STATE], "/home/node/.openclaw")]
+        policy = os.path.join(stack.dir, "openclaw.json")
+        if os.path.isfile(policy):   # the config in force, as the gateway sees it
+            mounts.append((policy, "/home/node/.openclaw/openclaw.json:ro"))
+        caps = ["--user", "1000:1000", "--cap-drop", "ALL", "-e", "HOME=/home/node",
+                "-e", "OPENCLAW_STATE_DIR=/home/node/.openclaw",
+                "-e", "OPENCLAW_CONFIG_PATH=/home/node/.openclaw/openclaw.json"]
+        try:
+            _to_file(path, lambda f: stack.one_shot(mounts, ["-c", OPENCLAW_BACKUP], caps, f))
+        except CommandError as err:
+            if err.returncode == NO_COMMAND:
+                os.unlink(path)
+                return None
+            raise
+        return path
+    finally:
+        stack.remove_volumes([scratch])
+
+
+def _copy_volume(stack, volume, path):
+    _to_file(path, lambda f: stack.one_shot([(volume, "/v:ro")],
+                                            ["-c", "cd /v && tar -czf - ."], stdout=f))
+
+
+def take(stack, dest, ui):
+    """Write one archive into dest; return its path."""
+    if not stack.volume_exists(stack.volumes[STATE]):
+        raise RefusedError("no state volume %s: nothing to back up (has the stack ever run?)"
+                           % stack.volumes[STATE])
+    facts = {"created": stamp(), "claw_cage": __version__, "install": install_id(stack.dir)}
+    facts.update(stack.image_facts())
+    os.makedirs(dest, 0o700, exist_ok=True)
+    final = os.path.join(dest, "claw-cage-backup-%s.tar.gz" % facts["created"])
+    if os.path.lexists(final):
+        raise RefusedError("%s exists already: wait a second and run again" % final)
+    stage = tempfile.mkdtemp(prefix=".claw-cage-backup-", dir=dest)
+    try:
+        staged = []
+        state = _state_openclaw(stack, os.path.join(stage, "openclaw"))
+        if state:
+            facts["state"] = "openclaw-backup"
+            staged.append(("state/openclaw-backup.tar.gz", state))
+            ui.ok("state volume archived by OpenClaw's `openclaw backup create --verify` "
+                  "(the gateway kept running)")
+        else:
+            facts["state"] = "copy"
+            staged.append(("state/%s.tar.gz" % STATE, os.path.join(stage, STATE)))
+            was_running = stack.gateway_id() is not None
+            ui.warn("this OpenClaw image has no `openclaw backup` command: the gateway is "
+                    "stopped while its state volume is copied" if was_running else
+                    "this OpenClaw image has no `openclaw backup` command: copying the state "
+                    "volume (the gateway is not running)")
+            if was_running:
+                stack.compose("stop", "openclaw")
+            try:
+                _copy_volume(stack, stack.volumes[STATE], staged[-1][1])
+            finally:
+                if was_running:
+                    stack.compose("start", "openclaw")
+                    ui.ok("gateway started again")
+        if stack.volume_exists(stack.volumes[SECRETS]):
+            staged.append(("state/%s.tar.gz" % SECRETS, os.path.join(stage, SECRETS)))
+            _copy_volume(stack, stack.volumes[SECRETS], staged[-1][1])
+        for name in INSTALL_FILES:
+            data = safefile.read(os.path.join(stack.dir, name))
+            if data is not None:
+                path = os.path.join(stage, "install" + name)
+                _to_file(path, lambda f: f.write(data))
+                staged.append(("install/" + name, path))
+        archive.write(final, staged, facts)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    rec = json.dumps({"path": final, "created": facts["created"]}).encode()
+    os.replace(files.stage(stack.dir, LAST, rec, 0o600), os.path.join(stack.dir, LAST))
+    ui.ok("backup written: %s (mode 600, %.1f MB)" % (final, os.path.getsize(final) / 1e6))
+    ui.info("  holds: the state volume, the auth-profile key, .env, openclaw.json, the compose "
+            "file, the image %s; left out: the npm cache and ~/.local (claw-npm, claw-local: "
+            "caches plugins rebuild)" % stack.image)
+    ui.warn("the archive holds your API keys and credentials in clear: keep it private")
+    return final

@@ -1,0 +1,24 @@
+"""--backup [--to DIR], --restore ARCHIVE, --rollback: one run at a time per install."""
+
+import os
+
+from .. import paths
+from ..install import files
+from ..ui import UI
+from . import create, restore, upgrade
+from .stack import Stack
+
+
+def main(args):
+    ui = UI()
+    target = paths.install_dir(args.dir)
+    with files.DirLock(target):
+        if args.backup:
+            dest = os.path.abspath(os.path.expanduser(args.to or create.default_dir(target)))
+            return {"archive": create.take(Stack(target), dest, ui)}
+        if args.restore:
+            restore.restore(Stack(target), os.path.abspath(args.restore), ui)
+            return {"restored": args.restore}
+        rec = upgrade.rollback(ui, target)
+        ui.ok("rolled back to OpenClaw %s" % rec["from"])
+        return {"rolled_back_to": rec["from"]}

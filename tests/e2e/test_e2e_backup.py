@@ -1,0 +1,364 @@
+"""End to end on the real Docker engine: backups, restore and upgrades that go back.
+
+The stand-in image (tests/e2e/) does `openclaw backup create --verify` / `verify` /
+`restore --target` as OpenClaw documents them. The deployment is installed from a copy of the
+repo's deploy/ whose image pin carries no digest (a local image never has one), run from the
+source tree: the built program checks every deploy file against its release sha256, and the
+upgrade test needs a compose file that pins another image. --backup / --restore / --rollback
+run through the BUILT claw-cage.pyz.
+
+Proves, each file of the volumes compared by type, mode, owner and sha256:
+  - write known data, --backup, destroy the volumes, --restore: every file back;
+  - refusals (truncated, altered, another install's archive): exit 11, one line, nothing
+    changed (volumes, their content, the running gateway);
+  - kill -9 mid-backup: no file under a final name, the gateway still running;
+  - a restore whose state does not start the gateway: exit 12, the previous state in service;
+  - an upgrade to an image that never becomes healthy: exit 12, the previous compose file,
+    image and state back;
+  - modes and owners of every file claw-cage wrote.
+Everything created is removed afterwards, also on failure.
+"""
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import tarfile
+import tempfile
+
+import pytest
+
+from conftest import ROOT, PYTHON, require_docker, require_root
+from lab import e2e_support as e2e
+from lab.e2e_support import sh
+
+IMAGE = "ghcr.io/openclaw/openclaw:2026.7.1"
+BROKEN = "ghcr.io/openclaw/openclaw:2026.99.0-e2e-never-healthy"
+OLD = "ghcr.io/openclaw/openclaw:2026.1.0-e2e-no-backup-command"
+DATA, SECRETS = "claw-cage_claw-data", "claw-cage_claw-secrets"
+LABEL = "label=org.claw-cage.backup"
+ENV = {"CLAW_CAGE_HEALTH_TIMEOUT": "25"}
+
+LISTING = r'''cd /v && find . | sort | while IFS= read -r f; do
+  if [ -L "$f" ]; then echo "$f L $(stat -c %u:%g "$f") $(readlink "$f")"
+  elif [ -f "$f" ]; then echo "$f F $(stat -c %a:%u:%g "$f") $(sha256sum < "$f" | cut -c1-64)"
+  else echo "$f D $(stat -c %a:%u:%g "$f")"; fi; done'''
+
+
+def listing(volume):
+    """Every file of a volume: type, mode:uid:gid, sha256 (or link target). openclaw.json is
+    the install dir's policy file mounted over the state: not the volume's to compare."""
+    out = sh(["docker", "run", "--rm", "--network", "none", "-v", volume + ":/v:ro", "--user",
+              "0", "--entrypoint", "sh", IMAGE, "-c", LISTING], timeout=120).stdout
+    return [ln for ln in out.splitlines() if not ln.startswith("./openclaw.json ")]
+
+
+def extra_volumes():
+    return sorted(sh(["docker", "volume", "ls", "-q", "--filter", LABEL]).stdout.split())
+
+
+class Deployment:
+    def __init__(self, home, pyz):
+        self.home, self.pyz = home, pyz
+        self.dir = os.path.join(home, "claw-cage")
+        self.source = self.deploy_copy("source", IMAGE)
+
+    def deploy_copy(self, name, image):
+        path = os.path.join(self.home, name)
+        shutil.copytree(os.path.join(ROOT, "deploy"), path)
+        compose = os.path.join(path, "docker-compose.yml")
+        text = open(compose).read()
+        text, n = re.subn(r"\$\{OPENCLAW_IMAGE:-[^}]+\}", "${OPENCLAW_IMAGE:-%s}" % image, text)
+        assert n >= 1
+        open(compose, "w").write(text)
+        return path
+
+    def install(self, source, env=None):
+        """The installer from the source tree (no release sha256 to match)."""
+        return subprocess.run([PYTHON, "-m", "claw_cage", "--dir", self.dir, "--source", source],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=600, cwd=self.home,
+                              env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "bootstrap"),
+                                       **(env or {})))
+
+    def program(self, *args, timeout=600, **kw):
+        return subprocess.run([PYTHON, self.pyz, "--dir", self.dir] + list(args),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=timeout, cwd=self.home,
+                              env=dict(os.environ, **ENV), **kw)
+
+    def compose(self, *args, check=True, timeout=180):
+        return sh(["docker", "compose"] + list(args), cwd=self.dir, check=check, timeout=timeout)
+
+    def gateway(self):
+        out = sh(["docker", "ps", "-q", "--no-trunc", "--filter",
+                  "label=com.docker.compose.project=claw-cage", "--filter",
+                  "label=com.docker.compose.service=openclaw"]).stdout.split()
+        return out[0] if out else None
+
+    def wait_healthy(self, timeout=120):
+        def healthy():
+            cid = self.gateway()
+            return cid and json.loads(sh(["docker", "inspect", cid]).stdout)[0]["State"].get(
+                "Health", {}).get("Status") == "healthy"
+        assert e2e.wait_for(healthy, timeout, interval=1), self.compose(
+            "logs", "--tail", "20", check=False).stdout
+
+    def exec(self, script):
+        return self.compose("exec", "-T", "openclaw", "sh", "-c", script)
+
+    def token(self):
+        return re.search(r"^OPENCLAW_GATEWAY_TOKEN=(\S+)", open(os.path.join(self.dir, ".env")
+                                                                 ).read(), re.M).group(1)
+
+    def state(self):
+        return listing(DATA), listing(SECRETS)
+
+    def archives(self):
+        d = os.path.join(self.dir, "backups")
+        return sorted(f for f in os.listdir(d) if not f.startswith(".")) \
+            if os.path.isdir(d) else []
+
+
+def _stop_one_shots():
+    """claw-cage's helper containers still running (a failed test): they hold volumes."""
+    for v in (DATA, SECRETS):
+        for cid in sh(["docker", "ps", "-q", "--filter", "volume=" + v]).stdout.split():
+            labels = json.loads(sh(["docker", "inspect", cid]).stdout)[0]["Config"]["Labels"]
+            if "com.docker.compose.project" not in (labels or {}):
+                sh(["docker", "rm", "-f", cid], check=False)
+
+
+def _untag(name):
+    sh(["docker", "rmi", name], check=False)
+
+
+@pytest.fixture(scope="module")
+def dep(pyz, tmp_path_factory):
+    require_root("the e2e backup test writes into Docker volumes as their owners")
+    require_docker("the e2e backup test runs the stack on the real Docker engine")
+    problems = e2e.preflight(18789)
+    if problems:
+        msg = "E2E NOT RUN: claw-cage objects exist here: %s" % "; ".join(problems)
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    cleanup = e2e.Cleanup()
+    d = Deployment(str(tmp_path_factory.mktemp("backup-home")), pyz)
+    try:
+        standin = e2e.StandIn(cleanup)
+        standin.build()
+        standin.tag_as(IMAGE)
+        # the "new image" of the upgrade test: the stand-in whose /healthz is gone
+        # and an image from before `openclaw backup` (the fallback copy)
+        for tag, body in ((BROKEN, "USER root\nRUN rm /srv/gateway/healthz\nUSER node\n"),
+                          (OLD, "ENV CLAW_STANDIN_NO_BACKUP=1\n")):
+            ctx = tempfile.mkdtemp()
+            with open(os.path.join(ctx, "Dockerfile"), "w") as f:
+                f.write("FROM %s\n%s" % (standin.image_id, body))
+            sh(["docker", "build", "-q", "-t", tag, ctx], timeout=300,
+               env=dict(os.environ, DOCKER_BUILDKIT="0"))
+            shutil.rmtree(ctx)
+            cleanup.push("untag " + tag, _untag, tag)
+        d.standin_id = standin.image_id
+        res = d.install(d.source)
+        assert res.returncode == 0, res.stdout + res.stderr
+        cleanup.push("remove backup volumes", lambda: [sh(["docker", "volume", "rm", v],
+                                                          check=False) for v in extra_volumes()])
+        cleanup.push("docker compose down -v", d.compose, "down", "-v", "--remove-orphans",
+                     "--timeout", "5", check=False)
+        cleanup.push("stop helper containers", _stop_one_shots)
+        d.compose("up", "-d", "--pull", "never")
+        d.wait_healthy()
+        yield d
+    finally:
+        errors = cleanup.run()
+        left = e2e.project_objects() + extra_volumes()
+        if errors or left:
+            pytest.fail("cleanup: %s %s" % (errors, left))
+
+
+KNOWN = r'''set -e
+cd "$HOME/.openclaw" && mkdir -p agents/main/agent sessions workspace/notes
+echo '{"profiles":{"a":1}}' > agents/main/agent/auth-profiles.json && chmod 600 agents/main/agent/auth-profiles.json
+head -c 3000000 /dev/urandom > state.sqlite
+for i in 1 2 3 4 5; do echo "session $i" > "sessions/s$i.jsonl"; done
+printf 'memo\n' > "workspace/notes/a file with spaces.md"
+ln -sf ../sessions/s1.jsonl workspace/latest
+echo key-material > "$HOME/.config/openclaw/auth.key" && chmod 600 "$HOME/.config/openclaw/auth.key"
+'''
+
+
+def test_backup_destroy_restore_every_file_back(dep):
+    dep.exec(KNOWN)
+    before = dep.state()
+    assert any("auth-profiles.json F 600:1000:1000" in ln for ln in before[0])
+    res = dep.program("--backup")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "openclaw backup create --verify" in res.stdout and "left out" in res.stdout
+    assert dep.token() not in res.stdout + res.stderr
+    [name] = dep.archives()
+    path = os.path.join(dep.dir, "backups", name)
+    for p, mode in ((path, 0o600), (os.path.join(dep.dir, "backups"), 0o700),
+                    (os.path.join(dep.dir, ".claw-cage-last-backup.json"), 0o600)):
+        st = os.lstat(p)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid) == (mode, os.geteuid()), p
+    with tarfile.open(path) as t:
+        names = t.getnames()
+    assert names[0] == "manifest.json" and "state/openclaw-backup.tar.gz" in names
+    assert "install/.env" in names and not any("npm" in n or "local" in n for n in names)
+    # destroy the volumes
+    dep.compose("down", "--timeout", "5")
+    sh(["docker", "volume", "rm", DATA, SECRETS])
+    res = dep.program("--restore", path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    dep.wait_healthy()
+    assert dep.state() == before
+    assert any(v.startswith(DATA + ".before-") for v in extra_volumes())
+    assert not any(".restored-" in v or "scratch" in v for v in extra_volumes())
+    dep.archive = path
+
+
+def _rewrite(src, dst, change):
+    with tarfile.open(src) as t:
+        entries = [(m.name, t.extractfile(m).read()) for m in t.getmembers()]
+    with tarfile.open(dst, "w:gz") as t:
+        for name, data in entries:
+            data = change(name, data)
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode = len(data), 0o600
+            t.addfile(ti, io.BytesIO(data))
+
+
+def test_refusals_change_nothing(dep):
+    src = dep.archive
+    bad = {}
+    data = open(src, "rb").read()
+    bad["truncated"] = os.path.join(dep.home, "truncated.tar.gz")
+    open(bad["truncated"], "wb").write(data[:len(data) * 2 // 3])
+    bad["altered"] = os.path.join(dep.home, "altered.tar.gz")
+    _rewrite(src, bad["altered"], lambda n, d: d + b"# x\n" if n == "install/openclaw.json" else d)
+    bad["other install"] = os.path.join(dep.home, "other.tar.gz")
+
+    def other(name, d):
+        if name != "manifest.json":
+            return d
+        m = json.loads(d)
+        m["install"] = "0" * 32
+        return json.dumps(m).encode()
+    _rewrite(src, bad["other install"], other)
+    state, vols, cid = dep.state(), extra_volumes(), dep.gateway()
+    for why, path in bad.items():
+        res = dep.program("--restore", path)
+        assert res.returncode == 11, (why, res.stdout, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1, (why, res.stderr)
+        assert "refused" in res.stderr, (why, res.stderr)
+    assert "another claw-cage install" in res.stderr
+    assert (dep.state(), extra_volumes(), dep.gateway()) == (state, vols, cid)
+
+
+def test_kill_9_mid_backup_leaves_no_archive_and_the_gateway_running(dep):
+    dep.exec('head -c 60000000 /dev/urandom > "$HOME/.openclaw/big.bin"')
+    bdir = os.path.join(dep.dir, "backups")
+    cid, before, entries = dep.gateway(), dep.archives(), set(os.listdir(bdir))
+    proc = subprocess.Popen([PYTHON, dep.pyz, "--dir", dep.dir, "--backup"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+    def others():   # containers on the state volume besides the gateway: the one-shot
+        return sh(["docker", "ps", "-q", "--filter", "volume=" + DATA]).stdout.split()[1:]
+
+    def streaming():   # OpenClaw's archive is being made in its one-shot container
+        staged = [f for d in os.listdir(bdir) if d.startswith(".claw-cage-backup-")
+                  for f in os.listdir(os.path.join(bdir, d)) if f == "openclaw"]
+        return staged and others()
+    try:
+        assert e2e.wait_for(streaming, 60, interval=0.05), "the backup never started"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert dep.archives() == before
+    assert dep.gateway() == cid
+    dep.wait_healthy(30)
+    # the orphaned one-shot container ends on its own; still no archive under a final name
+    assert e2e.wait_for(lambda: not others(), 180, interval=1)
+    assert dep.archives() == before
+    dep.exec('rm -f "$HOME/.openclaw/big.bin"')
+    for d in set(os.listdir(bdir)) - entries:   # the killed run's hidden staging files
+        assert d.startswith("."), d
+        shutil.rmtree(os.path.join(bdir, d), ignore_errors=True)
+    for v in extra_volumes():
+        if "scratch" in v:
+            sh(["docker", "volume", "rm", v])
+
+
+def test_failed_restore_puts_the_previous_state_back(dep):
+    dep.exec('touch "$HOME/.openclaw/.standin-corrupt-state"')
+    res = dep.program("--backup")
+    assert res.returncode == 0, res.stdout + res.stderr
+    broken = os.path.join(dep.dir, "backups", dep.archives()[-1])
+    dep.exec('rm "$HOME/.openclaw/.standin-corrupt-state"; echo after > "$HOME/.openclaw/new"')
+    before = dep.state()
+    res = dep.program("--restore", broken)
+    assert res.returncode == 12, res.stdout + res.stderr
+    assert "previous state is back" in res.stderr
+    dep.wait_healthy(60)
+    assert dep.state() == before
+
+
+def test_upgrade_to_a_never_healthy_image_rolls_back_with_the_data(dep):
+    before, compose = dep.state(), open(os.path.join(dep.dir, "docker-compose.yml")).read()
+    n = len(dep.archives())
+    new = dep.deploy_copy("source-new", BROKEN)
+    res = dep.install(new, env=ENV)
+    assert res.returncode == 12, res.stdout + res.stderr
+    out = res.stdout + res.stderr
+    assert "openclaw doctor --non-interactive" in out and "back" in res.stderr
+    assert len(dep.archives()) == n + 1          # the backup before the upgrade
+    assert open(os.path.join(dep.dir, "docker-compose.yml")).read() == compose
+    dep.wait_healthy(60)
+    img = json.loads(sh(["docker", "inspect", dep.gateway()]).stdout)[0]["Image"]
+    assert img == dep.standin_id
+    assert dep.state() == before
+    for name in (".claw-cage-upgrade.json", "docker-compose.yml.previous"):
+        assert not os.path.exists(os.path.join(dep.dir, name))
+    for name in ("docker-compose.yml", ".env", "openclaw.json"):
+        st = os.lstat(os.path.join(dep.dir, name))
+        assert st.st_uid == os.geteuid() or st.st_uid == 1000, name
+    assert stat.S_IMODE(os.lstat(os.path.join(dep.dir, ".env")).st_mode) == 0o600
+    res = dep.program("--rollback")
+    assert res.returncode == 11 and "nothing to roll back" in res.stderr
+
+
+def test_image_without_backup_command_stops_copies_and_restarts(dep):
+    env = os.path.join(dep.dir, ".env")
+    text = open(env).read()
+    with open(env, "a") as f:
+        f.write("OPENCLAW_IMAGE=%s\n" % OLD)
+    try:
+        dep.compose("up", "-d", "--pull", "never")
+        dep.wait_healthy()
+        before, n = dep.state(), len(dep.archives())
+        res = dep.program("--backup")
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "no `openclaw backup` command: the gateway is stopped" in res.stdout
+        assert "gateway started again" in res.stdout
+        dep.wait_healthy(60)
+        path = os.path.join(dep.dir, "backups", dep.archives()[-1])
+        assert len(dep.archives()) == n + 1
+        with tarfile.open(path) as t:
+            assert "state/claw-data.tar.gz" in t.getnames()
+        dep.exec('echo changed > "$HOME/.openclaw/sessions/s1.jsonl"')
+        res = dep.program("--restore", path)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert dep.state() == before
+    finally:
+        with open(env, "w") as f:
+            f.write(text)
+        dep.compose("up", "-d", "--pull", "never")
