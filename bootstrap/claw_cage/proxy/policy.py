@@ -14,32 +14,26 @@ address inside: 64:ff9b::c0a8:0101 is 192.168.1.1.
 import ipaddress
 import re
 
-from ..firewall import rules
+from ..firewall import embedded_ipv4 as carried_ipv4, rules
 
 _RANGES = {family: [ipaddress.ip_network(cidr) for cidr, _why in ranges]
            for family, ranges in rules.SPECIAL_RANGES.items()}
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")   # local-use NAT64 (RFC 8215): any mapping
-_COMPAT = ipaddress.ip_network("::/96")                  # IPv4-compatible (deprecated)
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 
 
 def embedded_ipv4(address):
-    """The IPv4 addresses an IPv6 address carries (mapped, compatible, NAT64, 6to4, Teredo
-    server and client, ISATAP); [] when it carries none, or for an IPv4 address."""
+    """The IPv4 addresses an IPv6 address carries: the firewall's forms (NAT64, 6to4, Teredo's
+    client, mapped, compatible: firewall/embedded.py), plus two that only a proxy which
+    connects meets: the Teredo server and ISATAP. [] when it carries none, or for IPv4."""
     if address.version != 6:
         return []
-    if address.ipv4_mapped:
-        return [address.ipv4_mapped]
-    if address in _NAT64 or address in _COMPAT:
-        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
-    if address.sixtofour:
-        return [address.sixtofour]
+    found = [a for a in (carried_ipv4(address),) if a]
     if address.teredo:
-        return list(address.teredo)
+        found.append(address.teredo[0])
     if (int(address) >> 32) & 0xFDFFFFFF == 0x00005EFE:   # ISATAP interface id ::0[2]00:5efe:V4
-        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
-    return []
+        found.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return found
 
 
 def blocked(address):
