@@ -53,7 +53,9 @@ def install_dir(tmp, env_text=ENV_TEXT, channels=("telegram",), owner=None):
     """A user's install folder: the repo's deploy files, .env (mode 600, owned by owner)."""
     d = os.path.join(str(tmp), "claw-cage")
     os.makedirs(d)
-    for name in ("docker-compose.yml", "openclaw.json"):
+    # what the installer puts there, the api-only files included (.env may name one of them)
+    for name in ("docker-compose.yml", "openclaw.json", "docker-compose.api-only.yml",
+                 "openclaw.api-only.json", "netns-relay.js"):
         shutil.copy(os.path.join(ROOT, "deploy", name), d)
     if channels != ("telegram",):   # the deploy file configures telegram
         import json
