@@ -22,7 +22,8 @@ a build from a tree with changes says "+dirty" and never names a release.
 
 Size: the modules travel without their comments and docstrings (strip_source: token-exact,
 proven by tests/pyz/test_build.py comparing syntax trees), which keeps the file under 80 KiB as
-features grow. The readable source is the repository at the commit --version names.
+features grow; indentation travels as one tab per four spaces. The readable source is the
+repository at the commit --version names.
 """
 
 import argparse
@@ -194,8 +195,10 @@ def strip_source(text):
     for number, line in enumerate(text.splitlines(keepends=True), 1):
         if number in kept_lines:
             out.append(line)
-        elif line.strip():
-            out.append(line.rstrip() + "\n")
+        elif line.strip():   # one tab per four spaces of indentation: about 2% smaller
+            body = line.lstrip(" ")
+            lead = len(line) - len(body)
+            out.append("\t" * (lead // 4) + " " * (lead % 4) + body.rstrip() + "\n")
     return "".join(out)
 
 

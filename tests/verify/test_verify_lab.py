@@ -388,8 +388,10 @@ def test_judged_twice_only_when_forward_reaches_docker_user(cage):
     _flush_ruleset(lab)
     p = cage.firewall()                                 # re-apply: exit 0, but one anchor
     assert "judged twice" not in p.stdout, p.stdout
+    # IPv4 only: after the flush no chain of Docker's is left in ip6tables either, and IPv6
+    # where Docker keeps no chain is judged by the first anchor alone (host.parent_reached)
     assert "warning: judged once, by mangle PREROUTING: FORWARD does not jump to DOCKER-USER " \
-           "(IPv4, IPv6)" in p.stdout, p.stdout
+           "(IPv4)" in p.stdout, p.stdout
     assert "restart docker" in p.stdout
     code, rows, _ = cage.verify("--json")
     status, detail = rows["DOCKER-USER jump"]

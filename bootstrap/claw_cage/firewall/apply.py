@@ -364,7 +364,7 @@ def apply(args, ui):
         % (" (not read back)" if unchecked else "", state.tools.iptables(4), config.bridge,
            config.subnet, reaches, closed))
     unreached = ["IPv%d" % f for f in state.fams
-                 if not host.parent_reached(state.chains(f, "filter"), parent)]
+                 if not host.parent_reached(state.chains(f, "filter"), parent, f)]
     if unreached:   # our restore never edits FORWARD: the read before it still holds
         ui.warn("judged once, by mangle PREROUTING: FORWARD does not jump to %s (%s), so the "
                 "second anchor sees no forwarded packet until Docker puts that jump back: "

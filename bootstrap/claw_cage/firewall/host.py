@@ -8,7 +8,7 @@ Two questions about the second anchor's parent, two names:
                                   there or Docker uses iptables; FORWARD under Docker's
                                   nftables backend (it has no DOCKER-USER)
   parent_in_use(tables)           where the live rules hang it (FORWARD when our jump is there)
-  parent_reached(filter_chains, parent)
+  parent_reached(filter_chains, parent, family)
                                   whether FORWARD's traffic reaches that parent at all: after
                                   `nft flush ruleset` nobody jumps FORWARD -> DOCKER-USER until
                                   dockerd restarts, and the second anchor then judges nothing
@@ -160,9 +160,13 @@ def parent_in_use(tables):
     return "DOCKER-USER"
 
 
-def parent_reached(filter_chains, parent):
+def parent_reached(filter_chains, parent, family=4):
     """Whether packets reach `parent` at all: a built-in chain (FORWARD, INPUT) always is,
-    DOCKER-USER only through FORWARD's jump."""
+    DOCKER-USER only through FORWARD's jump. IPv6 where Docker keeps no chain of its own
+    (Docker before 27 routes no IPv6 of its own, and claw-net has none) counts as reached: no
+    jump of Docker's is missing there, and the first anchor drops that family's packets."""
     if parent != "DOCKER-USER":
+        return True
+    if family == 6 and not docker_chains_in(filter_chains):
         return True
     return bool(readback.jump_position(filter_chains.get("FORWARD", []), parent))

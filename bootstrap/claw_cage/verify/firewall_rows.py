@@ -137,7 +137,7 @@ def jump_row(table, parent, config, all_tables):
             bad.append("%s: %d jumps to %s" % (label, len(where), target))
         elif exact != [1]:
             bad.append("%s: the jump is rule %d, not `%s` first" % (label, where[0], spec))
-        elif table == "filter" and not host.parent_reached(t.chains, parent):
+        elif table == "filter" and not host.parent_reached(t.chains, parent, t.family):
             unreached.append(label)   # in place, but no packet gets there
         else:
             ok.append(label)
