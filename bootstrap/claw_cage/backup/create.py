@@ -17,7 +17,6 @@ import tempfile
 from .. import __version__, dotenv, safefile
 from ..errors import RefusedError
 from ..runner import CommandError
-from ..install import files
 from . import archive
 from .stack import LAST, SECRETS, STATE
 
@@ -132,7 +131,7 @@ def take(stack, dest, ui):
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     rec = json.dumps({"path": final, "created": facts["created"]}).encode()
-    os.replace(files.stage(stack.dir, LAST, rec, 0o600), os.path.join(stack.dir, LAST))
+    os.replace(safefile.stage(stack.dir, LAST, rec, 0o600), os.path.join(stack.dir, LAST))
     ui.ok("backup written: %s (mode 600, %.1f MB)" % (final, os.path.getsize(final) / 1e6))
     ui.info("  holds: the state volume, the auth-profile key, .env, openclaw.json, the compose "
             "file, the image %s; left out: the npm cache and ~/.local (claw-npm, claw-local: "

@@ -2,8 +2,7 @@
 
 import os
 
-from .. import paths
-from ..install import files
+from .. import paths, safefile
 from ..ui import UI
 from . import create, restore, upgrade
 from .stack import Stack
@@ -12,7 +11,7 @@ from .stack import Stack
 def main(args):
     ui = UI()
     target = paths.install_dir(args.dir)
-    with files.DirLock(target):
+    with safefile.DirLock(target):
         if args.backup:
             dest = os.path.abspath(os.path.expanduser(args.to or create.default_dir(target)))
             return {"archive": create.take(Stack(target), dest, ui)}

@@ -15,7 +15,6 @@ import re
 
 from .. import dotenv, runner, safefile
 from ..errors import RefusedError, RolledBackError
-from ..install import files
 from ..runner import CommandError
 from . import create, restore
 from .stack import STATE, Stack
@@ -32,7 +31,7 @@ def pinned(compose, env):
 
 
 def _write(target, name, data):
-    os.replace(files.stage(target, name, data, 0o644 if name != RECORD else 0o600),
+    os.replace(safefile.stage(target, name, data, 0o644 if name != RECORD else 0o600),
                os.path.join(target, name))
 
 

@@ -2,11 +2,11 @@
 
   prereqs   what must be on the host first (docker, Compose v2)
   fetch     downloads the deploy files in parallel, each checked against its sha256
-  files     the directory lock, and Ctrl-C held while staged files are renamed into place
   steps     the install flow itself, and the .env with its gateway token
 
 Exposes main(args) for cli, and the .env facts that --verify checks (ENV, TOKEN_VAR,
-token_is_set). Imports only the shared plumbing beside it.
+token_is_set). Imports the shared plumbing beside it, and backup (the guard around an upgrade
+that changes the image); backup never imports install.
 """
 
 from .steps import ENV, TOKEN_VAR, main, token_is_set

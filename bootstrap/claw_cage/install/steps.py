@@ -17,7 +17,7 @@ import claw_cage
 from .. import __version__, backup, buildinfo, dotenv, paths, safefile  # backup: before sudo drops root
 from ..errors import TargetError, UsageError
 from ..ui import UI
-from . import fetch, files, prereqs
+from . import fetch, prereqs
 
 # The deploy files the installer owns and replaces on every run, with their modes.
 ARTIFACTS = (("docker-compose.yml", 0o644), (".env.example", 0o644),
@@ -153,7 +153,7 @@ def apply(target, plan):
             if plan.policy_new else None
         if policy_tmp and os.geteuid() == 0:  # root (not sudo): hand it to the gateway's uid
             os.chown(policy_tmp, CONTAINER_UID, -1)
-        with files.signals_deferred():
+        with safefile.signals_deferred():
             for tmp, name in staged:
                 os.replace(tmp, os.path.join(target, name))
             staged = []
@@ -307,7 +307,7 @@ def main(args):
 
     created = make_dir(target)
     try:
-        with files.DirLock(target):
+        with safefile.DirLock(target):
             plan = plan_changes(target, artifacts)
             # an image change: a backup first, the previous compose file kept (backup/)
             upgrade = backup.before_upgrade(ui, target, fetched["docker-compose.yml"],
