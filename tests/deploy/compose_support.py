@@ -429,3 +429,16 @@ def network_problems(cfg):
 def one_gb_env(extra=()):
     return "\n".join(["%s=0123abcd" % TOKEN_VAR] + list(extra) +
                       ["%s=%s" % kv for kv in sorted(one_gb_advice().items())]) + "\n"
+
+
+def run_lint(d, *extra):
+    """compose-lint on d/docker-compose.yml: (exit code, its JSON report)."""
+    r = subprocess.run([venv_tool("compose-lint"), "check", "--format", "json", "--fail-on", "low",
+                        "--no-pager"] + list(extra) + [str(d / "docker-compose.yml")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(d),
+                       env=_clean_env(), timeout=120)
+    try:
+        report = json.loads(r.stdout)
+    except ValueError:
+        pytest.fail("compose-lint gave no JSON (rc %d): %s %s" % (r.returncode, r.stdout, r.stderr))
+    return r.returncode, report

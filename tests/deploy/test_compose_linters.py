@@ -9,19 +9,7 @@ import subprocess
 import pytest
 
 from compose_support import (COMPOSE_PATH, INIT, LINT_CONFIG, SERVICES, _clean_env, project, read,
-                             shipped_env, venv_tool)
-
-
-def run_lint(d, *extra):
-    r = subprocess.run([venv_tool("compose-lint"), "check", "--format", "json", "--fail-on", "low",
-                        "--no-pager"] + list(extra) + [str(d / "docker-compose.yml")],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=str(d),
-                       env=_clean_env(), timeout=120)
-    try:
-        report = json.loads(r.stdout)
-    except ValueError:
-        pytest.fail("compose-lint gave no JSON (rc %d): %s %s" % (r.returncode, r.stdout, r.stderr))
-    return r.returncode, report
+                             run_lint, shipped_env, venv_tool)
 
 
 def suppressed_set(report):
