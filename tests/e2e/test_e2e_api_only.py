@@ -31,8 +31,9 @@ import uuid
 
 import pytest
 
-from conftest import PYTHON, ROOT
+from conftest import PYTHON, ROOT, refuse
 
+from lab import e2e_support as e2e
 from lab import engines as eng
 from lab.proxylab import RANGE_ADDRS
 
@@ -289,7 +290,7 @@ def _build_variant(lab, home):
     the relay: busybox cannot open a Unix socket. Built FROM the stand-in in the engine."""
     node = shutil.which("node")
     if not node:
-        te._fail_or_skip("node is not installed (tests/apt-packages.txt: nodejs)")
+        refuse("node is not installed (tests/apt-packages.txt: nodejs)")
     node = os.path.realpath(node)
     base = "claw-cage-e2e-standin-base:%s" % uuid.uuid4().hex[:10]
     lab.docker("tag", te._build_standin(lab, home), base)
@@ -319,21 +320,21 @@ def _build_variant(lab, home):
 def api(request, pyz, tmp_path_factory):
     name = request.param
     if os.geteuid() != 0:
-        te._fail_or_skip("NEEDS ROOT, NOT RUN: engine %s runs in network namespaces" % name)
+        refuse("NEEDS ROOT, NOT RUN: engine %s runs in network namespaces" % name)
     for tool in ("nsenter", "unshare", "ip", "iptables", "nft", "ldd"):
         if not shutil.which(tool):
-            te._fail_or_skip("ENGINE %s NOT RUN: %s is missing" % (name, tool))
+            refuse("ENGINE %s NOT RUN: %s is missing" % (name, tool))
     t0 = time.time()
     try:
         binaries = eng.prepare(name)
     except eng.EngineUnavailable as err:
-        te._fail_or_skip("ENGINE %s NOT AVAILABLE: %s" % (name, err))
+        refuse("ENGINE %s NOT AVAILABLE: %s" % (name, err))
     home = str(tmp_path_factory.mktemp("api-" + name))
     lab = eng.EngineLab(name, binaries)
     try:
         lab.__enter__()
     except eng.EngineUnavailable as err:
-        te._fail_or_skip("ENGINE %s DID NOT START: %s" % (name, err))
+        refuse("ENGINE %s DID NOT START: %s" % (name, err))
     st = te.EngineStack(lab, pyz, home)
     a = ApiStack(st, home)
     try:
@@ -350,7 +351,7 @@ def api(request, pyz, tmp_path_factory):
         for var, value in (("OPENCLAW_IMAGE", image),
                            ("COMPOSE_FILE", "docker-compose.api-only.yml"),
                            ("CLAW_EGRESS_DIR", a.egress), ("CLAW_GATEWAY_DIR", a.gateway)):
-            te._set_env_var(env_path, var, value)
+            e2e.set_env_var(env_path, var, value)
         # the gateway (uid 1000) reads the api-only settings, mode 600 like openclaw.json: the
         # installing user's file; here that user is root, so it goes to uid 1000 as a host's
         # first user would own it
