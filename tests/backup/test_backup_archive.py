@@ -188,6 +188,20 @@ def test_restore_of_a_missing_archive_is_refused_with_exit_11(tmp_path):
     assert len(r.stderr.splitlines()) == 1
 
 
+@pytest.mark.parametrize("mode", [["--backup"], ["--restore", "a.tar.gz"], ["--rollback"]])
+def test_no_install_folder_is_refused_in_one_line_and_nothing_made(tmp_path, mode):
+    where = tmp_path / "no-such-install"
+    r = subprocess.run([PYTHON, "-m", "claw_cage"] + mode + ["--dir", str(where)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       cwd=str(tmp_path),
+                       env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "bootstrap")))
+    assert r.returncode == EXIT_REFUSED, r.stderr
+    assert r.stderr.splitlines() == ["claw-cage: error: no claw-cage install in %s (give --dir)"
+                                     % where]
+    assert os.listdir(str(tmp_path)) == []
+    assert not where.exists()
+
+
 def test_the_image_an_upgrade_compares_is_the_one_that_runs():
     from claw_cage.backup import upgrade
     old = b"services:\n  openclaw:\n    image: ${OPENCLAW_IMAGE:-ghcr.io/openclaw/openclaw:2026.7.1@sha256:ab}\n"

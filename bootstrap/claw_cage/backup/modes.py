@@ -3,6 +3,7 @@
 import os
 
 from .. import paths, safefile
+from ..errors import RefusedError
 from ..ui import UI
 from . import create, restore, upgrade
 from .stack import Stack
@@ -11,6 +12,8 @@ from .stack import Stack
 def main(args):
     ui = UI()
     target = paths.install_dir(args.dir)
+    if not os.path.isdir(target):   # nothing installed there: nothing to back up or restore
+        raise RefusedError("no claw-cage install in %s (give --dir)" % target)
     with safefile.DirLock(target):
         if args.backup:
             dest = os.path.abspath(os.path.expanduser(args.to or create.default_dir(target)))
