@@ -8,7 +8,6 @@ fsynced, renamed over.
 
 import os
 import re
-import stat
 
 from .. import safefile
 from ..errors import TargetError
@@ -74,22 +73,8 @@ def edit(directory, change):
     new = change(text)
     if new == text:
         return False
-    st = os.lstat(path)
-    tmp = "%s.claw-cage-%d" % (path, os.getpid())
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchown(fd, st.st_uid, st.st_gid)
-            os.fchmod(fd, stat.S_IMODE(st.st_mode))
-            data = new.encode("utf-8")
-            while data:
-                data = data[os.write(fd, data):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
+    try:   # mode and owner of the .env it replaces (safefile.read refused a symlink)
+        safefile.write_atomic(path, new)
     except OSError as err:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
         raise TargetError("cannot update %s: %s" % (path, err.strerror or err))
     return True

@@ -55,23 +55,6 @@ def prepare(args):
     return Plan(directory, names, why, unknown, program)
 
 
-def _write_atomic(path, data, mode=0o644):
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    try:
-        os.fchmod(fd, mode)
-        while data:
-            data = data[os.write(fd, data):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        os.unlink(tmp)
-        raise
-
-
 def _mkdir(path):
     if not os.path.lexists(path):
         os.makedirs(path, 0o755)
@@ -80,8 +63,11 @@ def _mkdir(path):
 
 
 def _read_program(path):
-    with open(path, "rb") as f:
-        return f.read()
+    """The running program's bytes, read as root the defensive way (no symlink, no FIFO)."""
+    data = safefile.read(path)
+    if data is None:
+        raise TargetError("%s is gone: run the claw-cage.pyz file again" % path)
+    return data
 
 
 def _link(target, path):
@@ -111,16 +97,16 @@ def install(plan, ui, dry_run=False):
     actions = [
         ("write %s (the domain list)" % config.PATH,
          lambda: (_mkdir(config.ETC_DIR),
-                  _write_atomic(config.PATH, config.render(plan.names).encode()))),
+                  safefile.write_atomic(config.PATH, config.render(plan.names).encode(), 0o644))),
         ("copy %s to %s (root-owned)" % (plan.program, unit.PROGRAM),
          lambda: (_mkdir(unit.LIB_DIR),
-                  _write_atomic(unit.PROGRAM, _read_program(plan.program)))),
+                  safefile.write_atomic(unit.PROGRAM, _read_program(plan.program), 0o644))),
     ]
     have_units = os.path.isdir(unit.UNIT_DIR)
     running = systemd_running()
     if have_units:
         actions.append(("write %s" % unit.UNIT,
-                        lambda: _write_atomic(unit.UNIT, unit.TEXT.encode())))
+                        lambda: safefile.write_atomic(unit.UNIT, unit.TEXT.encode(), 0o644)))
     if have_units and not running:   # systemd reads the link at its next start
         actions.append(("ln -sf %s %s (what `systemctl enable` does)" % (unit.UNIT, unit.WANTS),
                         lambda: _link(unit.UNIT, unit.WANTS)))
