@@ -230,10 +230,11 @@ def build_zip(files):
 
 
 def pack(archive):
-    """zlib (always present: zipimport itself needs it), then base85 text in lines of 76.
+    """zlib (always present: zipimport itself needs it), then base85 text in lines of 1024:
+    each newline costs a byte of the size budget, and nobody reads these lines (76 cost 1.3%).
     base85 has no quote or backslash, so it sits safely inside r\"\"\"...\"\"\"."""
     text = base64.b85encode(zlib.compress(archive, 9)).decode("ascii")
-    return "\n".join(text[i:i + 76] for i in range(0, len(text), 76))
+    return "\n".join(text[i:i + 1024] for i in range(0, len(text), 1024))
 
 
 def render_launcher(head, version_line):
