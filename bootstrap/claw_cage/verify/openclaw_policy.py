@@ -316,4 +316,38 @@ def rows(local_only=False, netns=None, info=None):
         return result + [_row("config file", FAIL, "%s is not valid JSON/JSON5 (%s): the "
                               "gateway cannot load it" % (path.strip(), str(err)[:60]))] + \
             [_row(n, SKIP, "the config file could not be parsed") for n in names]
+    cfg, why = _with_root_include(cid, path.strip(), cfg)
+    if cfg is None:
+        return result + [_row("config file", FAIL, why)] + \
+            [_row(n, SKIP, "the included config file could not be read") for n in names]
     return result + [mount_row(info, path.strip())] + config_rows(cfg, local_only)
+
+
+def _merge(base, over):
+    """OpenClaw's $include rule: sibling keys merge over the included ones, objects deeply."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if both else value
+    return out
+
+
+def _with_root_include(cid, path, cfg):
+    """(the config as the gateway loads it, None), or (None, why). The api-only file is a
+    root `$include` of openclaw.json plus the proxy keys: judged alone, the hardening that
+    openclaw.json holds would look missing. One level, a file beside the config (as ours)."""
+    name = cfg.get("$include")
+    if name is None:
+        return cfg, None
+    if not isinstance(name, str) or not re.match(r"^(\./)?[\w.-]+$", name) or ".." in name:
+        return None, "%s includes %r: not a file beside it, which --verify does not follow" \
+            % (path, name)
+    res, why = _exec(cid, ["cat", "--", path.rsplit("/", 1)[0] + "/" + name])
+    try:
+        base = loads(res.stdout) if res is not None and res.ok else None
+    except ValueError:
+        base = None
+    if not isinstance(base, dict):
+        return None, "%s includes %s, which cannot be read or parsed in the gateway (%s)" % (
+            path, name, why or _why(res) if res is None or not res.ok else "not an object")
+    return _merge(base, {k: v for k, v in cfg.items() if k != "$include"}), None
