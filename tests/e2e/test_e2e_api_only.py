@@ -496,6 +496,48 @@ def test_dashboard_cli_and_standin_egress_through_the_proxy(api):
     assert ALLOWED in log and OFFLIST in log, log[-2000:]
 
 
+EGRESS_PASS = ["proxy list", "proxy answers", "proxy reachable", "off-list name refused",
+               "LAN address refused", "metadata refused", "direct LAN fails",
+               "direct host fails", "direct internet fails", "allowed name reached"]
+
+
+def _egress_rows(api):
+    """`--verify --json` as a user runs it, with the proxy's config where `--firewall --profile
+    api-only` puts it (/etc/claw-cage/proxy.json, in the run's private /etc): its Egress rows,
+    by check (with the other rows), and the exit status."""
+    etc = os.path.join(api.st.etc, "upper", "claw-cage")
+    os.makedirs(etc, exist_ok=True)
+    shutil.copy(api.proxy_cfg, os.path.join(etc, "proxy.json"))
+    res = api.st.verify("--json")
+    rows = {r["check"]: r for r in json.loads(res.stdout)}   # the Egress checks have their own names
+    return rows, res
+
+
+def test_verify_egress_rows_probe_inside_the_gateway(api):
+    """--verify's Egress rows, their probes run in the running gateway (`docker exec`, real
+    Node.js in the api-only variant), pass; with the proxy killed they fail."""
+    rows, res = _egress_rows(api)
+    _write("e2e-api-only-verify-%s.txt" % api.name, json.dumps(rows, indent=1) + res.stderr)
+    assert {c: rows[c]["status"] for c in EGRESS_PASS if c in rows} == dict.fromkeys(
+        EGRESS_PASS, "pass"), json.dumps(rows, indent=1) + res.stderr
+    assert rows["proxy service"]["status"] == "skip"          # no systemd here: said, not passed
+    # the policy rows judge what the gateway loads: openclaw.api-only.json includes
+    # openclaw.json, whose hardening counts (judged alone, gateway.mode would be missing)
+    assert [rows["policy " + c]["status"] for c in ("gateway.mode", "telegram agent tools",
+                                                    "browser.ssrfPolicy")] == ["pass"] * 3, rows
+    api.kill_proxy()
+    try:
+        rows, res = _egress_rows(api)
+    finally:
+        api.start_proxy()
+    assert res.returncode != 0
+    # the relay in the namespace still accepts (the control opens); nothing behind it answers
+    assert rows["proxy answers"]["status"] == "fail", json.dumps(rows, indent=1)
+    assert [rows[c]["status"] for c in ("off-list name refused", "LAN address refused",
+                                        "metadata refused")] == ["fail"] * 3, rows
+    assert rows["allowed name reached"]["status"] != "pass", rows
+
+
 def test_proxy_killed_no_egress_no_dashboard(api):
     api.kill_proxy()
     try:
