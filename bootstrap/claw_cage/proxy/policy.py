@@ -5,10 +5,10 @@ IP literal; an entry may carry its own port (`NAME:PORT`, `[IPv6]:PORT`), otherw
 configured ports apply. An IP literal is reached only when listed: listing it is the operator's
 explicit choice, so it is not judged against the ranges (an Ollama on the LAN, for one), and
 only on its listed port: `127.0.0.1:11434` opens that one port of the host's loopback, nothing
-else of it. `host.docker.internal` (and `localhost`), when listed, is such a literal too: the host
-itself, on its loopback 127.0.0.1 (the proxy runs on the host; the name is what a container calls the host, and
-the host's resolver does not know it). So an Ollama that listens only on the host's 127.0.0.1 is
-reachable under `local-only` without listening on any network.
+else of it. `host.docker.internal` (and `localhost`), when listed, is such a literal too: the
+host itself, on its loopback 127.0.0.1 (the proxy runs on the host; the name is what a
+container calls the host, and the host's resolver does not know it). So an Ollama that listens
+only on the host's 127.0.0.1 is reachable under `local-only` without listening on any network.
 
 Addresses a name resolves to: the firewall's own table of blocked ranges (not a copy), plus
 loopback, link-local, multicast, reserved and unspecified, and every IPv6 form that carries an

@@ -1,14 +1,17 @@
-"""Egress rows (api-only and local-only, the same design): the proxy is up with its list, and from inside the agent's namespace
-nothing leaves except through it. Judges only: reads /etc/claw-cage/proxy.json, asks
-`systemctl is-active`, connects to the proxy's socket, and runs one node process in the
-gateway (`docker exec`; test mode: `ip netns exec` CLAW_CAGE_PROBE_NETNS) that sends:
+"""Egress rows (api-only and local-only, the same design): the proxy is up with its list, and
+from inside the agent's namespace nothing leaves except through it. Judges only: reads
+/etc/claw-cage/proxy.json, asks `systemctl is-active`, connects to the proxy's socket, and
+runs one node process in the gateway (`docker exec`; test mode: `ip netns exec`
+CLAW_CAGE_PROBE_NETNS) that sends:
 
   tcp 127.0.0.1 3128                         the control: the proxy is reachable from there
   connect 127.0.0.1 3128 NAME:443            CONNECT through the proxy: the HTTP status
+                                             (HOST:PORT for a listed entry with its own port:
+                                             local-only's Ollama; and PORT+1 must be refused)
   tcp ADDRESS PORT                           a direct connection (must fail: no route)
 
 and, where the image has it, `openclaw proxy validate --json`. Rows appear only when the
-api-only profile is installed (proxy.json exists). A look that could not be taken is a skip
+api-only or local-only profile is installed (proxy.json exists). A look that could not be taken is a skip
 (marked needed: the run is then incomplete), never a pass.
 """
 
@@ -93,12 +96,14 @@ def read_config():
 
 def config_row(cfg, why):
     if cfg is None:
-        return _row("proxy list", FAIL, why + ": run --firewall --profile api-only again")
+        return _row("proxy list", FAIL, why + ": run --firewall --profile api-only (or "
+                    "local-only) again")
     names = cfg["allow"]
     return _row("proxy list", PASS if names else WARN,
                 "%d name%s: %s" % (len(names), "" if len(names) == 1 else "s", ", ".join(names))
                 if names else
-                "the list is empty: the agent reaches nothing (add --allow-domain NAME)")
+                "the list is empty: the agent reaches nothing (add %s)" % (
+                    "--allow-domain NAME" if cfg.get("ports") else "an Ollama baseUrl"))
 
 
 def service_row():
