@@ -7,6 +7,13 @@
 //            OPENCLAW_PROXY_URL=http://127.0.0.1:3128 reaches the proxy and nothing else;
 //   ingress  CLAW_GATEWAY_SOCK (made here) -> 127.0.0.1:18789 here (the gateway), so the host's
 //            claw-cage proxy can serve the dashboard on the host's 127.0.0.1:18789.
+//   loopback 127.0.0.1:PORT here, for each PORT in CLAW_LOOPBACK_PORTS (default 11434, Ollama's)
+//            -> CONNECT 127.0.0.1:PORT through CLAW_EGRESS_SOCK. OpenClaw sends everything
+//            through its proxy setting but one thing: its Ollama memory embeddings go direct
+//            to a loopback baseUrl (proxy.loopbackMode gateway-only, OpenClaw's
+//            docs/security/network-proxy.md). Here that direct connection still reaches only the
+//            host proxy, which decides and logs it like any other: under local-only, with
+//            127.0.0.1:PORT on its list, it reaches the Ollama on the host's own 127.0.0.1.
 // Bytes are copied as they are: the host proxy decides what is allowed. When it is down, a
 // connection to 127.0.0.1:3128 is accepted and closed at once: no egress (fail closed).
 "use strict";
@@ -36,6 +43,28 @@ function relay(client, target) {
   upstream.pipe(client);
 }
 
+// A loopback port's connection: CONNECT 127.0.0.1:PORT first; on 200, copy both ways (the
+// bytes after the answer's head are the server's); any other answer closes the client.
+function tunnel(client, port) {
+  const upstream = net.connect({ path: EGRESS_SOCK });
+  const end = () => { client.destroy(); upstream.destroy(); };
+  for (const s of [client, upstream]) { s.on("error", end); s.on("close", end); }
+  const target = "127.0.0.1:" + port;
+  upstream.write("CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n");
+  let head = Buffer.alloc(0);
+  const answer = (d) => {
+    head = Buffer.concat([head, d]);
+    const i = head.indexOf("\r\n\r\n");
+    if (i < 0) { if (head.length > 16384) end(); return; }
+    upstream.removeListener("data", answer);
+    if (!/^HTTP\/1\.[01] 200 /.test(head.toString("latin1", 0, i))) return end();
+    if (head.length > i + 4) client.write(head.subarray(i + 4));
+    client.pipe(upstream);
+    upstream.pipe(client);
+  };
+  upstream.on("data", answer);
+}
+
 function serve(name, target) {
   const server = net.createServer({ allowHalfOpen: true }, (c) => relay(c, target));
   server.maxConnections = MAX_CONNS;
@@ -56,6 +85,18 @@ function clearStale(path) {
 serve("egress", { path: EGRESS_SOCK }).listen(EGRESS_PORT, "127.0.0.1", () => {
   say("127.0.0.1:" + EGRESS_PORT + " -> " + EGRESS_SOCK);
 });
+
+const LOOPBACK = process.env.CLAW_LOOPBACK_PORTS === undefined ? "11434"
+  : process.env.CLAW_LOOPBACK_PORTS;
+for (const port of LOOPBACK.split(/[ ,]+/).filter(Boolean).map((p) => parseInt(p, 10))) {
+  const server = net.createServer({ allowHalfOpen: true }, (c) => tunnel(c, port));
+  server.maxConnections = MAX_CONNS;
+  // a port taken here (by the gateway itself) must not take the egress relay down with it
+  server.on("error", (e) => say("loopback " + port + ": " + e.code));
+  server.listen(port, "127.0.0.1", () => {
+    say("127.0.0.1:" + port + " -> CONNECT 127.0.0.1:" + port + " via " + EGRESS_SOCK);
+  });
+}
 
 clearStale(GATEWAY_SOCK);
 const ingress = serve("ingress", { host: "127.0.0.1", port: GATEWAY_PORT });

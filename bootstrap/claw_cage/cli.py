@@ -74,7 +74,8 @@ def build_parser():
                         "on the host itself; repeatable")
     g.add_argument("--profile", choices=("internet", "local-only", "api-only"), default=None,
                    help="internet (default): reach the internet, not the LAN; "
-                        "local-only: reach only --allow destinations; "
+                        "local-only: api-only's design, reaching only the Ollama endpoint "
+                        "(openclaw.json) and --allow ADDRESS:PORT; "
                         "api-only: no network of its own, only listed domains through "
                         "claw-cage's egress proxy")
     g.add_argument("--no-persist", action="store_true",

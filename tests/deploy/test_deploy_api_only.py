@@ -363,11 +363,12 @@ def test_relay_carries_both_ways_and_fails_closed(tmp_path):
 
 def test_every_variable_is_the_internet_files_or_documented():
     """${VARS} of the api-only file: those of docker-compose.yml (documented in .env.example),
-    plus the two socket directories, documented with the profile."""
+    plus the two socket directories and the relay's loopback ports, documented with the
+    profile."""
     import re
     names = lambda text: set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
     extra = names(base.read(API_COMPOSE)) - names(base.read(base.COMPOSE_PATH))
-    assert extra == {"CLAW_EGRESS_DIR", "CLAW_GATEWAY_DIR"}, extra
+    assert extra == {"CLAW_EGRESS_DIR", "CLAW_GATEWAY_DIR", "CLAW_LOOPBACK_PORTS"}, extra
     doc = base.read(os.path.join(ROOT, "docs", "api-only-namespace.md"))
     assert all("`%s`" % n in doc for n in extra), extra
 

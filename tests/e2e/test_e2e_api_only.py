@@ -145,6 +145,22 @@ try:
 except OSError as e:
     out["udp dns 1.1.1.1"] = err(e)
 out["tunnel"] = {t: tunnel(t) for t in spec["tunnel"]}
+def get(host, port):   # a plain GET, direct: the status line and the body, or the error
+    s = socket.socket(); s.settimeout(6)
+    try:
+        s.connect((host, port)); s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"); data = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                break
+            data += b
+        return (data.split(b"\r\n", 1)[0] + b" | " + data.split(b"\r\n\r\n", 1)[-1].strip()
+                ).decode(errors="replace") if data else "EOF"
+    except OSError as e:
+        return err(e)
+    finally:
+        s.close()
+out["get"] = {k: get(h, p) for k, (h, p) in spec.get("get", {}).items()}
 print(json.dumps(out))
 """
 
@@ -247,9 +263,10 @@ class ApiStack:
                              "%s%s\nproxy: %s" % (timeout, self.name, logs.stdout, logs.stderr,
                                                   self._tail("proxy.stderr")))
 
-    def probe(self):
-        """Every check from inside the agent's namespace (the gateway container's)."""
-        spec = {"direct": DIRECT,
+    def probe(self, spec=None):
+        """Every check from inside the agent's namespace (the gateway container's); spec:
+        another profile's checks (test_e2e_local_only.py), else api-only's."""
+        spec = spec or {"direct": DIRECT,
                 "loopback": {"gateway 127.0.0.1:18789": ("127.0.0.1", GATEWAY_PORT),
                              "relay 127.0.0.1:3128": ("127.0.0.1", 3128)},
                 "tunnel": ["%s:443" % ALLOWED, "%s:%d" % (ALLOWED, eng.PEER_PORT),
@@ -352,10 +369,10 @@ def api(request, pyz, tmp_path_factory):
                            ("COMPOSE_FILE", "docker-compose.api-only.yml"),
                            ("CLAW_EGRESS_DIR", a.egress), ("CLAW_GATEWAY_DIR", a.gateway)):
             e2e.set_env_var(env_path, var, value)
-        # the gateway (uid 1000) reads the api-only settings, mode 600 like openclaw.json: the
-        # installing user's file; here that user is root, so it goes to uid 1000 as a host's
-        # first user would own it
-        os.chown(os.path.join(st.dir, "openclaw.api-only.json"), 1000, -1)
+        # the gateway (uid 1000) reads the api-only settings, mode 600 like openclaw.json: a
+        # root install hands both to uid 1000 (install/steps.py GATEWAY_READS)
+        st_cfg = os.stat(os.path.join(st.dir, "openclaw.api-only.json"))
+        assert (st_cfg.st_uid, st_cfg.st_mode & 0o777) == (1000, 0o600), st_cfg
         a.start_proxy()
         st.compose("up", "-d", "--pull", "never")
         a.wait_serving()

@@ -327,3 +327,120 @@ def test_the_foreground_command_serves_the_container_uid(pyz, tmp_path, lab):
     assert proc.stdout.strip().startswith("HTTP/1.1 403"), (proc.stdout, proc.stderr,
                                                              open(log).read())
     assert "listening on unix:/run/claw-cage/egress/proxy.sock" in open(log).read()
+
+
+# ---- local-only: the same design, the Ollama endpoints only -------------------------------
+
+def local_only_dir(tmp, base_url="http://127.0.0.1:11434", owner=None):
+    """An install folder whose openclaw.json is the local-only template (what the user copies
+    over it), with base_url as its Ollama baseUrl (None: the key left out)."""
+    d = install_dir(tmp, env_text="ANTHROPIC_API_KEY=sk-ant-secret-value-123\n", owner=owner)
+    with open(os.path.join(ROOT, "deploy", "openclaw.local-only.json")) as f:
+        cfg = json.load(f)
+    if base_url is None:
+        del cfg["models"]["providers"]["ollama"]["baseUrl"]
+    else:
+        cfg["models"]["providers"]["ollama"]["baseUrl"] = base_url
+    with open(os.path.join(d, "openclaw.json"), "w") as f:
+        json.dump(cfg, f)
+    return d
+
+
+@pytest.mark.parametrize("url, entry", [
+    ("http://127.0.0.1:11434", "127.0.0.1:11434"),        # the template: the host's own Ollama
+    ("http://host.docker.internal:11434", "host.docker.internal:11434"),   # an older template
+    ("http://localhost:11434/", "localhost:11434"),
+    ("http://192.168.1.50:11434", "192.168.1.50:11434"),   # an Ollama box on the LAN
+    ("http://[fd00::50]:8080", "[fd00::50]:8080"),
+    ("http://192.168.1.50", "192.168.1.50:80"),            # the URL's own default port
+    ("https://10.0.0.5", "10.0.0.5:443"),
+])
+def test_local_only_lists_the_ollama_endpoint_of_openclaw_json(tmp_path, url, entry):
+    d = local_only_dir(tmp_path, url)
+    assert domains.endpoints(d) == ([entry], {entry: "models.providers.ollama.baseUrl"}, [])
+
+
+def test_local_only_adds_each_allow_of_one_address_and_port(tmp_path):
+    d = local_only_dir(tmp_path)
+    names, why, _ = domains.endpoints(d, ["host:11434", "192.168.1.60:8080", "[fd00::7]:53",
+                                          "10.0.0.0/24", "192.168.1.70", "10.1.0.0/16:80"])
+    # host:PORT is the host's 127.0.0.1 (already listed: once); networks and every-port
+    # openings stay firewall rules only; provider keys in .env count for nothing here
+    assert names == ["127.0.0.1:11434", "192.168.1.60:8080", "[fd00::7]:53"]
+    assert why["192.168.1.60:8080"] == "--allow 192.168.1.60:8080"
+    assert domains.endpoints(local_only_dir(tmp_path / "n", None))[0] == []
+
+
+@pytest.mark.parametrize("url", ["http://ollama.lan:11434", "http://:11434", "not a url",
+                                 "http://127.0.0.1:99999"])
+def test_local_only_refuses_a_base_url_it_cannot_list(tmp_path, url):
+    d = local_only_dir(tmp_path, url)
+    with pytest.raises(domains.TargetError, match="needs an IP address there"):
+        domains.endpoints(d)
+
+
+OLD_RELEASE = "93db80b"   # the last commit whose local-only was the address cage alone
+
+
+@pytest.fixture
+def old_pyz(tmp_path):
+    """claw-cage.pyz as built from OLD_RELEASE: a host caged by it is what a user migrates."""
+    src = str(tmp_path / "old-src")
+    os.makedirs(src)
+    archive = subprocess.run(["git", "-C", ROOT, "archive", OLD_RELEASE],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if archive.returncode != 0:
+        pytest.fail("cannot read %s from git: %s" % (OLD_RELEASE, archive.stderr.decode()))
+    subprocess.run(["tar", "-x", "-C", src], input=archive.stdout, check=True)
+    subprocess.run([PYTHON, "build.py", "--ref", OLD_RELEASE], cwd=src, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return os.path.join(src, "dist", "claw-cage.pyz")
+
+
+def test_local_only_apply_migrate_and_remove(pyz, old_pyz, tmp_path, lab):
+    """A host caged with the old local-only (its rules only, openclaw.json pointing at
+    host.docker.internal) runs the same command again: it gets the namespace design, with
+    the proxy listing the Ollama endpoint and nothing else; the firewall rules stay the
+    local-only ones (the second layer); --remove takes it all out."""
+    d = local_only_dir(tmp_path / "home", "http://host.docker.internal:11434", owner=OWNER)
+    env = os.path.join(d, ".env")
+    original = open(env, "rb").read()
+    base = str(tmp_path / "ov")
+    old = firewall(old_pyz, base, lab, "--profile", "local-only", "--allow", "host:11434",
+                   "--no-persist", "--dir", d)
+    assert old.returncode == 0, old.stderr
+    rules_before = lab.save(4)
+    assert "CLAW-CAGE" in rules_before
+    assert written(base) == [] and open(env, "rb").read() == original   # rules, nothing else
+    proc = firewall(pyz, base, lab, "--profile", "local-only", "--allow", "host:11434",
+                    "--no-persist", "--dir", d)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "the agent reaches only these endpoints (Ollama):" in proc.stdout
+    assert "  host.docker.internal:11434  (models.providers.ollama.baseUrl)" in proc.stdout
+    assert "  127.0.0.1:11434  (--allow host:11434)" in proc.stdout
+    assert "api.anthropic.com" not in out and "sk-ant" not in out
+    cfg = json.loads(open(upper(base, PROXY_JSON)).read())
+    assert cfg["allow"] == ["host.docker.internal:11434", "127.0.0.1:11434"]
+    assert cfg["ports"] == []
+    assert open(env, "rb").read() == original + b"COMPOSE_FILE=docker-compose.api-only.yml\n"
+    assert lab.save(4) == rules_before   # the local-only rules, unchanged: the second layer
+    assert open(upper(base, UNIT)).read() == unit.TEXT
+
+    proc = firewall(pyz, base, lab, "--remove", "--dir", d)
+    assert proc.returncode == 0, proc.stderr
+    for path in (PROXY_JSON, UNIT, WANTS, COPY):
+        assert not os.path.lexists(upper(base, path)), path
+    assert open(env, "rb").read() == original
+    assert "CLAW-CAGE" not in lab.save(4)
+
+
+def test_local_only_with_a_named_ollama_is_refused_before_any_change(pyz, tmp_path, lab):
+    d = local_only_dir(tmp_path / "home", "http://ollama.lan:11434")
+    before = lab.save(4), digest(os.path.join(d, ".env"))
+    base = str(tmp_path / "ov")
+    proc = firewall(pyz, base, lab, "--profile", "local-only", "--dir", d)
+    assert proc.returncode == 5, proc.stderr
+    assert "needs an IP address there" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert (lab.save(4), digest(os.path.join(d, ".env"))) == before
+    assert written(base) == []

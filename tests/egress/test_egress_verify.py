@@ -90,12 +90,12 @@ def cage(tmp_path, pyz):
     return base, path, install_dir(tmp_path / "home")
 
 
-def verify(pyz, base, directory, ns):
+def verify(pyz, base, directory, ns, checks=EGRESS_CHECKS):
     proc = run(base, [PYTHON, pyz, "--verify", "--json", "--dir", directory], netns=ns,
                env={"CLAW_CAGE_PROBE_NETNS": ns, "CLAW_CAGE_INTERNET_PROBE": "off"}, timeout=180,
                overlaid=("/etc",))
     rows = {r["check"]: r for r in json.loads(proc.stdout)}
-    return proc.returncode, {c: rows[c] for c in EGRESS_CHECKS if c in rows}
+    return proc.returncode, {c: rows[c] for c in checks if c in rows}
 
 
 def status(rows):
@@ -171,3 +171,55 @@ def test_no_gateway_to_look_into_is_incomplete_never_ok(pyz, cage, tmp_path):
     assert "docker is not installed" in rows["agent namespace"]["detail"]
     assert rows["proxy answers"]["status"] == "pass"
     assert not [c for c in EGRESS_CHECKS[3:] if c in rows]   # nothing judged without a look
+
+
+OLLAMA = 11434
+
+
+def test_local_only_the_ollama_endpoint_is_reached_and_its_next_port_refused(pyz, tmp_path):
+    """local-only's proxy.json (HOST:PORT entries, no default port) with a stand-in Ollama on
+    the proxy's 127.0.0.1:11434, and a server on 11435 too: the Egress rows reach the first
+    and see the second refused (its server listens: the refusal is the proxy's), and the
+    direct rows fail as under api-only."""
+    netlab.require_lab()
+    base = str(tmp_path / "ov")
+    cfg = json.loads(config.render(["127.0.0.1:%d" % OLLAMA], ()))
+    cfg["listen"], cfg["forward"] = ["127.0.0.1:3128"], []
+    path = upper(base, config.PATH)
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    d = install_dir(tmp_path / "home")
+    servers = []
+    with Agent() as agent:
+        try:
+            for port in (OLLAMA, OLLAMA + 1):
+                servers.append(subprocess.Popen(
+                    ["ip", "netns", "exec", agent.ns, PYTHON, "-m", "http.server", str(port),
+                     "--bind", "127.0.0.1"], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL))
+            for _ in range(100):   # control: both stand-ins answer where the proxy runs
+                ok = subprocess.run(
+                    ["ip", "netns", "exec", agent.ns, PYTHON, "-c",
+                     "import socket\nfor p in (%d, %d): socket.create_connection(('127.0.0.1', "
+                     "p), 1).close()" % (OLLAMA, OLLAMA + 1)], stderr=subprocess.DEVNULL)
+                if ok.returncode == 0:
+                    break
+                time.sleep(0.1)
+            assert ok.returncode == 0, "the stand-ins do not listen"
+            agent.start_proxy(pyz, path)
+            code, rows = verify(pyz, base, d, agent.ns,
+                                EGRESS_CHECKS + ("other port refused",))
+        finally:
+            for s in servers:
+                s.kill()
+                s.wait(10)
+    got = status(rows)
+    assert got["allowed name reached"] == "pass", rows["allowed name reached"]
+    assert "CONNECT 127.0.0.1:%d" % OLLAMA in rows["allowed name reached"]["detail"]
+    assert got["other port refused"] == "pass", rows["other port refused"]
+    assert "127.0.0.1:%d" % (OLLAMA + 1) in rows["other port refused"]["detail"]
+    assert "1 name: 127.0.0.1:%d" % OLLAMA in rows["proxy list"]["detail"]
+    for check in ("off-list name refused", "LAN address refused", "metadata refused",
+                  "direct LAN fails", "direct host fails", "direct internet fails"):
+        assert got[check] == "pass", (check, rows[check])

@@ -40,6 +40,25 @@ def test_fresh_install_creates_it_mode_600_for_the_gateways_uid(tmp_path, run_py
     assert stat.S_IMODE((target / "openclaw.local-only.json").stat().st_mode) == 0o600
 
 
+def test_the_gateways_other_configs_go_to_its_uid_like_openclaw_json(tmp_path, run_pyz, env,
+                                                                     server):
+    """openclaw.api-only.json (the config the gateway loads under api-only and local-only,
+    mode 600) and openclaw.local-only.json (copied over openclaw.json): a root install hands
+    them to uid 1000 as it does openclaw.json, and a re-run hands back one an older release
+    left root's (same bytes and mode: only the owner was wrong)."""
+    require_root("a root install hands the gateway's files to uid 1000")
+    target = tmp_path / "c"
+    install(run_pyz, env, server, target)
+    for name in ("openclaw.api-only.json", "openclaw.local-only.json", POLICY):
+        st = (target / name).stat()
+        assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (1000, 0o600), name
+    os.chown(str(target / "openclaw.api-only.json"), 0, 0)   # what the older release left
+    out = install(run_pyz, env, server, target)
+    assert (target / "openclaw.api-only.json").stat().st_uid == 1000
+    assert "openclaw.api-only.json updated" in out
+    assert "openclaw.local-only.json unchanged" in out
+
+
 def test_upgrade_keeps_an_edited_file_byte_for_byte_and_offers_the_template(
         tmp_path, run_pyz, env, server):
     target = tmp_path / "c"

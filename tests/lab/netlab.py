@@ -272,27 +272,39 @@ class Lab:
     def run_program(self, argv, etc_overlay=None, user=None, timeout=120, input=None):
         """Run argv in the host ns. etc_overlay: a directory; /etc is then an overlay whose
         writes land in etc_overlay/upper, inside a private mount namespace (the real /etc and
-        every other process are untouched). user: run as this uid (and gid) instead of root."""
+        every other process are untouched); for --firewall, /usr/local/lib and /run too (in
+        etc_overlay/<name>/upper): a profile that installs the egress proxy writes in all three.
+        The lab's namespace is entered first: /run/netns seen through an overlay of /run is no
+        longer a namespace (so --verify, whose test mode enters namespaces, keeps the real
+        /run). user: run as this uid (and gid) instead of root."""
         inner = list(argv)
         if user is not None:
             inner = ["setpriv", "--reuid=%d" % user, "--regid=%d" % user, "--clear-groups"] + inner
-        inner = ["ip", "netns", "exec", self.host] + inner
         if etc_overlay:
-            upper, work = os.path.join(etc_overlay, "upper"), os.path.join(etc_overlay, "work")
-            os.makedirs(upper, exist_ok=True)
-            os.makedirs(work, exist_ok=True)
-            mount = ("mount --make-rprivate / && mount -t overlay overlay -o "
-                     "lowerdir=/etc,upperdir=%s,workdir=%s /etc && exec \"$@\"" % (upper, work))
+            mounts = []
+            tops = [("/etc", "")] + ([("/usr/local/lib", "usr_local_lib"), ("/run", "run")]
+                                     if "--firewall" in argv else [])
+            for top, sub in tops:
+                upper, work = (os.path.join(etc_overlay, sub, d) for d in ("upper", "work"))
+                os.makedirs(upper, exist_ok=True)
+                os.makedirs(work, exist_ok=True)
+                mounts.append("mount -t overlay overlay -o lowerdir=%s,upperdir=%s,workdir=%s %s"
+                              % (top, upper, work, top))
+            mount = "mount --make-rprivate / && %s && exec \"$@\"" % " && ".join(mounts)
             inner = ["unshare", "-m", "sh", "-c", mount, "sh"] + inner
+        inner = ["ip", "netns", "exec", self.host] + inner
         return subprocess.run(inner, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               universal_newlines=True, timeout=timeout, input=input)
 
     def firewall(self, pyz, *args, **kw):
         """Run the built program's --firewall in the host ns, reading the lab's compose file
-        (unless args name a --dir or --remove). kw: as run_program."""
+        (unless args name a --dir or --remove). kw: as run_program. A profile that installs
+        the egress proxy (local-only, api-only) runs with overlays, never on the real host."""
         argv = [PY, pyz, "--firewall"] + list(args)
         if "--dir" not in args and "--remove" not in args:
             argv += ["--dir", self.compose_dir]
+        if "local-only" in args or "api-only" in args:
+            kw.setdefault("etc_overlay", tempfile.mkdtemp(dir=self.tmp, prefix="overlay-"))
         return self.run_program(argv, **kw)
 
     def save(self, family=4):

@@ -126,7 +126,9 @@ def test_seed_004_step_5_local_only():
     assert list(cfg["models"]["providers"]) == ["ollama"]
     ollama = cfg["models"]["providers"]["ollama"]
     assert ollama["api"] == "ollama" and not ollama["baseUrl"].endswith("/v1")
-    assert ollama["baseUrl"] == "http://host.docker.internal:11434"  # host:11434 in --allow
+    # the host's own Ollama, through the proxy (local-only lists 127.0.0.1:11434); its
+    # memory embeddings go direct to a loopback baseUrl: the relay carries 127.0.0.1:11434
+    assert ollama["baseUrl"] == "http://127.0.0.1:11434"
     assert cfg["agents"]["defaults"]["model"]["primary"] == \
         "ollama/" + ollama["models"][0]["id"]
     assert cfg["browser"]["enabled"] is False
@@ -213,11 +215,13 @@ def test_verify_knows_the_release_tool_groups_it_uses():
         assert list(members) == KEYS["tool_groups"][group], group
 
 
-def test_the_ollama_row_names_the_allow_entry():
+def test_the_ollama_row_names_the_endpoint():
+    """local-only's proxy lists the baseUrl itself (egress/domains.endpoints): the row names
+    it, and no longer an --allow the user would have to give."""
     rows = dict((r.check, r.detail) for r in
                 openclaw_policy.config_rows(load("local-only"), True))
-    assert "--allow host:11434" in rows["policy models.providers.ollama"]
+    assert rows["policy models.providers.ollama"] == "ollama at http://127.0.0.1:11434"
     cfg = load("local-only")
     cfg["models"]["providers"]["ollama"]["baseUrl"] = "http://192.168.1.50:11434"
     rows = dict((r.check, r.detail) for r in openclaw_policy.config_rows(cfg, True))
-    assert "--allow 192.168.1.50:11434" in rows["policy models.providers.ollama"]
+    assert rows["policy models.providers.ollama"] == "ollama at http://192.168.1.50:11434"

@@ -184,3 +184,36 @@ def test_cli_refuses_a_regular_file_where_the_socket_goes(tmp_path):
     proc = _run_cli(tmp_path, json.dumps({"listen": ["unix:%s" % plain]}))
     assert proc.returncode == 13 and "is not a socket" in proc.stderr, proc.stderr
     assert plain.read_text() == "keep me"
+
+
+def test_local_only_a_listed_endpoint_is_the_one_hole_port_exact():
+    """local-only's list: HOST:PORT entries and no default port. A listed literal in a blocked
+    range (the host's loopback, the LAN) is reached on its port and on no other; the host's
+    other spellings, and host.docker.internal unlisted, stay refused."""
+    p = policy.Policy(["127.0.0.1:11434", "192.168.1.50:11434"], [])
+    check = p.check_target
+    assert policy.blocked(A("127.0.0.1")) and policy.blocked(A("192.168.1.50"))  # both ranges
+    assert check("127.0.0.1", 11434) == ("127.0.0.1", A("127.0.0.1"), None)
+    assert check("192.168.1.50", 11434)[2] is None
+    for port in (11435, 22, 443, 80):
+        assert check("127.0.0.1", port)[2] == "port %d not allowed" % port
+        assert check("192.168.1.50", port)[2] == "port %d not allowed" % port
+    for other in ("127.0.0.2", "::1", "::ffff:127.0.0.1", "0.0.0.0", "192.168.1.51"):
+        assert check(other, 11434)[2] == "IP address not on the allow list", other
+    for name in ("localhost", "host.docker.internal", "api.anthropic.com"):
+        assert check(name, 11434)[2] == "name not on the allow list", name
+        assert check(name, 443)[2] == "name not on the allow list", name
+    with pytest.raises(ValueError):
+        check("127.1", 11434)
+
+
+def test_host_docker_internal_listed_means_the_hosts_loopback():
+    """The template of older installs names host.docker.internal: the proxy runs on the host,
+    so when listed it is the host's 127.0.0.1, on its port only (the host's resolver does not
+    know the name; were it resolved, loopback would be refused)."""
+    p = policy.Policy(["host.docker.internal:11434", "localhost:8080"], [443])
+    assert p.check_target("host.docker.internal", 11434) == \
+        ("host.docker.internal", A("127.0.0.1"), None)
+    assert p.check_target("localhost", 8080) == ("localhost", A("127.0.0.1"), None)
+    assert p.check_target("host.docker.internal", 443)[2] == "port 443 not allowed"
+    assert p.check_target("localhost", 11434)[2] == "port 11434 not allowed"

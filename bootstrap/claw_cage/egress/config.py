@@ -15,12 +15,13 @@ GATEWAY_PORT = "127.0.0.1:18789"                    # where the SSH tunnel arriv
 AGENT_PROXY = ("127.0.0.1", 3128)                   # the proxy as the agent sees it
 
 
-def render(allow):
-    """proxy.json text for the allowed names (exact, or *.suffix)."""
+def render(allow, ports=(443,)):
+    """proxy.json text for the allowed names (exact, or *.suffix), on ports; local-only gives
+    HOST:PORT entries and no ports (an entry without its own port then opens nothing)."""
     config = {
         "listen": ["unix:" + EGRESS_SOCKET],
         "allow": list(allow),
-        "ports": [443],
+        "ports": list(ports),
         "forward": [{"listen": GATEWAY_PORT, "to": "unix:" + GATEWAY_SOCKET}],
         "log": "-",
         "max_conns": 256,

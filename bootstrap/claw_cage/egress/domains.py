@@ -1,5 +1,5 @@
 """The names the api-only proxy lets the agent reach: what .env and openclaw.json configure,
-plus --allow-domain.
+plus --allow-domain. Under local-only, the Ollama endpoints instead (endpoints()).
 
 Providers count when their key in .env has a value; channels when openclaw.json has a
 `channels.<name>` entry that is not `"enabled": false`. Both files live in the user's install
@@ -7,9 +7,11 @@ directory and are read with safefile (no symlink, no FIFO, size-capped); a value
 never kept, printed or logged: only whether it is set.
 """
 
+import ipaddress
 import json
 import os
 import re
+from urllib.parse import urlsplit
 
 from .. import dotenv, safefile
 from ..errors import TargetError
@@ -102,9 +104,55 @@ def default_list(directory, extra=()):
     found = from_env(read_env(directory))
     channels, unknown = from_openclaw(read_openclaw(directory))
     found += channels + [(n, "--allow-domain") for n in extra]
+    return _unique(found) + (unknown,)
+
+
+def _unique(found):
+    """[(entry, why)] -> (entries in order without repeats, {entry: the first why})."""
     names, why = [], {}
     for name, reason in found:
         if name not in why:
             names.append(name)
             why[name] = reason
-    return names, why, unknown
+    return names, why
+
+
+def _entry(host, port):
+    """HOST:PORT as the proxy lists it; an IP literal, or a name the proxy takes as the host's
+    loopback (policy.HOST_LOOPBACK: host.docker.internal, localhost). ValueError otherwise."""
+    if host not in ("host.docker.internal", "localhost"):   # proxy.policy.HOST_LOOPBACK (an
+        # import would close a cycle: proxy -> firewall -> egress)
+        host = ipaddress.ip_address(host)
+        host = "[%s]" % host if host.version == 6 else host
+    return "%s:%d" % (host, port)
+
+
+def endpoints(directory, allows=()):
+    """local-only: (entries, {entry: why}, []). The Ollama endpoint OpenClaw is configured with
+    (models.providers.ollama.baseUrl in openclaw.json: its host and port, the URL's default
+    port when it names none), plus each --allow that names one address and one port
+    (ADDRESS:PORT, [IPv6]:PORT; host:PORT is the host's 127.0.0.1:PORT). --allow specs of a
+    network or of every port stay firewall rules only: the proxy opens single endpoints.
+    A baseUrl naming a host by another name is refused: the proxy judges the address a name
+    resolves to, and refuses the LAN (write the Ollama machine's address instead)."""
+    url = read_openclaw(directory)
+    for key in ("models", "providers", "ollama", "baseUrl"):
+        url = url.get(key) if isinstance(url, dict) else None
+    found = []
+    if isinstance(url, str):
+        try:
+            u = urlsplit(url.strip())
+            found.append((_entry(u.hostname, u.port or (443 if u.scheme == "https" else 80)),
+                          "models.providers.ollama.baseUrl"))
+        except ValueError:
+            raise TargetError("models.providers.ollama.baseUrl in %s/openclaw.json is %r: "
+                              "local-only needs an IP address there (http://127.0.0.1:11434, "
+                              "http://192.168.1.50:11434), not a name" % (directory, url[:80]))
+    for spec in allows:
+        host, _, port = spec.strip().rpartition(":")
+        try:
+            found.append((_entry("127.0.0.1" if host == "host" else host.strip("[]"),
+                                 int(port)), "--allow " + spec))
+        except ValueError:
+            pass
+    return _unique(found) + ([],)

@@ -1,4 +1,6 @@
-"""--firewall --profile api-only: install the egress proxy; --firewall --remove: take it out.
+"""--firewall --profile api-only (or local-only): install the egress proxy; --firewall --remove:
+take it out. Both profiles are the same design; local-only lists only the Ollama endpoints
+(domains.endpoints), each HOST:PORT, and no default port.
 
 prepare() reads and checks everything first (the domain list, the program file, the folders)
 and changes nothing, so a refusal leaves the host as it was. install() then writes
@@ -15,11 +17,14 @@ from . import config, domains, envfile, unit
 
 
 class Plan:
-    __slots__ = ("directory", "names", "why", "unknown", "program")
+    __slots__ = ("directory", "names", "why", "unknown", "program", "local")
 
-    def __init__(self, directory, names, why, unknown, program):
+    def __init__(self, directory, names, why, unknown, program, local=False):
         self.directory, self.names, self.why = directory, names, why
-        self.unknown, self.program = unknown, program
+        self.unknown, self.program, self.local = unknown, program, local
+
+    def reach(self):
+        return "these endpoints (Ollama)" if self.local else "these names, on port 443"
 
 
 def systemd_running():
@@ -37,22 +42,25 @@ def _check_root_dir(path):
 
 def prepare(args):
     directory = paths.install_dir(args.dir)
-    names, why, unknown = domains.default_list(directory, args.allow_domain)
+    local = args.profile == "local-only"
+    names, why, unknown = (domains.endpoints(directory, args.allow) if local else
+                           domains.default_list(directory, args.allow_domain))
     env_text = safefile.read_text(envfile.path_of(directory)) or ""
     own = envfile.current(env_text)
     if own not in (None, envfile.API_ONLY):
-        raise TargetError("COMPOSE_FILE in %s already chooses %s: api-only sets it to %s; "
+        raise TargetError("COMPOSE_FILE in %s already chooses %s: %s sets it to %s; "
                           "remove that line (or set it yourself), then run this again"
-                          % (envfile.path_of(directory), own or "something", envfile.API_ONLY))
+                          % (envfile.path_of(directory), own or "something", args.profile,
+                             envfile.API_ONLY))
     program = paths.program_file()
     if program is None:
-        raise PrereqError("--profile api-only installs this program as a service: run the "
+        raise PrereqError("--profile %s installs this program as a service: run the "
                           "claw-cage.pyz file (sudo python3 ~/claw-cage/claw-cage.pyz ...), "
-                          "not a pipe")
+                          "not a pipe" % args.profile)
     for folder in (config.ETC_DIR, unit.LIB_DIR):
         if os.path.lexists(folder):
             _check_root_dir(folder)
-    return Plan(directory, names, why, unknown, program)
+    return Plan(directory, names, why, unknown, program, local)
 
 
 def _mkdir(path):
@@ -97,7 +105,8 @@ def install(plan, ui, dry_run=False):
     actions = [
         ("write %s (the domain list)" % config.PATH,
          lambda: (_mkdir(config.ETC_DIR),
-                  safefile.write_atomic(config.PATH, config.render(plan.names).encode(), 0o644))),
+                  safefile.write_atomic(config.PATH, config.render(
+                      plan.names, () if plan.local else (443,)).encode(), 0o644))),
         ("copy %s to %s (root-owned)" % (plan.program, unit.PROGRAM),
          lambda: (_mkdir(unit.LIB_DIR),
                   safefile.write_atomic(unit.PROGRAM, _read_program(plan.program), 0o644))),
@@ -121,7 +130,7 @@ def install(plan, ui, dry_run=False):
                                          envfile.path_of(plan.directory)),
                     lambda: envfile.edit(plan.directory, envfile.with_compose_file)))
     if dry_run:
-        ui.info("the egress proxy would let the agent reach, on port 443:")
+        ui.info("the egress proxy would let the agent reach %s:" % plan.reach())
         for line in describe(plan) or ["  nothing"]:
             ui.info(line)
         for text, _ in actions:
@@ -132,15 +141,17 @@ def install(plan, ui, dry_run=False):
             action()
         except OSError as err:
             raise TargetError("%s: %s" % (text, err.strerror or err))
-    ui.ok("egress proxy: the agent reaches only these names, on port 443:")
+    ui.ok("egress proxy: the agent reaches only %s:" % plan.reach())
     for line in describe(plan):
         ui.info(line)
     for name in plan.unknown:
         ui.warn("channel %s in openclaw.json: claw-cage knows no host for it; add it with "
                 "--allow-domain NAME" % name)
     if not plan.names:
-        ui.warn("the list is empty: no provider key in .env, no channel in openclaw.json; the "
-                "agent reaches nothing until you add --allow-domain NAME")
+        ui.warn("the list is empty: %s; the agent reaches nothing until you add %s" % (
+            ("no models.providers.ollama.baseUrl in openclaw.json", "--allow ADDRESS:PORT")
+            if plan.local else ("no provider key in .env, no channel in openclaw.json",
+                                "--allow-domain NAME")))
     if running:
         service = "started"
         ui.ok("%s started, from the root-owned copy %s" % (unit.UNIT_NAME, unit.PROGRAM))

@@ -66,7 +66,8 @@ def load_config(args, ui):
     bridge.check(bridge_name)
     config = rules.default_config(bridge_name, subnet)
     # api-only: the agent's namespace has no interface; the bridge keeps the internet
-    # profile's rules as a second layer for anything still attached to it
+    # profile's rules as a second layer for anything still attached to it (local-only keeps
+    # its own: no internet, only the --allow destinations)
     profile = "internet" if args.profile in (None, "api-only") else args.profile
     config = config._replace(allows=allow.parse_all(args.allow), profile=profile)
     allow.check(config.allows, _host_networks(config), config.profile,
@@ -441,13 +442,13 @@ def main(args):
             if egress_changed:
                 result.update(changed=True, egress_removed=True)
             return result
-        if args.profile == "api-only":
-            from .. import egress
+        if args.profile in ("api-only", "local-only"):   # the same design: the proxy's
+            from .. import egress                         # list differs (egress/domains.py)
             plan = egress.prepare(args)   # every check first: a refusal changes nothing
             result = apply(args, ui)
-            ui.info("  api-only: the agent's namespace has no network; these rules are the "
+            ui.info("  %s: the agent's namespace has no network; these rules are the "
                     "second layer for anything attached to %s"
-                    % result.get("bridge", "the claw-cage bridge"))
+                    % (args.profile, result.get("bridge", "the claw-cage bridge")))
             try:
                 result["egress"] = egress.install(plan, ui, args.dry_run)
             except ClawCageError as err:   # systemctl or a file: say what state is left

@@ -32,6 +32,8 @@ ARTIFACTS = (("docker-compose.yml", 0o644), (".env.example", 0o644),
 POLICY = "openclaw.json"
 POLICY_NEW = "openclaw.json.new"
 CONTAINER_UID = 1000
+# read by the gateway (uid 1000), mode 600: a root install hands them to that uid, like POLICY
+GATEWAY_READS = (POLICY, "openclaw.api-only.json", "openclaw.local-only.json")
 PROGRAM = ("claw-cage.pyz", 0o644)
 ENV = ".env"
 TOKEN_VAR = "OPENCLAW_GATEWAY_TOKEN"
@@ -110,6 +112,11 @@ def plan_policy(plan, target, template):
                            "unchanged" if new == template else "updated"))
 
 
+def _handed(name):
+    """Whether this run hands name to the gateway's uid: root (not sudo) installing it."""
+    return name in GATEWAY_READS and os.geteuid() == 0
+
+
 def plan_changes(target, artifacts):
     plan = Plan()
     for name, data, mode in artifacts:
@@ -119,7 +126,8 @@ def plan_changes(target, artifacts):
         current = safefile.read(os.path.join(target, name))
         if current is None:
             status = "created"
-        elif current != data or (os.stat(os.path.join(target, name)).st_mode & 0o777) != mode:
+        elif current != data or (os.stat(os.path.join(target, name)).st_mode & 0o777) != mode \
+                or _handed(name) and os.stat(os.path.join(target, name)).st_uid != CONTAINER_UID:
             status = "updated"
         else:
             status = "unchanged"
@@ -147,11 +155,13 @@ def apply(target, plan):
         for name, data, mode, status in plan.files:
             if status != "unchanged":
                 staged.append((safefile.stage(target, name, data, mode), name))
+                if _handed(name):
+                    os.chown(staged[-1][0], CONTAINER_UID, -1)
         env_data = plan.env_new or plan.env_fill
         env_tmp = safefile.stage(target, ENV, env_data, 0o600) if env_data else None
         policy_tmp = safefile.stage(target, POLICY, plan.policy_new, 0o600) \
             if plan.policy_new else None
-        if policy_tmp and os.geteuid() == 0:  # root (not sudo): hand it to the gateway's uid
+        if policy_tmp and _handed(POLICY):  # root (not sudo): hand it to the gateway's uid
             os.chown(policy_tmp, CONTAINER_UID, -1)
         with safefile.signals_deferred():
             for tmp, name in staged:
@@ -231,11 +241,12 @@ def report_policy(ui, target, plan, dry_run):
               "diff %s %s" % (POLICY, POLICY_NEW, POLICY, POLICY_NEW))
     else:
         ui.ok("%s kept as it is (never overwritten; same as this release's template)" % POLICY)
-    path = os.path.join(target, POLICY)
-    if not dry_run and os.path.exists(path) and os.stat(path).st_uid != CONTAINER_UID:
-        ui.warn("the gateway runs as uid %d and must read %s (mode 600, owner uid %d): "
-                "sudo chown %d %s" % (CONTAINER_UID, POLICY, os.stat(path).st_uid,
-                                      CONTAINER_UID, path))
+    for name in GATEWAY_READS[:2]:
+        path = os.path.join(target, name)
+        if not dry_run and os.path.exists(path) and os.stat(path).st_uid != CONTAINER_UID:
+            ui.warn("the gateway runs as uid %d and must read %s (mode 600, owner uid %d): "
+                    "sudo chown %d %s" % (CONTAINER_UID, name, os.stat(path).st_uid,
+                                          CONTAINER_UID, path))
 
 
 def outcome(target, plan, dry_run):

@@ -3,7 +3,12 @@
 Names: an entry is an exact name, `*.suffix` (subdomains of suffix, never suffix itself), or an
 IP literal; an entry may carry its own port (`NAME:PORT`, `[IPv6]:PORT`), otherwise the
 configured ports apply. An IP literal is reached only when listed: listing it is the operator's
-explicit choice, so it is not judged against the ranges (an Ollama on the LAN, for one).
+explicit choice, so it is not judged against the ranges (an Ollama on the LAN, for one), and
+only on its listed port: `127.0.0.1:11434` opens that one port of the host's loopback, nothing
+else of it. `host.docker.internal` (and `localhost`), when listed, is such a literal too: the
+host itself, on its loopback 127.0.0.1 (the proxy runs on the host; the name is what a
+container calls the host, and the host's resolver does not know it). So an Ollama that listens
+only on the host's 127.0.0.1 is reachable under `local-only` without listening on any network.
 
 Addresses a name resolves to: the firewall's own table of blocked ranges (not a copy), plus
 loopback, link-local, multicast, reserved and unspecified, and every IPv6 form that carries an
@@ -20,6 +25,8 @@ _RANGES = {family: [ipaddress.ip_network(cidr) for cidr, _why in ranges]
            for family, ranges in rules.SPECIAL_RANGES.items()}
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")   # local-use NAT64 (RFC 8215): any mapping
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+HOST_LOOPBACK = dict.fromkeys(("host.docker.internal", "localhost"),
+                              ipaddress.ip_address("127.0.0.1"))
 
 
 def embedded_ipv4(address):
@@ -131,4 +138,4 @@ class Policy:
             return name, address, "name not on the allow list"
         if port not in ports:
             return name, address, "port %d not allowed" % port
-        return name, address, None
+        return name, address or HOST_LOOPBACK.get(name), None

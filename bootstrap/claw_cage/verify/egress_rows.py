@@ -1,14 +1,17 @@
-"""Egress rows (api-only): the proxy is up with its list, and from inside the agent's namespace
-nothing leaves except through it. Judges only: reads /etc/claw-cage/proxy.json, asks
-`systemctl is-active`, connects to the proxy's socket, and runs one node process in the
-gateway (`docker exec`; test mode: `ip netns exec` CLAW_CAGE_PROBE_NETNS) that sends:
+"""Egress rows (api-only and local-only, the same design): the proxy is up with its list, and
+from inside the agent's namespace nothing leaves except through it. Judges only: reads
+/etc/claw-cage/proxy.json, asks `systemctl is-active`, connects to the proxy's socket, and
+runs one node process in the gateway (`docker exec`; test mode: `ip netns exec`
+CLAW_CAGE_PROBE_NETNS) that sends:
 
   tcp 127.0.0.1 3128                         the control: the proxy is reachable from there
   connect 127.0.0.1 3128 NAME:443            CONNECT through the proxy: the HTTP status
+                                             (HOST:PORT for a listed entry with its own port:
+                                             local-only's Ollama; and PORT+1 must be refused)
   tcp ADDRESS PORT                           a direct connection (must fail: no route)
 
 and, where the image has it, `openclaw proxy validate --json`. Rows appear only when the
-api-only profile is installed (proxy.json exists). A look that could not be taken is a skip
+api-only or local-only profile is installed (proxy.json exists). A look that could not be taken is a skip
 (marked needed: the run is then incomplete), never a pass.
 """
 
@@ -21,11 +24,12 @@ import socket
 from .. import runner, safefile
 from ..egress import config as proxy_config
 from ..egress import unit
+from ..proxy.policy import HOST_LOOPBACK, split_host_port
 from . import container, probe_plan
 from .probes import brief, failure
 from .report import Row, PASS, FAIL, WARN, SKIP
 
-SECTION = "Egress (api-only)"
+SECTION = "Egress"
 PROBE_MS = 3000
 EXEC_TIMEOUT = 30
 VALIDATE_ARGV = ["node", "dist/index.js", "proxy", "validate", "--json", "--proxy-url",
@@ -36,7 +40,7 @@ INTERNET_ADDRESS = "1.1.1.1"
 # A direct connection that found no way out, and one that got somewhere (a refusal is an answer)
 NO_WAY = ("ENETUNREACH", "EHOSTUNREACH", "ETIMEDOUT", "EACCES", "EPERM", "EADDRNOTAVAIL")
 REACHED = ("open", "ECONNREFUSED", "ECONNRESET")
-_WORD = re.compile(r"^[A-Za-z0-9_.:*-]{1,255}$")
+_WORD = re.compile(r"^[][A-Za-z0-9_.:*-]{1,255}$")
 
 # One node process, every probe at once; one line per probe: "<index> <result>", where result
 # is "open", "HTTP <status>" or an error code. Never a header or body.
@@ -92,12 +96,14 @@ def read_config():
 
 def config_row(cfg, why):
     if cfg is None:
-        return _row("proxy list", FAIL, why + ": run --firewall --profile api-only again")
+        return _row("proxy list", FAIL, why + ": run --firewall --profile api-only (or "
+                    "local-only) again")
     names = cfg["allow"]
     return _row("proxy list", PASS if names else WARN,
                 "%d name%s: %s" % (len(names), "" if len(names) == 1 else "s", ", ".join(names))
                 if names else
-                "the list is empty: the agent reaches nothing (add --allow-domain NAME)")
+                "the list is empty: the agent reaches nothing (add %s)" % (
+                    "--allow-domain NAME" if cfg.get("ports") else "an Ollama baseUrl"))
 
 
 def service_row():
@@ -171,9 +177,15 @@ def targets(cfg, view):
            ("direct internet fails", "tcp %s 443 %d" % (INTERNET_ADDRESS, PROBE_MS), "closed",
             "a direct connection to %s:443" % INTERNET_ADDRESS)]
     exact = [n for n in allow if not n.startswith("*.")]
-    if exact:
-        out.append(("allowed name reached", "connect %s %s:443 %d" % (px, exact[0], PROBE_MS),
-                    "open", "CONNECT %s:443 through the proxy" % exact[0]))
+    if exact:   # a listed HOST:PORT (local-only's Ollama) on its port; its neighbour port is
+        host, port = split_host_port(exact[0])   # refused: the hole is that one port
+        port = port or 443
+        if port != 443 or cfg.get("ports") != [443]:
+            out.append(("other port refused", "connect %s %s:%d %d" % (
+                px, host, port % 65535 + 1, PROBE_MS), "refused", "CONNECT %s:%d, a port off "
+                "the list" % (host, port % 65535 + 1)))
+        out.append(("allowed name reached", "connect %s %s:%d %d" % (px, host, port, PROBE_MS),
+                    "open", "CONNECT %s:%d through the proxy" % (host, port)))
     return out
 
 
@@ -198,10 +210,13 @@ def run_probes(argv_prefix, specs):
     return got, None
 
 
-def _host_reaches(name, timeout=3.0):
-    """Whether this host itself opens a TCP connection to name:443 (the honest-skip test)."""
+def _host_reaches(target, timeout=3.0):
+    """Whether this host itself opens a TCP connection to target, HOST:PORT (the honest-skip
+    test); host.docker.internal is the host's loopback, as for the proxy."""
+    host, port = split_host_port(target)
     try:
-        socket.create_connection((name, 443), timeout=timeout).close()
+        socket.create_connection((str(HOST_LOOPBACK.get(host, host.strip("[]"))), port),
+                                 timeout=timeout).close()
         return True
     except OSError:
         return False
@@ -223,9 +238,9 @@ def judge(plan, got):
         elif expect == "open":
             if result == "HTTP 200":
                 rows.append(_row(check, PASS, "%s: 200, the tunnel opened" % what))
-            elif not _host_reaches(what.split()[1].rsplit(":", 1)[0]):
+            elif not _host_reaches(what.split()[1]):
                 rows.append(_row(check, SKIP, "%s: %s, and this host cannot reach it either "
-                                 "(no internet here?)" % (what, result)))
+                                 "(no internet here, or Ollama not running?)" % (what, result)))
             else:
                 rows.append(_row(check, FAIL, "%s: %s, though this host reaches it" % (what,
                                                                                       result)))

@@ -25,7 +25,7 @@ from ..firewall import rules
 from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
 from . import openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
-from . import egress_rows  # the "Egress (api-only)" group: the proxy, probed from the agent
+from . import egress_rows  # the "Egress" group (api-only, local-only): the proxy, probed
 from . import backup_age  # the "last backup" advice row
 from .report import FAIL, Row, SKIP
 

@@ -12,7 +12,6 @@ Without a running gateway every row is `skip` with the reason, never `pass`.
 
 import json
 import re
-import urllib.parse
 
 from .. import runner
 from . import container
@@ -172,14 +171,8 @@ def local_only_rows(cfg):
     if not ollama or not ollama[0][1].get("baseUrl"):
         rows.append(_row("models.providers.ollama", FAIL, "no Ollama provider with a baseUrl"))
     else:
-        url = urllib.parse.urlsplit(str(ollama[0][1]["baseUrl"]))
-        try:
-            port = url.port or 11434
-        except ValueError:
-            port = 11434
-        host = "host" if url.hostname == "host.docker.internal" else url.hostname
-        detail = "%s at %s (the firewall must allow it: --allow %s:%d)" % (
-            ollama[0][0], ollama[0][1]["baseUrl"], host, port)
+        # the proxy's list takes it from here (--firewall --profile local-only)
+        detail = "%s at %s" % (ollama[0][0], ollama[0][1]["baseUrl"])
         rows.append(_row("models.providers.ollama", WARN if others else PASS,
                          detail + ("; also: %s" % ", ".join(others) if others else "")))
     browser = get(cfg, "browser.enabled")
