@@ -32,7 +32,7 @@ TEXT = """\
 # `--firewall --remove` removes it. The api-only cage's only way out: the agent's namespace
 # has no network, and reaches this proxy through the socket in /run/claw-cage/egress.
 [Unit]
-Description=claw-cage egress proxy (the agent reaches only the listed domains)
+Description=claw-cage egress proxy (the agent reaches only what its list names)
 After=network.target
 Before=docker.service
 StartLimitIntervalSec=60
