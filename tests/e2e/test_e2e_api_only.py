@@ -515,7 +515,8 @@ def test_dashboard_cli_and_standin_egress_through_the_proxy(api):
 
 EGRESS_PASS = ["proxy list", "proxy answers", "proxy reachable", "off-list name refused",
                "LAN address refused", "metadata refused", "direct LAN fails",
-               "direct host fails", "direct internet fails", "allowed name reached"]
+               "direct host fails", "direct internet fails", "allowed name reached",
+               "openclaw proxy validate"]
 
 
 def _egress_rows(api):

@@ -266,22 +266,67 @@ def judge(plan, got):
     return rows
 
 
-def validate_row(cid):
+def validate_argv(cfg):
+    """`openclaw proxy validate`, told what must pass: its default allowed check is
+    https://example.com/, which a correct cage refuses unless it is on the list. The first
+    exact entry replaces it (`--allowed-url` overrides the default); the loopback canary, the
+    denied check, stays."""
+    argv = VALIDATE_ARGV[:]
+    exact = [n for n in cfg["allow"] if not n.startswith("*.")]
+    if exact:
+        host, port = split_host_port(exact[0])
+        argv += ["--allowed-url", "https://%s/" % host if not port else
+                 "http://%s:%d/" % (host, port)]   # an IPv6 host comes bracketed
+    return argv
+
+
+def validate_row(cid, cfg):
+    """Judged check by check, never by the exit status alone: a denied check that got
+    through fails; an allowed check fails only when the listed entry got no answer at all
+    though this host itself reaches it (an unlisted default, an answer that is not a 2xx, or
+    no internet here, is said, not failed)."""
+    argv = validate_argv(cfg)
     try:
-        res = runner.run(["docker", "exec", cid] + VALIDATE_ARGV, check=False, timeout=90)
+        res = runner.run(["docker", "exec", cid] + argv, check=False, timeout=90)
     except runner.CommandError as err:
         return _row("openclaw proxy validate", SKIP, failure(err, 90), needed=True)
     try:
         report = json.loads(res.stdout)
-    except ValueError:
-        report = None
-    if not isinstance(report, dict):
+        checks = [c for c in report["checks"] if isinstance(c, dict)]
+        errors = report["config"].get("errors") or []
+    except (ValueError, TypeError, KeyError, AttributeError):
         return _row("openclaw proxy validate", SKIP, "this OpenClaw image has no `openclaw "
                     "proxy validate --json` (%s)" % brief(res.stderr, "exit %d" % res.returncode))
-    if res.returncode == 0:
-        return _row("openclaw proxy validate", PASS, "OpenClaw's own proxy check passes")
-    return _row("openclaw proxy validate", FAIL, "OpenClaw's own proxy check fails (exit %d): "
-                "docker exec <gateway> %s" % (res.returncode, " ".join(VALIDATE_ARGV)))
+    bad = ["config: %s" % e for e in errors][:1]
+    bad += ["%s got through" % c.get("url") for c in checks
+            if c.get("kind") == "denied" and c.get("ok") is not True]
+    listed = argv[-1] if argv != VALIDATE_ARGV else None
+    entry = next((n for n in cfg["allow"] if not n.startswith("*.")), "")
+    entry = entry if split_host_port(entry)[1] else entry + ":443"
+    said, unjudged = [], None
+    for c in checks:
+        if c.get("kind") != "allowed" or c.get("ok") is True:
+            continue
+        if c.get("url") != listed:
+            said.append("%s is off the list, so refused" % c.get("url"))
+        elif c.get("status") not in (None, "", "unreachable"):
+            # an answer came back (an API's root is rarely a 2xx): an origin's, or the proxy's
+            # refusal; the Egress probes above judge the proxy, so said, not failed
+            said.append("%s answered %s" % (listed, c.get("status")))
+        elif not _host_reaches(entry):
+            unjudged = "%s not reached, nor by this host (no internet here?)" % listed
+            said.append(unjudged)
+        else:
+            bad.append("%s not reached through the proxy" % listed)
+    if bad:
+        return _row("openclaw proxy validate", FAIL, "OpenClaw's own proxy check: %s "
+                    "(docker exec <gateway> %s)" % ("; ".join(bad), " ".join(argv)))
+    if not any(c.get("kind") == "denied" for c in checks):
+        return _row("openclaw proxy validate", SKIP, "OpenClaw's own proxy check ran no "
+                    "denied check")
+    return _row("openclaw proxy validate", SKIP if unjudged else PASS, "OpenClaw's own proxy "
+                "check: the denied destination refused%s" % ("; " + "; ".join(said) if said
+                                                             else ""))
 
 
 def instead_of_probes(netns, gateway=None):
@@ -321,7 +366,7 @@ def rows(bridge, subnet, netns=None, gateway=None):
                            needed=True)]
     out += judge(plan, got)
     if cid:
-        out.append(validate_row(cid))
+        out.append(validate_row(cid, cfg))
     else:
         out.append(_row("openclaw proxy validate", SKIP, "test mode: namespace %s, no OpenClaw"
                         % netns))
