@@ -194,6 +194,10 @@ def add_backup_modes(p, mode):
                            "compose file, image and state")
     g = p.add_argument_group("backup options")
     g.add_argument("--to", metavar="DIR", help="--backup: where (default: DIR/backups)")
+    g.add_argument("--encrypt", metavar="WITH", help="--backup: encrypt with gpg (passphrase), "
+                   "age (passphrase) or an age recipients file (no secret needed)")
+    g.add_argument("--identity", metavar="KEY", help="--restore: the age identity file "
+                   "of an archive encrypted to recipients")
     g.add_argument("--no-backup", action="store_true",
                    help="install: no backup before an upgrade that changes the image")
 
@@ -205,8 +209,10 @@ def backup_mode(args):
 
 def check_backup_combinations(p, args):
     mode = backup_mode(args)
-    allowed = ("--dir", "--json", "--to") if mode == "backup" else ("--dir", "--json")
+    allowed = ("--dir", "--json") + {"backup": ("--to", "--encrypt"),
+                                      "restore": ("--identity",)}.get(mode, ())
     given = [("--to", args.to is not None), ("--no-backup", args.no_backup),
+             ("--encrypt", args.encrypt is not None), ("--identity", args.identity is not None),
              ("--dry-run", args.dry_run), ("--source", args.source is not None),
              ("--yes", args.yes), ("--allow", bool(args.allow)),
              ("--profile", args.profile is not None), ("--no-persist", args.no_persist),
@@ -216,10 +222,12 @@ def check_backup_combinations(p, args):
     if mode:
         used = [n for n, v in given if v and n not in allowed]
     else:
-        used = [n for n, v in given[:2] if v and (n == "--to" or args.firewall or args.verify)]
+        used = [n for n, v in given[:4] if v and (n != "--no-backup" or args.firewall or
+                                                  args.verify)]
     if used:
         p.error("%s cannot be used %s" % (", ".join(used), "with --" + mode if mode else
-                                          "here (--to: --backup; --no-backup: install)"))
+                                          "here (--to, --encrypt: --backup; --identity: "
+                                          "--restore; --no-backup: install)"))
     return mode
 # -- end of backups --
 

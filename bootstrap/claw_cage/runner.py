@@ -102,3 +102,33 @@ def stream(argv, stdout=None, stdin=None, timeout=3600):
         raise CommandError(argv, "exit status %d: %s" % (proc.returncode, reason),
                            proc.returncode, err)
     return Result(argv, 0, None, err)
+
+
+def start(argv, stdin=None, stdout=None, cwd=None, detach=False):
+    """Start argv without waiting: binary pipes, or the open files given (an archive streamed
+    through gpg or age, which ask for a passphrase on the terminal themselves). detach: in its
+    own session, deaf to the kill of ours (a watchdog), output discarded. finish() judges it."""
+    argv = [str(a) for a in argv]
+    log.debug("$ %s &", shlex.join(argv))
+    out = subprocess.DEVNULL if detach else subprocess.PIPE
+    try:
+        return subprocess.Popen(argv, stdin=stdin or subprocess.PIPE, stdout=stdout or out,
+                                stderr=out, cwd=cwd, start_new_session=detach,
+                                env=dict(os.environ, LC_ALL="C", LANG="C"))
+    except OSError as err:
+        raise CommandError(argv, "cannot start: %s" % err.strerror)
+
+
+def finish(proc, data=b""):
+    """Feed data and end proc's input, wait for it; CommandError when it failed."""
+    try:
+        if proc.stdin:
+            proc.stdin.write(data)
+            proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    rc = proc.wait()
+    err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
+    if rc:
+        reason = err.splitlines()[-1] if err else "no error message"
+        raise CommandError(proc.args, "exit status %d: %s" % (rc, reason), rc, err)
