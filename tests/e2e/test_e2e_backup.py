@@ -290,12 +290,45 @@ def test_kill_9_mid_backup_leaves_no_archive_and_the_gateway_running(dep):
     assert e2e.wait_for(lambda: not others(), 180, interval=1)
     assert dep.archives() == before
     dep.exec('rm -f "$HOME/.openclaw/big.bin"')
-    for d in set(os.listdir(bdir)) - entries:   # the killed run's hidden staging files
-        assert d.startswith("."), d
-        shutil.rmtree(os.path.join(bdir, d), ignore_errors=True)
+    left = set(os.listdir(bdir)) - entries   # the killed run's hidden staging folder
+    assert left and all(d.startswith(".claw-cage-backup-") for d in left), left
     for v in extra_volumes():
         if "scratch" in v:
             sh(["docker", "volume", "rm", v])
+    # the next --backup removes what the dead run left, and only that
+    res = dep.program("--backup")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "removed what a backup cut off earlier left" in res.stdout
+    assert all(d in res.stdout for d in left)
+    assert set(os.listdir(bdir)) - entries == {dep.archives()[-1]}
+
+
+def test_encrypted_backup_to_age_recipients_restores_with_the_key(dep):
+    """--encrypt RECIPIENTS (age -R: no secret at backup time, as cron needs) and --restore
+    --identity KEY, through the built program; the archive holds no clear byte of it."""
+    if not shutil.which("age"):
+        pytest.fail("age IS NOT INSTALLED: tests/apt-packages.txt lists it, tests/run installs it")
+    key, rcpt = os.path.join(dep.home, "age-key.txt"), os.path.join(dep.home, "recipients.txt")
+    sh(["age-keygen", "-o", key])
+    with open(rcpt, "w") as f:
+        f.write(sh(["age-keygen", "-y", key]).stdout)
+    before, n = dep.state(), len(dep.archives())
+    res = dep.program("--backup", "--encrypt", rcpt)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "encrypted by age" in res.stdout and "in clear" not in res.stdout + res.stderr
+    [path] = [os.path.join(dep.dir, "backups", a) for a in dep.archives()[n:]]
+    assert path.endswith(".tar.gz.age") and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    data = open(path, "rb").read()
+    assert b"manifest.json" not in data and dep.token().encode() not in data
+    assert not [d for d in os.listdir(os.path.dirname(path)) if d.startswith(".")]
+    res = dep.program("--restore", path)   # no key: refused, nothing changed
+    assert res.returncode == 11 and "could not be decrypted" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    dep.exec('echo changed > "$HOME/.openclaw/sessions/s2.jsonl"')
+    res = dep.program("--restore", path, "--identity", key)
+    assert res.returncode == 0, res.stdout + res.stderr
+    dep.wait_healthy()
+    assert dep.state() == before
 
 
 def test_failed_restore_puts_the_previous_state_back(dep):
@@ -336,6 +369,33 @@ def test_upgrade_to_a_never_healthy_image_rolls_back_with_the_data(dep):
     assert res.returncode == 11 and "nothing to roll back" in res.stderr
 
 
+def _kill_9_while_the_gateway_is_stopped(dep):
+    """The fallback copy stops the gateway: kill -9 of the whole process group then, and the
+    watchdog (its own session) starts it again; no archive under a final name."""
+    dep.exec('head -c 80000000 /dev/urandom > "$HOME/.openclaw/big.bin"')
+    before = dep.archives()
+    proc = subprocess.Popen([PYTHON, dep.pyz, "--dir", dep.dir, "--backup"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+    def copying():   # the gateway stopped, the copy's one-shot container on the state volume
+        return dep.gateway() is None and sh(["docker", "ps", "-q", "--filter",
+                                             "volume=" + DATA]).stdout.split()
+    try:
+        assert e2e.wait_for(copying, 90, interval=0.05), "the copy never started"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert e2e.wait_for(dep.gateway, 60, interval=0.5), "the gateway stayed stopped"
+    dep.wait_healthy(60)
+    assert e2e.wait_for(lambda: len(sh(["docker", "ps", "-q", "--filter", "volume=" + DATA]
+                                       ).stdout.split()) == 1, 180, interval=1)
+    assert dep.archives() == before
+    dep.exec('rm -f "$HOME/.openclaw/big.bin"')
+
+
 def test_image_without_backup_command_stops_copies_and_restarts(dep):
     env = os.path.join(dep.dir, ".env")
     text = open(env).read()
@@ -345,8 +405,10 @@ def test_image_without_backup_command_stops_copies_and_restarts(dep):
         dep.compose("up", "-d", "--pull", "never")
         dep.wait_healthy()
         before, n = dep.state(), len(dep.archives())
+        _kill_9_while_the_gateway_is_stopped(dep)
         res = dep.program("--backup")
         assert res.returncode == 0, res.stdout + res.stderr
+        assert "removed what a backup cut off earlier left" in res.stdout
         assert "no `openclaw backup` command: the gateway is stopped" in res.stdout
         assert "gateway started again" in res.stdout
         dep.wait_healthy(60)
