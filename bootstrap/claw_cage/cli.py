@@ -194,10 +194,9 @@ def add_backup_modes(p, mode):
                            "compose file, image and state")
     g = p.add_argument_group("backup options")
     g.add_argument("--to", metavar="DIR", help="--backup: where (default: DIR/backups)")
-    g.add_argument("--encrypt", metavar="WITH", help="--backup: encrypt with gpg (passphrase), "
-                   "age (passphrase) or an age recipients file (no secret needed)")
-    g.add_argument("--identity", metavar="KEY", help="--restore: the age identity file "
-                   "of an archive encrypted to recipients")
+    g.add_argument("--encrypt", metavar="WITH", help="--backup: gpg, age or an age "
+                   "recipients file")
+    g.add_argument("--identity", metavar="KEY", help="--restore: an age identity file")
     g.add_argument("--no-backup", action="store_true",
                    help="install: no backup before an upgrade that changes the image")
 
@@ -226,8 +225,7 @@ def check_backup_combinations(p, args):
                                                   args.verify)]
     if used:
         p.error("%s cannot be used %s" % (", ".join(used), "with --" + mode if mode else
-                                          "here (--to, --encrypt: --backup; --identity: "
-                                          "--restore; --no-backup: install)"))
+                                          "without their mode (see --help)"))
     return mode
 # -- end of backups --
 

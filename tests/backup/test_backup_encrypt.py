@@ -165,9 +165,9 @@ def test_age_recipients_need_no_secret_to_back_up(tmp_path):
 def test_missing_tool_or_bad_choice_is_refused_before_anything(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))   # neither gpg nor age on it
     for how in ("gpg", "age"):
-        with pytest.raises(RefusedError, match="%s is not installed.*nothing written" % how):
+        with pytest.raises(RefusedError, match="%s is not installed.*nothing changed" % how):
             create.cipher(how)
-    with pytest.raises(RefusedError, match="--encrypt takes gpg, age"):
+    with pytest.raises(RefusedError, match="--encrypt: gpg, age or an age recipients file, not"):
         create.cipher(str(tmp_path / "no-such-recipients"))
     with pytest.raises(RefusedError, match="not installed"):
         create.decipher("claw-cage-backup-x.tar.gz.gpg")

@@ -43,11 +43,10 @@ def held(path):
     the kernel drops the lock when that run dies, even by kill -9."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+    except OSError:   # gone already, or a symlink: not ours to follow
         return True
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return False
     except OSError:
         return True
     finally:
@@ -56,15 +55,11 @@ def held(path):
 
 def sweep(directory):
     """Remove the hidden leftovers (.claw-cage-backup-*) of runs that died; a live run's stay."""
-    gone = []
-    for name in sorted(os.listdir(directory)) if os.path.isdir(directory) else ():
+    gone = [n for n in sorted(os.listdir(directory))
+            if n.startswith(PREFIX) and not held(os.path.join(directory, n))]
+    for name in gone:
         path = os.path.join(directory, name)
-        if name.startswith(PREFIX) and not held(path):
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.unlink(path)
-            gone.append(name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
     return gone
 
 
@@ -77,7 +72,7 @@ def write(final, staged, facts, encrypt=None, check=None):
     body = json.dumps(facts, indent=1, sort_keys=True).encode()
     directory = os.path.dirname(final)
     tmp = os.path.join(directory, "." + os.path.basename(final) + ".partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)   # ours while we live: sweep() leaves it
         with os.fdopen(fd, "wb") as f:
@@ -91,11 +86,9 @@ def write(final, staged, facts, encrypt=None, check=None):
                     for name, path in staged:
                         with open(path, "rb") as src:
                             tar.addfile(_info(name, os.fstat(src.fileno()).st_size), src)
-            except BrokenPipeError:   # gpg or age stopped: their message, not ours
-                runner.finish(proc)
-                raise
-            if proc:
-                runner.finish(proc)
+            finally:   # gpg or age stopped (a broken pipe): their message, not ours
+                if proc:
+                    runner.finish(proc)
             f.flush()
             os.fsync(f.fileno())
             if check:
@@ -117,34 +110,25 @@ def read(path, out_dir=None, decrypt=None):
     for the passphrase; no clear copy of the archive on disk). RefusedError, in one line,
     for anything else."""
     name = os.path.basename(path)
+    if not decrypt:
+        return _read(path, None, name, out_dir)
+    proc = runner.start(decrypt + [path])
     try:
-        src = open(path, "rb")
-    except OSError as err:
-        raise RefusedError("%s cannot be read (%s): refused, nothing changed" % (name, err))
-    with src:
-        if not decrypt:
-            return _read(src, name, out_dir)
-        proc = runner.start(decrypt, stdin=src)
-        try:
-            got = _read(proc.stdout, name, out_dir)
-        except RefusedError as err:
-            got = err
-            while proc.stdout.read(1 << 20):   # gpg or age judge the whole file
-                pass
+        return _read(None, proc.stdout, name, out_dir)
+    finally:   # gpg or age judge the whole file; their refusal comes first
+        while proc.stdout.read(1 << 20):
+            pass
         try:
             runner.finish(proc)
         except CommandError as err:
             why = [ln for ln in err.stderr.splitlines() if "://" not in ln] or [err]
             raise RefusedError("%s could not be decrypted (%s): refused, nothing changed"
                                % (name, why[-1]))
-        if isinstance(got, RefusedError):
-            raise got
-        return got
 
 
-def _read(src, name, out_dir):
+def _read(path, src, name, out_dir):
     try:
-        gz = gzip.GzipFile(fileobj=src, mode="rb")
+        gz = gzip.GzipFile(path, "rb", fileobj=src)
         tar = tarfile.open(fileobj=gz, mode="r|")
     except (OSError, EOFError, tarfile.TarError) as err:
         raise RefusedError("%s is not a claw-cage backup (%s): refused, nothing changed"

@@ -30,37 +30,33 @@ OPENCLAW_BACKUP = (
 
 GPG = ["gpg", "--pinentry-mode", "loopback", "--no-symkey-cache", "-o", "-"]
 # a detached watchdog: our death (EOF before "done") while the gateway is stopped starts it
-WATCHDOG = 'read -r x; [ "$x" = done ] || exec docker compose start openclaw'
+WATCHDOG = 'read x; [ "$x" = done ] || exec docker compose start openclaw'
 
 
 def _tool(name):
     if not runner.which(name):
-        raise RefusedError("%s is not installed (apt-get install %s): refused, nothing "
-                           "written" % (name, "gnupg" if name == "gpg" else name))
+        raise RefusedError("%s is not installed (apt-get install %s): refused, nothing changed"
+                           % (name, {"gpg": "gnupg"}.get(name, name)))
 
 
 def cipher(how):
     """--encrypt gpg|age|RECIPIENTS: (encrypt argv, decrypt argv to read it back, suffix).
     gpg --symmetric AES256 and age --passphrase ask on the terminal; age -R needs no secret."""
-    if how == "gpg":
-        _tool("gpg")   # loopback asks once: reading the archive back asks again
-        return GPG + ["--symmetric", "--cipher-algo", "AES256"], GPG + ["--decrypt"], ".gpg"
+    if how == "gpg":   # loopback asks once: reading the archive back asks again
+        return GPG + ["--symmetric", "--cipher-algo", "AES256"], decipher(".gpg"), ".gpg"
     if how != "age" and not os.path.isfile(how):
-        raise RefusedError("--encrypt takes gpg, age or an age recipients file; %s is none: "
-                           "refused, nothing written" % how)
+        raise RefusedError("--encrypt: gpg, age or an age recipients file, not %s" % how)
     _tool("age")   # age -p asks twice itself
-    return ["age"] + (["-p"] if how == "age" else ["-R", os.path.abspath(how)]), None, ".age"
+    return ["age"] + (["-p"] if how == "age" else ["-R", how]), None, ".age"
 
 
 def decipher(path, identity=None):
     """The argv that decrypts the archive at path (by its name), or None for a plain one."""
-    if path.endswith(".gpg"):
-        _tool("gpg")
-        return GPG + ["--decrypt"]
-    if path.endswith(".age"):
-        _tool("age")
-        return ["age", "-d"] + (["-i", os.path.abspath(identity)] if identity else [])
-    return None
+    argv = {"gpg": GPG + ["--decrypt"], "age": ["age", "-d"] + (["-i", identity] if identity
+                                                                 else [])}.get(path[-3:])
+    if argv:
+        _tool(argv[0])
+    return argv
 
 
 def default_dir(directory):
@@ -131,7 +127,7 @@ def take(stack, dest, ui, encrypt=None):
         os.makedirs(d, 0o700, exist_ok=True)
         gone = archive.sweep(d)
         if gone:
-            ui.info("removed what a backup cut off earlier left in %s: %s" % (d, ", ".join(gone)))
+            ui.info("removed what a cut-off backup left: " + ", ".join(gone))
     final = os.path.join(dest, "claw-cage-backup-%s.tar.gz%s" % (facts["created"], suffix))
     if os.path.lexists(final):
         raise RefusedError("%s exists already: wait a second and run again" % final)
@@ -151,8 +147,7 @@ def take(stack, dest, ui, encrypt=None):
             was_running = stack.gateway_id() is not None
             ui.warn("this OpenClaw image has no `openclaw backup` command: the gateway is "
                     "stopped while its state volume is copied" if was_running else
-                    "this OpenClaw image has no `openclaw backup` command: copying the state "
-                    "volume (the gateway is not running)")
+                    "no `openclaw backup` command: copying the state volume")
             if was_running:
                 guard = runner.start(["sh", "-c", WATCHDOG], cwd=stack.dir, detach=True)
                 stack.compose("stop", "openclaw")
@@ -179,12 +174,8 @@ def take(stack, dest, ui, encrypt=None):
     rec = json.dumps({"path": final, "created": facts["created"]}).encode()
     os.replace(safefile.stage(stack.dir, LAST, rec, 0o600), os.path.join(stack.dir, LAST))
     ui.ok("backup written: %s (mode 600, %.1f MB)" % (final, os.path.getsize(final) / 1e6))
-    ui.info("  holds: the state volume, the auth-profile key, .env, openclaw.json, the compose "
-            "file, the image %s; left out: the npm cache and ~/.local (claw-npm, claw-local: "
-            "caches plugins rebuild)" % stack.image)
-    if encrypt:
-        ui.ok("encrypted by %s: keep %s apart from it" % (enc[0], "the passphrase" if check or
-              "-p" in enc else "the age identity (private key)"))
-    else:
+    ui.info("  holds the state, the auth-profile key, claw-cage's files, the image name; left "
+            "out: the caches claw-npm and claw-local (plugins rebuild them)")
+    if not enc:
         ui.warn("the archive holds your API keys and credentials in clear: keep it private")
     return final
