@@ -194,9 +194,8 @@ def add_backup_modes(p, mode):
                            "compose file, image and state")
     g = p.add_argument_group("backup options")
     g.add_argument("--to", metavar="DIR", help="--backup: where (default: DIR/backups)")
-    g.add_argument("--encrypt", metavar="WITH", help="--backup: gpg, age or an age "
-                   "recipients file")
-    g.add_argument("--identity", metavar="KEY", help="--restore: an age identity file")
+    g.add_argument("--encrypt", metavar="WITH", help="--backup: gpg, age or age recipients")
+    g.add_argument("--identity", metavar="KEY", help="--restore: age identity")
     g.add_argument("--no-backup", action="store_true",
                    help="install: no backup before an upgrade that changes the image")
 
@@ -211,7 +210,7 @@ def check_backup_combinations(p, args):
     allowed = ("--dir", "--json") + {"backup": ("--to", "--encrypt"),
                                       "restore": ("--identity",)}.get(mode, ())
     given = [("--to", args.to is not None), ("--no-backup", args.no_backup),
-             ("--encrypt", args.encrypt is not None), ("--identity", args.identity is not None),
+             ("--encrypt", args.encrypt), ("--identity", args.identity),
              ("--dry-run", args.dry_run), ("--source", args.source is not None),
              ("--yes", args.yes), ("--allow", bool(args.allow)),
              ("--profile", args.profile is not None), ("--no-persist", args.no_persist),

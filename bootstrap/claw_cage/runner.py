@@ -108,10 +108,10 @@ def start(argv, stdin=None, stdout=None, cwd=None, detach=False):
         raise CommandError(argv, "command not found")
 
 
-def finish(proc, data=None, timeout=None):
-    """Feed data and end proc's input, wait for it; CommandError when it failed."""
+def finish(proc, timeout=None):
+    """End proc's input, wait for it; CommandError when it failed."""
     try:
-        err = proc.communicate(data, timeout)[1] or b""
+        err = proc.communicate(None, timeout)[1] or b""
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()

@@ -14,7 +14,7 @@ import shutil
 import tarfile
 import time
 
-from .. import runner
+from .. import runner, safefile
 from ..errors import RefusedError
 from ..runner import CommandError
 
@@ -55,7 +55,7 @@ def held(path):
 
 def sweep(directory):
     """Remove the hidden leftovers (.claw-cage-backup-*) of runs that died; a live run's stay."""
-    gone = [n for n in sorted(os.listdir(directory))
+    gone = [n for n in os.listdir(directory)
             if n.startswith(PREFIX) and not held(os.path.join(directory, n))]
     for name in gone:
         path = os.path.join(directory, name)
@@ -94,11 +94,7 @@ def write(final, staged, facts, encrypt=None, check=None):
             if check:
                 read(tmp, decrypt=check)
         os.link(tmp, final)   # never replaces a file of that name
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        safefile.fsync_dir(directory)
     finally:
         os.unlink(tmp)
     return facts

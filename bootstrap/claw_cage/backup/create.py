@@ -35,8 +35,7 @@ WATCHDOG = 'read x; [ "$x" = done ] || exec docker compose start openclaw'
 
 def _tool(name):
     if not runner.which(name):
-        raise RefusedError("%s is not installed (apt-get install %s): refused, nothing changed"
-                           % (name, {"gpg": "gnupg"}.get(name, name)))
+        raise RefusedError("%s is not installed: refused, nothing changed" % name)
 
 
 def cipher(how):
@@ -156,7 +155,8 @@ def take(stack, dest, ui, encrypt=None):
             finally:
                 if was_running:
                     stack.compose("start", "openclaw")
-                    runner.finish(guard, b"done\n")
+                    guard.stdin.write(b"done\n")
+                    runner.finish(guard)
                     ui.ok("gateway started again")
         if stack.volume_exists(stack.volumes[SECRETS]):
             staged.append(("state/%s.tar.gz" % SECRETS, os.path.join(stage, SECRETS)))
