@@ -3,7 +3,6 @@ Docker): the archive streams through the tool, which asks for the passphrase on 
 terminal (a pty here); no clear copy is left, the passphrase is never printed, a wrong one is
 refused in one line. Plus the sweep of what a killed run leaves (.partial, stage folders)."""
 
-import fcntl
 import json
 import os
 import pty

@@ -11,7 +11,10 @@ Proves, each file of the volumes compared by type, mode, owner and sha256:
   - write known data, --backup, destroy the volumes, --restore: every file back;
   - refusals (truncated, altered, another install's archive): exit 11, one line, nothing
     changed (volumes, their content, the running gateway);
-  - kill -9 mid-backup: no file under a final name, the gateway still running;
+  - kill -9 mid-backup: no file under a final name, the gateway still running, also on the
+    fallback path that stops it (the watchdog starts it again); the next --backup sweeps what
+    the killed run left;
+  - an encrypted backup (age, to a recipients file) restored with --identity;
   - a restore whose state does not start the gateway: exit 12, the previous state in service;
   - an upgrade to an image that never becomes healthy: exit 12, the previous compose file,
     image and state back;
@@ -261,13 +264,25 @@ def test_refusals_change_nothing(dep):
     assert (dep.state(), extra_volumes(), dep.gateway()) == (state, vols, cid)
 
 
+def _kill_9_backup_when(dep, ready, timeout):
+    """--backup of the built program in its own process group, killed -9 (the whole group)
+    as soon as ready() holds."""
+    proc = subprocess.Popen([PYTHON, dep.pyz, "--dir", dep.dir, "--backup"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        assert e2e.wait_for(ready, timeout, interval=0.05), "the backup never got there"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def test_kill_9_mid_backup_leaves_no_archive_and_the_gateway_running(dep):
     dep.exec('head -c 60000000 /dev/urandom > "$HOME/.openclaw/big.bin"')
     bdir = os.path.join(dep.dir, "backups")
     cid, before, entries = dep.gateway(), dep.archives(), set(os.listdir(bdir))
-    proc = subprocess.Popen([PYTHON, dep.pyz, "--dir", dep.dir, "--backup"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
 
     def others():   # containers on the state volume besides the gateway: the one-shot
         return sh(["docker", "ps", "-q", "--filter", "volume=" + DATA]).stdout.split()[1:]
@@ -276,13 +291,7 @@ def test_kill_9_mid_backup_leaves_no_archive_and_the_gateway_running(dep):
         staged = [f for d in os.listdir(bdir) if d.startswith(".claw-cage-backup-")
                   for f in os.listdir(os.path.join(bdir, d)) if f == "openclaw"]
         return staged and others()
-    try:
-        assert e2e.wait_for(streaming, 60, interval=0.05), "the backup never started"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    _kill_9_backup_when(dep, streaming, 60)
     assert dep.archives() == before
     assert dep.gateway() == cid
     dep.wait_healthy(30)
@@ -374,20 +383,11 @@ def _kill_9_while_the_gateway_is_stopped(dep):
     watchdog (its own session) starts it again; no archive under a final name."""
     dep.exec('head -c 80000000 /dev/urandom > "$HOME/.openclaw/big.bin"')
     before = dep.archives()
-    proc = subprocess.Popen([PYTHON, dep.pyz, "--dir", dep.dir, "--backup"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
 
     def copying():   # the gateway stopped, the copy's one-shot container on the state volume
         return dep.gateway() is None and sh(["docker", "ps", "-q", "--filter",
                                              "volume=" + DATA]).stdout.split()
-    try:
-        assert e2e.wait_for(copying, 90, interval=0.05), "the copy never started"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    _kill_9_backup_when(dep, copying, 90)
     assert e2e.wait_for(dep.gateway, 60, interval=0.5), "the gateway stayed stopped"
     dep.wait_healthy(60)
     assert e2e.wait_for(lambda: len(sh(["docker", "ps", "-q", "--filter", "volume=" + DATA]
