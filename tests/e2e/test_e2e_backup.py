@@ -22,6 +22,7 @@ Proves, each file of the volumes compared by type, mode, owner and sha256:
 Everything created is removed afterwards, also on failure.
 """
 
+import glob
 import io
 import json
 import os
@@ -356,6 +357,7 @@ def test_failed_restore_puts_the_previous_state_back(dep):
 
 def test_upgrade_to_a_never_healthy_image_rolls_back_with_the_data(dep):
     before, compose = dep.state(), open(os.path.join(dep.dir, "docker-compose.yml")).read()
+    checked = set(glob.glob(os.path.join(tempfile.gettempdir(), "claw-cage-restore-*")))
     n = len(dep.archives())
     new = dep.deploy_copy("source-new", BROKEN)
     res = dep.install(new, env=ENV)
@@ -376,6 +378,8 @@ def test_upgrade_to_a_never_healthy_image_rolls_back_with_the_data(dep):
     assert stat.S_IMODE(os.lstat(os.path.join(dep.dir, ".env")).st_mode) == 0o600
     res = dep.program("--rollback")
     assert res.returncode == 11 and "nothing to roll back" in res.stderr
+    # the archive's members checked before the rollback (.env in clear among them) are gone
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "claw-cage-restore-*"))) == checked
 
 
 def _kill_9_while_the_gateway_is_stopped(dep):
