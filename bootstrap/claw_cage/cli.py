@@ -195,6 +195,8 @@ def add_backup_modes(p, mode):
                            "compose file, image and state")
     g = p.add_argument_group("backup options")
     g.add_argument("--to", metavar="DIR", help="--backup: where (default: DIR/backups)")
+    g.add_argument("--encrypt", metavar="WITH", help="--backup: gpg, age or age recipients")
+    g.add_argument("--identity", metavar="KEY", help="--restore: age identity")
     g.add_argument("--no-backup", action="store_true",
                    help="install: no backup before an upgrade that changes the image")
 
@@ -206,8 +208,10 @@ def backup_mode(args):
 
 def check_backup_combinations(p, args):
     mode = backup_mode(args)
-    allowed = ("--dir", "--json", "--to") if mode == "backup" else ("--dir", "--json")
+    allowed = ("--dir", "--json") + {"backup": ("--to", "--encrypt"),
+                                      "restore": ("--identity",)}.get(mode, ())
     given = [("--to", args.to is not None), ("--no-backup", args.no_backup),
+             ("--encrypt", args.encrypt), ("--identity", args.identity),
              ("--dry-run", args.dry_run), ("--source", args.source is not None),
              ("--yes", args.yes), ("--allow", bool(args.allow)),
              ("--profile", args.profile is not None), ("--no-persist", args.no_persist),
@@ -217,10 +221,11 @@ def check_backup_combinations(p, args):
     if mode:
         used = [n for n, v in given if v and n not in allowed]
     else:
-        used = [n for n, v in given[:2] if v and (n == "--to" or args.firewall or args.verify)]
+        used = [n for n, v in given[:4] if v and (n != "--no-backup" or args.firewall or
+                                                  args.verify)]
     if used:
         p.error("%s cannot be used %s" % (", ".join(used), "with --" + mode if mode else
-                                          "here (--to: --backup; --no-backup: install)"))
+                                          "without their mode (see --help)"))
     return mode
 # -- end of backups --
 

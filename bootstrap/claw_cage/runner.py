@@ -76,29 +76,47 @@ def run(argv, input=None, check=True, timeout=120, env=None, cwd=None):
     if proc.returncode != 0:
         log.debug("  exit %s: %s", proc.returncode, proc.stderr.strip()[-500:])
         if check:
-            detail = proc.stderr.strip().splitlines()
-            reason = detail[-1] if detail else "no error message"
-            raise CommandError(argv, "exit status %d: %s" % (proc.returncode, reason),
-                               proc.returncode, proc.stderr)
+            raise _failed(argv, proc.returncode, proc.stderr)
     return result
+
+
+def _failed(argv, rc, err):
+    detail = err.strip().splitlines()
+    return CommandError(argv, "exit status %d: %s" % (rc, detail[-1] if detail else
+                                                      "no error message"), rc, err)
 
 
 def stream(argv, stdout=None, stdin=None, timeout=3600):
     """Run argv with binary stdout/stdin connected to open files (a volume's tar stream to or
     from an archive): nothing held in memory. A failure raises CommandError like run()."""
+    return finish(start(argv, stdin or subprocess.DEVNULL, stdout or subprocess.DEVNULL),
+                  timeout=timeout)
+
+
+def start(argv, stdin=None, stdout=None, cwd=None, detach=False):
+    """Start argv without waiting: binary pipes, or the open files given (an archive streamed
+    through gpg or age, which ask for a passphrase on the terminal themselves). detach: in its
+    own session, deaf to the kill of ours (a watchdog), output discarded. finish() judges it."""
     argv = [str(a) for a in argv]
     log.debug("$ %s", shlex.join(argv))
+    out = subprocess.DEVNULL if detach else subprocess.PIPE
     try:
-        proc = subprocess.run(argv, stdin=stdin or subprocess.DEVNULL,
-                              stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              timeout=timeout, env=dict(os.environ, LC_ALL="C", LANG="C"))
+        return subprocess.Popen(argv, stdin=stdin or subprocess.PIPE, stdout=stdout or out,
+                                stderr=out, cwd=cwd, start_new_session=detach,
+                                env=dict(os.environ, LC_ALL="C", LANG="C"))
     except FileNotFoundError:
         raise CommandError(argv, "command not found")
+
+
+def finish(proc, timeout=None):
+    """End proc's input, wait for it; CommandError when it failed."""
+    try:
+        err = proc.communicate(None, timeout)[1] or b""
     except subprocess.TimeoutExpired:
-        raise CommandError(argv, "timed out after %ss" % timeout)
-    err = proc.stderr.decode("utf-8", "replace").strip()
-    if proc.returncode != 0:
-        reason = err.splitlines()[-1] if err else "no error message"
-        raise CommandError(argv, "exit status %d: %s" % (proc.returncode, reason),
-                           proc.returncode, err)
-    return Result(argv, 0, None, err)
+        proc.kill()
+        proc.wait()
+        raise CommandError(proc.args, "timed out after %ss" % timeout)
+    err = err.decode("utf-8", "replace").strip()
+    if proc.returncode:
+        raise _failed(proc.args, proc.returncode, err)
+    return Result(proc.args, 0, None, err)

@@ -11,7 +11,10 @@ Proves, each file of the volumes compared by type, mode, owner and sha256:
   - write known data, --backup, destroy the volumes, --restore: every file back;
   - refusals (truncated, altered, another install's archive): exit 11, one line, nothing
     changed (volumes, their content, the running gateway);
-  - kill -9 mid-backup: no file under a final name, the gateway still running;
+  - kill -9 mid-backup: no file under a final name, the gateway still running, also on the
+    fallback path that stops it (the watchdog starts it again); the next --backup sweeps what
+    the killed run left;
+  - an encrypted backup (age, to a recipients file) restored with --identity;
   - a restore whose state does not start the gateway: exit 12, the previous state in service;
   - an upgrade to an image that never becomes healthy: exit 12, the previous compose file,
     image and state back;
@@ -19,6 +22,7 @@ Proves, each file of the volumes compared by type, mode, owner and sha256:
 Everything created is removed afterwards, also on failure.
 """
 
+import glob
 import io
 import json
 import os
@@ -261,13 +265,25 @@ def test_refusals_change_nothing(dep):
     assert (dep.state(), extra_volumes(), dep.gateway()) == (state, vols, cid)
 
 
+def _kill_9_backup_when(dep, ready, timeout):
+    """--backup of the built program in its own process group, killed -9 (the whole group)
+    as soon as ready() holds."""
+    proc = subprocess.Popen([PYTHON, dep.pyz, "--dir", dep.dir, "--backup"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        assert e2e.wait_for(ready, timeout, interval=0.05), "the backup never got there"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 def test_kill_9_mid_backup_leaves_no_archive_and_the_gateway_running(dep):
     dep.exec('head -c 60000000 /dev/urandom > "$HOME/.openclaw/big.bin"')
     bdir = os.path.join(dep.dir, "backups")
     cid, before, entries = dep.gateway(), dep.archives(), set(os.listdir(bdir))
-    proc = subprocess.Popen([PYTHON, dep.pyz, "--dir", dep.dir, "--backup"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
 
     def others():   # containers on the state volume besides the gateway: the one-shot
         return sh(["docker", "ps", "-q", "--filter", "volume=" + DATA]).stdout.split()[1:]
@@ -276,13 +292,7 @@ def test_kill_9_mid_backup_leaves_no_archive_and_the_gateway_running(dep):
         staged = [f for d in os.listdir(bdir) if d.startswith(".claw-cage-backup-")
                   for f in os.listdir(os.path.join(bdir, d)) if f == "openclaw"]
         return staged and others()
-    try:
-        assert e2e.wait_for(streaming, 60, interval=0.05), "the backup never started"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    _kill_9_backup_when(dep, streaming, 60)
     assert dep.archives() == before
     assert dep.gateway() == cid
     dep.wait_healthy(30)
@@ -290,12 +300,45 @@ def test_kill_9_mid_backup_leaves_no_archive_and_the_gateway_running(dep):
     assert e2e.wait_for(lambda: not others(), 180, interval=1)
     assert dep.archives() == before
     dep.exec('rm -f "$HOME/.openclaw/big.bin"')
-    for d in set(os.listdir(bdir)) - entries:   # the killed run's hidden staging files
-        assert d.startswith("."), d
-        shutil.rmtree(os.path.join(bdir, d), ignore_errors=True)
+    left = set(os.listdir(bdir)) - entries   # the killed run's hidden staging folder
+    assert left and all(d.startswith(".claw-cage-backup-") for d in left), left
     for v in extra_volumes():
         if "scratch" in v:
             sh(["docker", "volume", "rm", v])
+    # the next --backup removes what the dead run left, and only that
+    res = dep.program("--backup")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "removed what a cut-off backup left" in res.stdout
+    assert all(d in res.stdout for d in left)
+    assert set(os.listdir(bdir)) - entries == {dep.archives()[-1]}
+
+
+def test_encrypted_backup_to_age_recipients_restores_with_the_key(dep):
+    """--encrypt RECIPIENTS (age -R: no secret at backup time, as cron needs) and --restore
+    --identity KEY, through the built program; the archive holds no clear byte of it."""
+    if not shutil.which("age"):
+        pytest.fail("age IS NOT INSTALLED: tests/apt-packages.txt lists it, tests/run installs it")
+    key, rcpt = os.path.join(dep.home, "age-key.txt"), os.path.join(dep.home, "recipients.txt")
+    sh(["age-keygen", "-o", key])
+    with open(rcpt, "w") as f:
+        f.write(sh(["age-keygen", "-y", key]).stdout)
+    before, n = dep.state(), len(dep.archives())
+    res = dep.program("--backup", "--encrypt", rcpt)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert ".tar.gz.age" in res.stdout and "in clear" not in res.stdout + res.stderr
+    [path] = [os.path.join(dep.dir, "backups", a) for a in dep.archives()[n:]]
+    assert path.endswith(".tar.gz.age") and stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    data = open(path, "rb").read()
+    assert b"manifest.json" not in data and dep.token().encode() not in data
+    assert not [d for d in os.listdir(os.path.dirname(path)) if d.startswith(".")]
+    res = dep.program("--restore", path)   # no key: refused, nothing changed
+    assert res.returncode == 11 and "could not be decrypted" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    dep.exec('echo changed > "$HOME/.openclaw/sessions/s2.jsonl"')
+    res = dep.program("--restore", path, "--identity", key)
+    assert res.returncode == 0, res.stdout + res.stderr
+    dep.wait_healthy()
+    assert dep.state() == before
 
 
 def test_failed_restore_puts_the_previous_state_back(dep):
@@ -314,6 +357,7 @@ def test_failed_restore_puts_the_previous_state_back(dep):
 
 def test_upgrade_to_a_never_healthy_image_rolls_back_with_the_data(dep):
     before, compose = dep.state(), open(os.path.join(dep.dir, "docker-compose.yml")).read()
+    checked = set(glob.glob(os.path.join(tempfile.gettempdir(), "claw-cage-restore-*")))
     n = len(dep.archives())
     new = dep.deploy_copy("source-new", BROKEN)
     res = dep.install(new, env=ENV)
@@ -334,6 +378,26 @@ def test_upgrade_to_a_never_healthy_image_rolls_back_with_the_data(dep):
     assert stat.S_IMODE(os.lstat(os.path.join(dep.dir, ".env")).st_mode) == 0o600
     res = dep.program("--rollback")
     assert res.returncode == 11 and "nothing to roll back" in res.stderr
+    # the archive's members checked before the rollback (.env in clear among them) are gone
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "claw-cage-restore-*"))) == checked
+
+
+def _kill_9_while_the_gateway_is_stopped(dep):
+    """The fallback copy stops the gateway: kill -9 of the whole process group then, and the
+    watchdog (its own session) starts it again; no archive under a final name."""
+    dep.exec('head -c 80000000 /dev/urandom > "$HOME/.openclaw/big.bin"')
+    before = dep.archives()
+
+    def copying():   # the gateway stopped, the copy's one-shot container on the state volume
+        return dep.gateway() is None and sh(["docker", "ps", "-q", "--filter",
+                                             "volume=" + DATA]).stdout.split()
+    _kill_9_backup_when(dep, copying, 90)
+    assert e2e.wait_for(dep.gateway, 60, interval=0.5), "the gateway stayed stopped"
+    dep.wait_healthy(60)
+    assert e2e.wait_for(lambda: len(sh(["docker", "ps", "-q", "--filter", "volume=" + DATA]
+                                       ).stdout.split()) == 1, 180, interval=1)
+    assert dep.archives() == before
+    dep.exec('rm -f "$HOME/.openclaw/big.bin"')
 
 
 def test_image_without_backup_command_stops_copies_and_restarts(dep):
@@ -345,8 +409,10 @@ def test_image_without_backup_command_stops_copies_and_restarts(dep):
         dep.compose("up", "-d", "--pull", "never")
         dep.wait_healthy()
         before, n = dep.state(), len(dep.archives())
+        _kill_9_while_the_gateway_is_stopped(dep)
         res = dep.program("--backup")
         assert res.returncode == 0, res.stdout + res.stderr
+        assert "removed what a cut-off backup left" in res.stdout
         assert "no `openclaw backup` command: the gateway is stopped" in res.stdout
         assert "gateway started again" in res.stdout
         dep.wait_healthy(60)

@@ -3,19 +3,24 @@ their sha256. Written under a hidden temporary name in the destination, fsynced,
 its final name: a run cut off halfway never leaves a file under that name. Read back whole
 before anything is restored: a truncated, altered or incomplete archive is refused."""
 
+import fcntl
 import gzip
 import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import tarfile
 import time
 
+from .. import runner, safefile
 from ..errors import RefusedError
+from ..runner import CommandError
 
 MANIFEST = "manifest.json"
 FORMAT = "claw-cage-backup-1"
+PREFIX = ".claw-cage-backup-"   # the hidden work of a run: its stage folder, its .partial
 MEMBER = re.compile(r"^(manifest\.json|(state|install)/\.?[A-Za-z0-9][A-Za-z0-9._-]*)$")
 
 
@@ -33,42 +38,93 @@ def _info(name, size):
     return ti
 
 
-def write(final, staged, facts):
-    """staged: [(member name, path)]. The manifest carries facts and each member's sha256."""
+def held(path):
+    """True while a live run holds its flock on path (a .partial file or a stage folder):
+    the kernel drops the lock when that run dies, even by kill -9."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:   # gone already, or a symlink: not ours to follow
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def sweep(directory):
+    """Remove the hidden leftovers (.claw-cage-backup-*) of runs that died; a live run's stay."""
+    gone = [n for n in os.listdir(directory)
+            if n.startswith(PREFIX) and not held(os.path.join(directory, n))]
+    for name in gone:
+        path = os.path.join(directory, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+    return gone
+
+
+def write(final, staged, facts, encrypt=None, check=None):
+    """staged: [(member name, path)]. The manifest carries facts and each member's sha256.
+    encrypt: the argv of gpg or age, which the archive streams through (no clear copy on
+    disk); check: the argv that decrypts it, read back whole before it gets its name."""
     facts = dict(facts, format=FORMAT,
                  files={name: sha256_file(path) for name, path in staged})
     body = json.dumps(facts, indent=1, sort_keys=True).encode()
     directory = os.path.dirname(final)
     tmp = os.path.join(directory, "." + os.path.basename(final) + ".partial")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)   # ours while we live: sweep() leaves it
         with os.fdopen(fd, "wb") as f:
-            # level 0 (stored, CRC-checked): every large member is a tar.gz already, and
-            # deflating it again costs seconds per 100 MB for nothing
-            with tarfile.open(fileobj=f, mode="w:gz", compresslevel=0) as tar:
-                tar.addfile(_info(MANIFEST, len(body)), io.BytesIO(body))
-                for name, path in staged:
-                    with open(path, "rb") as src:
-                        tar.addfile(_info(name, os.fstat(src.fileno()).st_size), src)
+            proc = runner.start(encrypt, stdout=f) if encrypt else None
+            try:
+                # level 0 (stored, CRC-checked): every large member is a tar.gz already, and
+                # deflating it again costs seconds per 100 MB for nothing
+                with tarfile.open(fileobj=proc.stdin if proc else f, mode="w:gz",
+                                  compresslevel=0) as tar:
+                    tar.addfile(_info(MANIFEST, len(body)), io.BytesIO(body))
+                    for name, path in staged:
+                        with open(path, "rb") as src:
+                            tar.addfile(_info(name, os.fstat(src.fileno()).st_size), src)
+            finally:   # gpg or age stopped (a broken pipe): their message, not ours
+                if proc:
+                    runner.finish(proc)
             f.flush()
             os.fsync(f.fileno())
+            if check:
+                read(tmp, decrypt=check)
         os.link(tmp, final)   # never replaces a file of that name
-        dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        safefile.fsync_dir(directory)
     finally:
         os.unlink(tmp)
     return facts
 
 
-def read(path, out_dir=None):
+def read(path, out_dir=None, decrypt=None):
     """The manifest, after every member's sha256 matched; members saved into out_dir when
-    given (mode 600). RefusedError, in one line, for anything else."""
+    given (mode 600). decrypt: the argv of gpg or age the archive streams through (it asks
+    for the passphrase; no clear copy of the archive on disk). RefusedError, in one line,
+    for anything else."""
     name = os.path.basename(path)
+    if not decrypt:
+        return _read(path, None, name, out_dir)
+    proc = runner.start(decrypt + [path])
     try:
-        gz = gzip.open(path, "rb")
+        return _read(None, proc.stdout, name, out_dir)
+    finally:   # gpg or age judge the whole file; their refusal comes first
+        while proc.stdout.read(1 << 20):
+            pass
+        try:
+            runner.finish(proc)
+        except CommandError as err:
+            why = [ln for ln in err.stderr.splitlines() if "://" not in ln] or [err]
+            raise RefusedError("%s could not be decrypted (%s): refused, nothing changed"
+                               % (name, why[-1]))
+
+
+def _read(path, src, name, out_dir):
+    try:
+        gz = gzip.GzipFile(path, "rb", fileobj=src)
         tar = tarfile.open(fileobj=gz, mode="r|")
     except (OSError, EOFError, tarfile.TarError) as err:
         raise RefusedError("%s is not a claw-cage backup (%s): refused, nothing changed"

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 
-from .. import __version__, dotenv, safefile
+from .. import __version__, dotenv, runner, safefile
 from ..errors import RefusedError
 from ..runner import CommandError
 from . import archive
@@ -26,6 +26,36 @@ OPENCLAW_BACKUP = (
     'node dist/index.js backup create --help >/dev/null 2>&1 || exit %d; '
     'mkdir -p "$HOME/out" && node dist/index.js backup create --verify --output "$HOME/out" '
     '>&2 && set -- "$HOME"/out/*.tar.gz && [ $# -eq 1 ] && [ -f "$1" ] && cat "$1"' % NO_COMMAND)
+
+
+GPG = ["gpg", "--pinentry-mode", "loopback", "--no-symkey-cache", "-o", "-"]
+# a detached watchdog: our death (EOF before "done") while the gateway is stopped starts it
+WATCHDOG = 'read x; [ "$x" = done ] || exec docker compose start openclaw'
+
+
+def _tool(name):
+    if not runner.which(name):
+        raise RefusedError("%s is not installed: refused, nothing changed" % name)
+
+
+def cipher(how):
+    """--encrypt gpg|age|RECIPIENTS: (encrypt argv, decrypt argv to read it back, suffix).
+    gpg --symmetric AES256 and age --passphrase ask on the terminal; age -R needs no secret."""
+    if how == "gpg":   # loopback asks once: reading the archive back asks again
+        return GPG + ["--symmetric", "--cipher-algo", "AES256"], decipher(".gpg"), ".gpg"
+    if how != "age" and not os.path.isfile(how):
+        raise RefusedError("--encrypt: gpg, age or an age recipients file, not %s" % how)
+    _tool("age")   # age -p asks twice itself
+    return ["age"] + (["-p"] if how == "age" else ["-R", how]), None, ".age"
+
+
+def decipher(path, identity=None):
+    """The argv that decrypts the archive at path (by its name), or None for a plain one."""
+    argv = {"gpg": GPG + ["--decrypt"], "age": ["age", "-d"] + (["-i", identity] if identity
+                                                                 else [])}.get(path[-3:])
+    if argv:
+        _tool(argv[0])
+    return argv
 
 
 def default_dir(directory):
@@ -82,18 +112,26 @@ def _copy_volume(stack, volume, path):
                                             ["-c", "cd /v && tar -czf - ."], stdout=f))
 
 
-def take(stack, dest, ui):
+def take(stack, dest, ui, encrypt=None):
     """Write one archive into dest; return its path."""
+    enc, check, suffix = cipher(encrypt) if encrypt else (None, None, "")
     if not stack.volume_exists(stack.volumes[STATE]):
         raise RefusedError("no state volume %s: nothing to back up (has the stack ever run?)"
                            % stack.volumes[STATE])
     facts = {"created": stamp(), "claw_cage": __version__, "install": install_id(stack.dir)}
     facts.update(stack.image_facts())
-    os.makedirs(dest, 0o700, exist_ok=True)
-    final = os.path.join(dest, "claw-cage-backup-%s.tar.gz" % facts["created"])
+    # an encrypted archive's clear pieces wait next to the clear .env, not in dest
+    home = default_dir(stack.dir) if encrypt else dest
+    for d in {dest, home}:
+        os.makedirs(d, 0o700, exist_ok=True)
+        gone = archive.sweep(d)
+        if gone:
+            ui.info("removed what a cut-off backup left: " + ", ".join(gone))
+    final = os.path.join(dest, "claw-cage-backup-%s.tar.gz%s" % (facts["created"], suffix))
     if os.path.lexists(final):
         raise RefusedError("%s exists already: wait a second and run again" % final)
-    stage = tempfile.mkdtemp(prefix=".claw-cage-backup-", dir=dest)
+    stage = tempfile.mkdtemp(prefix=archive.PREFIX, dir=home)
+    mine = safefile.DirLock(stage).__enter__()   # sweep() leaves a live run's folder
     try:
         staged = []
         state = _state_openclaw(stack, os.path.join(stage, "openclaw"))
@@ -108,15 +146,17 @@ def take(stack, dest, ui):
             was_running = stack.gateway_id() is not None
             ui.warn("this OpenClaw image has no `openclaw backup` command: the gateway is "
                     "stopped while its state volume is copied" if was_running else
-                    "this OpenClaw image has no `openclaw backup` command: copying the state "
-                    "volume (the gateway is not running)")
+                    "no `openclaw backup` command: copying the state volume")
             if was_running:
+                guard = runner.start(["sh", "-c", WATCHDOG], cwd=stack.dir, detach=True)
                 stack.compose("stop", "openclaw")
             try:
                 _copy_volume(stack, stack.volumes[STATE], staged[-1][1])
             finally:
                 if was_running:
                     stack.compose("start", "openclaw")
+                    guard.stdin.write(b"done\n")
+                    runner.finish(guard)
                     ui.ok("gateway started again")
         if stack.volume_exists(stack.volumes[SECRETS]):
             staged.append(("state/%s.tar.gz" % SECRETS, os.path.join(stage, SECRETS)))
@@ -127,14 +167,15 @@ def take(stack, dest, ui):
                 path = os.path.join(stage, "install" + name)
                 _to_file(path, lambda f: f.write(data))
                 staged.append(("install/" + name, path))
-        archive.write(final, staged, facts)
+        archive.write(final, staged, facts, enc, check)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        mine.__exit__()
     rec = json.dumps({"path": final, "created": facts["created"]}).encode()
     os.replace(safefile.stage(stack.dir, LAST, rec, 0o600), os.path.join(stack.dir, LAST))
     ui.ok("backup written: %s (mode 600, %.1f MB)" % (final, os.path.getsize(final) / 1e6))
-    ui.info("  holds: the state volume, the auth-profile key, .env, openclaw.json, the compose "
-            "file, the image %s; left out: the npm cache and ~/.local (claw-npm, claw-local: "
-            "caches plugins rebuild)" % stack.image)
-    ui.warn("the archive holds your API keys and credentials in clear: keep it private")
+    ui.info("  holds the state, the auth-profile key, claw-cage's files, the image name; left "
+            "out: the caches claw-npm and claw-local (plugins rebuild them)")
+    if not enc:
+        ui.warn("the archive holds your API keys and credentials in clear: keep it private")
     return final

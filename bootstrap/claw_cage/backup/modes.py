@@ -1,4 +1,5 @@
-"""--backup [--to DIR], --restore ARCHIVE, --rollback: one run at a time per install."""
+"""--backup [--to DIR] [--encrypt gpg|age|RECIPIENTS], --restore ARCHIVE [--identity KEY],
+--rollback: one run at a time per install."""
 
 import os
 
@@ -17,9 +18,10 @@ def main(args):
     with safefile.DirLock(target):
         if args.backup:
             dest = os.path.abspath(os.path.expanduser(args.to or create.default_dir(target)))
-            return {"archive": create.take(Stack(target), dest, ui)}
+            return {"archive": create.take(Stack(target), dest, ui, args.encrypt)}
         if args.restore:
-            restore.restore(Stack(target), os.path.abspath(args.restore), ui)
+            restore.restore(Stack(target), os.path.abspath(args.restore), ui,
+                            identity=args.identity)
             return {"restored": args.restore}
         rec = upgrade.rollback(ui, target)
         ui.ok("rolled back to OpenClaw %s" % rec["from"])

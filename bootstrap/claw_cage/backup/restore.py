@@ -17,7 +17,7 @@ import tempfile
 
 from ..errors import RefusedError, RolledBackError
 from . import archive
-from .create import install_id, stamp
+from .create import decipher, install_id, stamp
 from .stack import SECRETS, STATE
 
 RESTORE_JS = ('cat > "$HOME/in.tar.gz" && node dist/index.js backup restore "$HOME/in.tar.gz" '
@@ -33,11 +33,11 @@ def _copy(src, dst):
     return "(cd %s && rm -rf -- * .[!.]* ..?*) && cp -a %s/. %s/" % (dst, src, dst)
 
 
-def check(stack, path):
+def check(stack, path, identity=None):
     """The archive's manifest, once the whole archive matched it and belongs here."""
     tmp = tempfile.mkdtemp(prefix="claw-cage-restore-")
     try:
-        manifest = archive.read(path, tmp)
+        manifest = archive.read(path, tmp, decipher(path, identity))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -102,8 +102,8 @@ def swap(stack, ui, new, when, what):
                           % (what, "" if healthy else ", but the gateway is not healthy either"))
 
 
-def restore(stack, path, ui, what="the restored state"):
-    manifest, members = check(stack, path)
+def restore(stack, path, ui, what="the restored state", identity=None):
+    manifest, members = check(stack, path, identity)
     try:
         ui.ok("%s checked: every file matches its manifest (made %s, image %s)"
               % (os.path.basename(path), manifest.get("created"), manifest.get("image")))

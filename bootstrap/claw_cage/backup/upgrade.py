@@ -12,6 +12,7 @@ previous compose file (so the previous image) and the state from that backup.
 import json
 import os
 import re
+import shutil
 
 from .. import dotenv, runner, safefile
 from ..errors import RefusedError, RolledBackError
@@ -98,7 +99,8 @@ def rollback(ui, target, automatic=False):
         raise RefusedError("the gateway is healthy on %s: nothing rolled back (an older state "
                            "is --restore ARCHIVE)" % rec["to"])
     if rec["backup"]:
-        restore.check(stack, rec["backup"])   # refused here: nothing changed yet
+        # refused here: nothing changed yet (the members it checked into /tmp go)
+        shutil.rmtree(restore.check(stack, rec["backup"])[1])
     stack.compose("stop", "openclaw")
     _write(target, "docker-compose.yml", previous)
     ui.ok("docker-compose.yml put back: OpenClaw %s" % rec["from"])
