@@ -122,11 +122,12 @@ def take(stack, dest, ui, encrypt=None):
     facts.update(stack.image_facts())
     # an encrypted archive's clear pieces wait next to the clear .env, not in dest
     home = default_dir(stack.dir) if encrypt else dest
+    gone = stack.sweep_scratch()   # under the install's lock: no run of ours uses one now
     for d in {dest, home}:
         os.makedirs(d, 0o700, exist_ok=True)
-        gone = archive.sweep(d)
-        if gone:
-            ui.info("removed what a cut-off backup left: " + ", ".join(gone))
+        gone += archive.sweep(d)
+    if gone:
+        ui.info("removed what a cut-off backup left: " + ", ".join(gone))
     final = os.path.join(dest, "claw-cage-backup-%s.tar.gz%s" % (facts["created"], suffix))
     if os.path.lexists(final):
         raise RefusedError("%s exists already: wait a second and run again" % final)

@@ -86,6 +86,14 @@ class Stack:
         for name in names:
             runner.run(["docker", "volume", "rm", name], check=False, timeout=60)
 
+    def sweep_scratch(self):
+        """Remove the scratch volumes of this install's killed backups (OpenClaw's unfinished
+        archive, in clear); one in use is not removed (docker refuses), nor listed."""
+        ls = runner.run(["docker", "volume", "ls", "-q", "--filter",
+                         "label=org.claw-cage.backup=scratch"], check=False, timeout=30)
+        old = [v for v in ls.stdout.split() if v.startswith(self.project + "_backup-scratch-")]
+        return [v for v in old if runner.run(["docker", "volume", "rm", v], check=False).ok]
+
     def one_shot(self, mounts, argv, caps=COPY_CAPS, stdout=None, stdin=None, entry="sh"):
         """docker run --rm of this image: no network, read-only root, `entry` argv."""
         cmd = ["docker", "run", "--rm", "--network", "none", "--read-only", "--tmpfs",
