@@ -1,7 +1,7 @@
 # claw-cage launcher: the readable part of dist/claw-cage.pyz.
 #
 # build.py wraps this file, unchanged but for the @-marked lines, in one Python expression
-# together with the program (a zip archive, zlib-compressed, as base85 text) and writes the
+# together with the program (its modules, bz2-compressed, as 7-bit text) and writes the
 # result to dist/claw-cage.pyz. That file runs this code through exec(). Everything here must still
 # *parse* on Python 3.6 so that old interpreters get the one-line refusal below instead of a
 # SyntaxError.
@@ -30,31 +30,78 @@ if sys.argv[1:] == ["--version"]:
     print(VERSION_LINE)
     sys.exit(0)
 
-import base64  # noqa: E402  (only after the path is clean)
-import os  # noqa: E402
-import zlib  # noqa: E402
+# The payload is one bz2 stream. _bz2 (not bz2.py, which imports threading) is in every
+# distribution's python3 (Debian/Ubuntu: libpython3-stdlib, which python3 depends on; Alpine,
+# Fedora, Arch, python.org); only a python3-minimal alone or a Python built without libbz2's
+# headers lacks it.
+try:
+    from _bz2 import BZ2Decompressor
+except ImportError:
+    sys.stderr.write("claw-cage: error: this Python lacks its bz2 module, which claw-cage needs "
+                     "to unpack itself (install your distribution's full python3 package)\n")
+    sys.exit(3)
+from importlib.machinery import ModuleSpec  # noqa: E402
 
 
-def archive_path(data):
-    """A path to the zip that exists nowhere on disk: an anonymous memory file (memfd), read
-    through /proc/self/fd. No temporary file for another user to swap or for us to leave
-    behind. Where memfd is missing, an already-unlinked temporary file serves the same way."""
-    try:
-        fd = os.memfd_create("claw-cage.pyz", 0)
-    except (AttributeError, OSError):
-        import tempfile
-        fd, name = tempfile.mkstemp(suffix=".zip")
-        os.unlink(name)
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-    return "/proc/self/fd/%d" % fd
+def unpack(text):
+    """The modules, {"claw_cage/x.py": source}, from the payload build.py's pack() wrote:
+    undo the escapes of the four characters a raw string cannot hold, gather the 7 bits of
+    every character back into bytes (three mask steps on one big number: C speed, no loop
+    over characters), then decompress."""
+    data = text.encode("latin-1").translate(bytes.maketrans(b"\x80\x81\x82\x83", b"\0\r\"\\"))
+    size = len(data)
+    n = int.from_bytes(data, "big")
+    for width, shift in ((2, 1), (4, 2), (8, 4)):
+        bits = width * 4 - width // 2
+        low = int.from_bytes(((1 << bits) - 1).to_bytes(width, "big") * (size // width), "big")
+        n = (n & low) | ((n & (low << width * 4)) >> shift)
+    wide = bytearray(n.to_bytes(size, "big"))
+    del wide[::8]  # the zero byte heading every group of 8
+    parts = BZ2Decompressor().decompress(bytes(wide)).decode("utf-8").split("\0")
+    return dict(zip(parts[::2], parts[1::2]))
 
 
-# zipimport (built into Python, nothing imported from disk) then loads the program's modules
-# from that archive; it goes first on sys.path so nothing else can stand in for them.
-ARCHIVE = zlib.decompress(base64.b85decode(PAYLOAD.replace("\n", "")))
-sys.path.insert(0, archive_path(ARCHIVE))
+MODULES = unpack(PAYLOAD[1:])  # [1:]: the newline after the opening r"""
+
+
+class Importer:
+    """Finds and loads the program's modules from MODULES; it goes first on sys.meta_path so
+    nothing on disk can stand in for them. A module's file name, "claw-cage.pyz/claw_cage/x.py",
+    and get_source() keep tracebacks and inspect showing source lines."""
+
+    @staticmethod
+    def _file(name):
+        base = name.replace(".", "/")
+        for file, package in ((base + "/__init__.py", True), (base + ".py", False)):
+            if file in MODULES:
+                return file, package
+        return None, False
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        file, package = cls._file(name)
+        if file is None:
+            return None
+        spec = ModuleSpec(name, cls, origin="claw-cage.pyz/" + file, is_package=package)
+        spec.has_location = True  # sets __file__
+        return spec
+
+    @staticmethod
+    def create_module(spec):
+        return None  # the default module object
+
+    @classmethod
+    def get_source(cls, name):
+        return MODULES[cls._file(name)[0]]
+
+    @classmethod
+    def exec_module(cls, module):
+        # the program's own modules, from this very file: nothing outside reaches here
+        exec(compile(cls.get_source(module.__name__), module.__file__, "exec"),  # nosec B102
+             module.__dict__)
+
+
+sys.meta_path.insert(0, Importer)
 
 import claw_cage  # noqa: E402
 

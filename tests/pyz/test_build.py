@@ -2,15 +2,12 @@
 download never runs; the current directory never shadows the standard library; old Pythons
 get one clear line; two builds are byte-identical; build facts are embedded."""
 
-import base64
 import hashlib
-import io
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
-import zipfile
-import zlib
 
 import pytest
 
@@ -19,11 +16,17 @@ from conftest import PYTHON, ROOT, build_pyz, find_python, run_file
 HOWS = ("path", "stdin", "pipe")
 
 
-def payload_zip(path):
-    """The zip archive carried inside a built file."""
+def load_build():
+    spec = importlib.util.spec_from_file_location("build_under_test", os.path.join(ROOT, "build.py"))
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    return build
+
+
+def payload_modules(path):
+    """{"claw_cage/x.py": source} carried inside a built file."""
     text = open(path, encoding="utf-8").read()
-    b85 = text.rsplit('"""', 2)[-2].replace("\n", "")
-    return zipfile.ZipFile(io.BytesIO(zlib.decompress(base64.b85decode(b85))))
+    return load_build().unpack(text.rsplit('"""', 2)[-2][1:])
 
 
 def git(*args):
@@ -165,7 +168,7 @@ def test_build_embeds_version_ref_repo_and_deploy_hashes(tmp_path):
     r = run_file(out, ["--version"])
     assert r.stdout.decode().strip().endswith("(someone/fork@v9.9.9)")
     info = {}
-    exec(payload_zip(out).read("claw_cage/buildinfo.py").decode(), info)
+    exec(payload_modules(out)["claw_cage/buildinfo.py"], info)
     assert info["REPO"] == "someone/fork" and info["GIT_REF"] == "v9.9.9"
     deploy = os.path.join(ROOT, "deploy")
     expected = {n: hashlib.sha256(open(os.path.join(deploy, n), "rb").read()).hexdigest()
@@ -174,11 +177,41 @@ def test_build_embeds_version_ref_repo_and_deploy_hashes(tmp_path):
     assert {"docker-compose.yml", ".env.example", "iptables-rules.sh"} <= set(expected)
 
 
-def test_the_payload_is_a_runnable_zipapp(pyz, tmp_path):
-    zpath = tmp_path / "app.zip"
-    zpath.write_bytes(payload_zip(pyz).fp.getvalue())
-    r = subprocess.run([PYTHON, str(zpath), "--version"], stdout=subprocess.PIPE)
-    assert r.returncode == 0 and r.stdout.startswith(b"claw-cage ")
+def test_tracebacks_and_inspect_show_the_modules_source(pyz):
+    """The modules load from memory, yet a traceback names "claw-cage.pyz/claw_cage/x.py" with
+    its source lines, and inspect.getsource works (the loader's get_source)."""
+    code = ("import sys, inspect, traceback\n"
+            "sys.argv = ['claw-cage.pyz', '--version-not']\n"
+            "try:\n"
+            "    exec(compile(open(sys.argv_pyz).read(), 'x', 'exec'), {'__name__': '__main__'})\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            "import claw_cage.cli as cli\n"
+            "print(cli.__file__)\n"
+            "print(inspect.getsource(cli.main).splitlines()[0])\n"
+            "try:\n"
+            "    cli.main([object()])\n"
+            "except Exception:\n"
+            "    traceback.print_exc(file=sys.stdout)\n").replace("sys.argv_pyz", repr(pyz))
+    out = subprocess.run([PYTHON, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL).stdout.decode()
+    lines = out.splitlines()
+    assert lines[0] == "claw-cage.pyz/claw_cage/cli.py", out
+    assert lines[1].startswith("def main("), out
+    frame = out.index('File "claw-cage.pyz/claw_cage/cli.py"')
+    assert out[frame:].splitlines()[1].strip(), out  # the source line under the frame
+
+
+def test_a_python_without_bz2_gets_one_clear_line(pyz, tmp_path):
+    """_bz2 is missing from a python3-minimal alone or a Python built without libbz2: a
+    stand-in that fails to import as the real absence does."""
+    (tmp_path / "_bz2.py").write_text("raise ImportError(\"No module named '_bz2'\")\n")
+    for how in HOWS:
+        r = run_file(pyz, ["--help"], how=how, env={"PYTHONPATH": str(tmp_path)})
+        err = r.stderr.decode().strip()
+        assert r.returncode == 3 and err.splitlines() == [err], err
+        assert "lacks its bz2 module" in err and r.stdout == b""
+    assert run_file(pyz, ["--version"], env={"PYTHONPATH": str(tmp_path)}).returncode == 0
 
 
 def test_build_refuses_a_bad_repo_name(tmp_path):
@@ -203,7 +236,7 @@ def test_payload_modules_are_the_source_token_for_token(pyz):
     """Every module in the built file parses to the same syntax tree as its source, docstrings
     aside: nothing but comments and docstrings was dropped, every string kept byte for byte."""
     import ast
-    archive = payload_zip(pyz)
+    archive = payload_modules(pyz)
     pkg = os.path.join(ROOT, "bootstrap")
     checked = 0
     for folder, _dirs, names in os.walk(os.path.join(pkg, "claw_cage")):
@@ -212,7 +245,7 @@ def test_payload_modules_are_the_source_token_for_token(pyz):
                 continue
             path = os.path.join(folder, name)
             member = os.path.relpath(path, pkg).replace(os.sep, "/")
-            shipped = archive.read(member).decode("utf-8")
+            shipped = archive[member]
             source = open(path, encoding="utf-8").read()
             assert ast.dump(ast.parse(shipped)) == ast.dump(_without_docstrings(ast.parse(source))), member
             assert len(shipped) < len(source), member
@@ -221,10 +254,7 @@ def test_payload_modules_are_the_source_token_for_token(pyz):
 
 
 def test_strip_source_keeps_what_looks_like_a_comment_inside_strings():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("build_under_test", os.path.join(ROOT, "build.py"))
-    build = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(build)
+    build = load_build()
     source = (
         '"""Module doc."""\n'
         "# a comment\n"
