@@ -120,6 +120,20 @@ def test_fresh_install_creates_the_files_with_the_right_modes(tmp_path, run_pyz,
     assert "docker compose up -d" in out and "ssh -N -L 18789:127.0.0.1:18789" in out
 
 
+def test_an_install_and_a_rerun_do_not_import_the_backup_package(tmp_path, run_pyz, env,
+                                                                  server):
+    """Only an upgrade whose compose file changed needs backup/ (its imports cost about a
+    tenth of a second): a first install and a re-run never load it."""
+    target = tmp_path / "t"
+    for _ in range(2):
+        r = run_pyz(["--dir", str(target), "--source", server.url],
+                    env=dict(env, PYTHONPROFILEIMPORTTIME="1"))
+        assert r.returncode == 0, r.stderr.decode()[-2000:]
+        imports = r.stderr.decode()
+        assert "claw_cage.install.steps" in imports  # the control: imports are listed
+        assert "claw_cage.backup" not in imports
+
+
 def test_two_installs_get_different_tokens(tmp_path, run_pyz, env, server):
     tokens = set()
     for n in range(2):

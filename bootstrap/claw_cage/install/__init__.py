@@ -6,7 +6,7 @@
 
 Exposes main(args) for cli, and the .env facts that --verify checks (ENV, TOKEN_VAR,
 token_is_set). Imports the shared plumbing beside it, and backup (the guard around an upgrade
-that changes the image); backup never imports install.
+that changes the image: only when the compose file changes); backup never imports install.
 """
 
 from .steps import ENV, TOKEN_VAR, main, token_is_set

@@ -14,7 +14,7 @@ import secrets
 
 import claw_cage
 
-from .. import __version__, backup, buildinfo, dotenv, paths, safefile  # backup: before sudo drops root
+from .. import __version__, buildinfo, dotenv, paths, safefile
 from ..errors import TargetError, UsageError
 from ..ui import UI
 from . import fetch, prereqs
@@ -320,11 +320,18 @@ def main(args):
     try:
         with safefile.DirLock(target):
             plan = plan_changes(target, artifacts)
-            # an image change: a backup first, the previous compose file kept (backup/)
-            upgrade = backup.before_upgrade(ui, target, fetched["docker-compose.yml"],
-                                            getattr(args, "no_backup", False))
+            # a new compose file may pin a new image: then a backup first and the previous
+            # compose file kept (backup/). Imported only then: a first install or a re-run
+            # does not pay for its imports.
+            old = safefile.read(os.path.join(target, "docker-compose.yml"))
+            guard = old is not None and old != fetched["docker-compose.yml"]
+            if guard:
+                from .. import backup
+                upgrade = backup.before_upgrade(ui, target, fetched["docker-compose.yml"],
+                                                getattr(args, "no_backup", False))
             apply(target, plan)
-            backup.after_upgrade(ui, target, upgrade)
+            if guard:
+                backup.after_upgrade(ui, target, upgrade)
     except BaseException:
         if created:
             try:
