@@ -10,7 +10,8 @@ import sys
 
 from . import __version__
 from . import buildinfo
-from .errors import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, EXIT_CODES_HELP,
+from .errors import (EXIT_CODES_HELP, EXIT_DAEMON, EXIT_DOCKER, EXIT_FIREWALL, EXIT_INCOMPLETE,
+                     EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PREREQ, EXIT_PROXY, EXIT_USAGE,
                      ClawCageError)
 
 PROG = "claw-cage.pyz"
@@ -116,13 +117,6 @@ def _domain(text):
         raise argparse.ArgumentTypeError(str(err))
 
 
-def check_egress_combinations(p, args):
-    if args.allow_domain and args.profile != "api-only":
-        p.error("--allow-domain needs --profile api-only")
-    if args.profile == "api-only" and not args.firewall:
-        p.error("--profile api-only is a --firewall profile")
-
-
 # -- the hardening guide's other layers: --harden-docker and --proxmox --------------------------
 def add_layer_modes(p, mode):
     mode.add_argument("--harden-docker", action="store_true",
@@ -145,42 +139,10 @@ def add_proxy_mode(p, mode):
     p.add_argument("--config", metavar="FILE", help="--proxy: its JSON config file")
 
 
-def check_proxy(p, args):
-    """--proxy takes --config and nothing else; --config goes only with --proxy."""
-    if args.proxy != (args.config is not None):
-        p.error("--proxy and --config FILE go together")
-    if args.proxy and (args.json or args.dry_run or args.dir is not None):
-        p.error("--proxy takes only --config FILE")
-
-
 def _vmid(text):
     if not text.isdigit() or not 100 <= int(text) <= 999999999:
         raise argparse.ArgumentTypeError("not a Proxmox VM id (100-999999999): %r" % text)
     return int(text)
-
-
-def check_layer_combinations(p, args):
-    """True for --harden-docker and --proxmox (--allow/--profile as in --firewall), after
-    refusing every option they do not take; elsewhere refuses their own options."""
-    others = [("--allow", bool(args.allow)), ("--profile", args.profile is not None),
-              ("--unsafe-wide-allow", args.unsafe_wide_allow), ("--no-persist", args.no_persist),
-              ("--remove", args.remove), ("--source", args.source is not None),
-              ("--yes", args.yes), ("--json", args.json), ("--dir", args.dir is not None),
-              ("--dry-run", args.dry_run)]
-    given = others + [("--vmid", args.vmid is not None),
-                      ("--admin-source", args.admin_source is not None), ("--revert", args.revert)]
-    if args.harden_docker:
-        mode, ok = "with --harden-docker", ("--dry-run", "--revert")
-    elif args.proxmox:
-        mode, ok = "with --proxmox", ("--allow", "--profile", "--unsafe-wide-allow", "--vmid",
-                                      "--admin-source")
-    else:
-        mode = "without " + ("--harden-docker" if args.revert else "--proxmox")
-        ok = [name for name, _ in others]   # the other modes check these themselves
-    used = [name for name, value in given if value and name not in ok]
-    if used:
-        p.error("%s cannot be used %s" % (", ".join(used), mode))
-    return args.harden_docker or args.proxmox
 
 
 # -- backups: --backup [--to DIR], --restore ARCHIVE, --rollback, --no-backup ----------------
@@ -201,60 +163,58 @@ def add_backup_modes(p, mode):
                    help="install: no backup before an upgrade that changes the image")
 
 
-def backup_mode(args):
-    return "backup" if args.backup else "restore" if args.restore else \
-        "rollback" if args.rollback else None
+# ---- the modes, in ONE table -----------------------------------------------------------------
+# Each row: the options that pick the mode (the most specific first; install, picked by none,
+# last), the subpackage that runs it, the exit code an external command that fails there gets
+# (runner.CommandError carries none: what such a failure means depends on the mode), and every
+# other option the mode takes besides -v. Any option a mode does not take is refused with one
+# line instead of being ignored. A new option: add it to the rows of the modes that take it.
+MODES = (
+    # picked by               package     failed command   takes
+    ("--firewall --remove", "firewall", EXIT_FIREWALL, "--dir --dry-run --json"),
+    ("--firewall", "firewall", EXIT_FIREWALL, "--dir --dry-run --json --allow --profile "
+                                              "--no-persist --unsafe-wide-allow --allow-domain"),
+    ("--verify", "verify", EXIT_INCOMPLETE, "--dir --json"),
+    ("--harden-docker", "harden", EXIT_DAEMON, "--dry-run --revert"),
+    ("--proxmox", "proxmox", EXIT_PREREQ, "--allow --profile --unsafe-wide-allow --vmid "
+                                          "--admin-source"),
+    ("--proxy", "proxy", EXIT_PROXY, "--config"),
+    ("--backup", "backup", EXIT_DOCKER, "--dir --json --to --encrypt"),
+    ("--restore", "backup", EXIT_DOCKER, "--dir --json --identity"),
+    ("--rollback", "backup", EXIT_DOCKER, "--dir --json"),
+    ("--version", None, EXIT_INTERNAL, ""),
+    ("", "install", EXIT_DOCKER, "--dir --dry-run --json --source --yes --no-backup"),
+)
 
 
-def check_backup_combinations(p, args):
-    mode = backup_mode(args)
-    allowed = ("--dir", "--json") + {"backup": ("--to", "--encrypt"),
-                                      "restore": ("--identity",)}.get(mode, ())
-    given = [("--to", args.to is not None), ("--no-backup", args.no_backup),
-             ("--encrypt", args.encrypt), ("--identity", args.identity),
-             ("--dry-run", args.dry_run), ("--source", args.source is not None),
-             ("--yes", args.yes), ("--allow", bool(args.allow)),
-             ("--profile", args.profile is not None), ("--no-persist", args.no_persist),
-             ("--remove", args.remove), ("--unsafe-wide-allow", args.unsafe_wide_allow),
-             ("--vmid", args.vmid is not None), ("--revert", args.revert),
-             ("--admin-source", args.admin_source is not None)]
-    if mode:
-        used = [n for n, v in given if v and n not in allowed]
-    else:
-        used = [n for n, v in given[:4] if v and (n != "--no-backup" or args.firewall or
-                                                  args.verify)]
-    if used:
-        p.error("%s cannot be used %s" % (", ".join(used), "with --" + mode if mode else
-                                          "without their mode (see --help)"))
-    return mode
-# -- end of backups --
+def given_options(parser, args):
+    """The long name of every option the command line set (its value is not the default)."""
+    return [a.option_strings[-1] for a in parser._actions   # noqa: SLF001 (argparse's list)
+            if a.option_strings and getattr(args, a.dest, a.default) != a.default]
 
 
-def check_combinations(p, args):
-    """Options that belong to one mode are refused in the others, instead of being ignored."""
-    check_egress_combinations(p, args)
-    if check_backup_combinations(p, args):
-        return
-    if check_layer_combinations(p, args):
-        return
-    firewall_only = [("--allow", bool(args.allow)), ("--profile", args.profile is not None),
-                     ("--no-persist", args.no_persist), ("--remove", args.remove)]
-    firewall_only.append(("--unsafe-wide-allow", args.unsafe_wide_allow))
-    install_only = [("--source", args.source is not None), ("--yes", args.yes)]
-    if args.firewall:
-        wrong = install_only
-        if args.remove:
-            wrong += [(n, v) for n, v in firewall_only if n != "--remove"]
-            wrong.append(("--allow-domain", bool(args.allow_domain)))
-    elif args.verify:
-        wrong = install_only + firewall_only + [("--dry-run", args.dry_run)]
-    else:
-        wrong = firewall_only
-    used = [name for name, given in wrong if given]
-    if used:
-        mode = ("--firewall --remove" if args.firewall and args.remove else
-                "--firewall" if args.firewall else "--verify" if args.verify else "install")
-        p.error("%s cannot be used with %s" % (", ".join(used), mode))
+def pick_mode(parser, args):
+    """The row of MODES the command line picks, after refusing every option it does not take
+    and the values that need another option."""
+    given = given_options(parser, args)
+    row = next(r for r in MODES if set(r[0].split()) <= set(given))
+    wrong = [o for o in given if o not in row[0].split() + row[3].split() + ["--verbose"]]
+    if wrong:   # name the modes the first one belongs to, when that is short
+        takers = []
+        for r in MODES:
+            name = (r[0].split() or ["install"])[0]   # --firewall --remove: --firewall
+            if wrong[0] in (r[0] + " " + r[3]).split() and name not in takers:
+                takers.append(name)
+        parser.error("%s cannot be used with %s%s" % (
+            ", ".join(wrong), row[0] or "install",
+            " (only with %s)" % " or ".join(takers) if len(takers) <= 2 else ""))
+    if args.allow_domain and args.profile != "api-only":
+        parser.error("--allow-domain needs --profile api-only")
+    if args.profile == "api-only" and row[0] != "--firewall":
+        parser.error("--profile api-only is a --firewall profile")
+    if row[0] == "--proxy" and args.config is None:
+        parser.error("--proxy needs --config FILE")
+    return row
 
 
 def version_line(version=__version__, repo=buildinfo.REPO, ref=buildinfo.GIT_REF,
@@ -271,18 +231,18 @@ def version_line(version=__version__, repo=buildinfo.REPO, ref=buildinfo.GIT_REF
 # persistence changed or not); cli prints it as one JSON object on stdout, adding what every
 # answer has. While the mode runs, its human lines go to stderr. A failure is an object too.
 
-def _json_mode(args):
-    if backup_mode(args):
-        return backup_mode(args)
-    if args.firewall:
-        return "firewall-remove" if args.remove else "firewall"
-    return None if args.verify else "install"
+def _json_mode(row):
+    """The "mode" of the JSON answer; None for --verify (it prints its own) and the modes
+    that take no --json."""
+    if "--json" not in row[3] or row[0] == "--verify":
+        return None
+    return row[0].lstrip("-").replace(" --", "-") or "install"
 
 
-def _print_json(args, result, exit_code, error=None):
+def _print_json(row, result, exit_code, error=None):
     import json
 
-    out = {"mode": _json_mode(args), "ok": exit_code == 0, "exit_code": exit_code,
+    out = {"mode": _json_mode(row), "ok": exit_code == 0, "exit_code": exit_code,
            "version": version_line()}
     out.update(result or {})
     if error is not None:
@@ -291,7 +251,7 @@ def _print_json(args, result, exit_code, error=None):
     sys.stdout.flush()
 
 
-def _run_mode(mode, args, json_out):
+def _run_mode(mode, args, row, json_out):
     if not json_out:
         result = mode.main(args)
         return 0 if isinstance(result, dict) else result
@@ -299,7 +259,7 @@ def _run_mode(mode, args, json_out):
 
     with contextlib.redirect_stdout(sys.stderr):
         result = mode.main(args)
-    _print_json(args, result, 0)
+    _print_json(row, result, 0)
     return 0
 
 
@@ -308,46 +268,35 @@ def main(argv=None):
         argv = sys.argv[1:]
     parser = build_parser()
     args = parser.parse_args(argv)
-    check_combinations(parser, args)
-    check_proxy(parser, args)
+    row = pick_mode(parser, args)
     if args.version:
         print(version_line())
         return 0
+    import importlib
     import logging  # not at the top: --help and usage errors stay fast without it
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="  %(message)s", stream=sys.stderr)
-    json_out = args.json and _json_mode(args) is not None  # --verify prints its own JSON
+    json_out = args.json and _json_mode(row) is not None  # --verify prints its own JSON
     try:
-        if args.firewall:
-            from . import firewall as mode
-        elif args.verify:
-            from . import verify as mode
-        elif args.harden_docker:
-            from . import harden as mode
-        elif args.proxmox:
-            from . import proxmox as mode
-        elif args.proxy:
-            from . import proxy as mode
-        elif backup_mode(args):
-            from . import backup as mode
-        else:
-            from . import install as mode
-        return _run_mode(mode, args, json_out)
+        mode = importlib.import_module("." + row[1], __package__)
+        return _run_mode(mode, args, row, json_out)
     except ClawCageError as err:
+        # exit_code None: a failed command (runner.CommandError), the code its mode declares
+        code = row[2] if err.exit_code is None else err.exit_code
         sys.stderr.write("claw-cage: error: %s\n" % err)
         if json_out:
-            _print_json(args, None, err.exit_code, str(err))
-        return err.exit_code
+            _print_json(row, None, code, str(err))
+        return code
     except KeyboardInterrupt:
         sys.stderr.write("\nclaw-cage: interrupted; nothing was left half-done\n")
         if json_out:
-            _print_json(args, None, EXIT_INTERRUPTED, "interrupted")
+            _print_json(row, None, EXIT_INTERRUPTED, "interrupted")
         return EXIT_INTERRUPTED
     except Exception as err:  # a bug: still one clear line, and the traceback with -v
         logging.getLogger("claw_cage").debug("internal error", exc_info=True)
         sys.stderr.write("claw-cage: internal error: %s: %s (run with -v for details)\n"
                          % (type(err).__name__, err))
         if json_out:
-            _print_json(args, None, EXIT_INTERNAL, "internal error: %s" % type(err).__name__)
+            _print_json(row, None, EXIT_INTERNAL, "internal error: %s" % type(err).__name__)
         return EXIT_INTERNAL

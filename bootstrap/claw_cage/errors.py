@@ -17,6 +17,7 @@ EXIT_DAEMON = 10       # --harden-docker: Docker refused the new daemon.json (or
 EXIT_REFUSED = 11      # --backup/--restore/--rollback refused: nothing was changed
 EXIT_ROLLED_BACK = 12  # the new gateway was not healthy: the previous state was put back
 EXIT_PROXY = 13        # --proxy could not start: bad config, or cannot bind
+EXIT_DOCKER = 14       # a Docker command failed during --backup, --restore, --rollback or an upgrade
 EXIT_INTERRUPTED = 130 # Ctrl-C
 
 EXIT_CODES_HELP = """exit status:
@@ -39,11 +40,14 @@ EXIT_CODES_HELP = """exit status:
   12   the gateway did not become healthy after a restore, rollback or upgrade: the previous
        state was put back
   13   --proxy could not start: bad config file, or a listen address could not be bound
+  14   a Docker command failed during --backup, --restore, --rollback or an upgrade (the
+       message names the command and Docker's own error)
   130  interrupted (Ctrl-C)"""
 
 
 class ClawCageError(Exception):
-    """An expected failure: `str(err)` is the one-line reason shown to the user."""
+    """An expected failure: `str(err)` is the one-line reason shown to the user. exit_code
+    None (runner.CommandError): the code the running mode gives a failed command (cli.MODES)."""
 
     exit_code = EXIT_INTERNAL
 

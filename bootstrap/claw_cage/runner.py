@@ -17,7 +17,10 @@ log = logging.getLogger("claw_cage.run")
 
 
 class CommandError(ClawCageError):
-    """A command failed: exited non-zero, timed out, or could not be started."""
+    """A command failed: exited non-zero, timed out, or could not be started. Its exit code
+    is the running mode's (cli.MODES): a failed docker is not the same news everywhere."""
+
+    exit_code = None
 
     def __init__(self, argv, message, returncode=None, stderr=""):
         self.argv = list(argv)

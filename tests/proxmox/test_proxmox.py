@@ -161,7 +161,7 @@ def test_admin_source_from_the_ssh_session(pyz, vm_namespace):
     (["--proxmox", "--vmid", "99", "--admin-source", "10.0.0.1"], 2, "not a Proxmox VM id"),
     (["--proxmox", "--admin-source", "10.0.0.1", "--dry-run"], 2, "--dry-run cannot be used"),
     (["--proxmox", "--admin-source", "10.0.0.1", "--remove"], 2, "--remove cannot be used"),
-    (["--firewall", "--vmid", "105"], 2, "--vmid cannot be used without --proxmox"),
+    (["--firewall", "--vmid", "105"], 2, "--vmid cannot be used with --firewall (only with --proxmox)"),
     (["--proxmox", "--admin-source", "10.0.0.1", "--allow", "10.0.0.0/8"], 2,
      "would open the whole blocked range 10.0.0.0/8; to open it anyway, add --unsafe-wide-allow"),
     (["--proxmox", "--admin-source", "10.0.0.1", "--allow", "192.168.1.20"], 2,

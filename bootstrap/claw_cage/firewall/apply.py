@@ -434,35 +434,30 @@ def main(args):
     ui = UI()
     if os.geteuid() != 0:
         raise PrereqError(NOT_ROOT)
-    try:
-        if args.remove:
-            from .. import egress
-            egress_changed = egress.remove(args, ui, args.dry_run)   # before: /etc/claw-cage
-            result = remove(args, ui)                                # may then be empty
-            if egress_changed:
-                result.update(changed=True, egress_removed=True)
-            return result
-        if args.profile in ("api-only", "local-only"):   # the same design: the proxy's
-            from .. import egress                         # list differs (egress/domains.py)
-            plan = egress.prepare(args)   # every check first: a refusal changes nothing
-            result = apply(args, ui)
-            ui.info("  %s: the agent's namespace has no network; these rules are the "
-                    "second layer for anything attached to %s"
-                    % (args.profile, result.get("bridge", "the claw-cage bridge")))
-            try:
-                result["egress"] = egress.install(plan, ui, args.dry_run)
-            except ClawCageError as err:   # systemctl or a file: say what state is left
-                raise ClawCageError("%s; the firewall rules are applied but the egress proxy is "
-                                    "not complete: fix that and run this again" % err,
-                                    err.exit_code)
-            return result
-        result = apply(args, ui)
+    if args.remove:
         from .. import egress
-        if egress.installed():
-            ui.warn("the api-only egress proxy is still installed (and COMPOSE_FILE in .env may "
-                    "still choose it): --firewall --remove takes it out")
+        egress_changed = egress.remove(args, ui, args.dry_run)   # before: /etc/claw-cage
+        result = remove(args, ui)                                # may then be empty
+        if egress_changed:
+            result.update(changed=True, egress_removed=True)
         return result
-    except runner.CommandError as err:
-        # a command that failed outside the planned transaction steps: the firewall's error
-        # (exit 6), not an internal one
-        raise FirewallError(str(err))
+    if args.profile in ("api-only", "local-only"):   # the same design: the proxy's
+        from .. import egress                         # list differs (egress/domains.py)
+        plan = egress.prepare(args)   # every check first: a refusal changes nothing
+        result = apply(args, ui)
+        ui.info("  %s: the agent's namespace has no network; these rules are the "
+                "second layer for anything attached to %s"
+                % (args.profile, result.get("bridge", "the claw-cage bridge")))
+        try:
+            result["egress"] = egress.install(plan, ui, args.dry_run)
+        except ClawCageError as err:   # systemctl or a file: say what state is left
+            err.args = ("%s; the firewall rules are applied but the egress proxy is not "
+                        "complete: fix that and run this again" % err,)
+            raise   # its own type: a failed command keeps the mode's code (cli.MODES)
+        return result
+    result = apply(args, ui)
+    from .. import egress
+    if egress.installed():
+        ui.warn("the api-only egress proxy is still installed (and COMPOSE_FILE in .env may "
+                "still choose it): --firewall --remove takes it out")
+    return result

@@ -84,9 +84,12 @@ def ensure_installed(ui, dry_run):
         return False
     ui.info("iptables is not installed: installing it with apt-get")
     env = {"DEBIAN_FRONTEND": "noninteractive"}
-    if not runner.run(install, check=False, timeout=900, env=env).ok:
-        runner.run(["apt-get", "update", "-q"], timeout=900, env=env)  # stale package lists
-        runner.run(install, timeout=900, env=env)
+    try:
+        if not runner.run(install, check=False, timeout=900, env=env).ok:
+            runner.run(["apt-get", "update", "-q"], timeout=900, env=env)  # stale package lists
+            runner.run(install, timeout=900, env=env)
+    except runner.CommandError as err:   # a prerequisite still missing: exit 3, not 6
+        raise PrereqError("could not install %r: %s" % (PACKAGE, err))
     if not iptables_present():
         raise PrereqError("apt-get installed %r but no iptables command appeared" % PACKAGE)
     return True
