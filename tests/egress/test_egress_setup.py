@@ -182,6 +182,29 @@ def test_usage_errors_change_nothing(pyz, tmp_path, lab, args):
     assert written(base) == []
 
 
+def test_a_failed_systemctl_in_the_egress_step_exits_6_with_one_line(pyz, tmp_path, lab):
+    """systemd running (its marker folder, in the /run overlay) and a stand-in systemctl that
+    fails the proxy's restart as systemctl does: the firewall mode's code (6) and one line
+    saying what is left (was exit 1, "internal error")."""
+    d = install_dir(tmp_path / "home", owner=OWNER)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "systemctl").write_text(
+        '#!/bin/sh\n[ "$1" = restart ] || exit 0\n'
+        'echo "Job for $2 failed because the control process exited with error code." >&2\n'
+        'exit 1\n')
+    (bindir / "systemctl").chmod(0o755)
+    proc = run(str(tmp_path / "ov"), ["sh", "-c", 'mkdir -p /run/systemd/system && exec "$@"',
+                                      "sh", PYTHON, pyz, "--firewall", "--profile", "api-only",
+                                      "--dir", d], netns=lab.host,
+               env={"PATH": "%s:%s" % (bindir, os.environ["PATH"])})
+    assert proc.returncode == 6, proc.stderr
+    assert proc.stderr.count("claw-cage: error:") == 1, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("claw-cage: error: systemctl restart claw-cage-proxy.service: exit "
+                           "status 1: Job for") and "egress proxy is not complete" in line, line
+
+
 def test_apply_then_remove(pyz, tmp_path, lab):
     d = install_dir(tmp_path / "home", owner=OWNER)
     env = os.path.join(d, ".env")

@@ -273,6 +273,29 @@ def test_no_iptables_and_no_apt_get_names_the_package(pyz):
         assert proc.stderr.count("\n") == 1
 
 
+def test_apt_get_failing_to_install_iptables_exits_3(pyz, tmp_path):
+    """iptables hidden, apt-get a stand-in that fails as it does offline: a prerequisite is
+    still missing, exit 3 and one line (was exit 6, the firewall's)."""
+    apt = tmp_path / "apt-get"
+    apt.write_text('#!/bin/sh\n[ "$1" = update ] && { echo "E: Failed to fetch '
+                   'http://deb.debian.org/debian/dists/bookworm/InRelease  Temporary failure '
+                   'resolving \'deb.debian.org\'" >&2; exit 100; }\n'
+                   'echo "E: Unable to locate package iptables" >&2\nexit 100\n')
+    apt.chmod(0o755)
+    with Lab() as lab:
+        hide = ("mount --make-rprivate / && mount -t tmpfs none /usr/sbin && "
+                "mount -t tmpfs none /usr/local/sbin && touch /usr/local/sbin/apt-get && "
+                "mount --bind %s /usr/local/sbin/apt-get && exec \"$@\"" % apt)
+        argv = ["ip", "netns", "exec", lab.host, "unshare", "-m", "sh", "-c", hide, "sh",
+                netlab.PY, pyz, "--firewall", "--dir", lab.compose_dir]
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=60,
+                              env=dict(os.environ, PATH="/usr/local/sbin:" + os.environ["PATH"]))
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.count("\n") == 1, proc.stderr
+        assert "could not install 'iptables'" in proc.stderr and "apt-get update" in proc.stderr
+
+
 def test_custom_bridge_name_from_the_installed_compose_file(pyz, tmp_path):
     """The jump matches the bridge named in the installed docker-compose.yml, not a default."""
     with Lab() as lab:
