@@ -12,11 +12,13 @@ file Compose would merge is refused rather than ignored.
 """
 
 import collections
+import hashlib
 import ipaddress
 import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 
 from . import buildinfo, dotenv, runner, safefile
@@ -174,17 +176,15 @@ def _compose_files(directory, env):
 _NO_COMPOSE = re.compile(r"is not a docker command|unknown (?:flag|command|shorthand flag)")
 
 
-def _ask_compose(directory, files, env_bytes, command):
-    """The JSON `docker compose config` prints for the project, run on private copies of
-    files (and .env) in a directory of the same name, never on the user's paths; None when
-    there is no Compose v2 to ask (one command: no separate `docker compose version`)."""
+def _ask_compose(directory, copies, command):
+    """The JSON `docker compose config` prints for the project, run on private copies
+    ([(relative path, bytes or None when absent)], .env included) in a directory of the same
+    name, never on the user's paths; None when there is no Compose v2 to ask (one command: no
+    separate `docker compose version`)."""
     tmp = tempfile.mkdtemp(prefix="claw-cage-net-")
     project = os.path.join(tmp, os.path.basename(directory.rstrip("/")) or "claw-cage")
     try:
         os.mkdir(project, 0o700)
-        copies = [(f, _read(os.path.join(directory, f))) for f in files]
-        if env_bytes is not None:
-            copies.append((".env", env_bytes))
         for rel, data in copies:
             if data is None:
                 continue   # absent: Compose says so itself
@@ -300,7 +300,32 @@ def project_network(directory, command=None):
         return declared
     if command is None:
         command = ["docker", "compose"] if runner.which("docker") else []
-    config = _ask_compose(directory, files, env_bytes, command) if command else None
+    copies = [(f, _read(os.path.join(directory, f))) for f in files] + [(".env", env_bytes)]
+    key = _memory_key(directory, copies, command) if command else None
+    found = _recall(key)
+    fresh = found is None
+    if fresh:
+        found = _compose_network(directory, copies, command, env, files, declared)
+        if found is declared:
+            return declared   # no Compose: read line by line
+    if found.how != "none" and (found.bridge, found.subnet) != (declared.bridge,
+                                                                declared.subnet):
+        raise _refuse(directory, "Docker Compose puts the containers on bridge %s (%s), not on "
+                                 "%s (%s) that %s declares: an override file or COMPOSE_FILE "
+                                 "in .env moves the network; remove that change"
+                      % (found.bridge, found.subnet, declared[0], declared[1],
+                         INSTALLED if declared.how == "file" else "claw-cage"))
+    if fresh:
+        _remember(key, found)   # only an answer that passed
+    if found.how == "none":
+        return Network(declared[0], declared[1], None, "none")
+    return found
+
+
+def _compose_network(directory, copies, command, env, files, declared):
+    """network_of_config() of Compose's reading of the copies; `declared` itself when there
+    is no Compose (then docker-compose.yml alone is read, anything else refused)."""
+    config = _ask_compose(directory, copies, command) if command else None
     if config is None:   # no Compose: docker-compose.yml alone, read line by line
         merged = [f for f in files if f != INSTALLED]
         if env is None:
@@ -315,15 +340,75 @@ def project_network(directory, command=None):
                                      "it, or remove that" % what)
         return declared
     try:
-        found = network_of_config(config, "Docker Compose's reading of %s" % directory)
+        return network_of_config(config, "Docker Compose's reading of %s" % directory)
     except ClawCageError as err:
         raise TargetError("%s; nothing was changed" % err)
-    if found.how == "none":
-        return Network(declared[0], declared[1], None, "none")
-    if (found.bridge, found.subnet) != (declared.bridge, declared.subnet):
-        raise _refuse(directory, "Docker Compose puts the containers on bridge %s (%s), not on "
-                                 "%s (%s) that %s declares: an override file or COMPOSE_FILE "
-                                 "in .env moves the network; remove that change"
-                      % (found.bridge, found.subnet, declared[0], declared[1],
-                         INSTALLED if declared.how == "file" else "claw-cage"))
-    return found
+
+
+# ---- Compose's answer, remembered -------------------------------------------------------------
+# `docker compose config` costs about 0.2 s on every --firewall. Its answer depends only on
+# what it is given: the bytes of the private copies (the very bytes it read, so a file changed
+# meanwhile cannot pass under another's key), the environment it runs in, and the Compose
+# program itself. Root keeps the last answer that passed, never a refusal and never Compose's
+# output (it may hold .env's values), under a key hashing all of that: a run whose inputs
+# differ in anything asks Compose again, so it refuses exactly what a run without the memory
+# refuses (tests/firewall/test_compose_network.py). /run: root's, forgotten at boot.
+MEMORY = "/run/claw-cage.compose-network.json"
+# where the docker CLI finds its Compose plugin (docs.docker.com, "CLI plugins")
+PLUGIN_DIRS = ("~/.docker/cli-plugins", "/usr/local/lib/docker/cli-plugins",
+               "/usr/local/libexec/docker/cli-plugins", "/usr/lib/docker/cli-plugins",
+               "/usr/libexec/docker/cli-plugins")
+
+
+def _memory_key(directory, copies, command):
+    def identity(path):   # a program or its config replaced: another key
+        try:
+            st = os.stat(os.path.expanduser(path))
+            return (path, st.st_ino, st.st_size, st.st_mtime_ns)
+        except OSError:
+            return (path, None)
+    programs = [runner.which(command[0]) or command[0], "~/.docker/config.json"]
+    config_dir = os.environ.get("DOCKER_CONFIG")
+    if config_dir:
+        programs += [os.path.join(config_dir, "config.json"),
+                     os.path.join(config_dir, "cli-plugins", "docker-compose")]
+    programs += [os.path.join(d, "docker-compose") for d in PLUGIN_DIRS]
+    environment = sorted((k, v) for k, v in os.environ.items()
+                         if k.startswith(("COMPOSE_", "DOCKER_")) or k in ("HOME", "PATH"))
+    digest = hashlib.sha256(repr((os.path.abspath(directory), command, environment,
+                                  [identity(p) for p in programs])).encode())
+    for rel, data in copies:
+        digest.update(b"%s\0%d\0" % (rel.encode(), -1 if data is None else len(data)))
+        digest.update(data or b"")
+    return digest.hexdigest()
+
+
+def _recall(key):
+    """The Network remembered under key, or None: not root, no memory, another key, or a file
+    that is not root's alone."""
+    if key is None or os.geteuid() != 0:
+        return None
+    try:
+        fd = os.open(MEMORY, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_uid != 0 or st.st_mode & 0o022 or not stat.S_ISREG(st.st_mode):
+                return None
+            data = json.loads(f.read(4096).decode("utf-8"))
+        if data.get("key") != key:
+            return None
+        subnet = ipaddress.IPv4Network(data["subnet"]) if data["subnet"] else None
+        return Network(data["bridge"], subnet, data["name"], data["how"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _remember(key, found):
+    if key is None or os.geteuid() != 0:
+        return
+    record = {"key": key, "bridge": found.bridge, "name": found.name, "how": found.how,
+              "subnet": str(found.subnet) if found.subnet else None}
+    try:
+        safefile.write_atomic(MEMORY, json.dumps(record, sort_keys=True), 0o600)
+    except OSError:   # a read-only /run: the next run asks Compose again
+        pass

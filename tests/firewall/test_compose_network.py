@@ -14,8 +14,9 @@ FIFO named like a compose file is refused at once.
 """
 
 import os
-import subprocess
 import shutil
+import subprocess
+import sys
 import time
 
 import pytest
@@ -127,6 +128,75 @@ def test_override_moving_the_network_is_refused_and_the_control_cages(pyz):
         assert "claw-cage0" in out.stdout and "not the LAN or this host" in out.stdout, out.stdout
         got = lab.probe([lan_from_cage])
         assert not got[lan_from_cage], "claw-cage0 not caged after an accepted run"
+
+
+def test_the_remembered_answer_refuses_every_override_compose_refuses(pyz, tmp_path):
+    """--firewall remembers Compose's last passing answer (composefile.MEMORY, in /run) and
+    asks Compose again only when something it reads changed. A stand-in `docker` in front of
+    the real one logs every call: an unchanged re-run does not ask; each override the test
+    above refuses, and COMPOSE_FILE set in the environment, is asked about and refused with the
+    same line as with no memory at all, iptables unchanged; without it the memory answers."""
+    log = tmp_path / "docker.log"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "docker").write_text('#!/bin/sh\necho "$*" >> %s\nexec %s "$@"\n'
+                                   % (log, shutil.which("docker")))
+    (bindir / "docker").chmod(0o755)
+    overlay = tmp_path / "overlay"   # /etc, /usr/local/lib and /run: the memory lands here
+    memory = overlay / "run" / "upper" / os.path.basename(composefile_memory())
+    path = "PATH=%s:%s" % (bindir, os.environ["PATH"])
+
+    def run(*env):
+        return lab.run_program(["env", path] + list(env) + [netlab.PY, pyz, "--firewall",
+                                "--no-persist", "--dir", lab.compose_dir],
+                               etc_overlay=str(overlay))
+
+    def asked():
+        calls = log.read_text().count("config") if log.exists() else 0
+        log.write_text("")
+        return calls
+
+    with Lab() as lab:
+        netlab.ok(run())
+        assert asked() == 1 and memory.exists()
+        assert b"services" not in memory.read_bytes()   # the answer, never Compose's output
+        caged = (lab.save(4), lab.save(6))
+        netlab.ok(run())
+        assert asked() == 0, "an unchanged project asked Compose again"
+        _write(lab, "moved.yml", OVERRIDE)
+        cases = [
+            ("docker-compose.override.yml", OVERRIDE, "bridge %s" % OTHER),
+            ("compose.override.yaml", OVERRIDE, "bridge %s" % OTHER),
+            ("compose.yaml", open(os.path.join(netlab.ROOT, "deploy", "docker-compose.yml"))
+             .read().replace("claw-cage0", OTHER).replace("172.30.0.0/24", OTHER_NET),
+             "bridge %s" % OTHER),
+            ("docker-compose.override.yml", HOST_MODE, "network_mode host"),
+            (".env", "COMPOSE_FILE=docker-compose.yml:moved.yml\n", "bridge %s" % OTHER),
+            (None, "COMPOSE_FILE=docker-compose.yml:moved.yml", "bridge %s" % OTHER),
+        ]
+        for name, text, words in cases:
+            if name:
+                _write(lab, name, text)
+            proc = run(*([] if name else [text]))
+            _refused(lab, proc, caged, words)
+            assert asked() == 1
+            remembered = memory.read_bytes()
+            assert OTHER.encode() not in remembered   # a refused answer is never remembered
+            memory.unlink()   # the same run with no memory at all: the same line
+            again = run(*([] if name else [text]))
+            assert (again.returncode, again.stderr) == (proc.returncode, proc.stderr)
+            asked()
+            memory.write_bytes(remembered)
+            if name:
+                os.unlink(os.path.join(lab.compose_dir, name))
+        netlab.ok(run())
+        assert asked() == 0, "the memory of the passing project was lost to a refusal"
+
+
+def composefile_memory():
+    sys.path.insert(0, os.path.join(netlab.ROOT, "bootstrap"))
+    from claw_cage import composefile
+    return composefile.MEMORY
 
 
 def test_without_compose_merged_files_are_refused_not_ignored(pyz):
