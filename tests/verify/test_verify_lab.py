@@ -90,8 +90,9 @@ class Cage:
         assert p.returncode == 0, p.stderr
         return p
 
-    def verify(self, *extra, user=None):
-        """(exit code, {check: (status, detail)}, stdout) of --verify --json."""
+    def verify(self, *extra, user=None, stderr=None):
+        """(exit code, {check: (status, detail)}, stdout) of --verify --json. stderr: a list
+        that gets the run's standard error appended."""
         env_before = dict(os.environ)
         os.environ.update({"CLAW_CAGE_PROBE_NETNS": self.lab.ctr,
                            "CLAW_CAGE_INTERNET_PROBE": "%s:%d" % (INTERNET, netlab.TCP_PORT)})
@@ -101,6 +102,8 @@ class Cage:
         finally:
             os.environ.clear()
             os.environ.update(env_before)
+        if stderr is not None:
+            stderr.append(p.stderr)
         if "--json" not in extra:
             return p.returncode, None, p.stdout
         rows = json.loads(p.stdout)
@@ -322,6 +325,22 @@ def test_allow_and_local_only_come_from_the_persisted_configuration(cage):
     shutil.rmtree(os.path.join(cage.overlay, "upper", "claw-cage"))
     code, rows, _ = cage.verify("--json")
     assert {"firewall rules IPv4", "persistence"} <= failing(rows)
+
+
+def test_verify_reads_the_host_firewall_once(cage):
+    """Each iptables flavour's tables are read by one bare *-save (the rows and the gateway
+    port's DNAT check share it: no second `-t nat` read), and `iptables -V` runs at most once
+    per tool. -v logs every command the program runs."""
+    cage.firewall()
+    err = []
+    cage.verify("-v", stderr=err)
+    commands = [l.strip()[2:] for l in err[0].splitlines() if l.strip().startswith("$ ")]
+    saves = [c for c in commands if c.split()[0].endswith("tables-save") or "tables-" in
+             c.split()[0] and c.split()[0].endswith("-save")]
+    versions = [c for c in commands if c.endswith(" -V")]
+    assert saves and all(len(c.split()) == 1 for c in saves), saves   # bare: every table
+    assert len(set(saves)) == len(saves), saves
+    assert len(set(versions)) == len(versions), versions
 
 
 def test_not_root_says_skip_not_pass(cage):

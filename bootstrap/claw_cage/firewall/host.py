@@ -14,6 +14,7 @@ Two questions about the second anchor's parent, two names:
                                   dockerd restarts, and the second anchor then judges nothing
 """
 
+import functools
 import json
 import os
 
@@ -59,6 +60,7 @@ def path_flavour():
     return "-nft" if "nft" in real else "-legacy" if "legacy" in real else None
 
 
+@functools.lru_cache(maxsize=None)   # a tool's flavour does not change while we run
 def is_legacy(tool):
     if tool.endswith("-legacy"):
         return True
@@ -77,15 +79,6 @@ def flavours(family):
     return [base] if runner.which(base + "-save") else []
 
 
-def read_table(tool, family, table="filter"):
-    """iptables-save text of one table, or None when it cannot be read; "" for a legacy table
-    that does not exist (it is empty, and reading it would create it)."""
-    if is_legacy(tool) and not legacy_loaded(family, table):
-        return ""
-    result = runner.run([tool + "-save", "-t", table], check=False, timeout=10)
-    return result.stdout if result.ok else None
-
-
 def read_tables(tool, family):
     """{table: {chain: [rule]}} of every loaded table, or None when it cannot be read. A bare
     iptables-save reads only the tables that exist (legacy: those /proc lists)."""
@@ -102,7 +95,7 @@ class Tables:
     def __init__(self, family):
         self.family, self.tool, self.tables = family, None, None
         read = [(t, read_tables(t, family)) for t in flavours(family)]
-        read = [(t, c) for t, c in read if c is not None]
+        self.read = read = [(t, c) for t, c in read if c is not None]   # every flavour
         self.docker_in = [t for t, c in read if docker_chains_in(c.get("filter", {}))]
         self.ours_in = [t for t, c in read if rules.FWD_CHAIN in c.get("filter", {})
                         or rules.PRE_CHAIN in c.get("mangle", {})]

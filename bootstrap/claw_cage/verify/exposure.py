@@ -92,7 +92,8 @@ def exposing_dnat(save_text, port):
     return bad
 
 
-def check_gateway_port(is_root, port=GATEWAY_PORT, proc="/proc/net"):
+def check_gateway_port(is_root, tables=None, port=GATEWAY_PORT, proc="/proc/net"):
+    """tables: the host.Tables of both families --verify read once (None: read them here)."""
     wide, local = [], []
     for name in ("tcp", "tcp6"):
         try:
@@ -110,11 +111,15 @@ def check_gateway_port(is_root, port=GATEWAY_PORT, proc="/proc/net"):
     if not is_root:
         return _row(name, SKIP, "no listener beyond loopback; DNAT rules need root to read "
                                 "(run with sudo)")
-    from ..firewall import host
+    if tables is None:
+        from ..firewall import host
+        tables = (host.Tables(4), host.Tables(6))
     bad = []
-    for family in (4, 6):
-        for tool in host.flavours(family):
-            bad += exposing_dnat(host.read_table(tool, family, "nat") or "", port)
+    for t in tables:
+        for _tool, parsed in t.read:   # every flavour: a DNAT rule in either one forwards
+            bad += exposing_dnat("\n".join("-A %s %s" % (chain, rule) for chain, rules
+                                           in parsed.get("nat", {}).items() for rule in rules),
+                                 port)
     if bad:
         return _row(name, FAIL, "forwarded from beyond loopback: %s" % bad[0])
     if local:

@@ -270,15 +270,21 @@ def persistence_row(bridge, subnet):
                 % (persist.UNIT_NAME, persist.SCRIPT))
 
 
-def rows(bridge, subnet, is_root, fw):
+def read_host():
+    """host.Tables of both families, read once for every row that looks at them (these and
+    the gateway port's DNAT check)."""
+    return host.Tables(4), host.Tables(6)
+
+
+def rows(bridge, subnet, is_root, fw, tables=None):
     """Every host-firewall row. Without root iptables cannot be read at all: one `skip` row per
-    check says so plainly, and the summary repeats it (verify.main)."""
+    check says so plainly, and the summary repeats it (verify.main). tables: read_host()'s."""
     names = ("firewall backend", "firewall rules IPv4", "firewall rules IPv6", "PREROUTING jump",
              "DOCKER-USER jump", "INPUT jump", "FORWARD order", "neighbours")
     if not is_root:
         return ([_row(n, SKIP, NEEDS_ROOT) for n in names] + [persistence_row(bridge, subnet)]
                 + allow_rows(subnet, fw))
-    t4, t6 = host.Tables(4), host.Tables(6)
+    t4, t6 = tables or read_host()
     present = [t for t in (t4, t6) if t.tables is not None]
     parent = host.parent_in_use(present)
     config = fw.rules_config(bridge, subnet, parent)

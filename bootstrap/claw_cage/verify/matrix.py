@@ -151,8 +151,11 @@ def collect(directory, bridge, subnet, netns, internet, timeout=None, first=()):
             if info is None and not netns:
                 return openclaw_policy.skipped(why, fw.local_only)
             return openclaw_policy.rows(fw.local_only, netns, info)
-        host = pool.submit(firewall_rows.rows, bridge, subnet, is_root, fw)
-        port = pool.submit(exposure.check_gateway_port, is_root)
+        tables = pool.submit(firewall_rows.read_host) if is_root else None   # read once
+        host = pool.submit(lambda: firewall_rows.rows(bridge, subnet, is_root, fw,
+                                                      tables and tables.result()))
+        port = pool.submit(lambda: exposure.check_gateway_port(is_root,
+                                                               tables and tables.result()))
         env = pool.submit(exposure.check_env, directory)
         probe = pool.submit(probe_group)
         egress = pool.submit(egress_group)
