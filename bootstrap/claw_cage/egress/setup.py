@@ -86,7 +86,7 @@ def _link(target, path):
 
 
 def _run_dirs():
-    for sub, owner in (("egress", 0), ("gateway", unit.CONTAINER_UID)):
+    for sub, owner in (("egress", 0), ("gateway", unit.RELAY_UID)):
         path = os.path.join(config.RUN_DIR, sub)
         os.makedirs(path, 0o755, exist_ok=True)
         st = os.lstat(path)
@@ -125,7 +125,7 @@ def install(plan, ui, dry_run=False):
             actions.append(("$ " + " ".join(argv), lambda argv=argv: runner.run(argv)))
     else:   # what RuntimeDirectory and ExecStartPre do, for the foreground command
         actions.append(("mkdir %s/egress; %s/gateway owned by uid %d"
-                        % (config.RUN_DIR, config.RUN_DIR, unit.CONTAINER_UID), _run_dirs))
+                        % (config.RUN_DIR, config.RUN_DIR, unit.RELAY_UID), _run_dirs))
     actions.append(("set %s=%s in %s" % (envfile.KEY, envfile.API_ONLY,
                                          envfile.path_of(plan.directory)),
                     lambda: envfile.edit(plan.directory, envfile.with_compose_file)))
@@ -167,6 +167,23 @@ def install(plan, ui, dry_run=False):
     return {"allow": plan.names, "service": service, "unit": unit.UNIT if have_units else None}
 
 
+# The folders claw-cage makes, deepest first; in the run folders only the sockets are ours.
+OUR_DIRS = (unit.LIB_DIR, config.ETC_DIR, os.path.dirname(config.EGRESS_SOCKET),
+            os.path.dirname(config.GATEWAY_SOCKET), config.RUN_DIR)
+OUR_SOCKETS = (config.EGRESS_SOCKET, config.GATEWAY_SOCKET)
+
+
+def _rmdir_ours(folder):
+    """Remove folder when it holds nothing but a socket of ours; anything else keeps it."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if path not in OUR_SOCKETS or not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return
+    for name in os.listdir(folder):
+        os.unlink(os.path.join(folder, name))
+    os.rmdir(folder)
+
+
 def installed():
     return any(os.path.lexists(p) for p in (config.PATH, unit.UNIT, unit.WANTS, unit.LIB_DIR))
 
@@ -186,11 +203,10 @@ def plan_remove(directory):
         if os.path.lexists(path):
             steps.append(("rm -f %s" % path, unlink(path)))
 
-    def rmdir():
-        if os.path.isdir(unit.LIB_DIR) and not os.listdir(unit.LIB_DIR):
-            os.rmdir(unit.LIB_DIR)
-    if os.path.lexists(unit.LIB_DIR):
-        steps.append(("rmdir %s" % unit.LIB_DIR, rmdir))
+    for folder in OUR_DIRS:
+        if os.path.isdir(folder) and not os.path.islink(folder):
+            steps.append(("rmdir %s (when nothing but ours is left in it)" % folder,
+                          lambda folder=folder: _rmdir_ours(folder)))
     if steps and systemd_running():
         steps.append(("$ systemctl daemon-reload",
                       lambda: runner.run(["systemctl", "daemon-reload"])))

@@ -7,8 +7,8 @@ Why these settings:
 - DynamicUser: a throwaway uid with no files of its own; ProtectSystem=strict, ProtectHome,
   PrivateTmp, NoNewPrivileges, no capabilities; only Unix and IP sockets; memory and task caps.
 - RuntimeDirectory makes /run/claw-cage/egress (the proxy's socket; UMask=0000 so the
-  container's uid 1000 can connect to it); ExecStartPre, as root, makes /run/claw-cage/gateway
-  owned by uid 1000, where the container's relay puts the gateway's socket. Both are kept
+  relay's uid can connect to it); ExecStartPre, as root, makes /run/claw-cage/gateway owned by
+  the relay's uid, where the relay puts the gateway's socket. Both are kept
   across restarts: the containers bind-mount them, and a folder made anew would leave them on
   the old one.
 - Before=docker.service: at boot the folders exist before Docker starts the containers that
@@ -24,7 +24,9 @@ WANTS = UNIT_DIR + "/multi-user.target.wants/" + UNIT_NAME
 LIB_DIR = "/usr/local/lib/claw-cage"
 PROGRAM = LIB_DIR + "/claw-cage.pyz"
 PYTHON = "/usr/bin/python3"
-CONTAINER_UID = 1000   # the node user the OpenClaw image runs as (docker-compose user: 1000)
+# The relay's uid (docker-compose.api-only.yml, openclaw-netns's user): in Debian's reserved
+# range 65000-65533, so no host account owns the gateway socket's folder (--verify checks).
+RELAY_UID = 65100
 EXEC_START = [PYTHON, PROGRAM, "--proxy", "--config", config.PATH]
 
 TEXT = """\
@@ -70,7 +72,7 @@ LimitNOFILE=4096
 
 [Install]
 WantedBy=multi-user.target
-""" % {"uid": CONTAINER_UID, "run": config.RUN_DIR, "exec": " ".join(EXEC_START)}
+""" % {"uid": RELAY_UID, "run": config.RUN_DIR, "exec": " ".join(EXEC_START)}
 
 
 def foreground_command():

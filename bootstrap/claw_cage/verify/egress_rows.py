@@ -25,7 +25,7 @@ from .. import runner, safefile
 from ..egress import config as proxy_config
 from ..egress import unit
 from ..proxy.policy import HOST_LOOPBACK, split_host_port
-from . import container, probe_plan
+from . import container, probe_plan, relay_rows
 from .probes import brief, failure
 from .report import Row, PASS, FAIL, WARN, SKIP
 
@@ -359,6 +359,7 @@ def rows(bridge, subnet, netns=None, gateway=None):
             return out + [_row("agent namespace", SKIP, why, needed=True)]
         cid = info.get("Id") or ""
         prefix = ["docker", "exec", cid]
+        out += [relay_rows.socket_row(cfg), relay_rows.namespace_row(info)]
     plan = targets(cfg, probe_plan.look_at_host(bridge, subnet))
     got, why = run_probes(prefix, [spec for _, spec, _, _ in plan])
     if got is None:
