@@ -21,7 +21,7 @@ from ..runner import CommandError
 MANIFEST = "manifest.json"
 FORMAT = "claw-cage-backup-1"
 PREFIX = ".claw-cage-backup-"   # the hidden work of a run: its stage folder, its .partial
-MEMBER = re.compile(r"^(manifest\.json|(state|install)/\.?[A-Za-z0-9][A-Za-z0-9._-]*)$")
+MEMBER = re.compile(r"manifest\.json|(state|install)/\.?[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def sha256_file(path):
@@ -134,7 +134,7 @@ def _read(path, src, name, out_dir):
         with tar:
             for ti in tar:
                 data = tar.extractfile(ti) if ti.isfile() else None
-                if data is None or not MEMBER.match(ti.name):
+                if data is None or not MEMBER.fullmatch(ti.name):
                     raise RefusedError("%s holds an unexpected entry %r: refused" % (name, ti.name))
                 if manifest is None:
                     if ti.name != MANIFEST:

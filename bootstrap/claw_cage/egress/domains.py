@@ -32,7 +32,7 @@ CHANNELS = {
     "slack": ("slack.com", "*.slack.com"),
 }
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 def check_name(text):
@@ -42,7 +42,7 @@ def check_name(text):
     name = text.strip().lower().rstrip(".")
     wild = name.startswith("*.")
     labels = (name[2:] if wild else name).split(".")
-    if (len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(l) for l in labels)
+    if (len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(l) for l in labels)
             or labels[-1].isdigit()):
         raise ValueError("not a domain name (NAME or *.SUFFIX, e.g. api.example.com or "
                          "*.example.com): %r" % text[:80])

@@ -36,10 +36,10 @@ from .embedded import embedded_ipv4_net
 # net: an ip_network or None. port: int or None.
 Allow = collections.namedtuple("Allow", "kind net port")
 
-_V4 = re.compile(r"^(?P<addr>[0-9.]+(?:/[0-9]+)?)(?::(?P<port>[0-9]+))?$")
-_V6_BRACKETED = re.compile(r"^\[(?P<addr>[0-9A-Fa-f:.]+(?:/[0-9]+)?)\](?::(?P<port>[0-9]+))?$")
-_V6_BARE = re.compile(r"^(?P<addr>[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:/[0-9]+)?)$")
-_HOST = re.compile(r"^host:(?P<port>[0-9]+)$")
+_V4 = re.compile(r"(?P<addr>[0-9.]+(?:/[0-9]+)?)(?::(?P<port>[0-9]+))?")
+_V6_BRACKETED = re.compile(r"\[(?P<addr>[0-9A-Fa-f:.]+(?:/[0-9]+)?)\](?::(?P<port>[0-9]+))?")
+_V6_BARE = re.compile(r"(?P<addr>[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:/[0-9]+)?)")
+_HOST = re.compile(r"host:(?P<port>[0-9]+)")
 
 
 def _port(text, spec):
@@ -62,13 +62,13 @@ def _is_v6(text):
 def parse(spec):
     """One --allow value -> Allow. Raises UsageError with the reason."""
     text = spec.strip()
-    m = _HOST.match(text)
+    m = _HOST.fullmatch(text)
     if m:
         return Allow("host", None, _port(m.group("port"), spec))
     if text == "host":
         raise UsageError("--allow host needs a port (host:PORT): opening every port of the "
                          "host would undo the cage")
-    m = _V4.match(text) or _V6_BRACKETED.match(text) or _V6_BARE.match(text)
+    m = _V4.fullmatch(text) or _V6_BRACKETED.fullmatch(text) or _V6_BARE.fullmatch(text)
     if m and m.re is _V6_BARE and "/" not in text:
         head, _, last = text.rpartition(":")
         if last.isdigit() and 1 <= int(last) <= 65535 and _is_v6(head):

@@ -24,7 +24,7 @@ from ..firewall import embedded_ipv4 as carried_ipv4, rules
 _RANGES = {family: [ipaddress.ip_network(cidr) for cidr, _why in ranges]
            for family, ranges in rules.SPECIAL_RANGES.items()}
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")   # local-use NAT64 (RFC 8215): any mapping
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 HOST_LOOPBACK = dict.fromkeys(("host.docker.internal", "localhost"),
                               ipaddress.ip_address("127.0.0.1"))
 
@@ -75,7 +75,7 @@ def parse_host(text):
     name = host.lower()
     name = name[:-1] if name.endswith(".") else name
     labels = name.split(".")
-    if len(name) > 253 or not all(_LABEL.match(l) for l in labels) or labels[-1].isdigit():
+    if len(name) > 253 or not all(_LABEL.fullmatch(l) for l in labels) or labels[-1].isdigit():
         raise ValueError("not a host name: %r" % text)
     return name, None
 

@@ -40,7 +40,7 @@ INTERNET_ADDRESS = "1.1.1.1"
 # A direct connection that found no way out, and one that got somewhere (a refusal is an answer)
 NO_WAY = ("ENETUNREACH", "EHOSTUNREACH", "ETIMEDOUT", "EACCES", "EPERM", "EADDRNOTAVAIL")
 REACHED = ("open", "ECONNREFUSED", "ECONNRESET")
-_WORD = re.compile(r"^[][A-Za-z0-9_.:*-]{1,255}$")
+_WORD = re.compile(r"[][A-Za-z0-9_.:*-]{1,255}")
 
 # One node process, every probe at once; one line per probe: "<index> <result>", where result
 # is "open", "HTTP <status>" or an error code. Never a header or body.
@@ -193,7 +193,7 @@ def run_probes(argv_prefix, specs):
     """{index: result} of EGRESS_JS run with argv_prefix (docker exec ... / ip netns exec ...),
     or (None, why) when it could not run."""
     for spec in specs:
-        if not all(_WORD.match(w) for w in spec.split()):
+        if not all(_WORD.fullmatch(w) for w in spec.split()):
             raise ValueError("probe word refused: %r" % spec)
     try:
         res = runner.run(argv_prefix + ["node", "-e", EGRESS_JS] + specs, check=False,
