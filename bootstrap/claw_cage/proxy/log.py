@@ -9,8 +9,13 @@ kind: proxy or forward; verdict: allowed, relayed (a forward), refused-STATUS, c
 cannot-connect (a forward); the reason, when there is one, ends the line.
 """
 
+import re
 import sys
 import time
+
+# A field the proxy computed is already clean; this keeps the promise of one line whatever
+# slips through: anything outside printable ASCII is written as \xNN.
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
 
 class Log:
@@ -20,9 +25,10 @@ class Log:
     def line(self, conn):
         ms = (time.monotonic() - conn.started) * 1000
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        text = "%s %s %s %s %s up=%d down=%d ms=%d%s\n" % (
+        text = "%s %s %s %s %s up=%d down=%d ms=%d%s" % (
             stamp, conn.kind, conn.name or "-", conn.address or "-", conn.verdict, conn.up,
             conn.down, ms, " " + conn.why if conn.why else "")
+        text = _UNPRINTABLE.sub(lambda m: "\\x%02x" % ord(m.group()), text) + "\n"
         try:
             self.stream.write(text)
             self.stream.flush()

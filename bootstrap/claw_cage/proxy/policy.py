@@ -5,8 +5,8 @@ IP literal; an entry may carry its own port (`NAME:PORT`, `[IPv6]:PORT`), otherw
 configured ports apply. An IP literal is reached only when listed: listing it is the operator's
 explicit choice, so it is not judged against the ranges (an Ollama on the LAN, for one), and
 only on its listed port: `127.0.0.1:11434` opens that one port of the host's loopback, nothing
-else of it. `host.docker.internal` (and `localhost`), when listed, is such a literal too: the
-host itself, on its loopback 127.0.0.1 (the proxy runs on the host; the name is what a
+else of it. `host.docker.internal` (and `localhost`), when listed exactly (a wildcard such as
+`*.docker.internal` never opens it), is such a literal too: the host itself, on its loopback 127.0.0.1 (the proxy runs on the host; the name is what a
 container calls the host, and the host's resolver does not know it). So an Ollama that listens
 only on the host's 127.0.0.1 is reachable under `local-only` without listening on any network.
 
@@ -67,9 +67,12 @@ def parse_host(text):
     host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
         address = ipaddress.ip_address(host)
-        return str(address), address
     except ValueError:
-        pass
+        address = None
+    if address is not None:
+        if getattr(address, "scope_id", None):   # fe80::1%eth0: Python 3.9+ takes any scope
+            raise ValueError("not an address without a %%scope: %r" % text)
+        return str(address), address
     if host != text:
         raise ValueError("not an IPv6 address: %r" % text)
     name = host.lower()
@@ -131,7 +134,9 @@ class Policy:
     def check_target(self, host, port):
         """(canonical host, ip_address or None, refusal reason or None) for a request's host."""
         name, address = parse_host(host)
-        ports = self.allowed_ports(name)
+        # the host's loopback names open only through their own exact entry and its ports
+        ports = self.exact.get(name, frozenset()) if name in HOST_LOOPBACK else \
+            self.allowed_ports(name)
         if not ports:
             if address is not None:
                 return name, address, "IP address not on the allow list"

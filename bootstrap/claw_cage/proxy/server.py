@@ -292,6 +292,11 @@ async def serve(cfg):
 def main(args):
     from .config import load
     cfg = load(args.config)
+    # A judged name is looked up as it is, never with resolv.conf's search domains appended
+    # (x.wild.com must not become x.wild.com.corp.lan). A final dot would do it for DNS, but
+    # glibc's /etc/hosts lookup then finds nothing; an empty LOCALDOMAIN, which glibc reads
+    # instead of resolv.conf's search and domain lines, empties the search list alone.
+    os.environ["LOCALDOMAIN"] = ""
     raise_fd_limit()
     asyncio.run(serve(cfg))
     return 0
