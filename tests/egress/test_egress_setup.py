@@ -7,6 +7,7 @@ enabled (its link), not started, and the program says so.
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -83,6 +84,16 @@ def test_a_disabled_channel_and_json_comments(tmp_path):
 def test_check_name_refuses(bad):
     with pytest.raises(ValueError):
         domains.check_name(bad)
+
+
+@pytest.mark.parametrize("suffix", ["co.uk", "github.io", "workers.dev", "com.au",
+                                    "herokuapp.com", "pages.dev"])
+def test_a_wildcard_on_a_public_suffix_is_refused(suffix):
+    """*.co.uk would open every stranger's name under it (the built-in list's common ones)."""
+    with pytest.raises(ValueError, match="public suffix"):
+        domains.check_name("*." + suffix.upper() + ".")
+    assert domains.check_name("*.mine." + suffix) == "*.mine." + suffix    # one owner's names
+    assert domains.check_name("api." + suffix) == "api." + suffix          # one exact name
 
 
 def test_check_name_normalises():
@@ -209,7 +220,7 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755
     assert digest(upper(base, COPY)) == digest(pyz)
     # no systemd: the socket folders the unit would make, for the foreground command
-    for sub, owner in (("egress", 0), ("gateway", 1000)):
+    for sub, owner in (("egress", 0), ("gateway", unit.RELAY_UID)):
         st = os.lstat(upper(base, "/run/claw-cage/" + sub))
         assert stat.S_ISDIR(st.st_mode) and st.st_uid == owner and \
             stat.S_IMODE(st.st_mode) == 0o755
@@ -236,10 +247,14 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     assert "egress proxy is still installed" in proc.stdout
     assert os.path.exists(upper(base, PROXY_JSON))
 
+    # what the running proxy and relay leave in the run folders: their sockets
+    for path in ("/run/claw-cage/egress/proxy.sock", "/run/claw-cage/gateway/gateway.sock"):
+        socket.socket(socket.AF_UNIX).bind(upper(base, path))
     proc = firewall(pyz, base, lab, "--remove", "--dir", d)
     assert proc.returncode == 0, proc.stderr
     assert "egress proxy removed" in proc.stdout
-    for path in (PROXY_JSON, UNIT, WANTS, COPY, "/usr/local/lib/claw-cage"):
+    for path in (PROXY_JSON, UNIT, WANTS, COPY, "/usr/local/lib/claw-cage", "/etc/claw-cage",
+                 "/run/claw-cage/egress", "/run/claw-cage/gateway", "/run/claw-cage"):
         assert not os.path.lexists(upper(base, path)), path
     assert open(env, "rb").read() == original
     st = os.lstat(env)
@@ -433,6 +448,42 @@ def test_local_only_apply_migrate_and_remove(pyz, old_pyz, tmp_path, lab):
         assert not os.path.lexists(upper(base, path)), path
     assert open(env, "rb").read() == original
     assert "CLAW-CAGE" not in lab.save(4)
+
+
+@pytest.mark.parametrize("url,words", [
+    ("http://169.254.169.254:80", "--unsafe-wide-allow"),
+    ("http://[::ffff:169.254.169.254]:80", "IPv4-mapped"),
+    ("http://0.0.0.0:11434", "this host's own loopback"),
+    ("http://[::]:11434", "this host's own loopback"),
+    ("http://[64:ff9b:1::a9fe:a9fe]:80", "local-use NAT64"),
+], ids=["metadata", "mapped-metadata", "unspecified", "unspecified6", "nat64-local"])
+def test_local_only_baseurl_is_judged_as_allow_is(pyz, tmp_path, lab, url, words):
+    """openclaw.json's Ollama endpoint goes through --allow's judgement: refused the same way,
+    one line, nothing changed; the metadata one only with --unsafe-wide-allow."""
+    d = local_only_dir(tmp_path / "home", url)
+    before = lab.save(4), digest(os.path.join(d, ".env"))
+    base = str(tmp_path / "ov")
+    proc = firewall(pyz, base, lab, "--profile", "local-only", "--no-persist", "--dir", d)
+    assert proc.returncode != 0, proc.stdout
+    assert words in proc.stderr and "models.providers.ollama.baseUrl" in proc.stderr, \
+        proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert (lab.save(4), digest(os.path.join(d, ".env"))) == before
+    assert written(base) == []
+    if url == "http://169.254.169.254:80":   # the flag opens it, as it does for --allow
+        proc = firewall(pyz, base, lab, "--profile", "local-only", "--no-persist",
+                        "--unsafe-wide-allow", "--dir", d)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(open(upper(base, PROXY_JSON)).read())["allow"] == [
+            "169.254.169.254:80"]
+
+
+@pytest.mark.parametrize("spec", ["0.0.0.0:22", "[::]:22"])
+def test_local_only_allow_of_the_unspecified_address_is_refused(pyz, tmp_path, lab, spec):
+    d = local_only_dir(tmp_path / "home", "http://127.0.0.1:11434")
+    proc = firewall(pyz, str(tmp_path / "ov"), lab, "--profile", "local-only", "--allow", spec,
+                    "--no-persist", "--dir", d)
+    assert proc.returncode != 0 and "this host's own loopback" in proc.stderr, proc.stderr
 
 
 def test_local_only_with_a_named_ollama_is_refused_before_any_change(pyz, tmp_path, lab):

@@ -17,8 +17,8 @@ that
 
 from . import allow, backend, host, persist, readback, rules, script
 from .apply import main
-from .embedded import embedded_ipv4, embedded_ipv4_net
+from .embedded import NAT64_LOCAL, embedded_ipv4, embedded_ipv4_net
 
 
-__all__ = ["allow", "backend", "embedded_ipv4", "embedded_ipv4_net", "host", "main", "persist",
+__all__ = ["NAT64_LOCAL", "allow", "backend", "embedded_ipv4", "embedded_ipv4_net", "host", "main", "persist",
            "readback", "rules", "script"]

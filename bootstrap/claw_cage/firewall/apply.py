@@ -28,7 +28,7 @@ import signal
 
 from .. import composefile, paths, runner
 from ..errors import (EXIT_INTERRUPTED, ClawCageError, FirewallError, PrereqError,
-                      UncheckedError)
+                      UncheckedError, UsageError)
 from ..ui import UI
 from . import allow, backend, bridge, host, outcome, persist, readback, rules, script
 
@@ -50,10 +50,11 @@ class Step:
         runner.run(self.argv, input=self.stdin)
 
 
-def load_config(args, ui):
+def load_config(args, ui, endpoints=()):
     """Bridge and subnet of the network Compose puts the project on (composefile, the one
     reading --verify shares), else the built-in defaults; the allow list, refused (one line,
-    nothing changed) where it would undo the cage."""
+    nothing changed) where it would undo the cage. endpoints: [(--allow spec, where it comes
+    from)] the proxy opens besides (local-only's Ollama baseUrl), judged as --allow is."""
     directory = paths.install_dir(args.dir)
     net = composefile.project_network(directory)
     bridge_name, subnet = net.bridge, net.subnet
@@ -70,8 +71,15 @@ def load_config(args, ui):
     # its own: no internet, only the --allow destinations)
     profile = "internet" if args.profile in (None, "api-only") else args.profile
     config = config._replace(allows=allow.parse_all(args.allow), profile=profile)
-    allow.check(config.allows, _host_networks(config), config.profile,
-                wide=getattr(args, "unsafe_wide_allow", False))
+    wide = getattr(args, "unsafe_wide_allow", False)
+    allow.check(config.allows, _host_networks(config), config.profile, wide)
+    for spec, source in endpoints:
+        try:
+            allow.check(config.allows + (allow.parse(spec),), _host_networks(config),
+                        config.profile, wide)
+        except UsageError as err:
+            raise UsageError("%s in openclaw.json, judged as --allow %s: %s"
+                             % (source, spec, str(err).replace("--allow %s" % spec, "it")))
     return config
 
 
@@ -324,8 +332,8 @@ def interrupted(state, fams, signo, files=None):
     return err
 
 
-def apply(args, ui):
-    config = load_config(args, ui)
+def apply(args, ui, endpoints=()):
+    config = load_config(args, ui, endpoints)
     have_iptables = backend.ensure_installed(ui, args.dry_run)
     if have_iptables:
         state = State.read(ui)
@@ -445,7 +453,9 @@ def main(args):
         if args.profile in ("api-only", "local-only"):   # the same design: the proxy's
             from .. import egress                         # list differs (egress/domains.py)
             plan = egress.prepare(args)   # every check first: a refusal changes nothing
-            result = apply(args, ui)
+            result = apply(args, ui, [(egress.domains.allow_spec(n), plan.why[n])
+                                      for n in plan.names if plan.local
+                                      and not plan.why[n].startswith("--allow ")])
             ui.info("  %s: the agent's namespace has no network; these rules are the "
                     "second layer for anything attached to %s"
                     % (args.profile, result.get("bridge", "the claw-cage bridge")))

@@ -19,11 +19,10 @@ address inside: 64:ff9b::c0a8:0101 is 192.168.1.1.
 import ipaddress
 import re
 
-from ..firewall import embedded_ipv4 as carried_ipv4, rules
+from ..firewall import NAT64_LOCAL, embedded_ipv4 as carried_ipv4, rules
 
 _RANGES = {family: [ipaddress.ip_network(cidr) for cidr, _why in ranges]
            for family, ranges in rules.SPECIAL_RANGES.items()}
-_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")   # local-use NAT64 (RFC 8215): any mapping
 _LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 HOST_LOOPBACK = dict.fromkeys(("host.docker.internal", "localhost"),
                               ipaddress.ip_address("127.0.0.1"))
@@ -49,7 +48,7 @@ def blocked(address):
     if inner:   # judged by the IPv4 inside alone: ::/8 would call 64:ff9b::/96 reserved
         why = [blocked(a) for a in inner if blocked(a)]
         return "%s (inside %s)" % (why[0], address) if why else None
-    if address in _NAT64_LOCAL:
+    if address in NAT64_LOCAL:
         return "local-use NAT64 %s" % address
     for net in _RANGES[address.version]:
         if address in net:

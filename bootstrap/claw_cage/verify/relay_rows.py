@@ -27,10 +27,7 @@ def socket_problems(path):
     """Why someone other than root and the relay could replace the socket at path (or the
     folder it is in): [] when no one can."""
     folder = os.path.dirname(path)
-    try:
-        st = os.lstat(folder)
-    except OSError as err:
-        return ["%s: %s" % (folder, err.strerror)]
+    st = os.lstat(folder)
     out = []
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != unit.RELAY_UID or \
             st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -60,6 +57,10 @@ def socket_row(cfg):
     if not to or not to[0].startswith("unix:"):
         return Row(SECTION, "gateway socket", SKIP, "proxy.json forwards to no Unix socket")
     path = to[0][5:]
+    if not os.path.isdir(path.rpartition("/")[0]):
+        return Row(SECTION, "gateway socket", FAIL, "%s is missing: the proxy service makes it "
+                   "(systemctl restart %s), else --firewall --profile api-only"
+                   % (os.path.dirname(path), unit.UNIT_NAME))
     bad = socket_problems(path)
     if bad:
         return Row(SECTION, "gateway socket", FAIL, "%s: whoever owns it can replace the "
