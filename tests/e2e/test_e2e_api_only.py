@@ -627,7 +627,9 @@ def test_relay_killed_heals_in_the_same_namespace(api):
         "openclaw-netns")).stdout.strip() == restarts, "the holder itself restarted"
     _wait("the dashboard answers", api.dashboard, 30)
     assert api.probe()["tunnel"]["%s:443" % ALLOWED]["status"] == 200
-    assert _state(api, "openclaw")["Health"]["Status"] == "healthy"
+    # its healthcheck (the dashboard, then the relay in its namespace) passes
+    _wait("the gateway healthy", lambda: _state(api, "openclaw")["Health"]["Status"]
+          == "healthy", 150)
 
 
 def test_holder_restarted_gateway_unhealthy_verify_names_the_fix(api):
