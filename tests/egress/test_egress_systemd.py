@@ -171,7 +171,7 @@ def test_the_service_runs_under_systemd_and_comes_back_after_kill(pyz, booted):
     assert st["NoNewPrivs"].strip() == "1"
     assert int(st["CapEff"], 16) == 0 and int(st["CapBnd"], 16) == 0
     assert box.run(["stat", "-c", "%u %a", "/run/claw-cage/gateway"]).stdout.split() == [
-        "1000", "755"]
+        "65100", "755"]   # the relay's uid, which no host account has
     # ProtectSystem=strict: the service's view of / is read-only
     mounts = box.run(["cat", "/proc/%s/mountinfo" % pid]).stdout
     assert re.search(r"^\S+ \S+ \S+ \S+ / ro[,\s]", mounts, re.M), mounts[:500]
@@ -191,5 +191,8 @@ def test_the_service_runs_under_systemd_and_comes_back_after_kill(pyz, booted):
     state = box.run(["systemctl", "is-active", SERVICE], check=False).stdout.strip()
     assert state in ("inactive", "unknown"), state
     assert box.run(["test", "-e", "/etc/systemd/system/" + SERVICE], check=False).returncode == 1
+    for folder in ("/etc/claw-cage", "/run/claw-cage/egress", "/run/claw-cage/gateway",
+                   "/run/claw-cage"):   # the folders claw-cage made, empty of anything else
+        assert box.run(["test", "-e", folder], check=False).returncode == 1, folder
     assert not answer().stdout.startswith("HTTP/1.1")
     assert not any("CLAW-CAGE" in line for line in lab.save(4).splitlines())
