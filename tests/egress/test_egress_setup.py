@@ -324,7 +324,7 @@ print(s.recv(64).split(b"\r\n")[0].decode())
 
 def test_the_foreground_command_serves_the_container_uid(pyz, tmp_path, lab):
     """What a host without systemd runs: the printed command, as root, on the files the run
-    wrote; the container's uid 1000 connects to its socket and gets the list's verdicts."""
+    wrote; the relay's uid connects to its socket and gets the list's verdicts."""
     d = install_dir(tmp_path / "home", env_text="", channels=())
     base = str(tmp_path / "ov")
     proc = firewall(pyz, base, lab, "--profile", "api-only", "--allow-domain", "allowed.test",
@@ -334,9 +334,9 @@ def test_the_foreground_command_serves_the_container_uid(pyz, tmp_path, lab):
         %s 2>"$1" & pid=$!
         i=0; while [ ! -S /run/claw-cage/egress/proxy.sock ] && [ $i -lt 100 ]; do
             sleep 0.1; i=$((i+1)); done
-        setpriv --reuid=1000 --regid=1000 --clear-groups %s -c '%s' off-list.test
+        setpriv --reuid=%d --regid=%d --clear-groups %s -c '%s' off-list.test
         kill $pid; wait $pid
-    """ % (unit.foreground_command(), PYTHON, CLIENT)
+    """ % (unit.foreground_command(), unit.RELAY_UID, unit.RELAY_UID, PYTHON, CLIENT)
     log = str(tmp_path / "proxy.log")
     proc = run(base, ["sh", "-c", script, "sh", log], netns=lab.host)
     assert proc.stdout.strip().startswith("HTTP/1.1 403"), (proc.stdout, proc.stderr,

@@ -152,14 +152,14 @@ def test_the_service_runs_under_systemd_and_comes_back_after_kill(pyz, booted):
     assert wait_for(lambda: box.run(["systemctl", "is-active", SERVICE], check=False)
                     .stdout.strip() == "active", 10)
 
-    # the proxy, as the unit runs it: serving uid 1000 the way the containers reach it (the
+    # the proxy, as the unit runs it: serving the relay's uid the way the containers reach it (the
     # folder bind-mounted; DynamicUser keeps it under /run/private, 0700, so no local user
     # gets there by the host's path), as a throwaway uid without privileges
     def answer(through_mount=True):
         sock = "/tmp/egress/proxy.sock" if through_mount else "/run/claw-cage/egress/proxy.sock"
         return box.run(["unshare", "-m", "sh", "-c", "mkdir -p /tmp/egress && mount --bind "
                         "/run/claw-cage/egress /tmp/egress && exec \"$@\"", "sh", "setpriv",
-                        "--reuid=1000", "--regid=1000", "--clear-groups", "python3", "-c",
+                        "--reuid=65100", "--regid=65100", "--clear-groups", "python3", "-c",
                         CLIENT, sock], check=False)
     assert wait_for(lambda: answer().stdout.startswith("HTTP/1.1 403"), 15), (box.run(
         ["journalctl", "-u", SERVICE, "--no-pager"], check=False).stdout, answer().stderr)
