@@ -40,7 +40,7 @@ def lab():
 
 @pytest.fixture(scope="module")
 def proxy(lab, pyz):
-    return lab.start_proxy(pyz, dict(CONFIG, listen=["unix:%s/names.sock" % lab.tmp]))
+    return lab.start_proxy(pyz, CONFIG)
 
 
 def send(proxy, raw):

@@ -175,6 +175,12 @@ OUR_SOCKETS = (config.EGRESS_SOCKET, config.GATEWAY_SOCKET)
 
 def _rmdir_ours(folder):
     """Remove folder when it holds nothing but a socket of ours; anything else keeps it."""
+    if os.path.islink(folder):   # systemd's link to a runtime folder it has cleaned
+        if not os.path.exists(folder):
+            os.unlink(folder)
+        return
+    if not os.path.isdir(folder):
+        return
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
         if path not in OUR_SOCKETS or not stat.S_ISSOCK(os.lstat(path).st_mode):
@@ -193,8 +199,11 @@ def plan_remove(directory):
     .env line alone still goes)."""
     steps = []
     if os.path.lexists(unit.UNIT) and systemd_running():
-        argv = ["systemctl", "disable", "--now", unit.UNIT_NAME]
-        steps.append(("$ " + " ".join(argv), lambda: runner.run(argv, check=False)))
+        # clean: the kept RuntimeDirectory (DynamicUser: a link into /run/private) goes too
+        for argv in (["systemctl", "disable", "--now", unit.UNIT_NAME],
+                     ["systemctl", "clean", "--what=runtime", unit.UNIT_NAME]):
+            steps.append(("$ " + " ".join(argv),
+                          lambda argv=argv: runner.run(argv, check=False)))
 
     def unlink(path):
         return lambda: os.unlink(path) if os.path.lexists(path) else None
@@ -204,7 +213,7 @@ def plan_remove(directory):
             steps.append(("rm -f %s" % path, unlink(path)))
 
     for folder in OUR_DIRS:
-        if os.path.isdir(folder) and not os.path.islink(folder):
+        if os.path.lexists(folder):
             steps.append(("rmdir %s (when nothing but ours is left in it)" % folder,
                           lambda folder=folder: _rmdir_ours(folder)))
     if steps and systemd_running():
