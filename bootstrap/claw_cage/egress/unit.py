@@ -66,7 +66,7 @@ ProtectControlGroups=yes
 SystemCallArchitectures=native
 MemoryMax=256M
 TasksMax=512
-LimitNOFILE=4096
+LimitNOFILE=8192
 
 [Install]
 WantedBy=multi-user.target
