@@ -1,8 +1,9 @@
 """Command line: parse, pick the mode, turn expected errors into one line and an exit code.
 
-Modes follow what the user does: install/upgrade (default), --firewall, --verify.
-Each mode is its own subpackage (install/, firewall/, verify/), imported only when chosen,
-so `--version` and `--help` stay fast.
+Modes follow what the user does: install/upgrade (default), --firewall, --verify,
+--harden-docker, --proxmox, --proxy, and --backup/--restore/--rollback. Each mode is its own
+subpackage (install/, firewall/, verify/, harden/, proxmox/, proxy/, backup/), imported only
+when chosen, so `--version` and `--help` stay fast.
 """
 
 import argparse
