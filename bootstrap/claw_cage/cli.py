@@ -327,7 +327,7 @@ def main(argv=None):
     json_out = args.json and _json_mode(args) is not None  # --verify prints its own JSON
     try:
         if args.firewall:
-            from . import firewall as mode
+            from . import profiles as mode
         elif args.verify:
             from . import verify as mode
         elif args.harden_docker:
