@@ -71,8 +71,9 @@ def build_parser():
 
     g = p.add_argument_group("install / upgrade (the default mode)")
     g.add_argument("--source", metavar="URL|DIR",
-                   help="where the deploy files are: https://, http:// or file:// URL, or a directory "
-                        "(default: $CLAW_CAGE_SOURCE or the GitHub release this was built from)")
+                   help="where the deploy files are: https://, http:// or file:// URL, or a "
+                        "directory (default: $CLAW_CAGE_SOURCE or the GitHub release this was "
+                        "built from)")
     g.add_argument("--yes", action="store_true", help="never prompt")
 
     g = p.add_argument_group("--firewall options")

@@ -14,7 +14,8 @@ import secrets
 
 import claw_cage
 
-from .. import __version__, backup, buildinfo, deployment, dotenv, paths, safefile  # backup: before sudo drops root
+# backup: imported before sudo drops root
+from .. import __version__, backup, buildinfo, deployment, dotenv, paths, safefile
 from ..errors import TargetError, UsageError
 from ..ui import UI
 from . import fetch, prereqs
