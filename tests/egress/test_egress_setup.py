@@ -19,6 +19,7 @@ from lab import netlab
 from support import SECRETS, digest, install_dir, run, upper
 
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
+from claw_cage import deployment  # noqa: E402
 from claw_cage.egress import config, domains, envfile, unit  # noqa: E402
 
 PROXY_JSON = "/etc/claw-cage/proxy.json"
@@ -220,7 +221,7 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755
     assert digest(upper(base, COPY)) == digest(pyz)
     # no systemd: the socket folders the unit would make, for the foreground command
-    for sub, owner in (("egress", 0), ("gateway", unit.RELAY_UID)):
+    for sub, owner in (("egress", 0), ("gateway", deployment.RELAY_UID)):
         st = os.lstat(upper(base, "/run/claw-cage/" + sub))
         assert stat.S_ISDIR(st.st_mode) and st.st_uid == owner and \
             stat.S_IMODE(st.st_mode) == 0o755
@@ -336,7 +337,7 @@ def test_the_foreground_command_serves_the_container_uid(pyz, tmp_path, lab):
             sleep 0.1; i=$((i+1)); done
         setpriv --reuid=%d --regid=%d --clear-groups %s -c '%s' off-list.test
         kill $pid; wait $pid
-    """ % (unit.foreground_command(), unit.RELAY_UID, unit.RELAY_UID, PYTHON, CLIENT)
+    """ % (unit.foreground_command(), deployment.RELAY_UID, deployment.RELAY_UID, PYTHON, CLIENT)
     log = str(tmp_path / "proxy.log")
     proc = run(base, ["sh", "-c", script, "sh", log], netns=lab.host)
     assert proc.stdout.strip().startswith("HTTP/1.1 403"), (proc.stdout, proc.stderr,

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, require_root
 
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
-from claw_cage.egress import unit  # noqa: E402
+from claw_cage import deployment  # noqa: E402
 from claw_cage.verify import relay_rows  # noqa: E402
 
 
@@ -23,12 +23,12 @@ def gateway(tmp_path):
     folder.mkdir(parents=True)
     for d in (tmp_path, run):
         os.chmod(str(d), 0o755)
-    os.chown(str(folder), unit.RELAY_UID, unit.RELAY_UID)
+    os.chown(str(folder), deployment.RELAY_UID, deployment.RELAY_UID)
     os.chmod(str(folder), 0o755)
     path = str(folder / "gateway.sock")
     s = socket.socket(socket.AF_UNIX)
     s.bind(path)
-    os.chown(path, unit.RELAY_UID, unit.RELAY_UID)
+    os.chown(path, deployment.RELAY_UID, deployment.RELAY_UID)
     yield path
     s.close()
 

@@ -11,7 +11,7 @@ starts the service through systemctl (where systemd runs), and sets COMPOSE_FILE
 import os
 import stat
 
-from .. import paths, runner, safefile
+from .. import deployment, paths, runner, safefile
 from ..errors import PrereqError, TargetError
 from . import config, domains, envfile, unit
 
@@ -86,7 +86,7 @@ def _link(target, path):
 
 
 def _run_dirs():
-    for sub, owner in (("egress", 0), ("gateway", unit.RELAY_UID)):
+    for sub, owner in (("egress", 0), ("gateway", deployment.RELAY_UID)):
         path = os.path.join(config.RUN_DIR, sub)
         os.makedirs(path, 0o755, exist_ok=True)
         st = os.lstat(path)
@@ -125,7 +125,7 @@ def install(plan, ui, dry_run=False):
             actions.append(("$ " + " ".join(argv), lambda argv=argv: runner.run(argv)))
     else:   # what RuntimeDirectory and ExecStartPre do, for the foreground command
         actions.append(("mkdir %s/egress; %s/gateway owned by uid %d"
-                        % (config.RUN_DIR, config.RUN_DIR, unit.RELAY_UID), _run_dirs))
+                        % (config.RUN_DIR, config.RUN_DIR, deployment.RELAY_UID), _run_dirs))
     actions.append(("set %s=%s in %s" % (envfile.KEY, envfile.API_ONLY,
                                          envfile.path_of(plan.directory)),
                     lambda: envfile.edit(plan.directory, envfile.with_compose_file)))

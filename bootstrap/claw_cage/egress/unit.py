@@ -8,13 +8,14 @@ Why these settings:
   PrivateTmp, NoNewPrivileges, no capabilities; only Unix and IP sockets; memory and task caps.
 - RuntimeDirectory makes /run/claw-cage/egress (the proxy's socket; UMask=0000 so the
   relay's uid can connect to it); ExecStartPre, as root, makes /run/claw-cage/gateway owned by
-  the relay's uid, where the relay puts the gateway's socket. Both are kept
+  the relay's uid (deployment.RELAY_UID), where the relay puts the gateway's socket. Both are kept
   across restarts: the containers bind-mount them, and a folder made anew would leave them on
   the old one.
 - Before=docker.service: at boot the folders exist before Docker starts the containers that
   mount them (Docker would otherwise create them root-owned).
 """
 
+from .. import deployment
 from . import config
 
 UNIT_NAME = "claw-cage-proxy.service"
@@ -24,9 +25,6 @@ WANTS = UNIT_DIR + "/multi-user.target.wants/" + UNIT_NAME
 LIB_DIR = "/usr/local/lib/claw-cage"
 PROGRAM = LIB_DIR + "/claw-cage.pyz"
 PYTHON = "/usr/bin/python3"
-# The relay's uid (docker-compose.api-only.yml, openclaw-netns's user): in Debian's reserved
-# range 65000-65533, so no host account owns the gateway socket's folder (--verify checks).
-RELAY_UID = 65100
 EXEC_START = [PYTHON, PROGRAM, "--proxy", "--config", config.PATH]
 
 TEXT = """\
@@ -68,11 +66,11 @@ ProtectControlGroups=yes
 SystemCallArchitectures=native
 MemoryMax=256M
 TasksMax=512
-LimitNOFILE=4096
+LimitNOFILE=8192
 
 [Install]
 WantedBy=multi-user.target
-""" % {"uid": RELAY_UID, "run": config.RUN_DIR, "exec": " ".join(EXEC_START)}
+""" % {"uid": deployment.RELAY_UID, "run": config.RUN_DIR, "exec": " ".join(EXEC_START)}
 
 
 def foreground_command():

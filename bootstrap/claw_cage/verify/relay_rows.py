@@ -7,7 +7,7 @@ import os
 import pwd
 import stat
 
-from .. import runner
+from .. import deployment, runner
 from ..egress import unit
 from .probes import brief, failure
 from .report import Row, PASS, FAIL, SKIP
@@ -29,13 +29,13 @@ def socket_problems(path):
     folder = os.path.dirname(path)
     st = os.lstat(folder)
     out = []
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != unit.RELAY_UID or \
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != deployment.RELAY_UID or \
             st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         out.append("%s is uid %d, mode %o (want a folder of uid %d, mode 755)"
-                   % (folder, st.st_uid, stat.S_IMODE(st.st_mode), unit.RELAY_UID))
-    if _owner(unit.RELAY_UID):
-        out.append("the relay's uid %d is this host's %s" % (unit.RELAY_UID,
-                                                            _owner(unit.RELAY_UID)))
+                   % (folder, st.st_uid, stat.S_IMODE(st.st_mode), deployment.RELAY_UID))
+    if _owner(deployment.RELAY_UID):
+        out.append("the relay's uid %d is this host's %s" % (deployment.RELAY_UID,
+                                                            _owner(deployment.RELAY_UID)))
     parent = os.path.dirname(folder)
     while True:   # each folder above: root's, or a sticky one like /tmp (no one renames ours)
         st = os.lstat(parent)
@@ -47,7 +47,7 @@ def socket_problems(path):
         parent = os.path.dirname(parent)
     if os.path.lexists(path):
         st = os.lstat(path)
-        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != unit.RELAY_UID:
+        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != deployment.RELAY_UID:
             out.append("%s is not the relay's socket (uid %d)" % (path, st.st_uid))
     return out
 
@@ -68,7 +68,7 @@ def socket_row(cfg):
                    "installer and --firewall --profile api-only, then docker compose up -d)"
                    % "; ".join(bad))
     return Row(SECTION, "gateway socket", PASS, "%s: only root and the relay (uid %d, no host "
-               "account) can replace it" % (path, unit.RELAY_UID))
+               "account) can replace it" % (path, deployment.RELAY_UID))
 
 
 def _netns(pid):
