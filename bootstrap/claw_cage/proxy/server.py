@@ -15,7 +15,7 @@ import stat
 import sys
 import time
 
-from .config import ConfigError
+from .config import ConfigError, describe
 from .log import Log
 from .policy import blocked, split_host_port
 from .relay import Conn, Side, connect
@@ -64,13 +64,6 @@ def parse_request(head):
     out = ["%s %s %s" % (method, path, version), "Host: " + authority] + keep
     out += ["Connection: close", "", ""]
     return host, port or 80, "\r\n".join(out).encode("latin-1")
-
-
-def describe(target):
-    kind, where = target
-    if kind == "unix":
-        return "unix:" + where
-    return ("[%s]:%d" if ":" in where[0] else "%s:%d") % where
 
 
 class Server:
