@@ -106,7 +106,7 @@ def test_connect_allowed_bytes_match(lab, proxy):
     assert st == 200 and back == body
     assert arrivals(lab, WAN) == before + 1
     line = last_log(proxy, "allowed.test")
-    assert "allowed.test %s:443 allowed" % WAN in line, line
+    assert "allowed.test:443 %s:443 allowed" % WAN in line, line
     up, down = [int(w.split("=")[1]) for w in line.split() if w[:3] in ("up=", "dow")]
     assert up >= len(body) and down >= len(body), line
 
@@ -186,7 +186,7 @@ def test_off_list_refused(lab, proxy):
         status, _h, body = request(proxy, raw)
         assert status == 403 and body == b"claw-cage proxy: name not on the allow list\n"
     assert arrivals(lab, WAN) == before
-    assert "offlist.test - refused-403" in last_log(proxy, "offlist.test")
+    assert "offlist.test:443 - refused-403" in last_log(proxy, "offlist.test")
 
 
 @pytest.mark.parametrize("name", ["rebind.test", "mixed.test"])

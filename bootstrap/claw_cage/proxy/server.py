@@ -15,7 +15,7 @@ import stat
 import sys
 import time
 
-from .config import ConfigError, describe
+from .config import RELOADED, ConfigError, describe, load
 from .log import Log
 from .policy import blocked, split_host_port
 from .relay import Conn, Side, connect
@@ -140,7 +140,7 @@ class Server:
             name, address, why = cfg.policy.check_target(host, port)
         except ValueError as err:
             return self.refuse(conn, 400, str(err).split(":")[0])
-        conn.name = name
+        conn.name = describe(("tcp", (name, port)))   # logged as NAME:PORT (--refused reads it)
         if why:
             return self.refuse(conn, 403, why)
         if address is not None:
@@ -253,7 +253,24 @@ def raise_fd_limit():
             pass
 
 
-async def serve(cfg):
+def reload(server, path):
+    """SIGHUP (systemctl reload): the list (allow, ports, expires) from the file again, for
+    new connections; open ones stay. Listeners, forwards, the log and the limits change only at
+    a restart. A file that does not validate is refused and the list in force stays."""
+    try:
+        new = load(path)
+    except ConfigError as err:
+        sys.stderr.write("claw-cage proxy: reload refused, the list in force stays: %s\n" % err)
+        return
+    server.cfg = server.cfg._replace(**dict((f, getattr(new, f)) for f in RELOADED))
+    rest = [f for f in old._fields if getattr(new, f) != getattr(server.cfg, f)]
+    sys.stderr.write("claw-cage proxy: reloaded: %d allow-list entries (%d temporary), ports "
+                     "%s%s\n" % (len(new.allow), len(new.expires), ",".join(map(str, new.ports)),
+                                  "; %s change only at a restart" % ", ".join(rest) if rest
+                                  else ""))
+
+
+async def serve(cfg, path):
     try:
         log = Log(cfg.log)
     except OSError as err:
@@ -264,6 +281,7 @@ async def serve(cfg):
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         server.loop.add_signal_handler(sig, stop.set)
+    server.loop.add_signal_handler(signal.SIGHUP, reload, server, path)
     sweeper = server.loop.create_task(server.sweep())
     names = [describe(w) for w in cfg.listen] + ["%s -> %s" % (describe(w), describe(t))
                                                   for w, t in cfg.forward]
@@ -283,8 +301,7 @@ async def serve(cfg):
 
 
 def main(args):
-    from .config import load
     cfg = load(args.config)
     raise_fd_limit()
-    asyncio.run(serve(cfg))
+    asyncio.run(serve(cfg, args.config))
     return 0
