@@ -86,7 +86,8 @@ def last_log(proxy, name, timeout=10):
     """The proxy's last log line for name (logged when the connection ends)."""
     end = time.monotonic() + timeout
     while True:
-        lines = [l for l in proxy.log_text().splitlines() if " %s " % name in l]
+        lines = [l for l in proxy.log_text().splitlines() if " %s:" % name in l or
+                 " %s " % name in l]
         if lines or time.monotonic() > end:
             return lines[-1] if lines else ""
         time.sleep(0.05)

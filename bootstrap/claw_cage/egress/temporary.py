@@ -60,14 +60,16 @@ def reload_proxy():
     if os.path.isdir("/run/systemd/system"):
         runner.run(["systemctl", "reload", unit.UNIT_NAME])
         return "%s reloaded its list (open connections stay)" % unit.UNIT_NAME
-    found = []
+    found, ours = [], os.stat(config.PATH)
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
+        try:   # started on this file, as its own root sees it (not a container's namesake)
             with open("/proc/%s/cmdline" % pid, "rb") as f:
                 argv = f.read().split(b"\0")[:-1]
+            st = os.stat("/proc/%s/root%s" % (pid, config.PATH)) if argv[-3:] == [
+                b"--proxy", b"--config", config.PATH.encode()] else None
         except OSError:
             continue
-        if argv[-3:] == [b"--proxy", b"--config", config.PATH.encode()]:
+        if st and (st.st_dev, st.st_ino) == (ours.st_dev, ours.st_ino):
             os.kill(int(pid), 1)   # SIGHUP
             found.append(pid)
     if not found:
