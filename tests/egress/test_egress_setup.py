@@ -157,8 +157,9 @@ def test_proxy_json_is_the_contract():
                    "allow": ["api.anthropic.com", "*.telegram.org"], "ports": [443],
                    "forward": [{"listen": "127.0.0.1:18789",
                                 "to": "unix:/run/claw-cage/gateway/gateway.sock"}],
-                   "log": "-", "max_conns": 256, "header_timeout": 10, "idle_timeout": 300}
-    assert config.parse(config.render([]))["allow"] == []
+                   "log": "-", "max_conns": 256, "header_timeout": 10, "idle_timeout": 300,
+                   "connect_timeout": 10, "max_header": 16384}
+    assert config.parse(config.render([])).allow == []
 
 
 # ---- the program, end to end ---------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""The proxy's JSON config, validated strictly: an unknown key or a wrong type is one line.
+"""The proxy's JSON config, /etc/claw-cage/proxy.json: this module owns its format. It
+renders the file (--firewall), validates it (the proxy at start, --verify) and holds the
+defaults, so nothing can write or pass a file the proxy refuses. An unknown key or a wrong
+type is one line.
 
     {"listen": ["unix:/run/claw-cage/egress/proxy.sock", "127.0.0.1:3128"],
      "allow": ["api.anthropic.com", "*.telegram.org", "192.168.1.50:11434"],
@@ -31,6 +34,27 @@ DEFAULTS = {"listen": [], "allow": [], "ports": [443], "forward": [], "log": "-"
 
 class ConfigError(ClawCageError):
     exit_code = EXIT_PROXY
+
+
+def render(**fields):
+    """proxy.json text: DEFAULTS with fields over them, every key written out so the file
+    shows every setting; validated first (ValueError), so it is a file the proxy accepts."""
+    config = dict(DEFAULTS, **fields)
+    validate(config)
+    return json.dumps(config, indent=2) + "\n"
+
+
+def parse(text):
+    """Config of proxy.json text; ValueError (one line) when the proxy would refuse it."""
+    return validate(json.loads(text))
+
+
+def describe(where):
+    """A parsed address as the config writes it: "unix:/path", "host:port", "[v6]:port"."""
+    kind, target = where
+    if kind == "unix":
+        return "unix:" + target
+    return ("[%s]:%d" if ":" in target[0] else "%s:%d") % target
 
 
 def parse_address(text):
@@ -99,8 +123,7 @@ def load(path):
     """Read and validate the config file; ConfigError (exit 13) with one line."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        return validate(data)
+            return parse(f.read())
     except OSError as err:
         raise ConfigError("proxy config %s: %s" % (path, err.strerror or err))
     except ValueError as err:   # json.JSONDecodeError is one too

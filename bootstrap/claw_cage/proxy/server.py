@@ -10,10 +10,9 @@ import stat
 import sys
 
 from . import tunnel
-from .config import ConfigError
+from .config import ConfigError, describe
 from .log import Log
 from .relay import Conn, Side, Tunnels
-from .upstream import describe
 
 
 class Server:

@@ -7,10 +7,11 @@ slow, 431 head too large, 502 cannot resolve or connect, 503 too many connection
 
 import asyncio
 
+from .config import describe
 from .http import Head, Refused, head_end, response
 from .policy import split_host_port
 from .relay import connect
-from .upstream import connect_any, describe, resolve
+from .upstream import connect_any, resolve
 
 # never passed upstream: they are for the proxy, or describe the client's own connection
 HOP_BY_HOP = ("connection", "keep-alive", "proxy-authorization", "proxy-connection", "host",

@@ -13,13 +13,6 @@ from .http import Refused
 from .policy import blocked
 
 
-def describe(target):
-    kind, where = target
-    if kind == "unix":
-        return "unix:" + where
-    return ("[%s]:%d" if ":" in where[0] else "%s:%d") % where
-
-
 async def resolve(loop, name, address, port, timeout, note):
     """The addresses to try for a checked (name, address); Refused 502 or 403 (note(target)
     hears the blocked address)."""
