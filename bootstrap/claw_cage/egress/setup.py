@@ -135,13 +135,13 @@ def only_the_list_changes(plan, text):
 
 def install(plan, ui, dry_run=False):
     running = systemd_running()
-    text = config.render(plan.names, () if plan.local else (443,), plan.expires,
-                         "-" if running else LOG_FILE)
-    how = "reload" if running and only_the_list_changes(plan, text) else "restart"
+    rendered = config.render(plan.names, () if plan.local else (443,), plan.expires,
+                             "-" if running else LOG_FILE)
+    how = "reload" if running and only_the_list_changes(plan, rendered) else "restart"
     actions = [
         ("write %s (the domain list)" % config.PATH,
          lambda: (_mkdir(config.ETC_DIR),
-                  safefile.write_atomic(config.PATH, text.encode(), 0o644))),
+                  safefile.write_atomic(config.PATH, rendered.encode(), 0o644))),
         ("copy %s to %s (root-owned)" % (plan.program, unit.PROGRAM),
          lambda: (_mkdir(unit.LIB_DIR),
                   safefile.write_atomic(unit.PROGRAM, _read_program(plan.program), 0o644))),
