@@ -104,8 +104,14 @@ class Box:
         status, head = read_head(s)
         if status == 200:
             return status, s
+        body = b""
         with s:
-            return status, head + read_response(s)[2].decode()
+            while len(body) < 4096:
+                data = s.recv(4096)
+                if not data:
+                    break
+                body += data
+        return status, head + body.decode()
 
     def close(self):
         for proc in (self.proxy, self.holder):

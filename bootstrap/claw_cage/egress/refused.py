@@ -7,6 +7,7 @@ name of DNS characters or an address, a fixed verdict, a printable reason. Anyth
 planted escape or newline included, is skipped, so no output line comes from the log's text.
 """
 
+import grp
 import json
 import os
 import re
@@ -38,21 +39,40 @@ def read_lines(cfg, since):
                           "there is no journal here: read it where you started the proxy, or "
                           "run --firewall --profile api-only again (it sets a log file)"
                           % config.PATH)
+    if os.geteuid() != 0 and not _journal_groups():   # journalctl would show nothing, silently
+        raise PrereqError("the journal of %s is readable by root and the systemd-journal and adm "
+                          "groups: run it with sudo" % unit.UNIT_NAME)
     res = runner.run(["journalctl", "-u", unit.UNIT_NAME, "--since", "@%d" % since, "-o", "json",
                       "--output-fields=MESSAGE", "--no-pager", "-q"], check=False, timeout=120)
     if res.returncode != 0 or "insufficient permissions" in res.stderr:
         raise PrereqError("cannot read the journal of %s (%s): run it with sudo, or as a member "
                           "of the systemd-journal or adm group" % (
                               unit.UNIT_NAME, (res.stderr.strip().splitlines() or ["no output"])[-1]))
+    return messages(res.stdout), "the journal of " + unit.UNIT_NAME
+
+
+def _journal_groups():
+    names = set()
+    for gid in os.getgroups():
+        try:
+            names.add(grp.getgrgid(gid).gr_name)
+        except KeyError:
+            pass
+    return names & {"systemd-journal", "adm", "wheel"}
+
+
+def messages(text):
+    """The one-line MESSAGE of each entry of `journalctl -o json` text. A message of several
+    lines, or of bytes journald could not show as text, is not one the proxy wrote: skipped."""
     lines = []
-    for entry in res.stdout.splitlines():
+    for entry in text.splitlines():
         try:
             message = json.loads(entry).get("MESSAGE")
         except (ValueError, AttributeError):
             continue
-        if isinstance(message, str) and "\n" not in message:   # bytes or lines: not the proxy's
+        if isinstance(message, str) and "\n" not in message:
             lines.append(message)
-    return lines, "the journal of " + unit.UNIT_NAME
+    return lines
 
 
 def summarize(lines, since):
