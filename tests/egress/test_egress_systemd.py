@@ -208,13 +208,15 @@ print("ready", flush=True)
 def serve(c):
     with c:
         data = b""
-        while b"\r\n\r\n" not in data:
-            more = c.recv(4096)
-            if not more:
-                return
-            data += more
-        path = data.split(b" ")[1]
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path))
+        while True:   # one connection, many requests: a tunnel's life
+            while b"\r\n\r\n" not in data:
+                more = c.recv(4096)
+                if not more:
+                    return
+                data += more
+            head, _, data = data.partition(b"\r\n\r\n")
+            path = head.split(b" ")[1]
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(path), path))
 while True:
     threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
 """
