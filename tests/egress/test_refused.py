@@ -145,3 +145,27 @@ def test_an_expires_the_proxy_refuses_is_refused_by_render_too(expires):
         proxy_config.validate(data)
     with pytest.raises(ValueError):
         proxy_config.render(**data)
+
+
+def test_verify_rows_show_temporary_entries_and_the_days_refusals(installed):
+    from claw_cage.verify import egress_rows
+    now = time.time()
+    cfg = proxy_config.validate({"listen": ["127.0.0.1:3128"], "log": str(installed),
+                                 "allow": ["api.anthropic.com", "pypi.org", "old.example.com"],
+                                 "expires": {"pypi.org": proxy_config.stamp(now + 3600),
+                                             "old.example.com": proxy_config.stamp(now - 60)}})
+    row = egress_rows.config_row(cfg, None)
+    assert "pypi.org (until %s)" % temporary.until_text(now + 3600) in row.detail
+    assert "old.example.com (ENDED, refused since " in row.detail and "api.anthropic.com," in \
+        row.detail
+    installed.write_text("")
+    assert egress_rows.refusals_row(cfg).status == "pass"
+    installed.write_text("\n".join([line(60, "a.example.com:443")] * 5 + [
+        line(60, "b.example.com:443")] * 3 + [line(60, "c.example.com:443")] * 2 + [
+        line(60, "d.example.com:443"), line(90000, "e.example.com:443")] + PLANTED) + "\n")
+    row = egress_rows.refusals_row(cfg)
+    assert row.status == "warn" and row.detail.startswith(
+        "11 refusals of 4 destinations, most: a.example.com:443 (5), b.example.com:443 (3), "
+        "c.example.com:443 (2); see --refused"), row.detail
+    os.unlink(str(installed))
+    assert egress_rows.refusals_row(cfg).status == "skip"
