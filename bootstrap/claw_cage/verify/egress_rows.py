@@ -25,8 +25,7 @@ import time
 from .. import runner, safefile
 from ..egress import config as proxy_config
 from ..egress import refused, temporary, unit
-from ..proxy.config import describe
-from ..proxy.policy import HOST_LOOPBACK, split_host_port
+from ..proxy import HOST_LOOPBACK, config as proxy_format, split_host_port
 from . import container, probe_plan
 from .probes import brief, failure
 from .report import Row, PASS, FAIL, WARN, SKIP
@@ -164,6 +163,7 @@ def _connect(address, timeout=2.0):
 def listening_row(cfg):
     if cfg is None:
         return _row("proxy answers", SKIP, "no proxy configuration to read", needed=True)
+    describe = proxy_format.describe
     dead = [(describe(a), why) for a, why in ((a, _connect(a)) for a in cfg.listen) if why]
     if dead:
         return _row("proxy answers", FAIL, "nothing answers on %s (%s): the proxy is down, the "
