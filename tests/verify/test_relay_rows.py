@@ -2,6 +2,7 @@
 replaced by no host account (the relay's uid 65100 owns them, no host account has it, every
 folder above is root's). The old layout, a folder of the host's uid 1000, fails."""
 
+import json
 import os
 import socket
 import sys
@@ -12,6 +13,7 @@ from conftest import ROOT, require_root
 
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
 from claw_cage import deployment  # noqa: E402
+from claw_cage.egress import config  # noqa: E402
 from claw_cage.verify import relay_rows  # noqa: E402
 
 
@@ -34,8 +36,8 @@ def gateway(tmp_path):
 
 
 def _row(path):
-    return relay_rows.socket_row({"forward": [{"listen": "127.0.0.1:18789",
-                                               "to": "unix:" + path}]})
+    return relay_rows.socket_row(config.parse(json.dumps(
+        {"forward": [{"listen": "127.0.0.1:18789", "to": "unix:" + path}]})))
 
 
 def test_the_relays_own_folder_passes(gateway):

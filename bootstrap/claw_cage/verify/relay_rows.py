@@ -53,10 +53,11 @@ def socket_problems(path):
 
 
 def socket_row(cfg):
-    to = [f.get("to", "") for f in cfg.get("forward") or [] if isinstance(f, dict)]
-    if not to or not to[0].startswith("unix:"):
+    """cfg: the proxy's Config (egress_rows.read_config); its forward's Unix socket."""
+    to = [where for kind, where in (t for _, t in cfg.forward) if kind == "unix"]
+    if not to:
         return Row(SECTION, "gateway socket", SKIP, "proxy.json forwards to no Unix socket")
-    path = to[0][5:]
+    path = to[0]
     if not os.path.isdir(path.rpartition("/")[0]):
         return Row(SECTION, "gateway socket", FAIL, "%s is missing: the proxy service makes it "
                    "(systemctl restart %s), else --firewall --profile api-only"
