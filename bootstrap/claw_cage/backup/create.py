@@ -9,7 +9,6 @@ a plain copy (no database in it). Caches (claw-npm, claw-local) are left out.
 
 import datetime
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -17,8 +16,8 @@ import tempfile
 from .. import __version__, dotenv, runner, safefile
 from ..errors import RefusedError
 from ..runner import CommandError
-from . import archive
-from .stack import LAST, SECRETS, STATE
+from . import archive, keep
+from .stack import SECRETS, STATE
 
 INSTALL_FILES = (".env", "openclaw.json", "docker-compose.yml", "docker-compose.api-only.yml")
 NO_COMMAND = 99   # the image has no `openclaw backup create`
@@ -172,8 +171,7 @@ def take(stack, dest, ui, encrypt=None):
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         mine.__exit__()
-    rec = json.dumps({"path": final, "created": facts["created"]}).encode()
-    os.replace(safefile.stage(stack.dir, LAST, rec, 0o600), os.path.join(stack.dir, LAST))
+    keep.wrote(stack.dir, final, facts)
     ui.ok("backup written: %s (mode 600, %.1f MB)" % (final, os.path.getsize(final) / 1e6))
     ui.info("  holds the state, the auth-profile key, claw-cage's files, the image name; left "
             "out: the caches claw-npm and claw-local (plugins rebuild them)")

@@ -20,8 +20,9 @@ from . import archive
 from .create import decipher, install_id, stamp
 from .stack import SECRETS, STATE
 
-RESTORE_JS = ('cat > "$HOME/in.tar.gz" && node dist/index.js backup restore "$HOME/in.tar.gz" '
-              '--target "$HOME/stage" >&2')
+# OpenClaw judges its own archive first (`backup verify`), then restores it
+RESTORE_JS = ('cat > "$HOME/in.tar.gz" && node dist/index.js backup verify "$HOME/in.tar.gz" >&2 '
+              '&& node dist/index.js backup restore "$HOME/in.tar.gz" --target "$HOME/stage" >&2')
 ASSET = "/s/stage/*/payload/posix/home/node/.openclaw"
 # every file of OpenClaw's belongs to the image's node user; some tar builds (busybox) do not
 # give extracted symlinks their owner back
@@ -48,7 +49,7 @@ def check(stack, path, identity=None):
     return manifest, tmp
 
 
-def _stage(stack, manifest, members, new):
+def stage(stack, manifest, members, new):
     """Fill the new volumes from the archive's members (files in `members`)."""
     m = lambda name: os.path.join(members, "state_" + name)
     if manifest.get("state") == "openclaw-backup":
@@ -112,7 +113,7 @@ def restore(stack, path, ui, what="the restored state", identity=None):
         for v in new.values():
             stack.new_volume(v, "restored")
         try:
-            _stage(stack, manifest, members, new)
+            stage(stack, manifest, members, new)
             return swap(stack, ui, new, when, what)
         finally:
             stack.remove_volumes(new.values())

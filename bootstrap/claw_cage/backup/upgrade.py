@@ -13,11 +13,12 @@ import json
 import os
 import re
 import shutil
+import time
 
 from .. import dotenv, runner, safefile
 from ..errors import RefusedError, RolledBackError
 from ..runner import CommandError
-from . import create, restore
+from . import create, keep, restore
 from .stack import STATE, Stack
 
 RECORD = ".claw-cage-upgrade.json"
@@ -56,10 +57,27 @@ def before(ui, target, new_compose, no_backup=False):
         ui.warn("--no-backup: no backup first; --rollback can put back the previous image, "
                 "not the previous state")
     else:
-        rec["backup"] = create.take(stack, create.default_dir(target), ui)
+        rec["backup"] = recent(target, stack, ui) or create.take(stack, create.default_dir(target), ui)
     _write(target, PREVIOUS, old)
     _write(target, RECORD, json.dumps(rec, indent=1).encode())
     return rec
+
+
+def recent(target, stack, ui=None):
+    """A drilled backup of the image in service, under an hour old, that --rollback reads with
+    nobody at the terminal (not encrypted): the pre-upgrade backup is not taken again."""
+    last = keep.load(target)
+    path, drill = last.get("path"), last.get("drill") or {}
+    if not (path and drill.get("ok") and drill.get("archive") == path and
+            path.endswith(".tar.gz") and os.path.isfile(path)):
+        return None
+    age = time.time() - os.path.getmtime(path)
+    if age > 3600 or last.get("image_id") != stack.image_facts().get("image_id"):
+        return None
+    if ui:
+        ui.ok("no backup before the upgrade: %s, of this image, is %.0f minutes old and "
+              "passed its drill" % (path, age / 60))
+    return path
 
 
 def after(ui, target, rec):

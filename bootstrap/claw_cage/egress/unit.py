@@ -15,6 +15,8 @@ Why these settings:
   mount them (Docker would otherwise create them root-owned).
 """
 
+import os
+
 from . import config
 
 UNIT_NAME = "claw-cage-proxy.service"
@@ -25,6 +27,8 @@ LIB_DIR = "/usr/local/lib/claw-cage"
 PROGRAM = LIB_DIR + "/claw-cage.pyz"
 PYTHON = "/usr/bin/python3"
 CONTAINER_UID = 1000   # the node user the OpenClaw image runs as (docker-compose user: 1000)
+# every unit that runs PROGRAM: the copy goes only with the last of them
+PROGRAM_USERS = (UNIT, UNIT_DIR + "/claw-cage-backup.service")
 EXEC_START = [PYTHON, PROGRAM, "--proxy", "--config", config.PATH]
 
 TEXT = """\
@@ -76,3 +80,8 @@ WantedBy=multi-user.target
 def foreground_command():
     """The unit's ExecStart, to run by hand where there is no systemd."""
     return " ".join(EXEC_START)
+
+
+def program_used_by(besides):
+    """True while a unit other than `besides` (a path of PROGRAM_USERS) runs PROGRAM."""
+    return any(os.path.lexists(u) for u in PROGRAM_USERS if u != besides)
