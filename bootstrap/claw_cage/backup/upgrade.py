@@ -72,7 +72,8 @@ def recent(target, stack, ui=None):
             path.endswith(".tar.gz") and os.path.isfile(path)):
         return None
     age = time.time() - os.path.getmtime(path)
-    if age > 3600 or last.get("image_id") != stack.image_facts().get("image_id"):
+    if age > 3600 or not last.get("image_id") or \
+            last.get("image_id") != stack.image_facts().get("image_id"):
         return None
     if ui:
         ui.ok("no backup before the upgrade: %s, of this image, is %.0f minutes old and "
