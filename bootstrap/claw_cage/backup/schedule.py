@@ -91,6 +91,9 @@ def apply(args, target, ui):
         user = pwd.getpwuid(owner).pw_name
     except KeyError:
         raise TargetError("%s belongs to uid %d, which has no account here" % (target, owner))
+    if owner == 0:
+        ui.warn("%s belongs to root: the scheduled backups run as root (chown the install to "
+                "the account that runs OpenClaw, then --schedule again, to drop that)" % target)
     if not setup.systemd_running():
         argv = command(paths.program_file() or os.path.join(target, "claw-cage.pyz"), target,
                        args)
