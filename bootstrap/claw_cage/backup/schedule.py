@@ -5,6 +5,8 @@ rewrite, a unit's program is root's). Without systemd: the cron line to use inst
 
 Encryption on a schedule is an age recipients file: nobody is at a terminal to type a
 passphrase. The drill of an age archive needs --identity (the key file, the owner's to read).
+No PrivateTmp: a --to or an install under /tmp would vanish into a private /tmp; the pieces a
+run keeps there are in its own 0700 folders.
 """
 
 import os
@@ -34,7 +36,6 @@ Type=oneshot
 User=%(user)s
 ExecStart=%(exec)s
 UMask=0077
-PrivateTmp=yes
 NoNewPrivileges=yes
 Nice=10
 IOSchedulingClass=idle
