@@ -83,15 +83,14 @@ def unpack(stack, path, when, identity=None):
     """Read the archive at path once, its state streaming into new volumes
     <volume>.restored-<when>; return (manifest, {key: new volume}) once all of it matched its
     manifest and this install. The caller removes the new volumes."""
-    name, new = os.path.basename(path), {}
-    cap = max(CAP_FLOOR, CAP_RATIO * os.path.getsize(path))
-    budget = [cap, cap]
+    name, new, budget = os.path.basename(path), {}, []
 
     def sink(manifest, member, size):
         if not new:   # the manifest came first: is it ours?
             if manifest.get("install") != install_id(stack.dir):
                 raise RefusedError("%s was made by another claw-cage install (another gateway "
                                    "token): refused, nothing changed" % name)
+            budget.extend([max(CAP_FLOOR, CAP_RATIO * os.path.getsize(path))] * 2)
             for k, v in stack.volumes.items():
                 new[k] = "%s.restored-%s" % (v, when)
                 stack.new_volume(new[k], "restored")
