@@ -1,14 +1,14 @@
 """--restore ARCHIVE --check: a restore rehearsed, never touching the live state.
 
-Everything --restore does up to the swap: the archive read whole (decrypted as it streams),
-checked against its manifest and this install; its state put into scratch volumes
-<volume>.drill-<time> (OpenClaw's `backup verify`, then `backup restore --target`, as a real
-restore does); what they hold counted; the scratch volumes removed. The live volumes, the
-gateway and the install's files are never touched.
+Everything --restore does up to the swap, through the same code (restore.unpack): the archive
+read once (decrypted as it streams), checked against its manifest and this install, its state
+streamed into new volumes <volume>.restored-<time> (OpenClaw's archive through its own `backup
+verify` and `backup restore --target`); what they hold counted; the volumes removed (a killed
+drill's go with the next run's sweep, like a restore's). The live volumes, the gateway and the
+install's files are never touched.
 """
 
 import os
-import shutil
 import tempfile
 
 from ..errors import RefusedError
@@ -22,17 +22,14 @@ COUNT = 'for v in /d/*; do echo "${v#/d/} $(find "$v" -type f | wc -l) $(du -sk 
 def drill(stack, path, ui, identity=None):
     """What a restore of path would put back, in one line; RefusedError says what is wrong."""
     name = os.path.basename(path)
-    manifest, members = restore.check(stack, path, identity)
-    new = {k: "%s.drill-%s" % (v, stamp().lower()) for k, v in stack.volumes.items()}
+    stack.sweep(ui)
     try:
-        for v in new.values():
-            stack.new_volume(v, "drill")
-        try:
-            restore.stage(stack, manifest, members, new)
-        except CommandError as err:   # OpenClaw's verify or restore, or tar, refused it
-            lines = [ln for ln in (err.stderr or str(err)).splitlines() if ln.strip()]
-            raise RefusedError("%s: the drill failed putting the state into scratch volumes "
-                               "(%s)" % (name, lines[-1] if lines else err))
+        manifest, new = restore.unpack(stack, path, stamp().lower(), identity)
+    except CommandError as err:   # OpenClaw's verify or restore, or tar, refused a member
+        lines = [ln for ln in (err.stderr or str(err)).splitlines() if ln.strip()]
+        raise RefusedError("%s: the drill failed putting the state into scratch volumes (%s)"
+                           % (name, lines[-1] if lines else err))
+    try:
         with tempfile.TemporaryFile() as out:
             stack.one_shot([(v, "/d/" + k + ":ro") for k, v in new.items()], ["-c", COUNT],
                            stdout=out)
@@ -40,7 +37,6 @@ def drill(stack, path, ui, identity=None):
             counts = [ln.split() for ln in out.read().decode().splitlines()]
     finally:
         stack.remove_volumes(new.values())
-        shutil.rmtree(members, ignore_errors=True)
     what = ", ".join("%s: %s files, %.1f MB" % (v, n, int(kb) / 1e3) for v, n, kb in counts)
     ui.ok("%s checked: every file matches its manifest (made %s, image %s)"
           % (name, manifest.get("created"), manifest.get("image")))

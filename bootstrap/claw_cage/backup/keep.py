@@ -4,15 +4,12 @@ archives that record lists (never a file it did not write, never the newest)."""
 
 import json
 import os
-import re
 import time
 
 from .. import safefile
 from ..errors import TargetError
+from . import archive
 from .stack import LAST
-
-NAME = re.compile(r"^claw-cage-backup-\d{8}T\d{6}Z\.tar\.gz(\.gpg|\.age)?$")
-
 
 def load(directory):
     try:
@@ -46,7 +43,7 @@ def prune(directory, dest, keep):
     """Remove the oldest of this install's archives in dest beyond `keep`; their paths."""
     rec = load(directory)
     ours = sorted((p for p in rec.get("archives", []) if os.path.dirname(p) == dest and
-                   NAME.match(os.path.basename(p)) and os.path.isfile(p) and
+                   archive.NAME.fullmatch(os.path.basename(p)) and os.path.isfile(p) and
                    not os.path.islink(p)), key=os.path.basename)   # names carry the time
     old = ours[:-keep]   # keep >= 1: the newest always stays
     for path in old:

@@ -20,12 +20,12 @@ def main(args):
     with safefile.DirLock(target):
         if args.backup:
             return backup(args, target, ui)
+        # the link you named is followed; the file it names must be one
         if args.restore and args.check:
-            return {"drill": drill.drill(Stack(target), os.path.abspath(args.restore), ui,
+            return {"drill": drill.drill(Stack(target), os.path.realpath(args.restore), ui,
                                          args.identity)}
         if args.restore:
-            restore.restore(Stack(target), os.path.abspath(args.restore), ui,
-                            identity=args.identity)
+            restore.restore(Stack(target), os.path.realpath(args.restore), ui, args.identity)
             return {"restored": args.restore}
         rec = upgrade.rollback(ui, target)
         ui.ok("rolled back to OpenClaw %s" % rec["from"])
@@ -36,6 +36,8 @@ def backup(args, target, ui):
     """--backup, then (--check) its drill, recorded; then (--keep N) the retention, only after
     a drill that passed: a bad new archive never pushes out a good old one."""
     dest = os.path.abspath(os.path.expanduser(args.to or create.default_dir(target)))
+    if os.path.lexists(dest) and not os.path.isdir(dest):   # a FIFO, a file
+        raise RefusedError("--to %s is not a directory: refused, nothing changed" % dest)
     stack = Stack(target)
     out = {"archive": create.take(stack, dest, ui, args.encrypt)}
     if args.check:
