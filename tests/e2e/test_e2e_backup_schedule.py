@@ -101,7 +101,13 @@ def test_schedule_under_systemd_backs_up_as_the_owner_keeps_n_and_leaves_nothing
     os.makedirs(backups, exist_ok=True)
     with open(os.path.join(backups, FOREIGN), "wb") as f:   # claw-cage's name, not ours
         f.write(b"another install's archive")
-    sh(["chown", "-R", "%d:%d" % (UID, UID), dep.dir])
+    # the install becomes the user's; what the installer gave the container's uid 1000
+    # (openclaw.json, which the gateway reads) stays
+    given = [os.path.join(top, n) for top, dirs, files in os.walk(dep.dir)
+             for n in dirs + files] + [dep.dir]
+    given = [p for p in given if os.lstat(p).st_uid == 0]
+    for path in given:
+        os.lchown(path, UID, UID)
     sock_gid = os.stat("/var/run/docker.sock").st_gid
     box = Booted(str(tmp_path), None, [dep.dir, "/var/run/docker.sock:/run/docker.sock",
                                        os.path.join(ROOT, "bootstrap")])
@@ -153,7 +159,11 @@ def test_schedule_under_systemd_backs_up_as_the_owner_keeps_n_and_leaves_nothing
         assert left.stdout.strip() == "", left.stdout
     finally:
         box.close()
-        sh(["chown", "-R", "0:0", dep.dir])
+        for top, dirs, files in os.walk(dep.dir):
+            for n in dirs + files:
+                if os.lstat(os.path.join(top, n)).st_uid == UID:
+                    os.lchown(os.path.join(top, n), 0, 0)
+        os.lchown(dep.dir, 0, 0)
 
 
 def test_upgrade_after_a_drilled_backup_of_the_same_image_takes_none(dep):
