@@ -111,11 +111,10 @@ def _record(target):
     try:
         rec = json.loads(data.decode())
         backup, folder = rec["backup"], create.default_dir(target)
-        if backup is not None and not (
+        if not isinstance(rec["from"], str) or backup is not None and not (
                 os.path.dirname(backup) == folder and not os.path.islink(folder)
                 and archive.NAME.fullmatch(os.path.basename(backup))):
             raise ValueError
-        rec["from"].upper()
     except (ValueError, KeyError, TypeError, AttributeError):
         raise RefusedError("%s is not a record of an upgrade with a backup in %s: refused, "
                            "nothing changed" % (RECORD, create.default_dir(target)))
