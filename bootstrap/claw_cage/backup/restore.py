@@ -52,7 +52,8 @@ class _Into:
 
     def __init__(self, stack, volume, size, budget, openclaw):
         self.budget, self.unzip, self.openclaw = budget, zlib.decompressobj(31), openclaw
-        tmp = ["--tmpfs", "/home/node:size=%d,uid=1000,gid=1000,mode=0700" % (size + 4096),
+        # room for the archive and what OpenClaw may write in ~ besides (pages used only)
+        tmp = ["--tmpfs", "/home/node:size=%d,uid=1000,gid=1000,mode=0700" % (size + (64 << 20)),
                "-e", "HOME=/home/node"] if openclaw else []
         script = (OPENCLAW_RESTORE if openclaw else UNTAR) + " && " + NO_SUID
         self.proc = stack.one_shot([(volume, "/n")], ["-c", script, "sh", str(size)],
