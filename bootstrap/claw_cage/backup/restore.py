@@ -125,7 +125,7 @@ def swap(stack, ui, new, when, what):
     live = stack.volumes
     before = {k: "%s.before-%s" % (v, when) for k, v in live.items()}
     kept = "; the previous state is kept in " + ", ".join(before.values())
-    phase = "the state in service is unchanged"
+    phase = "nothing in service was changed (the restore's own volumes are removed)"
     try:
         if not all(stack.volume_exists(v) for v in live.values()):
             stack.compose("up", "--no-start", "openclaw")   # the volumes, as Compose makes them
@@ -141,7 +141,8 @@ def swap(stack, ui, new, when, what):
             stack.one_shot(mounts, ["-c", " && ".join(script)])
             ui.ok("%s in service%s" % (what, kept))
             stack.compose("up", "-d")
-            phase = "%s is in service, the gateway started on it but not yet judged" % what
+            phase = "%s is in service, the gateway started on it but not yet judged%s" % (
+                what, kept)
         if stack.wait_healthy():
             ui.ok("the gateway is healthy")
             return before
@@ -153,10 +154,10 @@ def swap(stack, ui, new, when, what):
                                                           for k in live)])
             stack.compose("up", "-d")
             phase = "the previous state is back in service, the gateway started on it but " \
-                    "not yet judged"
+                    "not yet judged%s" % kept
         healthy = stack.wait_healthy()
     except KeyboardInterrupt:
-        raise interrupted(phase + kept + " (docker compose ps)")
+        raise interrupted(phase + " (docker compose ps)")
     raise RolledBackError("%s did not make a healthy gateway: the previous state is back in "
                           "service%s (docker compose logs openclaw)"
                           % (what, "" if healthy else ", but the gateway is not healthy either"))
