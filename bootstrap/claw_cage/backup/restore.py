@@ -119,13 +119,15 @@ def interrupted(what):
     return ClawCageError("interrupted: " + what, EXIT_INTERRUPTED)
 
 
-def swap(stack, ui, new, when, what):
+def swap(stack, ui, new, when, what, untouched="nothing in service was changed (the "
+         "restore's own volumes are removed)"):
     """Put the `new` volumes' content in service, keeping the current one as .before-<when>;
-    start the gateway; not healthy: put the previous content back (RolledBackError)."""
+    start the gateway; not healthy: put the previous content back (RolledBackError).
+    untouched: what a Ctrl-C before the stop leaves."""
     live = stack.volumes
     before = {k: "%s.before-%s" % (v, when) for k, v in live.items()}
     kept = "; the previous state is kept in " + ", ".join(before.values())
-    phase = "nothing in service was changed (the restore's own volumes are removed)"
+    phase = untouched
     try:
         if not all(stack.volume_exists(v) for v in live.values()):
             stack.compose("up", "--no-start", "openclaw")   # the volumes, as Compose makes them

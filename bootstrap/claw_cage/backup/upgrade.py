@@ -146,7 +146,7 @@ def rollback(ui, target, automatic=False):
         raise restore.interrupted(back)
     if new:
         try:
-            restore.swap(stack, ui, new, when, "the state from before the upgrade")
+            restore.swap(stack, ui, new, when, "the state from before the upgrade", back)
         finally:
             stack.remove_volumes(new.values())
     else:
