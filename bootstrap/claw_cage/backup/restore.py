@@ -54,7 +54,8 @@ class _Into:
 
     def __init__(self, stack, volume, size, budget, openclaw):
         self.budget, self.unzip, self.openclaw = budget, zlib.decompressobj(31), openclaw
-        tmp = ["--tmpfs", "/home/node:size=%d,uid=1000,gid=1000,mode=0700" % (size + 4096),
+        # room for the archive and what OpenClaw may write in ~ besides (pages used only)
+        tmp = ["--tmpfs", "/home/node:size=%d,uid=1000,gid=1000,mode=0700" % (size + (64 << 20)),
                "-e", "HOME=/home/node"] if openclaw else []
         script = (OPENCLAW_RESTORE if openclaw else UNTAR) + " && " + NO_SUID
         self.proc = stack.one_shot([(volume, "/n")], ["-c", script, "sh", str(size)],
@@ -120,13 +121,15 @@ def interrupted(what):
     return ClawCageError("interrupted: " + what, EXIT_INTERRUPTED)
 
 
-def swap(stack, ui, new, when, what):
+def swap(stack, ui, new, when, what, untouched="nothing in service was changed (the "
+         "restore's own volumes are removed)"):
     """Put the `new` volumes' content in service, keeping the current one as .before-<when>;
-    start the gateway; not healthy: put the previous content back (RolledBackError)."""
+    start the gateway; not healthy: put the previous content back (RolledBackError).
+    untouched: what a Ctrl-C before the stop leaves."""
     live = stack.volumes
     before = {k: "%s.before-%s" % (v, when) for k, v in live.items()}
     kept = "; the previous state is kept in " + ", ".join(before.values())
-    phase = "the state in service is unchanged"
+    phase = untouched
     try:
         if not all(stack.volume_exists(v) for v in live.values()):
             stack.compose("up", "--no-start", "openclaw")   # the volumes, as Compose makes them
@@ -142,7 +145,8 @@ def swap(stack, ui, new, when, what):
             stack.one_shot(mounts, ["-c", " && ".join(script)])
             ui.ok("%s in service%s" % (what, kept))
             stack.compose("up", "-d")
-            phase = "%s is in service, the gateway started on it but not yet judged" % what
+            phase = "%s is in service, the gateway started on it but not yet judged%s" % (
+                what, kept)
         if stack.wait_healthy():
             ui.ok("the gateway is healthy")
             return before
@@ -154,10 +158,10 @@ def swap(stack, ui, new, when, what):
                                                           for k in live)])
             stack.compose("up", "-d")
             phase = "the previous state is back in service, the gateway started on it but " \
-                    "not yet judged"
+                    "not yet judged%s" % kept
         healthy = stack.wait_healthy()
     except KeyboardInterrupt:
-        raise interrupted(phase + kept + " (docker compose ps)")
+        raise interrupted(phase + " (docker compose ps)")
     raise RolledBackError("%s did not make a healthy gateway: the previous state is back in "
                           "service%s (docker compose logs openclaw)"
                           % (what, "" if healthy else ", but the gateway is not healthy either"))

@@ -133,11 +133,10 @@ def _record(target):
     try:
         rec = json.loads(data.decode())
         backup, folder = rec["backup"], create.default_dir(target)
-        if backup is not None and not (
+        if not isinstance(rec["from"], str) or backup is not None and not (
                 os.path.dirname(backup) == folder and not os.path.islink(folder)
                 and archive.NAME.fullmatch(os.path.basename(backup))):
             raise ValueError
-        rec["from"].upper()
     except (ValueError, KeyError, TypeError, AttributeError):
         raise RefusedError("%s is not a record of an upgrade with a backup in %s: refused, "
                            "nothing changed" % (RECORD, create.default_dir(target)))
@@ -169,7 +168,7 @@ def rollback(ui, target, automatic=False):
         raise restore.interrupted(back)
     if new:
         try:
-            restore.swap(stack, ui, new, when, "the state from before the upgrade")
+            restore.swap(stack, ui, new, when, "the state from before the upgrade", back)
         finally:
             stack.remove_volumes(new.values())
     else:
