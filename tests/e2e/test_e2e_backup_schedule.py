@@ -3,7 +3,7 @@ retention, the restore drill, and an upgrade that uses a drilled backup.
 
 The deployment is test_e2e_backup's (the stand-in image; its `dep` fixture, one per module).
 The schedule's test boots systemd in a container (tests/lab/systemd.py) holding the install
-directory at the same path, the host's Docker socket and the install's owner (uid 4242, in
+directory at the same path, the host's Docker socket and the install's owner (uid 1000, in
 the socket's group): `--backup --schedule daily --keep 2` run there as root installs the timer
 and service, `systemctl start` of the service runs what the timer runs.
 
@@ -12,7 +12,7 @@ Proves:
     volumes gone) and says what is wrong with a damaged one, and with one whose checksums all
     match but whose OpenClaw archive OpenClaw's `backup verify` refuses;
   - the service runs as the install's owner, from the root-owned program copy: archives owned
-    by uid 4242, mode 600, each drilled; --keep 2 leaves exactly 2 of this install's archives
+    by uid 1000, mode 600, each drilled; --keep 2 leaves exactly 2 of this install's archives
     and never touches a foreign one; the --verify rows read the run, the age, the drill;
     `--schedule off` leaves no unit, no timer, no program copy, no failed-unit record;
   - an upgrade right after a drilled backup of the same image takes no new backup, says so.
@@ -34,7 +34,7 @@ from lab.systemd import Booted, require_nspawn
 from test_e2e_backup import IMAGE, dep, extra_volumes  # noqa: F401  (dep: the fixture)
 from lab.e2e_support import sh
 
-UID = 4242
+UID = 1000   # the common first account; the installer gives uid 1000 openclaw.json
 NAME = "claw-cage-backup"
 FOREIGN = "claw-cage-backup-20200101T000000Z.tar.gz"
 
