@@ -159,11 +159,9 @@ def test_schedule_under_systemd_backs_up_as_the_owner_keeps_n_and_leaves_nothing
         assert left.stdout.strip() == "", left.stdout
     finally:
         box.close()
-        for top, dirs, files in os.walk(dep.dir):
-            for n in dirs + files:
-                if os.lstat(os.path.join(top, n)).st_uid == UID:
-                    os.lchown(os.path.join(top, n), 0, 0)
-        os.lchown(dep.dir, 0, 0)
+        for path in given + [os.path.join(backups, a) for a in dep.archives()]:
+            if os.path.lexists(path):
+                os.lchown(path, 0, 0)
 
 
 def test_upgrade_after_a_drilled_backup_of_the_same_image_takes_none(dep):
