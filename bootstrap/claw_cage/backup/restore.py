@@ -138,11 +138,13 @@ def swap(stack, ui, new, when, what, untouched="nothing in service was changed (
             mounts += [(live[k], "/live/" + k), (before[k], "/before/" + k),
                        (new[k], "/new/" + k)]
             script += [_copy("/live/" + k, "/before/" + k), _copy("/new/" + k, "/live/" + k)]
-        with safefile.signals_deferred():   # a Ctrl-C lands before the stop or after the start
-            stack.compose("stop", "openclaw")
-            stack.one_shot(mounts, ["-c", " && ".join(script)])
+        # a Ctrl-C lands before the stop or after the start; Docker's commands, in sessions of
+        # their own, never see it
+        with safefile.signals_deferred():
+            stack.compose("stop", "openclaw", session=True)
+            stack.one_shot(mounts, ["-c", " && ".join(script)], session=True)
             ui.ok("%s in service%s" % (what, kept))
-            stack.compose("up", "-d")
+            stack.compose("up", "-d", session=True)
             phase = "%s is in service, the gateway started on it but not yet judged%s" % (
                 what, kept)
         if stack.wait_healthy():
@@ -151,10 +153,10 @@ def swap(stack, ui, new, when, what, untouched="nothing in service was changed (
         ui.fail("the gateway did not become healthy: putting the previous state back")
         mounts = [(live[k], "/live/" + k) for k in live] + [(before[k], "/b/" + k) for k in live]
         with safefile.signals_deferred():
-            stack.compose("stop", "openclaw")
+            stack.compose("stop", "openclaw", session=True)
             stack.one_shot(mounts, ["-c", " && ".join(_copy("/b/" + k, "/live/" + k)
-                                                          for k in live)])
-            stack.compose("up", "-d")
+                                                          for k in live)], session=True)
+            stack.compose("up", "-d", session=True)
             phase = "the previous state is back in service, the gateway started on it but " \
                     "not yet judged%s" % kept
         healthy = stack.wait_healthy()
