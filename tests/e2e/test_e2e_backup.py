@@ -442,6 +442,11 @@ def test_restored_files_belong_to_uid_1000_without_setuid_bits(dep):
     for ln in lines:
         mode, owner = ln.split()[2].split(":", 1)[0], ln.split()[2].split(":", 1)[-1]
         assert owner.endswith("1000:1000") and not (len(mode) == 4 and mode[0] != "0"), ln
+    # the crafted archive holds no auth-profile key: its volume came back empty; the tests
+    # after this one start from the full state again
+    res = dep.program("--restore", dep.archive)
+    assert res.returncode == 0, res.stdout + res.stderr
+    dep.wait_healthy()
 
 
 def test_an_archive_that_unpacks_beyond_the_cap_is_refused(dep):
