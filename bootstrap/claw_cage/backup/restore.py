@@ -19,14 +19,14 @@ Docker cannot rename a volume and the compose file names its volumes, so:
 import os
 import zlib
 
-from .. import runner, safefile
+from .. import deployment, runner, safefile
 from ..errors import EXIT_INTERRUPTED, ClawCageError, RefusedError, RolledBackError
 from . import archive, cipher
 from .create import install_id, stamp
 from .stack import COPY_CAPS, STATE
 
 CAP_FLOOR, CAP_RATIO = 256 << 20, 64   # unpacked: at most max(256 MiB, 64 x the archive)
-NODE = ["--user", "1000:1000", "--cap-drop", "ALL"]
+NODE = ["--user", deployment.USER, "--cap-drop", "ALL"]
 STAGE = "/n/.claw-cage-stage"
 # $1: the member's size; a stream cut short (a refusal midway) restores nothing; OpenClaw
 # judges its own archive (`backup verify`) before restoring it
@@ -38,7 +38,7 @@ OPENCLAW_RESTORE = (
     'rm -rf %s' % (STAGE, STAGE, STAGE))
 # a volume's copy: as root (no capability to make a device), for its modes (busybox tar
 # running as a user leaves the top folder's alone); then every file handed to uid 1000
-UNTAR = "tar -xf - -C /n && find /n -exec chown -h 1000:1000 {} +"
+UNTAR = "tar -xf - -C /n && find /n -exec chown -h %s {} +" % deployment.USER
 NO_SUID = r"find /n ! -type l \( -perm -4000 -o -perm -2000 \) -exec chmod ug-s {} +"
 
 
@@ -55,8 +55,9 @@ class _Into:
     def __init__(self, stack, volume, size, budget, openclaw):
         self.budget, self.unzip, self.openclaw = budget, zlib.decompressobj(31), openclaw
         # room for the archive and what OpenClaw may write in ~ besides (pages used only)
-        tmp = ["--tmpfs", "/home/node:size=%d,uid=1000,gid=1000,mode=0700" % (size + (64 << 20)),
-               "-e", "HOME=/home/node"] if openclaw else []
+        tmp = ["--tmpfs", "/home/node:size=%d,uid=%d,gid=%d,mode=0700" % (
+            size + (64 << 20), deployment.UID, deployment.UID), "-e", "HOME=/home/node"] \
+            if openclaw else []
         script = (OPENCLAW_RESTORE if openclaw else UNTAR) + " && " + NO_SUID
         self.proc = stack.one_shot([(volume, "/n")], ["-c", script, "sh", str(size)],
                                    NODE + tmp if openclaw else COPY_CAPS, feed=True)
@@ -98,7 +99,7 @@ def unpack(stack, path, when, identity=None):
                 new[k] = "%s.restored-%s" % (v, when)
                 stack.new_volume(new[k], "restored")
             stack.one_shot([(v, "/n/" + k) for k, v in new.items()],
-                           ["-c", "chown 1000:1000 /n/*"])
+                           ["-c", "chown %s /n/*" % deployment.USER])
         if member not in manifest.get("files", {}) or not member.startswith("state/"):
             return None
         key = STATE if member == archive.OPENCLAW else \
@@ -140,11 +141,13 @@ def swap(stack, ui, new, when, what, untouched="nothing in service was changed (
             mounts += [(live[k], "/live/" + k), (before[k], "/before/" + k),
                        (new[k], "/new/" + k)]
             script += [_copy("/live/" + k, "/before/" + k), _copy("/new/" + k, "/live/" + k)]
-        with safefile.signals_deferred():   # a Ctrl-C lands before the stop or after the start
-            stack.compose("stop", "openclaw")
-            stack.one_shot(mounts, ["-c", " && ".join(script)])
+        # a Ctrl-C lands before the stop or after the start; Docker's commands, in sessions of
+        # their own, never see it
+        with safefile.signals_deferred():
+            stack.compose("stop", "openclaw", session=True)
+            stack.one_shot(mounts, ["-c", " && ".join(script)], session=True)
             ui.ok("%s in service%s" % (what, kept))
-            stack.compose("up", "-d")
+            stack.compose("up", "-d", session=True)
             phase = "%s is in service, the gateway started on it but not yet judged%s" % (
                 what, kept)
         if stack.wait_healthy():
@@ -153,10 +156,10 @@ def swap(stack, ui, new, when, what, untouched="nothing in service was changed (
         ui.fail("the gateway did not become healthy: putting the previous state back")
         mounts = [(live[k], "/live/" + k) for k in live] + [(before[k], "/b/" + k) for k in live]
         with safefile.signals_deferred():
-            stack.compose("stop", "openclaw")
+            stack.compose("stop", "openclaw", session=True)
             stack.one_shot(mounts, ["-c", " && ".join(_copy("/b/" + k, "/live/" + k)
-                                                          for k in live)])
-            stack.compose("up", "-d")
+                                                          for k in live)], session=True)
+            stack.compose("up", "-d", session=True)
             phase = "the previous state is back in service, the gateway started on it but " \
                     "not yet judged%s" % kept
         healthy = stack.wait_healthy()

@@ -15,7 +15,7 @@ import re
 
 from .. import paths, runner, safefile
 from ..errors import PrereqError, RefusedError, TargetError
-from ..egress import setup, unit
+from ..egress import copy_program, systemd_running, unit
 
 NAME = "claw-cage-backup"
 SERVICE = unit.PROGRAM_USERS[1]
@@ -95,7 +95,7 @@ def apply(args, target, ui):
     if owner == 0:
         ui.warn("%s belongs to root: the scheduled backups run as root (chown the install to "
                 "the account that runs OpenClaw, then --schedule again, to drop that)" % target)
-    if not setup.systemd_running():
+    if not systemd_running():
         argv = command(paths.program_file() or os.path.join(target, "claw-cage.pyz"), target,
                        args)
         ui.warn("systemd is not running here: nothing installed; add this line to %s's "
@@ -110,7 +110,7 @@ def apply(args, target, ui):
                           "(sudo python3 ~/claw-cage/claw-cage.pyz ...), not a pipe")
     facts = {"when": args.schedule, "dir": target, "user": user,
              "exec": " ".join(command(unit.PROGRAM, target, args))}
-    setup.copy_program(program)
+    copy_program(program)
     safefile.write_atomic(SERVICE, (SERVICE_TEXT % facts).encode(), 0o644)
     safefile.write_atomic(TIMER, (TIMER_TEXT % facts).encode(), 0o644)
     runner.run(["systemctl", "daemon-reload"])
@@ -124,7 +124,7 @@ def apply(args, target, ui):
 
 
 def remove(ui):
-    if setup.systemd_running() and os.path.lexists(TIMER):
+    if systemd_running() and os.path.lexists(TIMER):
         runner.run(["systemctl", "disable", "--now", NAME + ".timer"], check=False)
         runner.run(["systemctl", "reset-failed", NAME + ".service", NAME + ".timer"],
                    check=False)
@@ -137,7 +137,7 @@ def remove(ui):
         os.unlink(path)
     if os.path.isdir(unit.LIB_DIR) and not os.listdir(unit.LIB_DIR):
         os.rmdir(unit.LIB_DIR)
-    if gone and setup.systemd_running():
+    if gone and systemd_running():
         runner.run(["systemctl", "daemon-reload"])
     ui.ok("backup schedule removed%s" % (": " + ", ".join(gone) if gone else
                                          " (there was none)"))

@@ -157,7 +157,7 @@ def rollback(ui, target, automatic=False):
     when, new = create.stamp().lower(), {}
     try:
         with safefile.signals_deferred():
-            stack.compose("stop", "openclaw")
+            stack.compose("stop", "openclaw", session=True)
             for name, data in previous.items():
                 _write(target, name, data)
         ui.ok("%s put back: OpenClaw %s" % (", ".join(previous), rec["from"]))

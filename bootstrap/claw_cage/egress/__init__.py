@@ -7,10 +7,12 @@ proxy that runs as a hardened system service.
   envfile   COMPOSE_FILE in the user's .env (picks docker-compose.api-only.yml)
   setup     prepare (checks only), install, remove
 
-Imports only the shared plumbing beside it. The firewall mode calls it.
+Imports only the shared plumbing beside it. The firewall mode calls it; the backup schedule
+shares its root-owned program copy (copy_program, unit.PROGRAM_USERS).
 """
 
 from . import config, domains, envfile, unit
-from .setup import install, installed, prepare, remove
+from .setup import copy_program, install, installed, prepare, remove, systemd_running
 
-__all__ = ["config", "domains", "envfile", "install", "installed", "prepare", "remove", "unit"]
+__all__ = ["config", "copy_program", "domains", "envfile", "install", "installed", "prepare",
+           "remove", "systemd_running", "unit"]

@@ -17,6 +17,7 @@ Why these settings:
 
 import os
 
+from .. import deployment
 from . import config
 
 UNIT_NAME = "claw-cage-proxy.service"
@@ -26,7 +27,7 @@ WANTS = UNIT_DIR + "/multi-user.target.wants/" + UNIT_NAME
 LIB_DIR = "/usr/local/lib/claw-cage"
 PROGRAM = LIB_DIR + "/claw-cage.pyz"
 PYTHON = "/usr/bin/python3"
-CONTAINER_UID = 1000   # the node user the OpenClaw image runs as (docker-compose user: 1000)
+CONTAINER_UID = deployment.UID
 # every unit that runs PROGRAM: the copy goes only with the last of them
 PROGRAM_USERS = (UNIT, UNIT_DIR + "/claw-cage-backup.service")
 EXEC_START = [PYTHON, PROGRAM, "--proxy", "--config", config.PATH]
@@ -70,7 +71,7 @@ ProtectControlGroups=yes
 SystemCallArchitectures=native
 MemoryMax=256M
 TasksMax=512
-LimitNOFILE=4096
+LimitNOFILE=8192
 
 [Install]
 WantedBy=multi-user.target
