@@ -2,10 +2,11 @@
 how long. Only fields the proxy itself computed go in (a validated name, an address, a fixed
 reason); never a request line, a header, a body or a query string.
 
-    2026-12-02T14:00:00Z proxy api.anthropic.com 160.79.104.10:443 allowed up=517 down=6120 ms=84
-    2026-12-02T14:00:01Z proxy example.org - refused-403 up=0 down=0 ms=0 name not on the allow list
+    2026-12-02T14:00:00Z proxy api.anthropic.com:443 160.79.104.10:443 allowed up=517 down=6120 ms=84
+    2026-12-02T14:00:01Z proxy example.org:443 - refused-403 up=0 down=0 ms=0 name not on the allow list
 
-kind: proxy or forward; verdict: allowed, relayed (a forward), refused-STATUS, closed-early,
+The name is NAME:PORT as the client asked (a forward's is "forward"); --refused reads these
+lines. kind: proxy or forward; verdict: allowed, relayed (a forward), refused-STATUS, closed-early,
 cannot-connect (a forward); the reason, when there is one, ends the line.
 """
 
