@@ -240,9 +240,22 @@ def add_backup_modes(p, mode):
     g = p.add_argument_group("backup options")
     g.add_argument("--to", metavar="DIR", help="--backup: where (default: DIR/backups)")
     g.add_argument("--encrypt", metavar="WITH", help="--backup: gpg, age or age recipients")
-    g.add_argument("--identity", metavar="KEY", help="--restore: age identity")
+    g.add_argument("--identity", metavar="KEY", help="--restore, --check: age identity")
+    g.add_argument("--check", action="store_true",
+                   help="--restore: a drill (restored into scratch volumes, nothing live "
+                        "touched); --backup: then drill the new archive")
+    g.add_argument("--keep", type=_keep, metavar="N",
+                   help="--backup: then remove this install's oldest archives beyond N")
+    g.add_argument("--schedule", choices=("daily", "weekly", "off"),
+                   help="--backup: install (or remove) a systemd timer that runs it")
     g.add_argument("--no-backup", action="store_true",
                    help="install: no backup before an upgrade that changes the image")
+
+
+def _keep(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("--keep takes a number of archives, 1 or more")
+    return int(text)
 
 
 def backup_mode(args):
@@ -252,10 +265,15 @@ def backup_mode(args):
 
 def check_backup_combinations(p, args):
     mode = backup_mode(args)
-    allowed = ("--dir", "--json") + {"backup": ("--to", "--encrypt"),
-                                      "restore": ("--identity",)}.get(mode, ())
+    allowed = ("--dir", "--json") + {
+        "backup": ("--to", "--encrypt", "--keep", "--check", "--schedule", "--identity"),
+        "restore": ("--identity", "--check")}.get(mode, ())
+    if args.schedule == "off":
+        allowed = ("--dir", "--json", "--schedule")
     given = [("--to", args.to is not None), ("--no-backup", args.no_backup),
              ("--encrypt", args.encrypt), ("--identity", args.identity),
+             ("--check", args.check), ("--keep", args.keep is not None),
+             ("--schedule", args.schedule is not None),
              ("--dry-run", args.dry_run), ("--source", args.source is not None),
              ("--yes", args.yes), ("--allow", bool(args.allow)),
              ("--profile", args.profile is not None), ("--no-persist", args.no_persist),
@@ -265,7 +283,7 @@ def check_backup_combinations(p, args):
     if mode:
         used = [n for n, v in given if v and n not in allowed]
     else:
-        used = [n for n, v in given[:4] if v and (n != "--no-backup" or args.firewall or
+        used = [n for n, v in given[:7] if v and (n != "--no-backup" or args.firewall or
                                                   args.verify)]
     if used:
         p.error("%s cannot be used %s" % (", ".join(used), "with --" + mode if mode else

@@ -24,7 +24,7 @@ MAY_IMPORT = {
     "harden": (),
     # modes that are also services of the ones above
     "install": ("backup",),                 # the guard around an upgrade
-    "backup": (),
+    "backup": ("egress",),                  # the root-owned program copy the units share
     "egress": ("proxy",),                   # proxy.json's format, owned by its reader
     "proxy": ("firewall",),                 # the blocked ranges of the rule table
     "firewall": (),

@@ -95,6 +95,12 @@ def _read_program(path):
     return data
 
 
+def copy_program(path):
+    """The root-owned copy every claw-cage unit runs (the proxy's, the backup's)."""
+    _mkdir(unit.LIB_DIR)
+    safefile.write_atomic(unit.PROGRAM, _read_program(path), 0o644)
+
+
 def _link(target, path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = "%s.tmp-%d" % (path, os.getpid())
@@ -143,8 +149,7 @@ def install(plan, ui, dry_run=False):
          lambda: (_mkdir(config.ETC_DIR),
                   safefile.write_atomic(config.PATH, rendered.encode(), 0o644))),
         ("copy %s to %s (root-owned)" % (plan.program, unit.PROGRAM),
-         lambda: (_mkdir(unit.LIB_DIR),
-                  safefile.write_atomic(unit.PROGRAM, _read_program(plan.program), 0o644))),
+         lambda: copy_program(plan.program)),
     ]
     have_units = os.path.isdir(unit.UNIT_DIR)
     if have_units:
@@ -230,7 +235,8 @@ def _rmdir_ours(folder):
 
 
 def installed():
-    return any(os.path.lexists(p) for p in (config.PATH, unit.UNIT, unit.WANTS, unit.LIB_DIR))
+    lib = () if unit.program_used_by(unit.UNIT) else (unit.LIB_DIR,)   # the backup's, too
+    return any(os.path.lexists(p) for p in (config.PATH, unit.UNIT, unit.WANTS) + lib)
 
 
 def plan_remove(directory):
@@ -247,7 +253,10 @@ def plan_remove(directory):
     def unlink(path):
         return lambda: os.unlink(path) if os.path.lexists(path) else None
 
-    for path in (unit.WANTS, unit.UNIT, config.PATH, unit.PROGRAM):
+    # the program copy stays while the backup's unit runs it
+    mine = (unit.WANTS, unit.UNIT, config.PATH) + (() if unit.program_used_by(unit.UNIT)
+                                                   else (unit.PROGRAM,))
+    for path in mine:
         if os.path.lexists(path):
             steps.append(("rm -f %s" % path, unlink(path)))
 

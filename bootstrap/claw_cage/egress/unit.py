@@ -15,6 +15,8 @@ Why these settings:
   mount them (Docker would otherwise create them root-owned).
 """
 
+import os
+
 from .. import deployment
 from . import config
 
@@ -25,6 +27,8 @@ WANTS = UNIT_DIR + "/multi-user.target.wants/" + UNIT_NAME
 LIB_DIR = "/usr/local/lib/claw-cage"
 PROGRAM = LIB_DIR + "/claw-cage.pyz"
 PYTHON = "/usr/bin/python3"
+# every unit that runs PROGRAM: the copy goes only with the last of them
+PROGRAM_USERS = (UNIT, UNIT_DIR + "/claw-cage-backup.service")
 EXEC_START = [PYTHON, PROGRAM, "--proxy", "--config", config.PATH]
 
 TEXT = """\
@@ -77,3 +81,8 @@ WantedBy=multi-user.target
 def foreground_command():
     """The unit's ExecStart, to run by hand where there is no systemd."""
     return " ".join(EXEC_START)
+
+
+def program_used_by(besides):
+    """True while a unit other than `besides` (a path of PROGRAM_USERS) runs PROGRAM."""
+    return any(os.path.lexists(u) for u in PROGRAM_USERS if u != besides)

@@ -33,7 +33,7 @@ from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
 from . import openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
 from . import egress_rows  # the "Egress" group (api-only, local-only): the proxy, probed
-from . import backup_age  # the "last backup" advice row
+from . import backup_age  # the backup advice rows
 from .report import FAIL, Row, SKIP
 
 
@@ -167,7 +167,7 @@ def collect(directory, bridge, subnet, netns, internet, timeout=None, first=()):
         policy = pool.submit(policy_group)
         return list(first) + [look.result()[1]] + host.result() + \
             [port.result(), env.result()] + probe.result() + egress.result() + \
-            advice.result() + [backup_age.row(directory)] + policy.result()
+            advice.result() + backup_age.rows(directory) + policy.result()
 
 
 def not_verified(rows):
