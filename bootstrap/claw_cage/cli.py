@@ -1,8 +1,9 @@
 """Command line: parse, pick the mode, turn expected errors into one line and an exit code.
 
-Modes follow what the user does: install/upgrade (default), --firewall, --verify.
-Each mode is its own subpackage (install/, firewall/, verify/), imported only when chosen,
-so `--version` and `--help` stay fast.
+Modes follow what the user does: install/upgrade (default), --firewall, --verify,
+--harden-docker, --proxmox, --proxy, --refused, --allow-domain --for, and
+--backup/--restore/--rollback (the MODES table). Each mode's package is imported only when
+chosen, so `--version` and `--help` stay fast.
 """
 
 import argparse
@@ -28,6 +29,12 @@ EPILOG = """environment:
   CLAW_CAGE_DIR     install directory when --dir is not given (default: the folder of this
                     claw-cage.pyz when it holds claw-cage's docker-compose.yml, else ~/claw-cage)
   CLAW_CAGE_SOURCE  where to fetch the deploy files when --source is not given
+  CLAW_CAGE_TIMEOUT seconds allowed for each download (default 30)
+  CLAW_CAGE_HEALTH_TIMEOUT
+                    seconds the gateway may take to become healthy after a restore, rollback
+                    or upgrade (default 120)
+  CLAW_CAGE_INTERNET_PROBE
+                    --verify: the internet API to probe, HOST:PORT, or off
   CLAW_CAGE_PROBE_START_TIMEOUT
                     --verify: seconds the probe container may take to start (default 30)
   NO_COLOR          plain output even on a terminal
@@ -54,6 +61,7 @@ def build_parser():
     mode.add_argument("--version", action="store_true", help="print the version and exit")
     add_layer_modes(p, mode)
     add_proxy_mode(p, mode)
+    add_refused_mode(p, mode)
     add_backup_modes(p, mode)
 
     p.add_argument("--dir", metavar="DIR",
@@ -65,8 +73,9 @@ def build_parser():
 
     g = p.add_argument_group("install / upgrade (the default mode)")
     g.add_argument("--source", metavar="URL|DIR",
-                   help="where the deploy files are: https:// or file:// URL, or a directory "
-                        "(default: $CLAW_CAGE_SOURCE or the GitHub release this was built from)")
+                   help="where the deploy files are: https://, http:// or file:// URL, or a "
+                        "directory (default: $CLAW_CAGE_SOURCE or the GitHub release this was "
+                        "built from)")
     g.add_argument("--yes", action="store_true", help="never prompt")
 
     g = p.add_argument_group("--firewall options")
@@ -106,7 +115,28 @@ def add_egress_options(g):
     g.add_argument("--allow-domain", metavar="NAME", action="append", default=[],
                    type=_domain,
                    help="--profile api-only: also let the agent reach NAME (or *.SUFFIX, its "
-                        "subdomains) on port 443 through the egress proxy; repeatable")
+                        "subdomains) on port 443 through the egress proxy; repeatable. "
+                        "Without --firewall, with --for: add it to the running proxy's list "
+                        "now (needs root)")
+    g.add_argument("--for", dest="allow_for", metavar="30m|2h|1d", type=_duration,
+                   help="--allow-domain: the names end on their own after this long (an "
+                        "absolute time: a restart does not extend it)")
+
+
+def add_refused_mode(p, mode):
+    mode.add_argument("--refused", action="store_true",
+                      help="list what the egress proxy refused, each destination once, with "
+                           "the command that opens it (reads its log; changes nothing)")
+    p.add_argument("--since", metavar="1h|24h|7d", type=_duration,
+                   help="--refused: how far back (default 24h)")
+
+
+def _duration(text):
+    from .egress.temporary import seconds
+    try:
+        return seconds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err))
 
 
 def _domain(text):
@@ -158,9 +188,22 @@ def add_backup_modes(p, mode):
     g = p.add_argument_group("backup options")
     g.add_argument("--to", metavar="DIR", help="--backup: where (default: DIR/backups)")
     g.add_argument("--encrypt", metavar="WITH", help="--backup: gpg, age or age recipients")
-    g.add_argument("--identity", metavar="KEY", help="--restore: age identity")
+    g.add_argument("--identity", metavar="KEY", help="--restore, --check: age identity")
+    g.add_argument("--check", action="store_true",
+                   help="--restore: a drill (restored into scratch volumes, nothing live "
+                        "touched); --backup: then drill the new archive")
+    g.add_argument("--keep", type=_keep, metavar="N",
+                   help="--backup: then remove this install's oldest archives beyond N")
+    g.add_argument("--schedule", choices=("daily", "weekly", "off"),
+                   help="--backup: install (or remove) a systemd timer that runs it")
     g.add_argument("--no-backup", action="store_true",
                    help="install: no backup before an upgrade that changes the image")
+
+
+def _keep(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("--keep takes a number of archives, 1 or more")
+    return int(text)
 
 
 # ---- the modes, in ONE table -----------------------------------------------------------------
@@ -171,16 +214,20 @@ def add_backup_modes(p, mode):
 # line instead of being ignored. A new option: add it to the rows of the modes that take it.
 MODES = (
     # picked by               package     failed command   takes
-    ("--firewall --remove", "firewall", EXIT_FIREWALL, "--dir --dry-run --json"),
-    ("--firewall", "firewall", EXIT_FIREWALL, "--dir --dry-run --json --allow --profile "
-                                              "--no-persist --unsafe-wide-allow --allow-domain"),
+    ("--firewall --remove", "profiles", EXIT_FIREWALL, "--dir --dry-run --json"),
+    ("--firewall", "profiles", EXIT_FIREWALL, "--dir --dry-run --json --allow --profile "
+                                              "--no-persist --unsafe-wide-allow --allow-domain "
+                                              "--for"),
     ("--verify", "verify", EXIT_INCOMPLETE, "--dir --json"),
     ("--harden-docker", "harden", EXIT_DAEMON, "--dry-run --revert"),
     ("--proxmox", "proxmox", EXIT_PREREQ, "--allow --profile --unsafe-wide-allow --vmid "
                                           "--admin-source"),
     ("--proxy", "proxy", EXIT_PROXY, "--config"),
-    ("--backup", "backup", EXIT_DOCKER, "--dir --json --to --encrypt"),
-    ("--restore", "backup", EXIT_DOCKER, "--dir --json --identity"),
+    ("--refused", "egress.refused", EXIT_PREREQ, "--json --since"),
+    ("--allow-domain --for", "egress.temporary", EXIT_FIREWALL, "--dry-run --json"),
+    ("--backup", "backup", EXIT_DOCKER, "--dir --json --to --encrypt --keep --check --schedule "
+                                        "--identity"),
+    ("--restore", "backup", EXIT_DOCKER, "--dir --json --identity --check"),
     ("--rollback", "backup", EXIT_DOCKER, "--dir --json"),
     ("--version", None, EXIT_INTERNAL, ""),
     ("", "install", EXIT_DOCKER, "--dir --dry-run --json --source --yes --no-backup"),
@@ -202,13 +249,18 @@ def pick_mode(parser, args):
     if wrong:   # name the modes the first one belongs to, when that is short
         takers = []
         for r in MODES:
-            name = (r[0].split() or ["install"])[0]   # --firewall --remove: --firewall
+            name = r[0].replace(" --remove", "") or "install"
             if wrong[0] in (r[0] + " " + r[3]).split() and name not in takers:
                 takers.append(name)
         parser.error("%s cannot be used with %s%s" % (
             ", ".join(wrong), row[0] or "install",
             " (only with %s)" % " or ".join(takers) if len(takers) <= 2 else ""))
-    if args.allow_domain and args.profile != "api-only":
+    beyond_off = [o for o in given if o not in "--backup --schedule --dir --json --verbose".split()]
+    if args.schedule == "off" and beyond_off:
+        parser.error("%s cannot be used with --schedule off" % ", ".join(beyond_off))
+    if args.allow_for is not None and not args.allow_domain:
+        parser.error("--for goes with --allow-domain NAME")
+    if row[0] == "--firewall" and args.allow_domain and args.profile != "api-only":
         parser.error("--allow-domain needs --profile api-only")
     if args.profile == "api-only" and row[0] != "--firewall":
         parser.error("--profile api-only is a --firewall profile")
@@ -232,11 +284,11 @@ def version_line(version=__version__, repo=buildinfo.REPO, ref=buildinfo.GIT_REF
 # answer has. While the mode runs, its human lines go to stderr. A failure is an object too.
 
 def _json_mode(row):
-    """The "mode" of the JSON answer; None for --verify (it prints its own) and the modes
-    that take no --json."""
-    if "--json" not in row[3] or row[0] == "--verify":
+    """The "mode" of the JSON answer (firewall-remove, allow-domain, ...); None for the modes
+    that print their own (--verify, --refused) or take no --json."""
+    if "--json" not in row[3] or row[0] in ("--verify", "--refused"):
         return None
-    return row[0].lstrip("-").replace(" --", "-") or "install"
+    return row[0].replace(" --for", "").lstrip("-").replace(" --", "-") or "install"
 
 
 def _print_json(row, result, exit_code, error=None):

@@ -16,7 +16,7 @@ EXIT_INCOMPLETE = 9    # --verify could not look: packet probes not run, or no r
 EXIT_DAEMON = 10       # --harden-docker: Docker refused the new daemon.json (or was rolled back)
 EXIT_REFUSED = 11      # --backup/--restore/--rollback refused: nothing was changed
 EXIT_ROLLED_BACK = 12  # the new gateway was not healthy: the previous state was put back
-EXIT_PROXY = 13        # --proxy could not start: bad config, or cannot bind
+EXIT_PROXY = 13        # --proxy could not start: bad config, log or listen address
 EXIT_DOCKER = 14       # a Docker command failed during --backup, --restore, --rollback or an upgrade
 EXIT_INTERRUPTED = 130 # Ctrl-C
 
@@ -36,12 +36,13 @@ EXIT_CODES_HELP = """exit status:
   10   --harden-docker: the merged daemon.json was refused (nothing written), or Docker did not
        come back with it (the previous one was put back)
   11   --backup, --restore or --rollback refused (a damaged or foreign archive, nothing to
-       roll back to): nothing was changed
+       roll back to, a failed --check drill): nothing was changed
   12   the gateway did not become healthy after a restore, rollback or upgrade: the previous
        state was put back
-  13   --proxy could not start: bad config file, or a listen address could not be bound
-  14   a Docker command failed during --backup, --restore, --rollback or an upgrade (the
-       message names the command and Docker's own error)
+  13   --proxy could not start: its config file is invalid, its log cannot be opened, or a
+       listen address cannot be bound
+  14   a Docker command failed during --backup, --restore, --rollback or an upgrade
+       (systemctl, for --backup --schedule); the message names the command and its own error
   130  interrupted (Ctrl-C)"""
 
 

@@ -35,7 +35,8 @@ def _run(args):
 VALUES = {"--allow": "10.0.0.1", "--profile": "internet", "--vmid": "105",
           "--admin-source": "10.0.0.1", "--restore": "a.tar.gz", "--allow-domain": "a.example",
           "--dir": "/nonexistent", "--source": "/nonexistent", "--config": "x.json",
-          "--to": "/x", "--encrypt": "gpg", "--identity": "k"}
+          "--to": "/x", "--encrypt": "gpg", "--identity": "k", "--for": "1h", "--since": "1h",
+          "--keep": "2", "--schedule": "daily"}
 
 
 def _argv(options):

@@ -10,18 +10,23 @@ starts the service through systemctl (where systemd runs), and sets COMPOSE_FILE
 
 import os
 import stat
+import time
 
-from .. import paths, runner, safefile
+from .. import deployment, paths, runner, safefile
 from ..errors import PrereqError, TargetError
-from . import config, domains, envfile, unit
+from . import config, domains, envfile, temporary, unit
+
+LOG_FILE = "/var/log/claw-cage-proxy.log"   # without systemd (no journal): --refused reads it
 
 
 class Plan:
-    __slots__ = ("directory", "names", "why", "unknown", "program", "local")
+    __slots__ = ("directory", "names", "why", "unknown", "program", "local", "expires", "ended")
 
-    def __init__(self, directory, names, why, unknown, program, local=False):
+    def __init__(self, directory, names, why, unknown, program, local=False, expires=None,
+                 ended=()):
         self.directory, self.names, self.why = directory, names, why
         self.unknown, self.program, self.local = unknown, program, local
+        self.expires, self.ended = expires or {}, ended
 
     def reach(self):
         return "these endpoints (Ollama)" if self.local else "these names, on port 443"
@@ -43,8 +48,20 @@ def _check_root_dir(path):
 def prepare(args):
     directory = paths.install_dir(args.dir)
     local = args.profile == "local-only"
+    for_, now = args.allow_for, time.time()
     names, why, unknown = (domains.endpoints(directory, args.allow) if local else
-                           domains.default_list(directory, args.allow_domain))
+                           domains.default_list(directory, () if for_ else args.allow_domain))
+    expires, ended = {}, []
+    if not local:   # temporary entries: the earlier ones still running, and this run's --for
+        try:
+            expires, ended = temporary.carry(temporary.read_current(), now)
+        except TargetError:
+            pass        # a file the proxy refuses: this run replaces it
+        expires.update(dict.fromkeys(args.allow_domain if for_ else (), now + (for_ or 0)))
+        expires = dict((n, t) for n, t in expires.items() if n not in why)   # listed for good
+        for name in sorted(expires):
+            names.append(name)
+            why[name] = "--allow-domain, until %s" % temporary.until_text(expires[name])
     env_text = safefile.read_text(envfile.path_of(directory)) or ""
     own = envfile.current(env_text)
     if own not in (None, envfile.API_ONLY):
@@ -60,7 +77,7 @@ def prepare(args):
     for folder in (config.ETC_DIR, unit.LIB_DIR):
         if os.path.lexists(folder):
             _check_root_dir(folder)
-    return Plan(directory, names, why, unknown, program, local)
+    return Plan(directory, names, why, unknown, program, local, expires, ended)
 
 
 def _mkdir(path):
@@ -78,6 +95,12 @@ def _read_program(path):
     return data
 
 
+def copy_program(path):
+    """The root-owned copy every claw-cage unit runs (the proxy's, the backup's)."""
+    _mkdir(unit.LIB_DIR)
+    safefile.write_atomic(unit.PROGRAM, _read_program(path), 0o644)
+
+
 def _link(target, path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = "%s.tmp-%d" % (path, os.getpid())
@@ -86,7 +109,7 @@ def _link(target, path):
 
 
 def _run_dirs():
-    for sub, owner in (("egress", 0), ("gateway", unit.CONTAINER_UID)):
+    for sub, owner in (("egress", 0), ("gateway", deployment.RELAY_UID)):
         path = os.path.join(config.RUN_DIR, sub)
         os.makedirs(path, 0o755, exist_ok=True)
         st = os.lstat(path)
@@ -101,31 +124,48 @@ def describe(plan):
     return ["  %s  (%s)" % (n, plan.why[n]) for n in plan.names]
 
 
+def only_the_list_changes(plan, text):
+    """Whether the running service takes this run by a reload (open tunnels stay): the same
+    unit and program copy, and a proxy.json that differs in what a reload changes alone."""
+    try:
+        old, new = config.parse(safefile.read_text(config.PATH) or ""), config.parse(text)
+    except ValueError:
+        return False
+    return (all(getattr(old, f) == getattr(new, f) for f in old._fields
+                if f not in config.owner().RELOADED)
+            and safefile.read_text(unit.UNIT) == unit.TEXT
+            and safefile.read(unit.PROGRAM) == _read_program(plan.program)
+            and runner.run(["systemctl", "is-active", unit.UNIT_NAME],
+                           check=False).stdout.strip() == "active")
+
+
 def install(plan, ui, dry_run=False):
+    running = systemd_running()
+    rendered = config.render(plan.names, () if plan.local else (443,), plan.expires,
+                             "-" if running else LOG_FILE)
+    how = "reload" if running and only_the_list_changes(plan, rendered) else "restart"
     actions = [
         ("write %s (the domain list)" % config.PATH,
          lambda: (_mkdir(config.ETC_DIR),
-                  safefile.write_atomic(config.PATH, config.render(
-                      plan.names, () if plan.local else (443,)).encode(), 0o644))),
+                  safefile.write_atomic(config.PATH, rendered.encode(), 0o644))),
         ("copy %s to %s (root-owned)" % (plan.program, unit.PROGRAM),
-         lambda: (_mkdir(unit.LIB_DIR),
-                  safefile.write_atomic(unit.PROGRAM, _read_program(plan.program), 0o644))),
+         lambda: copy_program(plan.program)),
     ]
     have_units = os.path.isdir(unit.UNIT_DIR)
-    running = systemd_running()
     if have_units:
         actions.append(("write %s" % unit.UNIT,
                         lambda: safefile.write_atomic(unit.UNIT, unit.TEXT.encode(), 0o644)))
     if have_units and not running:   # systemd reads the link at its next start
         actions.append(("ln -sf %s %s (what `systemctl enable` does)" % (unit.UNIT, unit.WANTS),
                         lambda: _link(unit.UNIT, unit.WANTS)))
-    if running:   # restart, not start: a re-run's new list and program take effect
+    if running:   # restart, not start: a re-run's new program takes effect; a new list alone
+        # is a reload, which keeps open tunnels (the dashboard's) up
         for argv in (["systemctl", "daemon-reload"], ["systemctl", "enable", unit.UNIT_NAME],
-                     ["systemctl", "restart", unit.UNIT_NAME]):
+                     ["systemctl", how, unit.UNIT_NAME]):
             actions.append(("$ " + " ".join(argv), lambda argv=argv: runner.run(argv)))
     else:   # what RuntimeDirectory and ExecStartPre do, for the foreground command
         actions.append(("mkdir %s/egress; %s/gateway owned by uid %d"
-                        % (config.RUN_DIR, config.RUN_DIR, unit.CONTAINER_UID), _run_dirs))
+                        % (config.RUN_DIR, config.RUN_DIR, deployment.RELAY_UID), _run_dirs))
     actions.append(("set %s=%s in %s" % (envfile.KEY, envfile.API_ONLY,
                                          envfile.path_of(plan.directory)),
                     lambda: envfile.edit(plan.directory, envfile.with_compose_file)))
@@ -152,9 +192,13 @@ def install(plan, ui, dry_run=False):
             ("no models.providers.ollama.baseUrl in openclaw.json", "--allow ADDRESS:PORT")
             if plan.local else ("no provider key in .env, no channel in openclaw.json",
                                 "--allow-domain NAME")))
+    for name in plan.ended:
+        ui.info("  %s: its temporary entry ended, removed from the list" % name)
     if running:
-        service = "started"
-        ui.ok("%s started, from the root-owned copy %s" % (unit.UNIT_NAME, unit.PROGRAM))
+        service = "reloaded" if how == "reload" else "started"
+        ui.ok("%s %s, from the root-owned copy %s%s" % (
+            unit.UNIT_NAME, service, unit.PROGRAM, " (only the list changed: open connections "
+            "stay)" if how == "reload" else ""))
     else:
         service = "not started: no systemd"
         ui.warn("systemd is not running here (PID 1 is not systemd): start the proxy yourself "
@@ -167,8 +211,32 @@ def install(plan, ui, dry_run=False):
     return {"allow": plan.names, "service": service, "unit": unit.UNIT if have_units else None}
 
 
+# The folders claw-cage makes, deepest first; in the run folders only the sockets are ours.
+OUR_DIRS = (unit.LIB_DIR, config.ETC_DIR, os.path.dirname(config.EGRESS_SOCKET),
+            os.path.dirname(config.GATEWAY_SOCKET), config.RUN_DIR)
+OUR_SOCKETS = (config.EGRESS_SOCKET, config.GATEWAY_SOCKET)
+
+
+def _rmdir_ours(folder):
+    """Remove folder when it holds nothing but a socket of ours; anything else keeps it."""
+    if os.path.islink(folder):   # systemd's link to a runtime folder it has cleaned
+        if not os.path.exists(folder):
+            os.unlink(folder)
+        return
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if path not in OUR_SOCKETS or not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return
+    for name in os.listdir(folder):
+        os.unlink(os.path.join(folder, name))
+    os.rmdir(folder)
+
+
 def installed():
-    return any(os.path.lexists(p) for p in (config.PATH, unit.UNIT, unit.WANTS, unit.LIB_DIR))
+    lib = () if unit.program_used_by(unit.UNIT) else (unit.LIB_DIR,)   # the backup's, too
+    return any(os.path.lexists(p) for p in (config.PATH, unit.UNIT, unit.WANTS) + lib)
 
 
 def plan_remove(directory):
@@ -176,21 +244,26 @@ def plan_remove(directory):
     .env line alone still goes)."""
     steps = []
     if os.path.lexists(unit.UNIT) and systemd_running():
-        argv = ["systemctl", "disable", "--now", unit.UNIT_NAME]
-        steps.append(("$ " + " ".join(argv), lambda: runner.run(argv, check=False)))
+        # clean: the kept RuntimeDirectory (DynamicUser: a link into /run/private) goes too
+        for argv in (["systemctl", "disable", "--now", unit.UNIT_NAME],
+                     ["systemctl", "clean", "--what=runtime", unit.UNIT_NAME]):
+            steps.append(("$ " + " ".join(argv),
+                          lambda argv=argv: runner.run(argv, check=False)))
 
     def unlink(path):
         return lambda: os.unlink(path) if os.path.lexists(path) else None
 
-    for path in (unit.WANTS, unit.UNIT, config.PATH, unit.PROGRAM):
+    # the program copy stays while the backup's unit runs it
+    mine = (unit.WANTS, unit.UNIT, config.PATH) + (() if unit.program_used_by(unit.UNIT)
+                                                   else (unit.PROGRAM,))
+    for path in mine:
         if os.path.lexists(path):
             steps.append(("rm -f %s" % path, unlink(path)))
 
-    def rmdir():
-        if os.path.isdir(unit.LIB_DIR) and not os.listdir(unit.LIB_DIR):
-            os.rmdir(unit.LIB_DIR)
-    if os.path.lexists(unit.LIB_DIR):
-        steps.append(("rmdir %s" % unit.LIB_DIR, rmdir))
+    for folder in OUR_DIRS:
+        if os.path.lexists(folder):
+            steps.append(("rmdir %s (when nothing but ours is left in it)" % folder,
+                          lambda folder=folder: _rmdir_ours(folder)))
     if steps and systemd_running():
         steps.append(("$ systemctl daemon-reload",
                       lambda: runner.run(["systemctl", "daemon-reload"])))

@@ -7,14 +7,17 @@ Why these settings:
 - DynamicUser: a throwaway uid with no files of its own; ProtectSystem=strict, ProtectHome,
   PrivateTmp, NoNewPrivileges, no capabilities; only Unix and IP sockets; memory and task caps.
 - RuntimeDirectory makes /run/claw-cage/egress (the proxy's socket; UMask=0000 so the
-  container's uid 1000 can connect to it); ExecStartPre, as root, makes /run/claw-cage/gateway
-  owned by uid 1000, where the container's relay puts the gateway's socket. Both are kept
+  relay's uid can connect to it); ExecStartPre, as root, makes /run/claw-cage/gateway owned by
+  the relay's uid (deployment.RELAY_UID), where the relay puts the gateway's socket. Both are kept
   across restarts: the containers bind-mount them, and a folder made anew would leave them on
   the old one.
 - Before=docker.service: at boot the folders exist before Docker starts the containers that
   mount them (Docker would otherwise create them root-owned).
 """
 
+import os
+
+from .. import deployment
 from . import config
 
 UNIT_NAME = "claw-cage-proxy.service"
@@ -24,7 +27,8 @@ WANTS = UNIT_DIR + "/multi-user.target.wants/" + UNIT_NAME
 LIB_DIR = "/usr/local/lib/claw-cage"
 PROGRAM = LIB_DIR + "/claw-cage.pyz"
 PYTHON = "/usr/bin/python3"
-CONTAINER_UID = 1000   # the node user the OpenClaw image runs as (docker-compose user: 1000)
+# every unit that runs PROGRAM: the copy goes only with the last of them
+PROGRAM_USERS = (UNIT, UNIT_DIR + "/claw-cage-backup.service")
 EXEC_START = [PYTHON, PROGRAM, "--proxy", "--config", config.PATH]
 
 TEXT = """\
@@ -42,6 +46,7 @@ StartLimitBurst=10
 Type=simple
 ExecStartPre=+/usr/bin/install -d -o %(uid)d -g %(uid)d -m 0755 %(run)s/gateway
 ExecStart=%(exec)s
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2
 DynamicUser=yes
@@ -66,13 +71,18 @@ ProtectControlGroups=yes
 SystemCallArchitectures=native
 MemoryMax=256M
 TasksMax=512
-LimitNOFILE=4096
+LimitNOFILE=8192
 
 [Install]
 WantedBy=multi-user.target
-""" % {"uid": CONTAINER_UID, "run": config.RUN_DIR, "exec": " ".join(EXEC_START)}
+""" % {"uid": deployment.RELAY_UID, "run": config.RUN_DIR, "exec": " ".join(EXEC_START)}
 
 
 def foreground_command():
     """The unit's ExecStart, to run by hand where there is no systemd."""
     return " ".join(EXEC_START)
+
+
+def program_used_by(besides):
+    """True while a unit other than `besides` (a path of PROGRAM_USERS) runs PROGRAM."""
+    return any(os.path.lexists(u) for u in PROGRAM_USERS if u != besides)

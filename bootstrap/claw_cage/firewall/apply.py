@@ -1,7 +1,5 @@
-"""--firewall: keep the claw-cage container off the LAN and the host, with iptables.
-
-    sudo python3 claw-cage.pyz --firewall [--allow SPEC]... [--profile P] [--no-persist]
-    sudo python3 claw-cage.pyz --firewall --remove
+"""The firewall's rules on the host: apply() and remove(), called by --firewall's profile
+flow (profiles/), which adds the egress proxy where the profile needs it.
 
 One transaction, few commands: ONE `iptables-save` per family reads the state (and is the
 copy a failure rolls back to); the plan is one `iptables-restore -n` per family holding both
@@ -21,18 +19,13 @@ The rules themselves are data in rules.py.
 """
 
 import contextlib
-import ipaddress
-import os
 import shlex
 import signal
 
 from .. import composefile, paths, runner
-from ..errors import (EXIT_INTERRUPTED, ClawCageError, FirewallError, PrereqError,
-                      UncheckedError)
-from ..ui import UI
-from . import allow, backend, bridge, host, outcome, persist, readback, rules, script
-
-NOT_ROOT = "--firewall changes the host firewall: run it with sudo"
+from ..errors import (EXIT_INTERRUPTED, FirewallError, PrereqError, UncheckedError,
+                      UsageError)
+from . import allow, backend, bridge, dns, host, outcome, persist, readback, rules, script
 
 
 class Step:
@@ -50,10 +43,11 @@ class Step:
         runner.run(self.argv, input=self.stdin)
 
 
-def load_config(args, ui):
+def load_config(args, ui, endpoints=()):
     """Bridge and subnet of the network Compose puts the project on (composefile, the one
     reading --verify shares), else the built-in defaults; the allow list, refused (one line,
-    nothing changed) where it would undo the cage."""
+    nothing changed) where it would undo the cage. endpoints: [(--allow spec, where it comes
+    from)] the proxy opens besides (local-only's Ollama baseUrl), judged as --allow is."""
     directory = paths.install_dir(args.dir)
     net = composefile.project_network(directory)
     bridge_name, subnet = net.bridge, net.subnet
@@ -70,8 +64,15 @@ def load_config(args, ui):
     # its own: no internet, only the --allow destinations)
     profile = "internet" if args.profile in (None, "api-only") else args.profile
     config = config._replace(allows=allow.parse_all(args.allow), profile=profile)
-    allow.check(config.allows, _host_networks(config), config.profile,
-                wide=getattr(args, "unsafe_wide_allow", False))
+    wide = getattr(args, "unsafe_wide_allow", False)
+    allow.check(config.allows, _host_networks(config), config.profile, wide)
+    for spec, source in endpoints:
+        try:
+            allow.check(config.allows + (allow.parse(spec),), _host_networks(config),
+                        config.profile, wide)
+        except UsageError as err:
+            raise UsageError("%s in openclaw.json, judged as --allow %s: %s"
+                             % (source, spec, str(err).replace("--allow %s" % spec, "it")))
     return config
 
 
@@ -203,45 +204,6 @@ def check_applied(config, state, fams):
     return None
 
 
-RESOLV_CONFS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
-
-
-def pinned_resolvers(directory):
-    """The resolvers the installed docker-compose.yml pins for the gateway (CLAW_DNS and
-    CLAW_DNS_2 in .env, else its public defaults); [] for a compose file without the pin."""
-    return composefile.read_pinned_dns(directory)
-
-
-def blocked_resolvers(config, paths=RESOLV_CONFS, pinned=()):
-    """The container's DNS servers that the cage blocks. Servers set with compose `dns:` are
-    asked from inside the container (through FORWARD) on every Docker version: a CLAW_DNS on
-    the LAN (a home router) is then out of the container's reach. Without a pin (an older
-    docker-compose.yml) the container asks this host's resolvers, the same way before Docker 28."""
-    found = []
-    sources = [("pinned", "\n".join("nameserver " + a for a in pinned))] if pinned else []
-    for path in ([] if pinned else paths):
-        try:
-            with open(path) as f:
-                sources.append((path, f.read()))
-        except OSError:
-            continue
-    for _source, text in sources:
-        for line in text.splitlines():
-            fields = line.split()
-            if len(fields) < 2 or fields[0] != "nameserver":
-                continue
-            try:
-                addr = ipaddress.ip_address(fields[1].split("%")[0])
-            except ValueError:
-                continue
-            # IPv6 servers are left out: Docker drops them for a network without IPv6
-            if (addr.version == config.subnet.version and not addr.is_loopback
-                    and addr not in found
-                    and rules.forward_verdict(config, addr, 53) == "DROP"):
-                found.append(addr)
-    return found
-
-
 def _show_or_run(steps, dry_run, ui):
     for step in steps:
         if dry_run:
@@ -324,8 +286,8 @@ def interrupted(state, fams, signo, files=None):
     return err
 
 
-def apply(args, ui):
-    config = load_config(args, ui)
+def apply(args, ui, endpoints=()):
+    config = load_config(args, ui, endpoints)
     have_iptables = backend.ensure_installed(ui, args.dry_run)
     if have_iptables:
         state = State.read(ui)
@@ -378,18 +340,7 @@ def apply(args, ui):
             ui.warn(text)
         else:
             ui.info("  " + text)
-    pinned = pinned_resolvers(paths.install_dir(args.dir))
-    for addr in blocked_resolvers(config, pinned=pinned):
-        spec = "%s:53" % addr
-        if pinned:
-            ui.warn("CLAW_DNS in .env points at %s, a resolver in a blocked range: the "
-                    "container's DNS queries to it are dropped; run again with --allow %s, or "
-                    "leave CLAW_DNS unset for the public default" % (addr, spec))
-        else:
-            ui.warn("this host's DNS server %s is in a blocked range and docker-compose.yml "
-                    "pins no resolvers: the container's DNS queries to it are dropped; re-run "
-                    "the installer (public resolvers), or run again with --allow %s"
-                    % (addr, spec))
+    dns.warn(ui, config, paths.install_dir(args.dir))
     if later:
         ui.ok("rules restored at boot by %s (%s)" % (persist.UNIT_NAME, persist.SCRIPT))
     elif persist.installed():
@@ -428,36 +379,3 @@ def remove(args, ui):
             raise interrupted(state, fams, signo, files)
     ui.ok("claw-cage firewall rules and their boot persistence removed")
     return outcome.result(before, outcome.snapshot(tools, all_fams), removed=True)
-
-
-def main(args):
-    ui = UI()
-    if os.geteuid() != 0:
-        raise PrereqError(NOT_ROOT)
-    if args.remove:
-        from .. import egress
-        egress_changed = egress.remove(args, ui, args.dry_run)   # before: /etc/claw-cage
-        result = remove(args, ui)                                # may then be empty
-        if egress_changed:
-            result.update(changed=True, egress_removed=True)
-        return result
-    if args.profile in ("api-only", "local-only"):   # the same design: the proxy's
-        from .. import egress                         # list differs (egress/domains.py)
-        plan = egress.prepare(args)   # every check first: a refusal changes nothing
-        result = apply(args, ui)
-        ui.info("  %s: the agent's namespace has no network; these rules are the "
-                "second layer for anything attached to %s"
-                % (args.profile, result.get("bridge", "the claw-cage bridge")))
-        try:
-            result["egress"] = egress.install(plan, ui, args.dry_run)
-        except ClawCageError as err:   # systemctl or a file: say what state is left
-            err.args = ("%s; the firewall rules are applied but the egress proxy is not "
-                        "complete: fix that and run this again" % err,)
-            raise   # its own type: a failed command keeps the mode's code (cli.MODES)
-        return result
-    result = apply(args, ui)
-    from .. import egress
-    if egress.installed():
-        ui.warn("the api-only egress proxy is still installed (and COMPOSE_FILE in .env may "
-                "still choose it): --firewall --remove takes it out")
-    return result

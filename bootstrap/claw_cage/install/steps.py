@@ -14,7 +14,7 @@ import secrets
 
 import claw_cage
 
-from .. import __version__, buildinfo, dotenv, paths, safefile
+from .. import __version__, buildinfo, deployment, dotenv, paths, safefile
 from ..errors import TargetError, UsageError
 from ..ui import UI
 from . import fetch, prereqs
@@ -31,12 +31,12 @@ ARTIFACTS = (("docker-compose.yml", 0o644), (".env.example", 0o644),
 # group- or world-readable config a finding.
 POLICY = "openclaw.json"
 POLICY_NEW = "openclaw.json.new"
-CONTAINER_UID = 1000
+CONTAINER_UID = deployment.UID
 # read by the gateway (uid 1000), mode 600: a root install hands them to that uid, like POLICY
 GATEWAY_READS = (POLICY, "openclaw.api-only.json", "openclaw.local-only.json")
 PROGRAM = ("claw-cage.pyz", 0o644)
 ENV = ".env"
-TOKEN_VAR = "OPENCLAW_GATEWAY_TOKEN"
+TOKEN_VAR = deployment.TOKEN_VAR
 
 
 def default_source():
@@ -273,8 +273,10 @@ Next steps:
   python3 %s --verify
                                      # check that the cage holds
 Then, from your own computer:
-  ssh -N -L 18789:127.0.0.1:18789 <user>@<this-host>   # and open http://localhost:18789
-The gateway token is in .env (grep %s .env).""" % (target, pyz, pyz, TOKEN_VAR))
+  ssh -N -L %d:%s <user>@<this-host>   # and open http://localhost:%d
+The gateway token is in .env (grep %s .env).""" % (target, pyz, pyz, deployment.GATEWAY_PORT,
+                                                   deployment.GATEWAY_ADDRESS,
+                                                   deployment.GATEWAY_PORT, TOKEN_VAR))
 
 
 def main(args):
@@ -322,7 +324,8 @@ def main(args):
             plan = plan_changes(target, artifacts)
             # a new compose file may pin a new image: then a backup first and the previous
             # compose file kept (backup/). Imported only then: a first install or a re-run
-            # does not pay for its imports.
+            # does not pay for its imports (the pyz's modules are in memory: importing after
+            # sudo dropped root reads no file).
             old = safefile.read(os.path.join(target, "docker-compose.yml"))
             guard = old is not None and old != fetched["docker-compose.yml"]
             if guard:

@@ -1,4 +1,7 @@
-"""The proxy's JSON config, validated strictly: an unknown key or a wrong type is one line.
+"""The proxy's JSON config, /etc/claw-cage/proxy.json: this module owns its format. It
+renders the file (--firewall), validates it (the proxy at start, --verify) and holds the
+defaults, so nothing can write or pass a file the proxy refuses. An unknown key or a wrong
+type is one line.
 
     {"listen": ["unix:/run/claw-cage/egress/proxy.sock", "127.0.0.1:3128"],
      "allow": ["api.anthropic.com", "*.telegram.org", "192.168.1.50:11434"],
@@ -9,28 +12,66 @@
      "header_timeout": 10,       seconds to send the whole request head (slowloris)
      "idle_timeout": 300,        seconds without a byte either way before a tunnel is closed
      "connect_timeout": 10,      seconds to resolve, and again to connect (all addresses)
-     "max_header": 16384}        bytes of request head (beyond: 431)
+     "max_header": 16384,        bytes of request head (beyond: 431)
+     "expires": {"pypi.org": "2026-12-07T09:00:00Z"}}
+                                 temporary entries of allow: each stops at its time (UTC);
+                                 the time is absolute, so a restart never extends it
 
 An address is "unix:/absolute/path", "HOST:PORT" or "[IPv6]:PORT".
 """
 
+import calendar
 import collections
 import json
+import time
 
 from ..errors import ClawCageError, EXIT_PROXY
 from . import policy
 
 Config = collections.namedtuple(
     "Config", "listen allow ports forward log max_conns header_timeout idle_timeout "
-              "connect_timeout max_header policy")
+              "connect_timeout max_header expires policy")
 
 DEFAULTS = {"listen": [], "allow": [], "ports": [443], "forward": [], "log": "-",
             "max_conns": 256, "header_timeout": 10, "idle_timeout": 300, "connect_timeout": 10,
-            "max_header": 16384}
+            "max_header": 16384, "expires": {}}
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+RELOADED = ("allow", "ports", "expires", "policy")   # what SIGHUP changes; the rest: a restart
 
 
 class ConfigError(ClawCageError):
     exit_code = EXIT_PROXY
+
+
+def stamp(when):
+    """Unix time -> the config's UTC time text."""
+    return time.strftime(STAMP, time.gmtime(when))
+
+
+def when(text):
+    """The config's UTC time text -> unix time; ValueError when it is not one."""
+    return calendar.timegm(time.strptime(text, STAMP))
+
+
+def render(**fields):
+    """proxy.json text: DEFAULTS with fields over them, every key written out so the file
+    shows every setting; validated first (ValueError), so it is a file the proxy accepts."""
+    config = dict(DEFAULTS, **fields)
+    validate(config)
+    return json.dumps(config, indent=2) + "\n"
+
+
+def parse(text):
+    """Config of proxy.json text; ValueError (one line) when the proxy would refuse it."""
+    return validate(json.loads(text))
+
+
+def describe(where):
+    """A parsed address as the config writes it: "unix:/path", "host:port", "[v6]:port"."""
+    kind, target = where
+    if kind == "unix":
+        return "unix:" + target
+    return ("[%s]:%d" if ":" in target[0] else "%s:%d") % target
 
 
 def parse_address(text):
@@ -75,7 +116,12 @@ def validate(data):
             isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in ports):
         raise ValueError("ports must be a list of port numbers")
     allow = _strings("allow", c["allow"])
-    rules = policy.Policy(allow, ports)
+    ends = c["expires"]
+    if not isinstance(ends, dict) or not all(k in allow and isinstance(v, str)
+                                             for k, v in ends.items()):
+        raise ValueError('expires must be {"ENTRY OF allow": "%s", ...}' % stamp(0))
+    ends = dict((k, when(v)) for k, v in ends.items())
+    rules = policy.Policy(allow, ports, ends)
     forward = []
     if not isinstance(c["forward"], list):
         raise ValueError("forward must be a list")
@@ -92,15 +138,14 @@ def validate(data):
                   _number("header_timeout", c["header_timeout"], False),
                   _number("idle_timeout", c["idle_timeout"], False),
                   _number("connect_timeout", c["connect_timeout"], False),
-                  _number("max_header", c["max_header"], True), rules)
+                  _number("max_header", c["max_header"], True), ends, rules)
 
 
 def load(path):
     """Read and validate the config file; ConfigError (exit 13) with one line."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        return validate(data)
+            return parse(f.read())
     except OSError as err:
         raise ConfigError("proxy config %s: %s" % (path, err.strerror or err))
     except ValueError as err:   # json.JSONDecodeError is one too

@@ -20,12 +20,13 @@ import json
 import os
 import re
 import socket
+import time
 
 from .. import runner, safefile
 from ..egress import config as proxy_config
-from ..egress import unit
-from ..proxy.policy import HOST_LOOPBACK, split_host_port
-from . import container, probe_plan
+from ..egress import refused, temporary, unit
+from ..proxy import HOST_LOOPBACK, config as proxy_format, split_host_port
+from . import container, probe_plan, relay_rows
 from .probes import brief, failure
 from .report import Row, PASS, FAIL, WARN, SKIP
 
@@ -40,7 +41,7 @@ INTERNET_ADDRESS = "1.1.1.1"
 # A direct connection that found no way out, and one that got somewhere (a refusal is an answer)
 NO_WAY = ("ENETUNREACH", "EHOSTUNREACH", "ETIMEDOUT", "EACCES", "EPERM", "EADDRNOTAVAIL")
 REACHED = ("open", "ECONNREFUSED", "ECONNRESET")
-_WORD = re.compile(r"^[][A-Za-z0-9_.:*-]{1,255}$")
+_WORD = re.compile(r"[][A-Za-z0-9_.:*-]{1,255}")
 
 # One node process, every probe at once; one line per probe: "<index> <result>", where result
 # is "open", "HTTP <status>" or an error code. Never a header or body.
@@ -81,7 +82,8 @@ def installed():
 
 
 def read_config():
-    """(config dict, None) or (None, why)."""
+    """(the proxy's Config, None) or (None, why): judged by the proxy's own validation, so a
+    file the proxy refuses never passes here."""
     try:
         text = safefile.read_text(proxy_config.PATH)
     except Exception as err:   # safefile's one-line reason
@@ -91,19 +93,38 @@ def read_config():
     try:
         return proxy_config.parse(text), None
     except ValueError as err:
-        return None, "%s is not a proxy configuration (%s)" % (proxy_config.PATH, err)
+        return None, "%s is refused by the proxy (%s)" % (proxy_config.PATH,
+                                                          str(err).splitlines()[0])
 
 
 def config_row(cfg, why):
     if cfg is None:
         return _row("proxy list", FAIL, why + ": run --firewall --profile api-only (or "
                     "local-only) again")
-    names = cfg["allow"]
+    names, now = cfg.allow, time.time()
+    shown = [n if n not in cfg.expires else "%s (%s %s)" % (
+        n, "until" if cfg.expires[n] > now else "ENDED, refused since",
+        temporary.until_text(cfg.expires[n])) for n in names]
     return _row("proxy list", PASS if names else WARN,
-                "%d name%s: %s" % (len(names), "" if len(names) == 1 else "s", ", ".join(names))
+                "%d name%s: %s" % (len(names), "" if len(names) == 1 else "s", ", ".join(shown))
                 if names else
                 "the list is empty: the agent reaches nothing (add %s)" % (
-                    "--allow-domain NAME" if cfg.get("ports") else "an Ollama baseUrl"))
+                    "--allow-domain NAME" if cfg.ports else "an Ollama baseUrl"))
+
+
+def refusals_row(cfg):
+    """Advice: the proxy's refusals of the last 24 hours, the three most refused."""
+    try:
+        found, _ = refused.refusals(cfg, time.time() - 86400)
+    except Exception as err:   # the log's one-line reason: not readable here, not there yet
+        return _row("refusals (24h)", SKIP, str(err))
+    if not found:
+        return _row("refusals (24h)", PASS, "the proxy refused nothing in the last 24 hours")
+    total = sum(r["count"] for r in found)
+    return _row("refusals (24h)", WARN, "%d refusal%s of %d destination%s, most: %s; see "
+                "--refused (the command that opens each)" % (
+                    total, "" if total == 1 else "s", len(found), "" if len(found) == 1 else "s",
+                    ", ".join("%s (%d)" % (r["destination"], r["count"]) for r in found[:3])))
 
 
 def service_row():
@@ -123,15 +144,12 @@ def service_row():
 
 
 def _connect(address, timeout=2.0):
-    """None when a connection to "unix:PATH" or "HOST:PORT" opens, else the reason."""
+    """None when a connection to a parsed address ("unix", PATH) or ("tcp", (HOST, PORT))
+    opens, else the reason."""
+    kind, target = address
     try:
-        if address.startswith("unix:"):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            target = address[5:]
-        else:
-            host, _, port = address.rpartition(":")
-            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-            target = (host.strip("[]"), int(port))
+        s = socket.socket(socket.AF_UNIX if kind == "unix" else
+                          socket.AF_INET6 if ":" in target[0] else socket.AF_INET)
         s.settimeout(timeout)
         try:
             s.connect(target)
@@ -145,11 +163,12 @@ def _connect(address, timeout=2.0):
 def listening_row(cfg):
     if cfg is None:
         return _row("proxy answers", SKIP, "no proxy configuration to read", needed=True)
-    dead = [(a, why) for a, why in ((a, _connect(a)) for a in cfg["listen"]) if why]
+    describe = proxy_format.describe
+    dead = [(describe(a), why) for a, why in ((a, _connect(a)) for a in cfg.listen) if why]
     if dead:
         return _row("proxy answers", FAIL, "nothing answers on %s (%s): the proxy is down, the "
                     "agent has no egress" % dead[0])
-    return _row("proxy answers", PASS, "listening on %s" % ", ".join(cfg["listen"]))
+    return _row("proxy answers", PASS, "listening on %s" % ", ".join(map(describe, cfg.listen)))
 
 
 # ---- from inside the agent's namespace ------------------------------------------------------
@@ -157,7 +176,7 @@ def listening_row(cfg):
 def targets(cfg, view):
     """[(check, spec, expect, why)]: expect "open" (must get through) or "refused"."""
     px = "%s %d" % proxy_config.AGENT_PROXY
-    allow = cfg["allow"]
+    allow = cfg.allow
     off = next(n for n in OFF_LIST if n not in allow)
     gw = view.lan_gateway
     lan = gw if gw and ipaddress.ip_address(gw).is_private else "192.168.1.1"
@@ -180,7 +199,7 @@ def targets(cfg, view):
     if exact:   # a listed HOST:PORT (local-only's Ollama) on its port; its neighbour port is
         host, port = split_host_port(exact[0])   # refused: the hole is that one port
         port = port or 443
-        if port != 443 or cfg.get("ports") != [443]:
+        if port != 443 or cfg.ports != [443]:
             out.append(("other port refused", "connect %s %s:%d %d" % (
                 px, host, port % 65535 + 1, PROBE_MS), "refused", "CONNECT %s:%d, a port off "
                 "the list" % (host, port % 65535 + 1)))
@@ -193,7 +212,7 @@ def run_probes(argv_prefix, specs):
     """{index: result} of EGRESS_JS run with argv_prefix (docker exec ... / ip netns exec ...),
     or (None, why) when it could not run."""
     for spec in specs:
-        if not all(_WORD.match(w) for w in spec.split()):
+        if not all(_WORD.fullmatch(w) for w in spec.split()):
             raise ValueError("probe word refused: %r" % spec)
     try:
         res = runner.run(argv_prefix + ["node", "-e", EGRESS_JS] + specs, check=False,
@@ -272,7 +291,7 @@ def validate_argv(cfg):
     exact entry replaces it (`--allowed-url` overrides the default); the loopback canary, the
     denied check, stays."""
     argv = VALIDATE_ARGV[:]
-    exact = [n for n in cfg["allow"] if not n.startswith("*.")]
+    exact = [n for n in cfg.allow if not n.startswith("*.")]
     if exact:
         host, port = split_host_port(exact[0])
         argv += ["--allowed-url", "https://%s/" % host if not port else
@@ -301,7 +320,7 @@ def validate_row(cid, cfg):
     bad += ["%s got through" % c.get("url") for c in checks
             if c.get("kind") == "denied" and c.get("ok") is not True]
     listed = argv[-1] if argv != VALIDATE_ARGV else None
-    entry = next((n for n in cfg["allow"] if not n.startswith("*.")), "")
+    entry = next((n for n in cfg.allow if not n.startswith("*.")), "")
     entry = entry if split_host_port(entry)[1] else entry + ":443"
     said, unjudged = [], None
     for c in checks:
@@ -351,6 +370,7 @@ def rows(bridge, subnet, netns=None, gateway=None):
     out = [config_row(cfg, why), service_row(), listening_row(cfg)]
     if cfg is None:
         return out
+    out.append(refusals_row(cfg))
     if netns:
         prefix, cid = ["ip", "netns", "exec", netns], None
     else:
@@ -359,6 +379,7 @@ def rows(bridge, subnet, netns=None, gateway=None):
             return out + [_row("agent namespace", SKIP, why, needed=True)]
         cid = info.get("Id") or ""
         prefix = ["docker", "exec", cid]
+        out += [relay_rows.socket_row(cfg), relay_rows.namespace_row(info)]
     plan = targets(cfg, probe_plan.look_at_host(bridge, subnet))
     got, why = run_probes(prefix, [spec for _, spec, _, _ in plan])
     if got is None:

@@ -332,7 +332,7 @@ def _with_root_include(cid, path, cfg):
     name = cfg.get("$include")
     if name is None:
         return cfg, None
-    if not isinstance(name, str) or not re.match(r"^(\./)?[\w.-]+$", name) or ".." in name:
+    if not isinstance(name, str) or not re.fullmatch(r"(\./)?[\w.-]+", name) or ".." in name:
         return None, "%s includes %r: not a file beside it, which --verify does not follow" \
             % (path, name)
     res, why = _exec(cid, ["cat", "--", path.rsplit("/", 1)[0] + "/" + name])
