@@ -162,7 +162,8 @@ def strip_source(text):
     """Python source without its comments and docstrings, and without the lines that leaves
     blank. A docstring (any statement that is a lone string) becomes "", so a body that held
     only a docstring stays valid; every other token, strings spanning lines included, is kept
-    as it was. Works on tokens, never on lines, so a '#' inside a string is safe."""
+    as it was, and the indentation shrinks to one space per level. Works on tokens, never on
+    lines, so a '#' inside a string is safe."""
     lines = text.splitlines(keepends=True)
     starts = [0]
     for line in lines:
@@ -173,7 +174,14 @@ def strip_source(text):
     tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
     skip = (tokenize.NL, tokenize.COMMENT)
     cuts, kept_lines, before = [], set(), tokenize.NEWLINE
+    depth, depths = 0, {}   # the block depth of each line that starts a statement
     for i, tok in enumerate(tokens):
+        depth += {tokenize.INDENT: 1, tokenize.DEDENT: -1}.get(tok.type, 0)
+        if before in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT) and tok.type not in \
+                skip + (tokenize.INDENT, tokenize.DEDENT):
+            depths.setdefault(tok.start[0], depth)
+        if tok.end[0] > tok.start[0] and tok.type not in skip + (tokenize.STRING,):
+            kept_lines.update(range(tok.start[0] + 1, tok.end[0] + 1))   # 3.12's f-strings
         if tok.type == tokenize.COMMENT:
             cuts.append((offset(tok.start), offset(tok.end), ""))
         elif tok.type == tokenize.STRING:
@@ -189,12 +197,12 @@ def strip_source(text):
             before = tok.type
     for start, end, replacement in sorted(cuts, reverse=True):
         text = text[:start] + replacement + text[end:]
-    out = []
+    out = []   # a block indented by one space per level, a continued line by one space
     for number, line in enumerate(text.splitlines(keepends=True), 1):
         if number in kept_lines:
             out.append(line)
         elif line.strip():
-            out.append(line.rstrip() + "\n")
+            out.append(" " * depths.get(number, 1) + line.strip() + "\n")
     return "".join(out)
 
 

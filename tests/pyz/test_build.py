@@ -279,4 +279,5 @@ def test_strip_source_keeps_what_looks_like_a_comment_inside_strings():
     namespace = {}
     exec(compile(out, "stripped", "exec"), namespace)
     assert namespace["f"]() is None and namespace["g"](2, 3) == 5
+    assert "def g(a,\n b):\n return (a +\n b)\n" in out   # one space per level or continuation
     assert namespace["SCRIPT"].startswith("#!/bin/bash\n# kept")
