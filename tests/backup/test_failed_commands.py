@@ -2,8 +2,8 @@
 and one line naming the command and Docker's own error (was exit 1, "internal error").
 
 The built program runs as users run it, with a stand-in `docker` first on PATH: it answers the
-installer's version questions and `docker volume inspect` (so the upgrade guard sees state to
-protect), and fails every other command the way docker does when its daemon is down."""
+installer's version questions, `docker volume inspect` and, for the upgrade,
+`docker compose config` (so the upgrade guard sees the project's state to protect), and fails every other command the way docker does when its daemon is down."""
 
 import json
 import os
@@ -20,6 +20,8 @@ case "$1 $2" in
   "compose version") echo "Docker Compose version v2.29.1"; exit 0;;
   "info "*|"info") echo 27.3.1; exit 0;;
   "volume inspect") echo '[{"Name": "claw-cage_openclaw-state"}]'; exit 0;;
+  "compose config") [ -n "$ANSWER_CONFIG" ] &&
+    echo '{"name": "claw-cage", "services": {"openclaw": {"image": "x"}}}' && exit 0;;
 esac
 echo "%s" >&2
 exit 1
@@ -78,6 +80,7 @@ def test_upgrade(setup):
                       compose.read_text())
     assert n >= 1
     compose.write_text(text)
-    r = run_file(pyz, ["--dir", str(target), "--source", os.path.join(ROOT, "deploy")], env=env)
+    r = run_file(pyz, ["--dir", str(target), "--source", os.path.join(ROOT, "deploy")],
+                 env=dict(env, ANSWER_CONFIG="1"))
     _assert_docker_failed(r)
     assert "old.example/oc:1" in compose.read_text()  # the guard failed before any file moved
