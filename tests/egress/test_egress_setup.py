@@ -528,7 +528,9 @@ def test_local_only_baseurl_is_judged_as_allow_is(pyz, tmp_path, lab, url, words
         proc.stderr
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
     assert (lab.save(4), digest(os.path.join(d, ".env"))) == before
-    assert written(base) == []
+    # at most Compose's passing reading of the network, remembered in /run (a cache keyed on
+    # what Compose read, docs/firewall.md): the endpoint is judged after the network is read
+    assert written(base) in ([], ["claw-cage.compose-network.json"])
     if url == "http://169.254.169.254:80":   # the flag opens it, as it does for --allow
         proc = firewall(pyz, base, lab, "--profile", "local-only", "--no-persist",
                         "--unsafe-wide-allow", "--dir", d)
