@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 
+from .. import deployment
 from ..errors import RefusedError, RolledBackError
 from . import archive
 from .create import decipher, install_id, stamp
@@ -25,7 +26,7 @@ RESTORE_JS = ('cat > "$HOME/in.tar.gz" && node dist/index.js backup restore "$HO
 ASSET = "/s/stage/*/payload/posix/home/node/.openclaw"
 # every file of OpenClaw's belongs to the image's node user; some tar builds (busybox) do not
 # give extracted symlinks their owner back
-UNTAR = "tar -xzf - -C /n && find /n -type l -exec chown -h 1000:1000 {} +"
+UNTAR = "tar -xzf - -C /n && find /n -type l -exec chown -h %s {} +" % deployment.USER
 
 
 def _copy(src, dst):
@@ -57,7 +58,7 @@ def _stage(stack, manifest, members, new):
         try:
             with open(m("openclaw-backup.tar.gz"), "rb") as f:
                 stack.one_shot([(scratch, "/home/node")], ["-c", RESTORE_JS],
-                               ["--user", "1000:1000", "--cap-drop", "ALL",
+                               ["--user", deployment.USER, "--cap-drop", "ALL",
                                 "-e", "HOME=/home/node"], stdin=f)
             stack.one_shot([(scratch, "/s:ro"), (new[STATE], "/n")],
                            ["-c", "set -- %s && [ $# -eq 1 ] && cp -a \"$1\"/. /n/" % ASSET])

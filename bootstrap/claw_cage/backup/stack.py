@@ -9,12 +9,12 @@ import os
 import time
 import urllib.request
 
-from .. import runner
+from .. import deployment, runner
 from ..errors import RefusedError
 
-STATE, SECRETS = "claw-data", "claw-secrets"   # what a backup holds; claw-npm, claw-local:
+STATE, SECRETS = deployment.STATE, deployment.SECRETS
 LAST = ".claw-cage-last-backup.json"  # where the last --backup went (read by --verify)
-HEALTH_URL = "http://127.0.0.1:18789/healthz"  # caches, left out
+HEALTH_URL = deployment.HEALTH_URL
 # root, but only able to read and copy files with their owners and modes
 COPY_CAPS = ["--user", "0:0", "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add",
              "DAC_OVERRIDE", "--cap-add", "FOWNER", "--cap-add", "DAC_READ_SEARCH"]
@@ -26,7 +26,7 @@ class Stack:
         if not os.path.isfile(os.path.join(directory, "docker-compose.yml")):
             raise RefusedError("%s holds no claw-cage docker-compose.yml" % directory)
         cfg = json.loads(self.compose("config", "--format", "json").stdout)
-        self.project = cfg.get("name") or "claw-cage"
+        self.project = cfg.get("name") or deployment.PROJECT
         self.image = cfg["services"]["openclaw"]["image"]
         vols = cfg.get("volumes") or {}
         self.volumes = {k: (vols.get(k) or {}).get("name") or "%s_%s" % (self.project, k)

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 
-from .. import dotenv, runner, safefile
+from .. import deployment, dotenv, runner, safefile
 from ..errors import RefusedError, RolledBackError
 from ..runner import CommandError
 from . import create, restore
@@ -43,7 +43,7 @@ def before(ui, target, new_compose, no_backup=False):
     if old is None or pinned(old, env) == pinned(new_compose, env):
         return None
     try:   # never started (or no Docker here): no state to protect
-        if not runner.run(["docker", "volume", "inspect", "claw-cage_" + STATE],
+        if not runner.run(["docker", "volume", "inspect", deployment.PROJECT + "_" + STATE],
                           check=False, timeout=30).ok:
             return None
     except CommandError:

@@ -1,0 +1,15 @@
+"""--firewall: the cage of the chosen profile, over the two services it is made of.
+
+    sudo python3 claw-cage.pyz --firewall [--allow SPEC]... [--profile P] [--no-persist]
+    sudo python3 claw-cage.pyz --firewall --remove
+
+  flow   internet: the firewall's rules; api-only and local-only: the egress proxy's checks
+         first, then the rules, then the proxy's service; --remove takes both out
+
+Exposes main(args) for cli. Imports firewall and egress through their faces; nothing imports
+it but cli.
+"""
+
+from .flow import main
+
+__all__ = ["main"]
