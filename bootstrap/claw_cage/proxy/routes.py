@@ -178,7 +178,7 @@ class Client:
                 head = Head.parse(data)
             except ValueError as err:
                 raise Refused(400, str(err))
-            method, target, version = head.first
+            method, target = head.first[:2]
             length = head.length()
             if method == "CONNECT" or not target.startswith("/"):
                 raise Refused(400, "a route is asked as /NAME/PATH")
