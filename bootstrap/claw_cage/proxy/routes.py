@@ -87,8 +87,9 @@ class Routes:
         self.cfg, self.log, self.loop = cfg, log, loop
         self.keys = load_keys(cfg)
         self.budgets = {r.name: Budget(r.budget) for r in cfg.routes.values() if r.budget}
-        # the host's CA store (SSL_CERT_FILE/SSL_CERT_DIR honoured): name and chain verified
-        self.tls = ssl.create_default_context()
+        # the host's CA store (SSL_CERT_FILE/SSL_CERT_DIR honoured): name and chain verified;
+        # loaded only when there are routes (it costs 2 MB)
+        self.tls = ssl.create_default_context() if cfg.routes else None
         self.open = set()
 
     def reload_keys(self):
