@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -158,7 +159,7 @@ def test_proxy_json_is_the_contract():
                    "forward": [{"listen": "127.0.0.1:18789",
                                 "to": "unix:/run/claw-cage/gateway/gateway.sock"}],
                    "log": "-", "max_conns": 256, "header_timeout": 10, "idle_timeout": 300,
-                   "connect_timeout": 10, "max_header": 16384, "routes": [],
+                   "connect_timeout": 10, "max_header": 16384, "expires": {}, "routes": [],
                    "routes_listen": [], "keys_dir": None, "max_body": 64 << 20}
     assert config.parse(config.render([])).allow == []
 
@@ -249,6 +250,39 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     assert not any("CLAW-CAGE" in l for l in lab.save(4).splitlines())
     proc = firewall(pyz, base, lab, "--remove", "--dir", d)   # twice: nothing to do, exit 0
     assert proc.returncode == 0, proc.stderr
+
+
+def test_temporary_entries_kept_until_their_time_then_dropped_and_marked(pyz, tmp_path, lab):
+    """--firewall keeps a temporary entry still running (its time unchanged), drops an ended
+    one, makes this run's --allow-domain temporary with --for, and marks them in the summary;
+    without systemd the proxy logs to a file (--refused reads it)."""
+    d = install_dir(tmp_path / "home", env_text="", channels=())
+    base = str(tmp_path / "ov")
+    assert firewall(pyz, base, lab, "--profile", "api-only", "--no-persist",
+                    "--dir", d).returncode == 0
+    now = time.time()
+    cfg = json.loads(open(upper(base, PROXY_JSON)).read())
+    assert cfg["log"] == "/var/log/claw-cage-proxy.log" and cfg["expires"] == {}
+    cfg.update(allow=["ended.example.com", "running.example.com"],
+               expires={"ended.example.com": config.owner().stamp(now - 5),
+                        "running.example.com": config.owner().stamp(now + 3600)})
+    with open(upper(base, PROXY_JSON), "w") as f:
+        json.dump(cfg, f)
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--no-persist", "--dir", d,
+                    "--allow-domain", "new.example.com", "--for", "2h")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(open(upper(base, PROXY_JSON)).read())
+    assert got["allow"] == ["new.example.com", "running.example.com"]
+    assert got["expires"]["running.example.com"] == cfg["expires"]["running.example.com"]
+    assert 7190 <= config.owner().when(got["expires"]["new.example.com"]) - now <= 7210
+    assert "  running.example.com  (--allow-domain, until " in proc.stdout
+    assert "  new.example.com  (--allow-domain, until " in proc.stdout
+    assert "ended.example.com: its temporary entry ended, removed from the list" in proc.stdout
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--no-persist", "--dir", d,
+                    "--allow-domain", "running.example.com")   # now for good
+    got = json.loads(open(upper(base, PROXY_JSON)).read())
+    assert got["expires"] == {"new.example.com": got["expires"]["new.example.com"]}
+    assert "  running.example.com  (--allow-domain)" in proc.stdout
 
 
 def test_json_names_the_list(pyz, tmp_path, lab):

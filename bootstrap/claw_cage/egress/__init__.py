@@ -6,11 +6,14 @@ proxy that runs as a hardened system service.
   unit      the systemd unit and the root-owned copy of the program it runs
   envfile   COMPOSE_FILE in the user's .env (picks docker-compose.api-only.yml)
   setup     prepare (checks only), install, remove
+  temporary --allow-domain NAME --for 2h: entries that end on their own; the proxy's reload
+  refused   --refused: what the proxy refused, and the command that opens each
 
 Imports only the shared plumbing beside it. The firewall mode calls it.
 """
 
-from . import config, domains, envfile, unit
+from . import config, domains, envfile, refused, temporary, unit
 from .setup import install, installed, prepare, remove
 
-__all__ = ["config", "domains", "envfile", "install", "installed", "prepare", "remove", "unit"]
+__all__ = ["config", "domains", "envfile", "install", "installed", "prepare", "refused", "remove",
+           "temporary", "unit"]

@@ -14,22 +14,24 @@ GATEWAY_PORT = deployment.GATEWAY_ADDRESS           # where the SSH tunnel arriv
 AGENT_PROXY = ("127.0.0.1", 3128)                   # the proxy as the agent sees it
 
 
-def _format():
-    # deferred: the proxy package starts its server module (asyncio, about 45 ms), which only
-    # a run that writes or reads this file needs
+def owner():
+    """The proxy's config module, the format's owner. Deferred: the proxy package starts its
+    server module (asyncio, about 45 ms), which only a run that writes or reads this file needs."""
     from ..proxy import config
     return config
 
 
-def render(allow, ports=(443,)):
+def render(allow, ports=(443,), expires=None, log="-"):
     """proxy.json text for the allowed names (exact, or *.suffix), on ports; local-only gives
     HOST:PORT entries and no ports (an entry without its own port then opens nothing).
-    ValueError when the proxy would refuse it."""
-    return _format().render(listen=["unix:" + EGRESS_SOCKET], allow=list(allow),
-                            ports=list(ports),
-                            forward=[{"listen": GATEWAY_PORT, "to": "unix:" + GATEWAY_SOCKET}])
+    expires: {entry: unix time} of temporary entries. ValueError when the proxy would refuse it."""
+    fmt = owner()
+    return fmt.render(listen=["unix:" + EGRESS_SOCKET], allow=list(allow), ports=list(ports),
+                      forward=[{"listen": GATEWAY_PORT, "to": "unix:" + GATEWAY_SOCKET}],
+                      log=log, expires=dict((n, fmt.stamp(t)) for n, t in
+                                            sorted((expires or {}).items())))
 
 
 def parse(text):
     """The proxy's Config of proxy.json text; ValueError, one line, when the proxy refuses it."""
-    return _format().parse(text)
+    return owner().parse(text)

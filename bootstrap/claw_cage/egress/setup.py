@@ -10,18 +10,23 @@ starts the service through systemctl (where systemd runs), and sets COMPOSE_FILE
 
 import os
 import stat
+import time
 
 from .. import paths, runner, safefile
 from ..errors import PrereqError, TargetError
-from . import config, domains, envfile, unit
+from . import config, domains, envfile, temporary, unit
+
+LOG_FILE = "/var/log/claw-cage-proxy.log"   # without systemd (no journal): --refused reads it
 
 
 class Plan:
-    __slots__ = ("directory", "names", "why", "unknown", "program", "local")
+    __slots__ = ("directory", "names", "why", "unknown", "program", "local", "expires", "ended")
 
-    def __init__(self, directory, names, why, unknown, program, local=False):
+    def __init__(self, directory, names, why, unknown, program, local=False, expires=None,
+                 ended=()):
         self.directory, self.names, self.why = directory, names, why
         self.unknown, self.program, self.local = unknown, program, local
+        self.expires, self.ended = expires or {}, ended
 
     def reach(self):
         return "these endpoints (Ollama)" if self.local else "these names, on port 443"
@@ -43,8 +48,20 @@ def _check_root_dir(path):
 def prepare(args):
     directory = paths.install_dir(args.dir)
     local = args.profile == "local-only"
+    for_, now = args.allow_for, time.time()
     names, why, unknown = (domains.endpoints(directory, args.allow) if local else
-                           domains.default_list(directory, args.allow_domain))
+                           domains.default_list(directory, () if for_ else args.allow_domain))
+    expires, ended = {}, []
+    if not local:   # temporary entries: the earlier ones still running, and this run's --for
+        try:
+            expires, ended = temporary.carry(temporary.read_current(), now)
+        except TargetError:
+            pass        # a file the proxy refuses: this run replaces it
+        expires.update(dict.fromkeys(args.allow_domain if for_ else (), now + (for_ or 0)))
+        expires = dict((n, t) for n, t in expires.items() if n not in why)   # listed for good
+        for name in sorted(expires):
+            names.append(name)
+            why[name] = "--allow-domain, until %s" % temporary.until_text(expires[name])
     env_text = safefile.read_text(envfile.path_of(directory)) or ""
     own = envfile.current(env_text)
     if own not in (None, envfile.API_ONLY):
@@ -60,7 +77,7 @@ def prepare(args):
     for folder in (config.ETC_DIR, unit.LIB_DIR):
         if os.path.lexists(folder):
             _check_root_dir(folder)
-    return Plan(directory, names, why, unknown, program, local)
+    return Plan(directory, names, why, unknown, program, local, expires, ended)
 
 
 def _mkdir(path):
@@ -101,27 +118,45 @@ def describe(plan):
     return ["  %s  (%s)" % (n, plan.why[n]) for n in plan.names]
 
 
+def only_the_list_changes(plan, text):
+    """Whether the running service takes this run by a reload (open tunnels stay): the same
+    unit and program copy, and a proxy.json that differs in what a reload changes alone."""
+    try:
+        old, new = config.parse(safefile.read_text(config.PATH) or ""), config.parse(text)
+    except ValueError:
+        return False
+    return (all(getattr(old, f) == getattr(new, f) for f in old._fields
+                if f not in config.owner().RELOADED)
+            and safefile.read_text(unit.UNIT) == unit.TEXT
+            and safefile.read(unit.PROGRAM) == _read_program(plan.program)
+            and runner.run(["systemctl", "is-active", unit.UNIT_NAME],
+                           check=False).stdout.strip() == "active")
+
+
 def install(plan, ui, dry_run=False):
+    running = systemd_running()
+    rendered = config.render(plan.names, () if plan.local else (443,), plan.expires,
+                             "-" if running else LOG_FILE)
+    how = "reload" if running and only_the_list_changes(plan, rendered) else "restart"
     actions = [
         ("write %s (the domain list)" % config.PATH,
          lambda: (_mkdir(config.ETC_DIR),
-                  safefile.write_atomic(config.PATH, config.render(
-                      plan.names, () if plan.local else (443,)).encode(), 0o644))),
+                  safefile.write_atomic(config.PATH, rendered.encode(), 0o644))),
         ("copy %s to %s (root-owned)" % (plan.program, unit.PROGRAM),
          lambda: (_mkdir(unit.LIB_DIR),
                   safefile.write_atomic(unit.PROGRAM, _read_program(plan.program), 0o644))),
     ]
     have_units = os.path.isdir(unit.UNIT_DIR)
-    running = systemd_running()
     if have_units:
         actions.append(("write %s" % unit.UNIT,
                         lambda: safefile.write_atomic(unit.UNIT, unit.TEXT.encode(), 0o644)))
     if have_units and not running:   # systemd reads the link at its next start
         actions.append(("ln -sf %s %s (what `systemctl enable` does)" % (unit.UNIT, unit.WANTS),
                         lambda: _link(unit.UNIT, unit.WANTS)))
-    if running:   # restart, not start: a re-run's new list and program take effect
+    if running:   # restart, not start: a re-run's new program takes effect; a new list alone
+        # is a reload, which keeps open tunnels (the dashboard's) up
         for argv in (["systemctl", "daemon-reload"], ["systemctl", "enable", unit.UNIT_NAME],
-                     ["systemctl", "restart", unit.UNIT_NAME]):
+                     ["systemctl", how, unit.UNIT_NAME]):
             actions.append(("$ " + " ".join(argv), lambda argv=argv: runner.run(argv)))
     else:   # what RuntimeDirectory and ExecStartPre do, for the foreground command
         actions.append(("mkdir %s/egress; %s/gateway owned by uid %d"
@@ -152,9 +187,13 @@ def install(plan, ui, dry_run=False):
             ("no models.providers.ollama.baseUrl in openclaw.json", "--allow ADDRESS:PORT")
             if plan.local else ("no provider key in .env, no channel in openclaw.json",
                                 "--allow-domain NAME")))
+    for name in plan.ended:
+        ui.info("  %s: its temporary entry ended, removed from the list" % name)
     if running:
-        service = "started"
-        ui.ok("%s started, from the root-owned copy %s" % (unit.UNIT_NAME, unit.PROGRAM))
+        service = "reloaded" if how == "reload" else "started"
+        ui.ok("%s %s, from the root-owned copy %s%s" % (
+            unit.UNIT_NAME, service, unit.PROGRAM, " (only the list changed: open connections "
+            "stay)" if how == "reload" else ""))
     else:
         service = "not started: no systemd"
         ui.warn("systemd is not running here (PID 1 is not systemd): start the proxy yourself "

@@ -43,6 +43,7 @@ StartLimitBurst=10
 Type=simple
 ExecStartPre=+/usr/bin/install -d -o %(uid)d -g %(uid)d -m 0755 %(run)s/gateway
 ExecStart=%(exec)s
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2
 DynamicUser=yes

@@ -18,6 +18,7 @@ address inside: 64:ff9b::c0a8:0101 is 192.168.1.1.
 
 import ipaddress
 import re
+import time
 
 from ..firewall import embedded_ipv4 as carried_ipv4, rules
 
@@ -103,36 +104,44 @@ def _port(text):
 
 
 class Policy:
-    """allow: config entries; ports: the ports for entries that name none."""
+    """allow: config entries; ports: the ports for entries that name none; expires: {entry:
+    unix time} of temporary entries, which stop matching at that time."""
 
-    def __init__(self, allow, ports):
+    def __init__(self, allow, ports, expires=None):
         self.ports = frozenset(ports)
         self.exact, self.suffixes = {}, []
         for entry in allow:
             host, port = split_host_port(entry)
             ports = frozenset([port]) if port else self.ports
+            until = (expires or {}).get(entry)
             if host.startswith("*."):
                 suffix, address = parse_host(host[2:])
                 if address is not None:
                     raise ValueError("*. goes with a name, not an address: %r" % entry)
-                self.suffixes.append(("." + suffix, ports))
+                self.suffixes.append(("." + suffix, ports, until))
             else:
                 name, _ = parse_host(host)
-                self.exact[name] = self.exact.get(name, frozenset()) | ports
+                self.exact.setdefault(name, []).append((ports, until))
 
-    def allowed_ports(self, name):
-        """The ports name may be reached on; empty when the name is not listed."""
-        ports = self.exact.get(name, frozenset())
-        for suffix, more in self.suffixes:
-            if name.endswith(suffix):
+    def allowed_ports(self, name, now):
+        """(the ports name may be reached on at now, whether a temporary entry for it ended)."""
+        found = self.exact.get(name, []) + [(p, u) for s, p, u in self.suffixes
+                                            if name.endswith(s)]
+        ports, ended = frozenset(), False
+        for more, until in found:
+            if until is not None and until <= now:
+                ended = True
+            else:
                 ports |= more
-        return ports
+        return ports, ended
 
     def check_target(self, host, port):
         """(canonical host, ip_address or None, refusal reason or None) for a request's host."""
         name, address = parse_host(host)
-        ports = self.allowed_ports(name)
+        ports, ended = self.allowed_ports(name, time.time())
         if not ports:
+            if ended:
+                return name, address, "temporary entry expired"
             if address is not None:
                 return name, address, "IP address not on the allow list"
             return name, address, "name not on the allow list"
