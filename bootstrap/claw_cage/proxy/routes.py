@@ -93,6 +93,8 @@ class Routes:
         self.open = set()
 
     def reload_keys(self):
+        if not any(r.key for r in self.cfg.routes.values()):
+            return
         try:
             self.keys = load_keys(self.cfg)
             self.log.write("route", "-", "-", "keys-reloaded", 0, 0, self.loop.time(), "")
