@@ -171,7 +171,8 @@ def test_proxy_json_is_the_contract():
                    "forward": [{"listen": "127.0.0.1:18789",
                                 "to": "unix:/run/claw-cage/gateway/gateway.sock"}],
                    "log": "-", "max_conns": 256, "header_timeout": 10, "idle_timeout": 300,
-                   "connect_timeout": 10, "max_header": 16384, "expires": {}}
+                   "connect_timeout": 10, "max_header": 16384, "expires": {}, "routes": [],
+                   "routes_listen": [], "keys_dir": None, "max_body": 64 << 20}
     assert config.parse(config.render([])).allow == []
 
 

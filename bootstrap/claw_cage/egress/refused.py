@@ -24,9 +24,6 @@ LINE = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) proxy ([a-z0-9._-]{1,253}|
 OPEN_FOR = "1h"
 # suffixes under which anyone registers names (co.uk, com.au): a heuristic without the public
 # suffix list; opening one would open strangers' sites
-_SHARED = ("ac", "co", "com", "edu", "gov", "ne", "net", "or", "org")
-
-
 def read_lines(cfg, since):
     """(log lines since the unix time `since`, where they came from)."""
     if cfg.log != "-":
@@ -108,8 +105,7 @@ def advice(name, port, why, ports):
         domains.check_name(name)
     except ValueError:
         return None, "not a DNS name on the internet (a single label)"
-    labels = name.split(".")
-    if len(labels) == 2 and labels[0] in _SHARED and len(labels[1]) == 2:
+    if name in domains.PUBLIC_SUFFIXES:   # the one list --allow-domain judges wildcards by
         return None, "a public suffix (anyone registers names under it)"
     if why not in ("name not on the allow list", "temporary entry expired"):
         return None, why

@@ -6,6 +6,7 @@ space before its colon, no folded lines, no bare CR or LF; a body's length is on
 Content-Length of digits or `Transfer-Encoding: chunked` alone, never both.
 """
 
+import asyncio
 import re
 
 PHRASES = {100: "Continue", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
@@ -14,6 +15,7 @@ PHRASES = {100: "Continue", 400: "Bad Request", 403: "Forbidden", 404: "Not Foun
            503: "Service Unavailable", 504: "Gateway Timeout"}
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _DIGITS = re.compile(r"[0-9]{1,18}\Z")
+_HEX = re.compile(r"[0-9A-Fa-f]{1,15}\Z")
 CHUNKED = -1   # a body's length when it comes in chunks
 
 
@@ -98,3 +100,56 @@ class Head:
         if cl and not _DIGITS.match(cl[0]):
             raise Refused(400, "a Content-Length that is not a number")
         return int(cl[0]) if cl else None
+
+
+def chunk_size(line):
+    """The size of a chunk from its size line (extensions ignored); ValueError when it is not
+    hex digits: a length that two parsers could read differently."""
+    size = line[:-2].split(b";", 1)[0]
+    if not _HEX.match(size.decode("latin-1")):
+        raise ValueError("a bad chunk size")
+    return int(size, 16)
+
+
+async def copy_body(reader, writer, length, touch, cap=None):
+    """Move one body from a StreamReader to a StreamWriter as it arrives, waiting for the
+    writer to drain (so memory holds at most a read and a send buffer): length bytes, CHUNKED
+    (sent on re-framed from the sizes read, extensions and trailers dropped), or None: until
+    the reader ends. Returns the bytes moved. Refused 413 past cap; ValueError on bad framing;
+    asyncio.IncompleteReadError when the sender leaves mid-body."""
+    moved = 0
+    while length == CHUNKED:
+        n = chunk_size(await reader.readuntil(b"\r\n"))
+        if cap is not None and moved + n > cap:
+            raise Refused(413, "request body larger than %d bytes" % cap)
+        if not n:
+            for _ in range(64):   # trailers, dropped
+                if await reader.readuntil(b"\r\n") == b"\r\n":
+                    writer.write(b"0\r\n\r\n")
+                    await writer.drain()
+                    return moved
+            raise ValueError("too many trailer lines")
+        writer.write(b"%x\r\n" % n)
+        moved += await _copy(reader, writer, n, touch)
+        if await reader.readexactly(2) != b"\r\n":
+            raise ValueError("a chunk without its CRLF")
+        writer.write(b"\r\n")
+    if cap is not None and length and length > cap:
+        raise Refused(413, "request body larger than %d bytes" % cap)
+    return moved + await _copy(reader, writer, length, touch)
+
+
+async def _copy(reader, writer, n, touch):
+    """n bytes (None: until the end) from reader to writer."""
+    moved = 0
+    while n is None or moved < n:
+        data = await reader.read(65536 if n is None else min(n - moved, 65536))
+        if not data:
+            if n is None:
+                break
+            raise asyncio.IncompleteReadError(b"", n - moved)
+        touch()
+        writer.write(data)
+        await writer.drain()
+        moved += len(data)
+    return moved

@@ -1,6 +1,7 @@
 """The listeners: each accepted connection is admitted under its kind's cap (max_conns; past
 it a proxy client gets 503, a forward's is closed) and handed to its kind's start; every
-connection is logged once when it ends."""
+connection is logged once when it ends. The routes' listeners hand theirs to routes.py.
+SIGHUP reads the routes' keys again."""
 
 import asyncio
 import os
@@ -13,6 +14,7 @@ from . import tunnel
 from .config import RELOADED, ConfigError, describe, load
 from .log import Log
 from .relay import Conn, Side, Tunnels
+from .routes import Routes
 
 
 class Server:
@@ -41,9 +43,11 @@ class Server:
         self.open[conn.kind].discard(conn)
         self.log.line(conn)
 
-    async def listen(self, where, kind, start):
-        def factory():
-            return Side(Conn(self.tunnels, kind, lambda conn: self.admit(conn, start)), False)
+    def tunnel(self, kind, start):
+        """The protocol factory of a listener of the egress side or a forward."""
+        return lambda: Side(Conn(self.tunnels, kind, lambda conn: self.admit(conn, start)), False)
+
+    async def listen(self, where, factory):
         try:
             if where[0] == "unix":
                 path = where[1]
@@ -103,16 +107,24 @@ async def serve(cfg, path):
     except OSError as err:
         raise ConfigError("proxy cannot open its log %s: %s" % (cfg.log, err.strerror or err))
     server = Server(cfg, log)
-    listeners = [await server.listen(w, "proxy", lambda c: tunnel.start(c, server.cfg))
-                 for w in cfg.listen]
-    listeners += [await server.listen(w, "forward", lambda c, to=to: tunnel.forward(c, cfg, to))
-                  for w, to in cfg.forward]
+    try:
+        routes = Routes(cfg, log, server.loop)
+    except ValueError as err:
+        raise ConfigError("proxy: %s" % err)
+    egress = server.tunnel("proxy", lambda c: tunnel.start(c, server.cfg))
+    listeners = [await server.listen(w, egress) for w in cfg.listen]
+    listeners += [await server.listen(w, server.tunnel(
+        "forward", lambda c, to=to: tunnel.forward(c, cfg, to))) for w, to in cfg.forward]
+    listeners += [await server.listen(w, lambda: asyncio.StreamReaderProtocol(
+        asyncio.StreamReader(limit=cfg.max_header), routes.serve)) for w in cfg.routes_listen]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         server.loop.add_signal_handler(sig, stop.set)
-    server.loop.add_signal_handler(signal.SIGHUP, reload, server, path)
+    server.loop.add_signal_handler(signal.SIGHUP, lambda: (reload(server, path),
+                                                           routes.reload_keys()))
     names = [describe(w) for w in cfg.listen] + ["%s -> %s" % (describe(w), describe(t))
                                                   for w, t in cfg.forward]
+    names += ["%s (routes %s)" % (describe(w), ", ".join(cfg.routes)) for w in cfg.routes_listen]
     sys.stderr.write("claw-cage proxy: listening on %s; %d allow-list entries, ports %s\n"
                      % (", ".join(names), len(cfg.allow), ",".join(map(str, cfg.ports))))
     sys.stderr.flush()
@@ -120,7 +132,8 @@ async def serve(cfg, path):
     for srv in listeners:
         srv.close()
     server.close()
-    for where in cfg.listen + [w for w, _ in cfg.forward]:
+    routes.close()
+    for where in cfg.listen + [w for w, _ in cfg.forward] + cfg.routes_listen:
         if where[0] == "unix" and os.path.exists(where[1]):
             os.unlink(where[1])
     await asyncio.sleep(0)
