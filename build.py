@@ -49,13 +49,9 @@ SCRIPT_NAME = "iptables-rules.sh"
 
 HEAD_TEMPLATE = '''\
 (  # claw-cage @VERSION@ (@NAME@@REPO@@@REF@): installs OpenClaw in Docker behind a cage.
-   #
-   # This file is Python source, not a zip, so that `curl -fsSL URL | python3 -` works:
-   # Python compiles all of stdin before running it. The whole file is ONE expression, from
-   # the "(" that opens this line to the ")" that is its very last byte, so a download cut
-   # anywhere is a SyntaxError and nothing runs. It exec()s the launcher below (readable
-   # source: bootstrap/launcher.py) and hands it the program: the modules of
-   # bootstrap/claw_cage, bz2-compressed, as 7-bit text at the end. Built by build.py.
+   # Python source for `curl -fsSL URL | python3 -`: ONE expression from this "(" to the
+   # last byte, so a cut download is a SyntaxError. It runs the launcher (bootstrap/launcher.py)
+   # on the program, bz2-compressed as 7-bit text. Readable source: the commit above.
   (lambda launcher, payload: exec(compile(launcher, "claw-cage.pyz/launcher.py", "exec"),
                                   {"__name__": "__main__", "LAUNCHER": launcher,
                                    "PAYLOAD": payload})
@@ -280,6 +276,9 @@ def render_launcher(head, version_line):
         if text.count(old) != 1:
             sys.exit("build.py: launcher.py must hold the line %r exactly once" % old)
         text = text.replace(old, "%s = %r" % (marker, value))
+    # shipped like the modules, without comments and docstrings: the readable launcher is
+    # bootstrap/launcher.py at the commit the head names, and every byte costs start-up time
+    text = strip_source(text)
     if "'''" in text or text.endswith("\\"):
         sys.exit("build.py: launcher.py must not contain ''' (it is embedded in r''' ''')")
     return text
