@@ -106,6 +106,11 @@ def add_egress_options(g):
                    type=_domain,
                    help="--profile api-only: also let the agent reach NAME (or *.SUFFIX, its "
                         "subdomains) on port 443 through the egress proxy; repeatable")
+    g.add_argument("--budget", metavar="[ROUTE:]HOUR/DAY", action="append", default=[],
+                   help="requests a key route (anthropic, openai, telegram, ollama ...) may "
+                        "carry per hour and per day, past which the proxy answers 429; "
+                        "without ROUTE: every route; ROUTE:off for none (default: 600/6000 "
+                        "on each provider route, none on telegram and ollama); repeatable")
 
 
 def _domain(text):
@@ -119,6 +124,8 @@ def _domain(text):
 def check_egress_combinations(p, args):
     if args.allow_domain and args.profile != "api-only":
         p.error("--allow-domain needs --profile api-only")
+    if args.budget and (not args.firewall or args.remove):
+        p.error("--budget is a --firewall option")
     if args.profile == "api-only" and not args.firewall:
         p.error("--profile api-only is a --firewall profile")
 

@@ -15,19 +15,28 @@ GATEWAY_PORT = "127.0.0.1:18789"                    # where the SSH tunnel arriv
 AGENT_PROXY = ("127.0.0.1", 3128)                   # the proxy as the agent sees it
 
 
-def render(allow, ports=(443,)):
+def render(allow, ports=(443,), routes=(), routes_listen=(), keys_dir=None, namespace=True):
     """proxy.json text for the allowed names (exact, or *.suffix), on ports; local-only gives
-    HOST:PORT entries and no ports (an entry without its own port then opens nothing)."""
+    HOST:PORT entries and no ports (an entry without its own port then opens nothing).
+    routes: the keys-contract's routes, served on routes_listen; keys_dir: where the proxy
+    reads the keys where systemd's LoadCredential= does not hand them over. namespace False
+    (the internet profile): routes only, no CONNECT listener and no gateway forward (Docker
+    publishes the gateway's port itself)."""
     config = {
-        "listen": ["unix:" + EGRESS_SOCKET],
+        "listen": ["unix:" + EGRESS_SOCKET] if namespace else [],
         "allow": list(allow),
         "ports": list(ports),
-        "forward": [{"listen": GATEWAY_PORT, "to": "unix:" + GATEWAY_SOCKET}],
+        "forward": [{"listen": GATEWAY_PORT, "to": "unix:" + GATEWAY_SOCKET}] if namespace
+        else [],
         "log": "-",
         "max_conns": 256,
         "header_timeout": 10,
         "idle_timeout": 300,
     }
+    if routes:
+        config.update(routes=list(routes), routes_listen=list(routes_listen))
+    if keys_dir:
+        config["keys_dir"] = keys_dir
     return json.dumps(config, indent=2) + "\n"
 
 

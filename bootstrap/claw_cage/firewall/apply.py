@@ -442,25 +442,19 @@ def main(args):
             if egress_changed:
                 result.update(changed=True, egress_removed=True)
             return result
-        if args.profile in ("api-only", "local-only"):   # the same design: the proxy's
-            from .. import egress                         # list differs (egress/domains.py)
-            plan = egress.prepare(args)   # every check first: a refusal changes nothing
-            result = apply(args, ui)
-            ui.info("  %s: the agent's namespace has no network; these rules are the "
-                    "second layer for anything attached to %s"
-                    % (args.profile, result.get("bridge", "the claw-cage bridge")))
-            try:
-                result["egress"] = egress.install(plan, ui, args.dry_run)
-            except ClawCageError as err:   # systemctl or a file: say what state is left
-                raise ClawCageError("%s; the firewall rules are applied but the egress proxy is "
-                                    "not complete: fix that and run this again" % err,
-                                    err.exit_code)
-            return result
+        from .. import egress   # every profile: the keys leave the agent for the proxy
+        plan = egress.prepare(args)   # every check first: a refusal changes nothing
         result = apply(args, ui)
-        from .. import egress
-        if egress.installed():
-            ui.warn("the api-only egress proxy is still installed (and COMPOSE_FILE in .env may "
-                    "still choose it): --firewall --remove takes it out")
+        if args.profile in ("api-only", "local-only"):   # the same design: the proxy's
+            ui.info("  %s: the agent's namespace has no network; these rules are the "  # list
+                    "second layer for anything attached to %s"                         # differs
+                    % (args.profile, result.get("bridge", "the claw-cage bridge")))
+        try:
+            result["egress"] = egress.install(plan, ui, args.dry_run)
+        except ClawCageError as err:   # systemctl or a file: say what state is left
+            raise ClawCageError("%s; the firewall rules are applied but the proxy (keys, "
+                                "routes) is not complete: fix that and run this again" % err,
+                                err.exit_code)
         return result
     except runner.CommandError as err:
         # a command that failed outside the planned transaction steps: the firewall's error
