@@ -39,6 +39,7 @@ PROXY_URL = "http://127.0.0.1:3128"
 PROXY_ENV = {"OPENCLAW_PROXY_URL": PROXY_URL, "HTTP_PROXY": PROXY_URL,
              "HTTPS_PROXY": PROXY_URL, "http_proxy": PROXY_URL, "https_proxy": PROXY_URL}
 API_CONFIG = base.STATE_DIR + "/openclaw.api-only.json"
+ROUTES_CONFIG = base.STATE_DIR + "/openclaw.routes.json"   # both profiles' config path
 KEYS = json.load(open(os.path.join(ROOT, "tests", "policy",
                                    "openclaw-2026.7.1-config-keys.json")))
 
@@ -68,7 +69,7 @@ def _api_policy_mounts(volumes):
     """The internet file's policy mount (openclaw.json) plus the same for the api-only file."""
     extra = []
     for v in volumes:
-        if base.policy_mount(v):
+        if base.policy_mount(v) and v["target"].endswith("/openclaw.json"):
             m = copy.deepcopy(v)
             m["source"] = m["source"][:-len("openclaw.json")] + "openclaw.api-only.json"
             m["target"] = API_CONFIG
@@ -84,7 +85,6 @@ def _expected_differences(name, internet_svc, api_svc):
     if name == "volumes-init":
         return want
     env = want["environment"]
-    env["OPENCLAW_CONFIG_PATH"] = API_CONFIG
     env.update(PROXY_ENV)
     if name in ("openclaw", "openclaw-cli"):
         for key in ("ports", "networks", "extra_hosts", "dns"):
@@ -173,8 +173,7 @@ def test_api_only_is_docker_compose_yml_plus_the_namespace(tmp_path):
     # the hardening checks of docker-compose.yml hold here too (the network ones aside)
     for name in base.SERVICES:
         svc = copy.deepcopy(api["services"][name])
-        assert svc["environment"].pop("OPENCLAW_CONFIG_PATH") == API_CONFIG
-        svc["environment"]["OPENCLAW_CONFIG_PATH"] = base.STATE_DIR + "/openclaw.json"
+        assert svc["environment"]["OPENCLAW_CONFIG_PATH"] == ROUTES_CONFIG
         svc["volumes"] = [v for v in svc["volumes"] if not _is_api_policy_mount(v)]
         problems = base.write_path_problems(svc)
         assert problems == [], (name, problems)
@@ -208,7 +207,7 @@ API_MUTATIONS = [
      "      - ./netns-relay.js"),
     ("    mem_limit: 128m\n", "    mem_limit: 128m\n    cap_add:\n      - NET_ADMIN\n"),
     ("      - ./openclaw.api-only.json:/home/node/.openclaw/openclaw.api-only.json:ro\n", ""),
-    ("      OPENCLAW_CONFIG_PATH: /home/node/.openclaw/openclaw.api-only.json\n",
+    ("      OPENCLAW_CONFIG_PATH: /home/node/.openclaw/openclaw.routes.json\n",
      "      OPENCLAW_CONFIG_PATH: /home/node/.openclaw/openclaw.json\n"),
     ("      - /tmp:size=${CLAW_TMP_SIZE:-64m},mode=1777,nosuid,nodev\n", ""),
     ("    read_only: true\n", "    read_only: false\n"),
