@@ -71,9 +71,10 @@ def prepare(args):
         if os.path.lexists(folder):
             _check_root_dir(folder)
     plan = Plan(directory, names, why, unknown, program, local)
-    plan.namespace, plan.values = namespace, domains.read_env(directory)
+    # local-only reaches Ollama alone: no provider or Telegram route, no key to move
+    plan.namespace, plan.values = namespace, {} if local else domains.read_env(directory)
     plan.keys = keys.moved(plan.values)
-    plan.inside = keys.inside(plan.values, domains.read_openclaw(directory))
+    plan.inside = keys.inside(domains.read_env(directory), domains.read_openclaw(directory))
     ollama = names[0] if local and names and why[names[0]].startswith("models.") else None
     if ollama:   # the Ollama endpoint becomes a route: out of the CONNECT list
         names.remove(ollama)
@@ -151,7 +152,8 @@ def install(plan, ui, dry_run=False):
               ["tcp:%s" % plan.root.split("//", 1)[1]])
     running = systemd_running()
     proxy_text = config.render(plan.names, () if plan.local or not plan.namespace else (443,),
-                         plan.routes, listen, None if running else keys.STORE, plan.namespace)
+                         plan.routes, listen, None if running or not plan.keys else keys.STORE,
+                               plan.namespace)
     actions = [
         ("write %s (the keys: %s)" % (keys.STORE, ", ".join(plan.keys) or "none"),
          lambda: (_mkdir(config.ETC_DIR), keys.write_store(plan.values, plan.keys))),
@@ -264,6 +266,8 @@ def report_keys(plan, ui):
                  plan.root))
         ui.info("  rotate a key: edit it in .env, run this again (the values stay in .env "
                 "too: keep it mode 600)")
+    elif plan.local:
+        ui.info("  local-only: the agent reaches Ollama alone (its route); no key to move")
     else:
         ui.info("  no provider key or TELEGRAM_BOT_TOKEN in .env: no key to move")
     for name in plan.inside:
