@@ -3,6 +3,7 @@ and refused in one line when truncated, altered, padded with an unexpected entry
 another install. Plus the command line: the backup options belong to their modes."""
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -35,6 +36,17 @@ def _staged(tmp_path):
     return files
 
 
+class _Sink:
+    """Each member streams into a BytesIO, which close() keeps."""
+    members = {}
+
+    def __call__(self, manifest, name, size):
+        assert manifest["install"] == "id1" and name in manifest["files"]
+        out = self.members[name] = io.BytesIO()
+        out.close = lambda: None
+        return out
+
+
 def _write(tmp_path):
     dest = tmp_path / "out"
     dest.mkdir()
@@ -48,14 +60,10 @@ def test_written_mode_600_no_leftover_and_read_back(tmp_path):
     assert stat.S_IMODE(os.stat(final).st_mode) == 0o600
     assert os.stat(final).st_uid == os.geteuid()
     assert os.listdir(os.path.dirname(final)) == ["claw-cage-backup-x.tar.gz"]
-    out = tmp_path / "members"
-    out.mkdir()
-    got = archive.read(final, str(out))
+    got, members = archive.read(final, _Sink()), _Sink.members
     assert got["files"] == facts["files"] and got["install"] == "id1"
     for name, digest in got["files"].items():
-        p = out / name.replace("/", "_")
-        assert archive.sha256_file(str(p)) == digest
-        assert stat.S_IMODE(os.stat(str(p)).st_mode) == 0o600
+        assert hashlib.sha256(members[name].getvalue()).hexdigest() == digest
     with tarfile.open(final) as t:
         assert t.getnames()[0] == "manifest.json"
 
@@ -211,3 +219,108 @@ def test_the_image_an_upgrade_compares_is_the_one_that_runs():
     # OPENCLAW_IMAGE in .env runs another image whatever the compose file pins: no change
     env = b"OPENCLAW_IMAGE=local/openclaw:mine\n"
     assert upgrade.pinned(old, env) == upgrade.pinned(new, env) == "local/openclaw:mine"
+
+
+def test_members_larger_than_the_archive_are_refused_before_they_are_read(tmp_path):
+    """20 MB of zeros deflate to 20 KB: the member's header alone says it cannot be ours (the
+    outer tar.gz is stored, level 0), so nothing of it reaches a sink. Before: read whole."""
+    zeros = b"\0" * (20 << 20)
+    body = json.dumps({"format": archive.FORMAT, "install": "id1", "files": {
+        "state/claw-data.tar.gz": hashlib.sha256(zeros).hexdigest()}}).encode()
+    final = str(tmp_path / "claw-cage-backup-x.tar.gz")
+    with tarfile.open(final, "w:gz", compresslevel=9) as t:
+        for name, data in (("manifest.json", body), ("state/claw-data.tar.gz", zeros)):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+    assert os.path.getsize(final) < 100000
+    got = []
+    with pytest.raises(RefusedError, match="unpacks to more than its own size.*refused"):
+        archive.read(final, lambda m, n, s: got.append(n))
+    assert got == []
+
+
+def _install(tmp_path, project):
+    """An install folder of the repo's deploy files, its Compose project named in .env."""
+    d = tmp_path / "claw-cage"
+    d.mkdir()
+    for name in ("docker-compose.yml", "docker-compose.api-only.yml"):
+        (d / name).write_bytes(open(os.path.join(ROOT, "deploy", name), "rb").read())
+    (d / ".env").write_text("OPENCLAW_GATEWAY_TOKEN=%s\nCOMPOSE_PROJECT_NAME=%s\n"
+                            % ("t" * 64, project))
+    return d
+
+
+def _program(*argv, timeout=60):
+    return subprocess.run([PYTHON, "-m", "claw_cage"] + list(argv), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout,
+                          env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "bootstrap")))
+
+
+@pytest.fixture
+def project_volume():
+    """A state volume under a project name of the test's own (COMPOSE_PROJECT_NAME)."""
+    from conftest import require_docker
+    require_docker("Compose reads the project's volume names; the volume is a real one")
+    name = "cc-test-%d" % os.getpid()
+    subprocess.run(["docker", "volume", "create", name + "_claw-data"], check=True,
+                   stdout=subprocess.DEVNULL)
+    yield name
+    subprocess.run(["docker", "volume", "rm", name + "_claw-data"], stdout=subprocess.DEVNULL)
+
+
+def test_backup_to_a_fifo_is_refused_in_one_line(tmp_path, project_volume):
+    """Before: makedirs met the FIFO, "internal error: FileExistsError", exit 1."""
+    d = _install(tmp_path, project_volume)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    r = _program("--backup", "--dir", str(d), "--to", str(fifo))
+    assert r.returncode == EXIT_REFUSED, r.stderr
+    assert r.stderr.splitlines() == ["claw-cage: error: --to %s is not a directory: refused, "
+                                     "nothing changed" % fifo]
+    assert stat.S_ISFIFO(os.lstat(str(fifo)).st_mode)
+    assert sorted(os.listdir(str(d))) == [".env", "docker-compose.api-only.yml",
+                                          "docker-compose.yml"]
+
+
+def test_the_upgrade_guard_finds_the_projects_own_volume(tmp_path, project_volume):
+    """COMPOSE_PROJECT_NAME in .env: the state volume is <project>_claw-data. Before: the guard
+    looked for claw-cage_claw-data, found none and skipped the backup and the record silently."""
+    from claw_cage.backup import upgrade
+    from claw_cage.ui import UI
+    d = _install(tmp_path, project_volume)
+    old = (d / "docker-compose.yml").read_bytes()
+    new = old.replace(b"${OPENCLAW_IMAGE:-", b"${OPENCLAW_IMAGE:-example.invalid/new-", 1)
+    rec = upgrade.before(UI(), str(d), new, no_backup=True)
+    assert rec and rec["from"] == upgrade.pinned(old, b"") and rec["backup"] is None
+    for name in ("docker-compose.yml", "docker-compose.api-only.yml"):
+        assert (d / (name + ".previous")).read_bytes() == (d / name).read_bytes()
+    assert (d / upgrade.RECORD).exists()
+
+
+def _record(d, backup):
+    (d / ".claw-cage-upgrade.json").write_text(json.dumps({
+        "from": "a", "to": "b", "backup": backup, "running": False}))
+    (d / "docker-compose.yml.previous").write_bytes((d / "docker-compose.yml").read_bytes())
+
+
+@pytest.mark.parametrize("where", ["outside", "symlink", "fifo"])
+def test_rollback_opens_only_an_archive_in_the_backups_folder(tmp_path, project_volume, where):
+    """--rollback runs as root; the record is in the user's folder. Before: it opened any path
+    (a FIFO hung it; a root-only file's first bytes were in the error)."""
+    d = _install(tmp_path, project_volume)
+    secret = tmp_path / "root-only"
+    secret.write_text("ro-secret-content\n")
+    os.chmod(str(secret), 0o600)
+    (d / "backups").mkdir()
+    inside = d / "backups" / "claw-cage-backup-20260101T000000Z.tar.gz"
+    if where == "symlink":
+        os.symlink(str(secret), str(inside))
+    elif where == "fifo":
+        os.mkfifo(str(inside))
+    _record(d, str(secret) if where == "outside" else str(inside))
+    r = _program("--rollback", "--dir", str(d), timeout=30)
+    assert r.returncode == EXIT_REFUSED, r.stderr
+    assert len(r.stderr.splitlines()) == 1 and "refused" in r.stderr, r.stderr
+    assert "ro-secret" not in r.stdout + r.stderr and "b'" not in r.stderr
+    assert (d / "docker-compose.yml.previous").exists()   # nothing changed

@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT, PYTHON
 
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
-from claw_cage.backup import archive, create  # noqa: E402
+from claw_cage.backup import archive, cipher  # noqa: E402
 from claw_cage.errors import RefusedError  # noqa: E402
 
 PASS = "correct horse 7 battery"
@@ -29,16 +29,16 @@ PROMPT = re.compile(rb"passphrase[^\r\n:]*: ")
 CHILD = r"""
 import json, sys
 sys.path.insert(0, %r)
-from claw_cage.backup import archive, create
+from claw_cage.backup import archive, cipher
 from claw_cage.errors import RefusedError
 op, how, final, staged = json.loads(sys.argv[1])
 try:
     if op == "write":
-        enc, check, _ = create.cipher(how)
+        enc, check, _ = cipher.encryptor(how)
         archive.write(final, staged, {"install": "id1"}, enc, check)
         print("RESULT written")
     else:
-        print("RESULT read", sorted(archive.read(final, decrypt=create.decipher(final))["files"]))
+        print("RESULT read", sorted(archive.read(final, decrypt=cipher.decryptor(final))["files"]))
 except RefusedError as err:
     print("RESULT refused", err)
 """ % os.path.join(ROOT, "bootstrap")
@@ -148,28 +148,28 @@ def test_age_recipients_need_no_secret_to_back_up(tmp_path):
     dest = tmp_path / "out"
     dest.mkdir()
     final = str(dest / "claw-cage-backup-x.tar.gz.age")
-    enc, check, suffix = create.cipher(str(rcpt))
+    enc, check, suffix = cipher.encryptor(str(rcpt))
     assert suffix == ".age" and check is None
     archive.write(final, _staged(tmp_path), {"install": "id1"}, enc, check)   # no terminal
     assert os.listdir(str(dest)) == [os.path.basename(final)]
     _clear_bytes_absent(final)
-    got = archive.read(final, decrypt=create.decipher(final, str(key)))
+    got = archive.read(final, decrypt=cipher.decryptor(final, str(key)))
     assert sorted(got["files"]) == ["install/.env", "state/claw-data.tar.gz"]
     other = tmp_path / "other.txt"
     subprocess.run(["age-keygen", "-o", str(other)], check=True, stderr=subprocess.DEVNULL)
     with pytest.raises(RefusedError, match="could not be decrypted.*refused"):
-        archive.read(final, decrypt=create.decipher(final, str(other)))
+        archive.read(final, decrypt=cipher.decryptor(final, str(other)))
 
 
 def test_missing_tool_or_bad_choice_is_refused_before_anything(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))   # neither gpg nor age on it
     for how in ("gpg", "age"):
         with pytest.raises(RefusedError, match="%s is not installed.*nothing changed" % how):
-            create.cipher(how)
+            cipher.encryptor(how)
     with pytest.raises(RefusedError, match="--encrypt: gpg, age or an age recipients file, not"):
-        create.cipher(str(tmp_path / "no-such-recipients"))
+        cipher.encryptor(str(tmp_path / "no-such-recipients"))
     with pytest.raises(RefusedError, match="not installed"):
-        create.decipher("claw-cage-backup-x.tar.gz.gpg")
+        cipher.decryptor("claw-cage-backup-x.tar.gz.gpg")
     assert os.listdir(str(tmp_path)) == []
 
 

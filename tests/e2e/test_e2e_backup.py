@@ -23,6 +23,7 @@ Everything created is removed afterwards, also on failure.
 """
 
 import glob
+import hashlib
 import io
 import json
 import os
@@ -43,6 +44,8 @@ from lab.e2e_support import sh
 IMAGE = "ghcr.io/openclaw/openclaw:2026.7.1"
 BROKEN = "ghcr.io/openclaw/openclaw:2026.99.0-e2e-never-healthy"
 OLD = "ghcr.io/openclaw/openclaw:2026.1.0-e2e-no-backup-command"
+GOOD = "ghcr.io/openclaw/openclaw:2026.8.0-e2e-healthy"
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.api-only.yml")
 DATA, SECRETS = "claw-cage_claw-data", "claw-cage_claw-secrets"
 LABEL = "label=org.claw-cage.backup"
 ENV = {"CLAW_CAGE_HEALTH_TIMEOUT": "25"}
@@ -74,11 +77,13 @@ class Deployment:
     def deploy_copy(self, name, image):
         path = os.path.join(self.home, name)
         shutil.copytree(os.path.join(ROOT, "deploy"), path)
-        compose = os.path.join(path, "docker-compose.yml")
-        text = open(compose).read()
-        text, n = re.subn(r"\$\{OPENCLAW_IMAGE:-[^}]+\}", "${OPENCLAW_IMAGE:-%s}" % image, text)
-        assert n >= 1
-        open(compose, "w").write(text)
+        for compose in COMPOSE_FILES:   # every profile's file pins the image
+            compose = os.path.join(path, compose)
+            text = open(compose).read()
+            text, n = re.subn(r"\$\{OPENCLAW_IMAGE:-[^}]+\}", "${OPENCLAW_IMAGE:-%s}" % image,
+                              text)
+            assert n >= 1
+            open(compose, "w").write(text)
         return path
 
     def install(self, source, env=None):
@@ -157,6 +162,7 @@ def dep(pyz, tmp_path_factory):
         standin = e2e.StandIn(cleanup)
         standin.build()
         standin.tag_as(IMAGE)
+        standin.tag_as(GOOD)   # an upgrade that ends healthy
         # the "new image" of the upgrade test: the stand-in whose /healthz is gone
         # and an image from before `openclaw backup` (the fallback copy)
         for tag, body in ((BROKEN, "USER root\nRUN rm /srv/gateway/healthz\nUSER node\n"),
@@ -218,8 +224,10 @@ def test_backup_destroy_restore_every_file_back(dep):
     # destroy the volumes
     dep.compose("down", "--timeout", "5")
     sh(["docker", "volume", "rm", DATA, SECRETS])
+    checked = set(glob.glob(os.path.join(tempfile.gettempdir(), "claw-cage-restore-*")))
     res = dep.program("--restore", path)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "claw-cage-restore-*"))) == checked
     dep.wait_healthy()
     assert dep.state() == before
     assert any(v.startswith(DATA + ".before-") for v in extra_volumes())
@@ -265,19 +273,25 @@ def test_refusals_change_nothing(dep):
     assert (dep.state(), extra_volumes(), dep.gateway()) == (state, vols, cid)
 
 
-def _kill_9_backup_when(dep, ready, timeout):
-    """--backup of the built program in its own process group, killed -9 (the whole group)
-    as soon as ready() holds."""
-    proc = subprocess.Popen([PYTHON, dep.pyz, "--dir", dep.dir, "--backup"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+def _signal_when(dep, ready, timeout, *args, sig=signal.SIGKILL):
+    """The built program (--backup unless args) in its own process group, sent sig (the whole
+    group, as a terminal's Ctrl-C does) as soon as ready() holds; its (exit status, stderr)."""
+    proc = subprocess.Popen([PYTHON, dep.pyz, "--dir", dep.dir] + list(args or ["--backup"]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            universal_newlines=True, start_new_session=True,
+                            env=dict(os.environ, **ENV))
     try:
-        assert e2e.wait_for(ready, timeout, interval=0.05), "the backup never got there"
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        assert e2e.wait_for(ready, timeout, interval=0.05), "the run never got there"
+        os.killpg(proc.pid, sig)
+        err = proc.communicate(timeout=300)[1]
+        return proc.returncode, err
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _kill_9_backup_when(dep, ready, timeout):
+    _signal_when(dep, ready, timeout)
 
 
 def test_kill_9_mid_backup_leaves_no_archive_and_the_gateway_running(dep):
@@ -307,7 +321,7 @@ def test_kill_9_mid_backup_leaves_no_archive_and_the_gateway_running(dep):
     # the next --backup removes what the dead run left, and only that
     res = dep.program("--backup")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "removed what a cut-off backup left" in res.stdout
+    assert "removed what a cut-off run left" in res.stdout
     assert all(d in res.stdout for d in list(left) + scratch)
     assert not [v for v in extra_volumes() if "scratch" in v], extra_volumes()
     assert set(os.listdir(bdir)) - entries == {dep.archives()[-1]}
@@ -341,6 +355,136 @@ def test_encrypted_backup_to_age_recipients_restores_with_the_key(dep):
     assert dep.state() == before
 
 
+def _restoring(dep):   # a one-shot container unpacks into a .restored- volume
+    return [v for v in extra_volumes() if ".restored-" in v and
+            sh(["docker", "ps", "-q", "--filter", "volume=" + v]).stdout.split()]
+
+
+def _restore_clear_files():
+    return set(glob.glob(os.path.join(tempfile.gettempdir(), "claw-cage-restore-*")))
+
+
+def test_kill_9_mid_restore_of_an_encrypted_archive_leaves_no_clear_member(dep):
+    """kill -9 of --restore of an age archive while it unpacks: no member in clear anywhere
+    but the restore's own volumes (labelled), which the next run names and removes. Before:
+    /tmp/claw-cage-restore-* kept the decrypted .env, auth key and OpenClaw's archive."""
+    key, rcpt = os.path.join(dep.home, "kill-key.txt"), os.path.join(dep.home, "kill.pub")
+    sh(["age-keygen", "-o", key])
+    with open(rcpt, "w") as f:
+        f.write(sh(["age-keygen", "-y", key]).stdout)
+    dep.exec('head -c 60000000 /dev/urandom > "$HOME/.openclaw/big.bin"')
+    res = dep.program("--backup", "--encrypt", rcpt)
+    assert res.returncode == 0, res.stdout + res.stderr
+    path = os.path.join(dep.dir, "backups", dep.archives()[-1])
+    dep.exec('rm -f "$HOME/.openclaw/big.bin"')
+    before, cid, clear = dep.state(), dep.gateway(), _restore_clear_files()
+    files = sorted(os.listdir(dep.dir)) + sorted(os.listdir(os.path.join(dep.dir, "backups")))
+    _signal_when(dep, lambda: _restoring(dep), 120, "--restore", path, "--identity", key)
+    assert _restore_clear_files() == clear
+    assert sorted(os.listdir(dep.dir)) + sorted(os.listdir(os.path.join(dep.dir, "backups"))
+                                                ) == files
+    assert e2e.wait_for(lambda: not _restoring(dep), 180, interval=1)   # the orphan ends
+    left = [v for v in extra_volumes() if ".restored-" in v]
+    assert left and dep.gateway() == cid and dep.state() == before
+    res = dep.program("--restore", os.path.join(dep.home, "none.tar.gz"))
+    assert res.returncode == 11   # refused, but the leftovers are named and removed first
+    assert "removed what a cut-off run left" in res.stdout and all(v in res.stdout for v in left)
+    assert not [v for v in extra_volumes() if ".restored-" in v]
+
+
+def _crafted(dep, name, state):
+    """An archive of the fallback kind (the install id in it is the one every plain manifest
+    shows) whose state volume is the tar.gz `state`."""
+    token = dep.token().encode()
+    files = {"state/claw-data.tar.gz": state}
+    manifest = json.dumps({
+        "format": "claw-cage-backup-1", "state": "copy", "created": "20260101T000000Z",
+        "image": IMAGE, "install": hashlib.sha256(b"claw-cage install\0" + token).hexdigest()[
+            :32], "files": {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}}).encode()
+    path = os.path.join(dep.home, name)
+    with tarfile.open(path, "w:gz", compresslevel=0) as t:
+        for n, d in [("manifest.json", manifest)] + list(files.items()):
+            ti = tarfile.TarInfo(n)
+            ti.size, ti.mode = len(d), 0o600
+            t.addfile(ti, io.BytesIO(d))
+    return path
+
+
+def _tgz(entries):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as t:
+        for ti, data in entries:
+            t.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _ti(name, mode, uid, kind=tarfile.REGTYPE, size=0):
+    ti = tarfile.TarInfo(name)
+    ti.mode, ti.uid, ti.gid, ti.type, ti.size = mode, uid, uid, kind, size
+    return ti
+
+
+def test_restored_files_belong_to_uid_1000_without_setuid_bits(dep):
+    """A crafted archive plants a setuid-root file and a setgid folder. Before: restored as
+    root:root 4755 into the live state."""
+    tool = b"#!/bin/sh\nid\n"
+    path = _crafted(dep, "setuid.tar.gz", _tgz([
+        (_ti(".", 0o755, 1000, tarfile.DIRTYPE), None),
+        (_ti("./sessions", 0o2775, 0, tarfile.DIRTYPE), None),
+        (_ti("./sessions/s1.jsonl", 0o644, 1000, size=4), b"one\n"),
+        (_ti("./tool", 0o4755, 0, size=len(tool)), tool),
+        (_ti("./keep", 0o6750, 1234, size=4), b"keep")]))
+    res = dep.program("--restore", path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    dep.wait_healthy()
+    lines = listing(DATA)
+    assert any(ln.startswith("./tool F 755:1000:1000 ") for ln in lines), lines
+    for ln in lines:
+        mode, owner = ln.split()[2].split(":", 1)[0], ln.split()[2].split(":", 1)[-1]
+        assert owner.endswith("1000:1000") and not (len(mode) == 4 and mode[0] != "0"), ln
+
+
+def test_an_archive_that_unpacks_beyond_the_cap_is_refused(dep):
+    """300 MiB of zeros in a few hundred KB: refused once 256 MiB are unpacked (the cap: the
+    larger of 256 MiB and 64 times the archive), nothing changed. Before: no cap at all."""
+    work = tempfile.mkdtemp(dir=dep.home)
+    with open(os.path.join(work, "zeros"), "wb") as f:
+        f.truncate(300 << 20)
+    sh(["sh", "-c", "tar -C %s -cf - zeros | gzip -1 > %s/bomb.gz" % (work, work)])
+    with open(os.path.join(work, "bomb.gz"), "rb") as f:
+        path = _crafted(dep, "bomb.tar.gz", f.read())
+    shutil.rmtree(work)
+    assert os.path.getsize(path) < 2 << 20
+    state, vols, cid = dep.state(), extra_volumes(), dep.gateway()
+    res = dep.program("--restore", path)
+    assert res.returncode == 11, res.stdout + res.stderr
+    assert "unpacks to more than 256 MiB: refused, nothing changed" in res.stderr
+    assert (dep.state(), extra_volumes(), dep.gateway()) == (state, vols, cid)
+
+
+def test_ctrl_c_during_the_swap_is_held_and_the_message_is_true(dep):
+    """Ctrl-C (SIGINT to the whole process group) while the volumes are swapped: the swap
+    ends, the gateway starts, and the last line says the restored state is in service. Before:
+    "interrupted; nothing was left half-done" with the gateway stopped mid-swap."""
+    dep.exec('head -c 80000000 /dev/urandom > "$HOME/.openclaw/big.bin"')
+    res = dep.program("--backup")
+    assert res.returncode == 0, res.stdout + res.stderr
+    path = os.path.join(dep.dir, "backups", dep.archives()[-1])
+    archived = dep.state()
+    dep.exec('rm -f "$HOME/.openclaw/big.bin"; echo changed > "$HOME/.openclaw/sessions/s3.jsonl"')
+
+    def swapping():   # the gateway stopped, the copy's container on a .before- volume
+        return dep.gateway() is None and [v for v in extra_volumes() if ".before-" in v and sh(
+            ["docker", "ps", "-q", "--filter", "volume=" + v]).stdout.split()]
+    rc, err = _signal_when(dep, swapping, 180, "--restore", path, sig=signal.SIGINT)
+    assert rc == 130, err
+    assert "interrupted: the restored state is in service, the gateway started on it" in err
+    assert "half-done" not in err
+    dep.wait_healthy(60)
+    assert dep.state() == archived
+    dep.exec('rm -f "$HOME/.openclaw/big.bin"')
+
+
 def test_failed_restore_puts_the_previous_state_back(dep):
     dep.exec('touch "$HOME/.openclaw/.standin-corrupt-state"')
     res = dep.program("--backup")
@@ -370,8 +514,12 @@ def test_upgrade_to_a_never_healthy_image_rolls_back_with_the_data(dep):
     img = json.loads(sh(["docker", "inspect", dep.gateway()]).stdout)[0]["Image"]
     assert img == dep.standin_id
     assert dep.state() == before
-    for name in (".claw-cage-upgrade.json", "docker-compose.yml.previous"):
+    for name in (".claw-cage-upgrade.json",) + tuple(f + ".previous" for f in COMPOSE_FILES):
         assert not os.path.exists(os.path.join(dep.dir, name))
+    for f in COMPOSE_FILES:   # every profile runs the recorded image again (before: api-only not)
+        cfg = json.loads(sh(["docker", "compose", "config", "--format", "json"], cwd=dep.dir,
+                            env=dict(os.environ, COMPOSE_FILE=f)).stdout)
+        assert cfg["services"]["openclaw"]["image"] == IMAGE, f
     for name in ("docker-compose.yml", ".env", "openclaw.json"):
         st = os.lstat(os.path.join(dep.dir, name))
         assert st.st_uid == os.geteuid() or st.st_uid == 1000, name
@@ -412,7 +560,7 @@ def test_image_without_backup_command_stops_copies_and_restarts(dep):
         _kill_9_while_the_gateway_is_stopped(dep)
         res = dep.program("--backup")
         assert res.returncode == 0, res.stdout + res.stderr
-        assert "removed what a cut-off backup left" in res.stdout
+        assert "removed what a cut-off run left" in res.stdout
         assert "no `openclaw backup` command: the gateway is stopped" in res.stdout
         assert "gateway started again" in res.stdout
         dep.wait_healthy(60)
@@ -428,3 +576,19 @@ def test_image_without_backup_command_stops_copies_and_restarts(dep):
         with open(env, "w") as f:
             f.write(text)
         dep.compose("up", "-d", "--pull", "never")
+
+
+def test_an_upgrade_that_ends_healthy_closes_its_record(dep):
+    """Before: the record and docker-compose.yml.previous stayed, and a later --rollback with
+    the gateway merely stopped restored the pre-upgrade backup over newer state."""
+    new = dep.deploy_copy("source-good", GOOD)
+    res = dep.install(new, env=ENV)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "the upgrade is closed" in res.stdout + res.stderr
+    for name in (".claw-cage-upgrade.json",) + tuple(f + ".previous" for f in COMPOSE_FILES):
+        assert not os.path.exists(os.path.join(dep.dir, name)), name
+    dep.compose("stop", "openclaw")
+    state = dep.state()
+    res = dep.program("--rollback")
+    assert res.returncode == 11 and "nothing to roll back" in res.stderr, res.stdout + res.stderr
+    assert dep.state() == state

@@ -1,8 +1,11 @@
-"""claw-cage's backup archive: one tar.gz, manifest.json first, then the files it lists with
-their sha256. Written under a hidden temporary name in the destination, fsynced, then linked to
-its final name: a run cut off halfway never leaves a file under that name. Read back whole
-before anything is restored: a truncated, altered or incomplete archive is refused."""
+"""claw-cage's backup archive, its one owner: one tar.gz, manifest.json first, then the files
+it lists with their sha256, named by the functions below. Written under a hidden temporary name
+in the destination, fsynced, then linked to its final name: a run cut off halfway never leaves
+a file under that name. Read in one pass, each member handed to a sink as it streams (never
+saved by this module); a truncated, altered, incomplete or oversized archive is refused."""
 
+import contextlib
+import errno
 import fcntl
 import gzip
 import hashlib
@@ -11,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tarfile
 import time
 
@@ -21,7 +25,25 @@ from ..runner import CommandError
 MANIFEST = "manifest.json"
 FORMAT = "claw-cage-backup-1"
 PREFIX = ".claw-cage-backup-"   # the hidden work of a run: its stage folder, its .partial
-MEMBER = re.compile(r"^(manifest\.json|(state|install)/\.?[A-Za-z0-9][A-Za-z0-9._-]*)$")
+MEMBER = re.compile(r"manifest\.json|(state|install)/\.?[A-Za-z0-9][A-Za-z0-9._-]*")
+OPENCLAW = "state/openclaw-backup.tar.gz"   # the state volume, archived by OpenClaw itself
+NAME = re.compile(r"claw-cage-backup-\d{8}T\d{6}Z\.tar\.gz(\.gpg|\.age)?")
+SLACK = 1 << 20   # headers and padding: the members of a stored (level 0) tar.gz are no larger
+
+
+def file_name(created, suffix=""):
+    """The archive's name: its UTC time, and .gpg or .age when encrypted."""
+    return "claw-cage-backup-%s.tar.gz%s" % (created, suffix)
+
+
+def volume_member(key):
+    """A volume copied with tar (the auth-profile key; the state without `openclaw backup`)."""
+    return "state/%s.tar.gz" % key
+
+
+def install_member(name):
+    """One of claw-cage's files (.env, openclaw.json, the compose files)."""
+    return "install/" + name
 
 
 def sha256_file(path):
@@ -100,42 +122,66 @@ def write(final, staged, facts, encrypt=None, check=None):
     return facts
 
 
-def read(path, out_dir=None, decrypt=None):
-    """The manifest, after every member's sha256 matched; members saved into out_dir when
-    given (mode 600). decrypt: the argv of gpg or age the archive streams through (it asks
-    for the passphrase; no clear copy of the archive on disk). RefusedError, in one line,
-    for anything else."""
+def _open(path):
+    """path opened as root without being tricked: no symlink followed, no FIFO waited on, a
+    regular file only. Errors name the file, never a byte of it."""
     name = os.path.basename(path)
-    if not decrypt:
-        return _read(path, None, name, out_dir)
-    proc = runner.start(decrypt + [path])
     try:
-        return _read(None, proc.stdout, name, out_dir)
-    finally:   # gpg or age judge the whole file; their refusal comes first
-        while proc.stdout.read(1 << 20):
-            pass
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise RefusedError("cannot read %s: %s: refused, nothing changed" % (
+            name, "a symlink" if err.errno == errno.ELOOP else err.strerror or err))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RefusedError("%s is not a regular file: refused, nothing changed" % name)
+    return os.fdopen(fd, "rb")
+
+
+def read(path, sink=None, decrypt=None):
+    """The manifest, after every member's sha256 matched. sink(manifest, name, size): None, or a
+    file-like object (write, close) each block of that member streams into as it is read,
+    before its sha256 is known: what a sink fills is not trusted until read() returns.
+    decrypt: the argv of gpg or age the archive streams through (it asks for the passphrase;
+    no clear copy of the archive on disk). Members larger in sum than the archive itself
+    (plus SLACK) are refused before that much is read. RefusedError, in one line, for
+    anything else."""
+    name = os.path.basename(path)
+    with _open(path) as f:
+        limit = os.fstat(f.fileno()).st_size + SLACK
+        if not decrypt:
+            return _read(f, name, sink, limit)
+        proc = runner.start(decrypt, stdin=f)
         try:
-            runner.finish(proc)
-        except CommandError as err:
-            why = [ln for ln in err.stderr.splitlines() if "://" not in ln] or [err]
-            raise RefusedError("%s could not be decrypted (%s): refused, nothing changed"
-                               % (name, why[-1]))
+            return _read(proc.stdout, name, sink, limit)
+        finally:   # gpg or age judge the whole file; their refusal comes first
+            while proc.stdout.read(1 << 20):
+                pass
+            try:
+                runner.finish(proc)
+            except CommandError as err:
+                why = [ln for ln in err.stderr.splitlines() if "://" not in ln] or [err]
+                raise RefusedError("%s could not be decrypted (%s): refused, nothing changed"
+                                   % (name, why[-1]))
 
 
-def _read(path, src, name, out_dir):
+def _read(src, name, sink, limit):
     try:
-        gz = gzip.GzipFile(path, "rb", fileobj=src)
+        gz = gzip.GzipFile(fileobj=src, mode="rb")
         tar = tarfile.open(fileobj=gz, mode="r|")
-    except (OSError, EOFError, tarfile.TarError) as err:
+    except (OSError, EOFError, tarfile.TarError) as err:   # BadGzipFile would show bytes
         raise RefusedError("%s is not a claw-cage backup (%s): refused, nothing changed"
-                           % (name, err))
-    manifest, seen = None, {}
+                           % (name, "not gzip data" if isinstance(err, OSError) else err))
+    manifest, seen, total = None, {}, 0
     try:
         with tar:
             for ti in tar:
                 data = tar.extractfile(ti) if ti.isfile() else None
-                if data is None or not MEMBER.match(ti.name):
+                if data is None or not MEMBER.fullmatch(ti.name):
                     raise RefusedError("%s holds an unexpected entry %r: refused" % (name, ti.name))
+                total += ti.size
+                if total > limit:
+                    raise RefusedError("%s unpacks to more than its own size (%d bytes): "
+                                       "refused, nothing changed" % (name, limit - SLACK))
                 if manifest is None:
                     if ti.name != MANIFEST:
                         raise RefusedError("%s does not start with a claw-cage manifest" % name)
@@ -143,23 +189,26 @@ def _read(path, src, name, out_dir):
                     if manifest.get("format") != FORMAT:
                         raise RefusedError("%s is not a claw-cage backup" % name)
                     continue
-                h, out = hashlib.sha256(), None
-                if out_dir:
-                    fd = os.open(os.path.join(out_dir, ti.name.replace("/", "_")),
-                                 os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                    out = os.fdopen(fd, "wb")
-                for block in iter(lambda: data.read(1 << 20), b""):
-                    h.update(block)
-                    if out:
-                        out.write(block)
+                h, out = hashlib.sha256(), sink(manifest, ti.name, ti.size) if sink else None
+                try:
+                    for block in iter(lambda: data.read(1 << 20), b""):
+                        h.update(block)
+                        if out:
+                            out.write(block)
+                except BaseException:
+                    if out:   # the sink's own complaint would hide the reason
+                        with contextlib.suppress(Exception):
+                            out.close()
+                    raise
                 if out:
                     out.close()
                 seen[ti.name] = h.hexdigest()
         while gz.read(1 << 20):   # to the gzip trailer: its CRC and length, no cut tail
             pass
     except (OSError, EOFError, tarfile.TarError, ValueError, UnicodeDecodeError) as err:
-        raise RefusedError("%s is damaged or truncated (%s): refused, nothing changed"
-                           % (name, err or type(err).__name__))
+        raise RefusedError("%s is damaged or truncated (%s): refused, nothing changed" % (
+            name, "not gzip data" if isinstance(err, gzip.BadGzipFile) else
+            err or type(err).__name__))
     if manifest is None or seen != manifest.get("files"):
         raise RefusedError("%s does not match its manifest (altered or incomplete): refused, "
                            "nothing changed" % name)

@@ -17,10 +17,10 @@ import tempfile
 from .. import __version__, dotenv, runner, safefile
 from ..errors import RefusedError
 from ..runner import CommandError
-from . import archive
-from .stack import LAST, SECRETS, STATE
+from . import archive, cipher
+from .stack import COMPOSE_FILES, LAST, SECRETS, STATE
 
-INSTALL_FILES = (".env", "openclaw.json", "docker-compose.yml", "docker-compose.api-only.yml")
+INSTALL_FILES = (".env", "openclaw.json") + COMPOSE_FILES
 NO_COMMAND = 99   # the image has no `openclaw backup create`
 OPENCLAW_BACKUP = (
     'node dist/index.js backup create --help >/dev/null 2>&1 || exit %d; '
@@ -28,34 +28,8 @@ OPENCLAW_BACKUP = (
     '>&2 && set -- "$HOME"/out/*.tar.gz && [ $# -eq 1 ] && [ -f "$1" ] && cat "$1"' % NO_COMMAND)
 
 
-GPG = ["gpg", "--pinentry-mode", "loopback", "--no-symkey-cache", "-o", "-"]
 # a detached watchdog: our death (EOF before "done") while the gateway is stopped starts it
 WATCHDOG = 'read x; [ "$x" = done ] || exec docker compose start openclaw'
-
-
-def _tool(name):
-    if not runner.which(name):
-        raise RefusedError("%s is not installed: refused, nothing changed" % name)
-
-
-def cipher(how):
-    """--encrypt gpg|age|RECIPIENTS: (encrypt argv, decrypt argv to read it back, suffix).
-    gpg --symmetric AES256 and age --passphrase ask on the terminal; age -R needs no secret."""
-    if how == "gpg":   # loopback asks once: reading the archive back asks again
-        return GPG + ["--symmetric", "--cipher-algo", "AES256"], decipher(".gpg"), ".gpg"
-    if how != "age" and not os.path.isfile(how):
-        raise RefusedError("--encrypt: gpg, age or an age recipients file, not %s" % how)
-    _tool("age")   # age -p asks twice itself
-    return ["age"] + (["-p"] if how == "age" else ["-R", how]), None, ".age"
-
-
-def decipher(path, identity=None):
-    """The argv that decrypts the archive at path (by its name), or None for a plain one."""
-    argv = {"gpg": GPG + ["--decrypt"], "age": ["age", "-d"] + (["-i", identity] if identity
-                                                                 else [])}.get(path[-3:])
-    if argv:
-        _tool(argv[0])
-    return argv
 
 
 def default_dir(directory):
@@ -114,7 +88,7 @@ def _copy_volume(stack, volume, path):
 
 def take(stack, dest, ui, encrypt=None):
     """Write one archive into dest; return its path."""
-    enc, check, suffix = cipher(encrypt) if encrypt else (None, None, "")
+    enc, check, suffix = cipher.encryptor(encrypt) if encrypt else (None, None, "")
     if not stack.volume_exists(stack.volumes[STATE]):
         raise RefusedError("no state volume %s: nothing to back up (has the stack ever run?)"
                            % stack.volumes[STATE])
@@ -122,13 +96,10 @@ def take(stack, dest, ui, encrypt=None):
     facts.update(stack.image_facts())
     # an encrypted archive's clear pieces wait next to the clear .env, not in dest
     home = default_dir(stack.dir) if encrypt else dest
-    gone = stack.sweep_scratch()   # under the install's lock: no run of ours uses one now
     for d in {dest, home}:
         os.makedirs(d, 0o700, exist_ok=True)
-        gone += archive.sweep(d)
-    if gone:
-        ui.info("removed what a cut-off backup left: " + ", ".join(gone))
-    final = os.path.join(dest, "claw-cage-backup-%s.tar.gz%s" % (facts["created"], suffix))
+    stack.sweep(ui, [n for d in {dest, home} for n in archive.sweep(d)])
+    final = os.path.join(dest, archive.file_name(facts["created"], suffix))
     if os.path.lexists(final):
         raise RefusedError("%s exists already: wait a second and run again" % final)
     stage = tempfile.mkdtemp(prefix=archive.PREFIX, dir=home)
@@ -138,12 +109,12 @@ def take(stack, dest, ui, encrypt=None):
         state = _state_openclaw(stack, os.path.join(stage, "openclaw"))
         if state:
             facts["state"] = "openclaw-backup"
-            staged.append(("state/openclaw-backup.tar.gz", state))
+            staged.append((archive.OPENCLAW, state))
             ui.ok("state volume archived by OpenClaw's `openclaw backup create --verify` "
                   "(the gateway kept running)")
         else:
             facts["state"] = "copy"
-            staged.append(("state/%s.tar.gz" % STATE, os.path.join(stage, STATE)))
+            staged.append((archive.volume_member(STATE), os.path.join(stage, STATE)))
             was_running = stack.gateway_id() is not None
             ui.warn("this OpenClaw image has no `openclaw backup` command: the gateway is "
                     "stopped while its state volume is copied" if was_running else
@@ -160,14 +131,14 @@ def take(stack, dest, ui, encrypt=None):
                     runner.finish(guard)
                     ui.ok("gateway started again")
         if stack.volume_exists(stack.volumes[SECRETS]):
-            staged.append(("state/%s.tar.gz" % SECRETS, os.path.join(stage, SECRETS)))
+            staged.append((archive.volume_member(SECRETS), os.path.join(stage, SECRETS)))
             _copy_volume(stack, stack.volumes[SECRETS], staged[-1][1])
         for name in INSTALL_FILES:
             data = safefile.read(os.path.join(stack.dir, name))
             if data is not None:
                 path = os.path.join(stage, "install" + name)
                 _to_file(path, lambda f: f.write(data))
-                staged.append(("install/" + name, path))
+                staged.append((archive.install_member(name), path))
         archive.write(final, staged, facts, enc, check)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

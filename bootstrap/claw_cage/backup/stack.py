@@ -4,14 +4,18 @@ Every helper container runs from the deployment's own image (the only one sure t
 with no network, a read-only root and only the capabilities its copy needs.
 """
 
+import glob
 import json
 import os
+import shutil
+import tempfile
 import time
 import urllib.request
 
 from .. import runner
 from ..errors import RefusedError
 
+COMPOSE_FILES = ("docker-compose.yml", "docker-compose.api-only.yml")   # one per profile
 STATE, SECRETS = "claw-data", "claw-secrets"   # what a backup holds; claw-npm, claw-local:
 LAST = ".claw-cage-last-backup.json"  # where the last --backup went (read by --verify)
 HEALTH_URL = "http://127.0.0.1:18789/healthz"  # caches, left out
@@ -86,21 +90,33 @@ class Stack:
         for name in names:
             runner.run(["docker", "volume", "rm", name], check=False, timeout=60)
 
-    def sweep_scratch(self):
-        """Remove the scratch volumes of this install's killed backups (OpenClaw's unfinished
-        archive, in clear); one in use is not removed (docker refuses), nor listed."""
-        ls = runner.run(["docker", "volume", "ls", "-q", "--filter",
-                         "label=org.claw-cage.backup=scratch"], check=False, timeout=30)
-        old = [v for v in ls.stdout.split() if v.startswith(self.project + "_backup-scratch-")]
-        return [v for v in old if runner.run(["docker", "volume", "rm", v], check=False).ok]
+    def sweep(self, ui, gone=()):
+        """Remove what killed runs of this install left, and say so with `gone` (removed
+        already): a backup's scratch volume (OpenClaw's unfinished archive), a restore's
+        .restored- volumes, and, from releases before, a restore's members in /tmp. Called under the install's lock: no run of ours uses
+        them now (Docker refuses to remove a volume in use all the same)."""
+        mine = tuple([self.project + "_backup-scratch-"] +
+                     [v + ".restored-" for v in self.volumes.values()])
+        ls = runner.run(["docker", "volume", "ls", "-q", "--filter", "label=org.claw-cage.backup"],
+                        check=False, timeout=30)
+        gone = list(gone) + [v for v in ls.stdout.split() if v.startswith(mine) and runner.run(
+            ["docker", "volume", "rm", v], check=False, timeout=60).ok]
+        for path in glob.glob(os.path.join(tempfile.gettempdir(), "claw-cage-restore-*")):
+            if os.lstat(path).st_uid == os.geteuid():
+                shutil.rmtree(path, ignore_errors=True)
+                gone.append(path)
+        if gone:
+            ui.info("removed what a cut-off run left: " + ", ".join(gone))
+        return gone
 
-    def one_shot(self, mounts, argv, caps=COPY_CAPS, stdout=None, stdin=None, entry="sh"):
-        """docker run --rm of this image: no network, read-only root, `entry` argv."""
+    def one_shot(self, mounts, argv, caps=COPY_CAPS, stdout=None, feed=False, entry="sh"):
+        """docker run --rm of this image: no network, read-only root, `entry` argv. feed: return
+        it started, its input a pipe (runner.finish judges it)."""
         cmd = ["docker", "run", "--rm", "--network", "none", "--read-only", "--tmpfs",
                "/tmp", "--security-opt", "no-new-privileges"] + caps  # nosec B108: in it
-        if stdin is not None:
+        if feed:
             cmd.append("-i")
         for src, dst in mounts:
             cmd += ["-v", "%s:%s" % (src, dst)]
-        return runner.stream(cmd + ["--entrypoint", entry, self.image] + argv,
-                             stdout=stdout, stdin=stdin)
+        cmd += ["--entrypoint", entry, self.image] + argv
+        return runner.start(cmd) if feed else runner.stream(cmd, stdout=stdout)
