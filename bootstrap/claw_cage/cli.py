@@ -203,6 +203,9 @@ def add_backup_modes(p, mode):
     g = p.add_argument_group("backup options")
     g.add_argument("--to", metavar="DIR", help="--backup: where (default: DIR/backups)")
     g.add_argument("--encrypt", metavar="WITH", help="--backup: gpg, age or age recipients")
+    g.add_argument("--with-keys", action="store_true",
+                   help="--backup: keep the provider keys and channel tokens in the archive's "
+                        ".env (left out by default); use it with --encrypt")
     g.add_argument("--identity", metavar="KEY", help="--restore: age identity")
     g.add_argument("--no-backup", action="store_true",
                    help="install: no backup before an upgrade that changes the image")
@@ -215,10 +218,11 @@ def backup_mode(args):
 
 def check_backup_combinations(p, args):
     mode = backup_mode(args)
-    allowed = ("--dir", "--json") + {"backup": ("--to", "--encrypt"),
+    allowed = ("--dir", "--json") + {"backup": ("--to", "--encrypt", "--with-keys"),
                                       "restore": ("--identity",)}.get(mode, ())
     given = [("--to", args.to is not None), ("--no-backup", args.no_backup),
              ("--encrypt", args.encrypt), ("--identity", args.identity),
+             ("--with-keys", args.with_keys),
              ("--dry-run", args.dry_run), ("--source", args.source is not None),
              ("--yes", args.yes), ("--allow", bool(args.allow)),
              ("--profile", args.profile is not None), ("--no-persist", args.no_persist),
@@ -228,7 +232,7 @@ def check_backup_combinations(p, args):
     if mode:
         used = [n for n, v in given if v and n not in allowed]
     else:
-        used = [n for n, v in given[:4] if v and (n != "--no-backup" or args.firewall or
+        used = [n for n, v in given[:5] if v and (n != "--no-backup" or args.firewall or
                                                   args.verify)]
     if used:
         p.error("%s cannot be used %s" % (", ".join(used), "with --" + mode if mode else

@@ -20,7 +20,8 @@ def main(args):
             dest = os.path.abspath(os.path.expanduser(args.to or create.default_dir(target)))
             if os.path.lexists(dest) and not os.path.isdir(dest):   # a FIFO, a file
                 raise RefusedError("--to %s is not a directory: refused, nothing changed" % dest)
-            return {"archive": create.take(Stack(target), dest, ui, args.encrypt)}
+            return {"archive": create.take(Stack(target), dest, ui, args.encrypt,
+                                           args.with_keys)}
         if args.restore:   # the link you named is followed; the file it names must be one
             restore.restore(Stack(target), os.path.realpath(args.restore), ui, args.identity)
             return {"restored": args.restore}

@@ -158,7 +158,10 @@ def blank(text):
     """.env text with every key's and token's value blanked (backups). ValueError when a value
     survives (a quoted value over several lines, say): never an archive that still holds one."""
     out = _LINE.sub(r"\1", text)
-    values = dotenv.parse(out, environ={})
-    if any(values.get(n) for n in NAMES + INSIDE):
+    try:
+        values = dotenv.parse(out, environ={})
+    except dotenv.DotenvError:
+        values = None
+    if values is None or any(values.get(n) for n in NAMES + INSIDE):
         raise ValueError("a key in .env spans several lines: cannot blank it")
     return out
