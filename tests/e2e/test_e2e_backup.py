@@ -57,11 +57,13 @@ LISTING = r'''cd /v && find . | sort | while IFS= read -r f; do
 
 
 def listing(volume):
-    """Every file of a volume: type, mode:uid:gid, sha256 (or link target). openclaw.json is
-    the install dir's policy file mounted over the state: not the volume's to compare."""
+    """Every file of a volume: type, mode:uid:gid, sha256 (or link target). openclaw.json and
+    openclaw.routes.json are the install dir's files mounted over the state: not the volume's
+    to compare."""
     out = sh(["docker", "run", "--rm", "--network", "none", "-v", volume + ":/v:ro", "--user",
               "0", "--entrypoint", "sh", IMAGE, "-c", LISTING], timeout=120).stdout
-    return [ln for ln in out.splitlines() if not ln.startswith("./openclaw.json ")]
+    return [ln for ln in out.splitlines()
+            if not ln.startswith(("./openclaw.json ", "./openclaw.routes.json "))]
 
 
 def extra_volumes():

@@ -162,14 +162,16 @@ def test_proxy_json_is_the_contract():
                    "allow": ["api.anthropic.com", "*.telegram.org"], "ports": [443],
                    "forward": [{"listen": "127.0.0.1:18789",
                                 "to": "unix:/run/claw-cage/gateway/gateway.sock"}],
-                   "log": "-", "max_conns": 256, "header_timeout": 10, "idle_timeout": 300}
-    assert config.parse(config.render([]))["allow"] == []
+                   "log": "-", "max_conns": 256, "header_timeout": 10, "idle_timeout": 300,
+                   "connect_timeout": 10, "max_header": 16384, "routes": [],
+                   "routes_listen": [], "keys_dir": None, "max_body": 64 << 20}
+    assert config.parse(config.render([])).allow == []
     route = {"name": "openai", "upstream": "https://api.openai.com", "key": "OPENAI_API_KEY",
              "auth": "bearer", "paths": None, "budget": None}
-    cfg = json.loads(config.render([], (), [route], ["tcp:172.30.0.1:18790"], None, False))
+    cfg = json.loads(config.render([], (), [route], ["172.30.0.1:18790"], None, False))
     assert (cfg["listen"], cfg["forward"], cfg["routes"], cfg["routes_listen"]) == \
-        ([], [], [route], ["tcp:172.30.0.1:18790"])
-    assert "keys_dir" not in cfg
+        ([], [], [route], ["172.30.0.1:18790"])
+    assert cfg["keys_dir"] is None
 
 
 # ---- the program, end to end ---------------------------------------------------------------
@@ -275,7 +277,7 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     assert proc.returncode == 0, proc.stderr
     cfg = json.loads(open(upper(base, PROXY_JSON)).read())
     assert (cfg["listen"], cfg["forward"], cfg["allow"]) == ([], [], [])
-    assert cfg["routes_listen"] == ["tcp:172.30.0.1:18790"]
+    assert cfg["routes_listen"] == ["172.30.0.1:18790"]
     assert [r["budget"] for r in cfg["routes"]] == [{"hour": 5, "day": 50},
                                                     {"hour": 600, "day": 6000}]
     routed = json.loads(open(os.path.join(d, keys.CONFIG)).read())

@@ -104,6 +104,32 @@ def status(rows):
 
 def test_the_render_is_a_config_the_proxy_accepts():
     proxy_config.validate(json.loads(config.render(["api.anthropic.com", "*.telegram.org"])))
+    with pytest.raises(ValueError):   # nothing renders a file the proxy would refuse
+        config.render(["not a name"])
+
+
+# Files the old loose reader of --verify passed (a dict with an allow and a listen list) and
+# the proxy refuses: --verify reads them with the proxy's own validation now.
+REFUSED_BY_THE_PROXY = [
+    dict(allow=["*.10.0.0.1"]), dict(ports=["443"]), dict(max_conns=0), dict(listen=["nowhere"]),
+    dict(extra=1), dict(forward=[{"listen": "127.0.0.1:1"}]), dict(header_timeout=True)]
+
+
+@pytest.mark.parametrize("change", REFUSED_BY_THE_PROXY, ids=lambda c: sorted(c)[0])
+def test_verify_never_passes_a_file_the_proxy_refuses(tmp_path, monkeypatch, change):
+    from claw_cage.verify import egress_rows
+    good = json.loads(config.render(["api.anthropic.com"]))
+    path = tmp_path / "proxy.json"
+    monkeypatch.setattr(egress_rows.proxy_config, "PATH", str(path))
+    path.write_text(json.dumps(good))
+    assert egress_rows.config_row(*egress_rows.read_config()).status == "pass"
+    proxy_config.load(str(path))                    # the control: both accept the good file
+    good.update(change)
+    path.write_text(json.dumps(good))
+    cfg, why = egress_rows.read_config()
+    assert egress_rows.config_row(cfg, why).status == "fail" and "refused by the proxy" in why
+    with pytest.raises(proxy_config.ConfigError):
+        proxy_config.load(str(path))
 
 
 def test_a_correct_cage_passes_every_egress_row(pyz, cage):

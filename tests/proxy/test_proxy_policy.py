@@ -15,7 +15,7 @@ from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
 from claw_cage.firewall import rules  # noqa: E402
-from claw_cage.proxy import config, policy, server  # noqa: E402
+from claw_cage.proxy import config, policy, tunnel  # noqa: E402
 
 A = ipaddress.ip_address
 
@@ -95,13 +95,13 @@ def test_parse_request_rewrites_plain_http():
     head = (b"GET http://user.example:8080/p?q=1 HTTP/1.1\r\nHost: other.example\r\n"
             b"Proxy-Authorization: Basic c2VjcmV0\r\nProxy-Connection: keep-alive\r\n"
             b"Accept: */*")
-    host, port, out = server.parse_request(head)
+    host, port, out = tunnel.parse_request(head)
     assert (host, port) == ("user.example", 8080)
     assert out == (b"GET /p?q=1 HTTP/1.1\r\nHost: user.example:8080\r\nAccept: */*\r\n"
                    b"Connection: close\r\n\r\n")
-    assert server.parse_request(b"GET http://a.example?x HTTP/1.0")[2].startswith(
+    assert tunnel.parse_request(b"GET http://a.example?x HTTP/1.0")[2].startswith(
         b"GET /?x HTTP/1.0\r\nHost: a.example\r\n")
-    assert server.parse_request(b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\nHost: x") == (
+    assert tunnel.parse_request(b"CONNECT [2001:db8::1]:443 HTTP/1.1\r\nHost: x") == (
         "[2001:db8::1]", 443, None)
 
 
@@ -113,7 +113,7 @@ def test_parse_request_rewrites_plain_http():
 ])
 def test_parse_request_refuses_malformed(head):
     with pytest.raises(ValueError):
-        server.parse_request(head)
+        tunnel.parse_request(head)
 
 
 GOOD = {"listen": ["unix:/run/claw-cage/egress/proxy.sock", "127.0.0.1:3128"],

@@ -148,8 +148,7 @@ def _write_openclaw(plan):
 def install(plan, ui, dry_run=False):
     if not plan.namespace and not plan.routes:
         return _no_routes(plan, ui, dry_run)
-    listen = (["unix:" + keys.SOCKET] if plan.namespace else
-              ["tcp:%s" % plan.root.split("//", 1)[1]])
+    listen = ["unix:" + keys.SOCKET] if plan.namespace else [plan.root.split("//", 1)[1]]
     running = systemd_running()
     proxy_text = config.render(plan.names, () if plan.local or not plan.namespace else (443,),
                          plan.routes, listen, None if running or not plan.keys else keys.STORE,

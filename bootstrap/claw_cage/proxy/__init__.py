@@ -3,8 +3,11 @@ gateway's ingress relay. Runs in the foreground until SIGTERM or SIGINT.
 
   config  the JSON config, validated strictly (exit 13 on any error)
   policy  the allow list (names, *.suffix, listed IP literals) and the blocked addresses
-  server  listeners, the request head, the decision, the refusals
-  relay   moving bytes between the two sockets of a connection
+  server  the listeners and each connection's admission (the cap)
+  http    the request head's one parser, the refusals
+  tunnel  an egress client: its head, the decision, then the relay (and the forwards)
+  upstream  resolving and connecting by the policy's rules
+  relay   moving bytes between the two sockets of a connection; per-connection timers
   log     one line per connection, never headers, bodies or credentials
 
 Exposes main(args) for cli. Imports the firewall's rule table (its blocked ranges).

@@ -14,7 +14,7 @@ Memory per tunnel is bounded by those buffers (or by the two pipes) whatever the
 
 Half-close is passed through (an EOF from one side becomes an EOF to the other); the tunnel
 is closed when both directions have ended, or either side is lost, or it has been idle too
-long (the server's sweeper calls Conn.abort).
+long (each connection's own Timer).
 """
 
 import asyncio
@@ -27,34 +27,79 @@ import time
 # A side stops the other from reading once this much waits to be sent to it: big enough that
 # a fast transfer does not stall on it, small enough that 1,000 stalled tunnels stay small.
 WRITE_HIGH = 128 * 1024
-SPLICE = hasattr(os, "splice") and not os.environ.get("CLAW_CAGE_PROXY_COPY")
+
+
+class Timer:
+    """Calls expire() once `seconds` pass without a touch(): one timer per connection, re-armed
+    only when it fires (a touch just notes the time), so moving bytes costs nothing here.
+    Never touched, it is a deadline."""
+
+    def __init__(self, loop, seconds, expire):
+        self.loop, self.seconds, self.expire = loop, seconds, expire
+        self.last = loop.time()
+        self.handle = loop.call_later(seconds, self.check)
+
+    def touch(self):
+        self.last = self.loop.time()
+
+    def check(self):
+        left = self.last + self.seconds - self.loop.time()
+        if left > 0:
+            self.handle = self.loop.call_later(left, self.check)
+        else:
+            self.expire()
+
+    def cancel(self):
+        self.handle.cancel()
+
+
+class Tunnels:
+    """What every tunnel shares: the loop, the idle timeout, and whether splice works here
+    (it starts on where Python has it, unless CLAW_CAGE_PROXY_COPY=1)."""
+
+    def __init__(self, loop, idle_timeout):
+        self.loop, self.idle_timeout = loop, idle_timeout
+        self.splice = hasattr(os, "splice") and not os.environ.get("CLAW_CAGE_PROXY_COPY")
 
 
 class Conn:
-    """One client connection and, once connected, its upstream; logged once when it ends."""
+    """One client connection and, once connected, its upstream. Whoever accepts it sets
+    `receive` (the client's bytes before the link) and `ended` (called once, at the end)."""
 
-    def __init__(self, kind, server):
-        self.kind, self.server = kind, server
-        self.started = self.last = time.monotonic()
+    def __init__(self, tunnels, kind, accepted):
+        self.tunnels, self.kind, self.accepted = tunnels, kind, accepted
+        self.receive = self.ended = None
+        self.started = time.monotonic()
         self.name = self.address = None
         self.verdict, self.why = "closed-early", ""
         self.up = self.down = 0
-        self.client = self.upstream = None
+        self.client = self.upstream = self.timer = None
         self.eofs = 0
         self.pumps = []
-        self.done = self.counted = False
-        self.target = self.task = None   # a forward's destination; the deciding task
+        self.done = False
+        self.task = None   # what decides, connects or serves it
+
+    def arm(self, seconds, expire):
+        """The connection's one timer (the head's deadline, then the tunnel's idle timeout)."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = Timer(self.tunnels.loop, seconds, expire)
+
+    def idle(self):
+        self.why = "idle for %gs" % self.tunnels.idle_timeout
+        self.abort()
 
     def link(self, upstream, early=b""):
         """Join the client to its connected upstream and start moving bytes."""
         self.upstream = upstream
         client = self.client
         client.peer, upstream.peer = upstream, client
+        self.arm(self.tunnels.idle_timeout, self.idle)
         if early:
             self.up += len(early)
             upstream.transport.write(early)
-        if SPLICE and not (client.transport.get_write_buffer_size()
-                           or upstream.transport.get_write_buffer_size()):
+        if self.tunnels.splice and not (client.transport.get_write_buffer_size()
+                                        or upstream.transport.get_write_buffer_size()):
             upstream.transport.pause_reading()
             c, u = (_dup(s) for s in (client, upstream))
             self.pumps = [Pump(self, c, u, True), Pump(self, u, c, False)]
@@ -64,8 +109,7 @@ class Conn:
     def copy_instead(self):
         """splice refused here (a seccomp filter, an odd socket) before a byte moved: from now
         on every tunnel copies through Python."""
-        global SPLICE
-        SPLICE = False
+        self.tunnels.splice = False
         pumps, self.pumps = self.pumps, []
         for pump in pumps:
             pump.release()
@@ -85,6 +129,7 @@ class Conn:
                     side.transport.abort()
 
     def abort(self):
+        self.timer and self.timer.cancel()
         self.end_pumps(False)
         for side in (self.client, self.upstream):
             if side is not None and side.transport is not None:
@@ -98,38 +143,37 @@ class Conn:
             return   # lost before it was linked: the code that connected it reports that
         if self.client.lost and (self.upstream is None or self.upstream.lost) and not self.done:
             self.done = True
-            self.server.finished(self)
+            self.timer and self.timer.cancel()
+            self.ended(self)
 
 
 class Side(asyncio.Protocol):
-    """One socket of a connection. upstream=False: the client's; a proxy client's starts by
-    collecting its request head (Server.head_data) until the server links it."""
+    """One socket of a connection. upstream=False: the client's, whose bytes go to
+    conn.receive until the connection is linked."""
 
     def __init__(self, conn, upstream):
         self.conn, self.is_upstream = conn, upstream
         self.transport = self.peer = None
         self.lost = False
-        self.head = None
 
     def connection_made(self, transport):
         self.transport = transport
         transport.set_write_buffer_limits(WRITE_HIGH)
         if not self.is_upstream:
             self.conn.client = self
-            self.conn.server.accepted(self.conn)
+            self.conn.accepted(self.conn)
 
     def data_received(self, data):
         conn = self.conn
-        conn.last = time.monotonic()
         if self.peer is not None:
+            conn.timer.touch()
             if self.is_upstream:
                 conn.down += len(data)
             else:
                 conn.up += len(data)
             self.peer.transport.write(data)
-        elif self.head is not None:
-            self.head += data
-            conn.server.head_data(conn, self)
+        elif conn.receive is not None:
+            conn.receive(data)
 
     def eof_received(self):
         if self.peer is None:
@@ -164,7 +208,7 @@ class Pump:
 
     def __init__(self, conn, src, dst, up):
         self.conn, self.up = conn, up
-        self.loop = conn.server.loop
+        self.loop = conn.tunnels.loop
         self.src, self.dst = src, dst   # shared with the other direction's pump
         self.r, self.w = os.pipe()
         self.pending = 0
@@ -182,7 +226,7 @@ class Pump:
                     if n >= 65536 and not self.big:
                         self.big = self.grow()
                     self.pending, self.moved = n, True
-                    conn.last = time.monotonic()
+                    conn.timer.touch()
                     if self.up:
                         conn.up += n
                     else:
@@ -257,12 +301,11 @@ def _dup(side):
     return socket.fromfd(sock.fileno(), sock.family, sock.type)
 
 
-async def connect(loop, conn, target, timeout):
+async def connect(loop, conn, target):
     """Open the upstream Side to target: ("unix", path) or ("tcp", (address, port))."""
     factory = lambda: Side(conn, True)  # noqa: E731
     if target[0] == "unix":
-        coro = loop.create_unix_connection(factory, target[1])
+        _transport, side = await loop.create_unix_connection(factory, target[1])
     else:
-        coro = loop.create_connection(factory, target[1][0], target[1][1])
-    _transport, side = await asyncio.wait_for(coro, timeout)
+        _transport, side = await loop.create_connection(factory, *target[1])
     return side

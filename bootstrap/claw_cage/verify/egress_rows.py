@@ -24,6 +24,7 @@ import socket
 from .. import runner, safefile
 from ..egress import config as proxy_config
 from ..egress import unit
+from ..proxy.config import describe
 from ..proxy.policy import HOST_LOOPBACK, split_host_port
 from . import container, probe_plan
 from .probes import brief, failure
@@ -82,11 +83,12 @@ def installed():
     if not os.path.lexists(proxy_config.PATH):
         return False
     cfg, _ = read_config()
-    return cfg is None or bool(cfg.get("listen"))
+    return cfg is None or bool(cfg.listen)
 
 
 def read_config():
-    """(config dict, None) or (None, why)."""
+    """(the proxy's Config, None) or (None, why): judged by the proxy's own validation, so a
+    file the proxy refuses never passes here."""
     try:
         text = safefile.read_text(proxy_config.PATH)
     except Exception as err:   # safefile's one-line reason
@@ -96,19 +98,20 @@ def read_config():
     try:
         return proxy_config.parse(text), None
     except ValueError as err:
-        return None, "%s is not a proxy configuration (%s)" % (proxy_config.PATH, err)
+        return None, "%s is refused by the proxy (%s)" % (proxy_config.PATH,
+                                                          str(err).splitlines()[0])
 
 
 def config_row(cfg, why):
     if cfg is None:
         return _row("proxy list", FAIL, why + ": run --firewall --profile api-only (or "
                     "local-only) again")
-    names = cfg["allow"]
+    names = cfg.allow
     return _row("proxy list", PASS if names else WARN,
                 "%d name%s: %s" % (len(names), "" if len(names) == 1 else "s", ", ".join(names))
                 if names else
                 "the list is empty: the agent reaches nothing (add %s)" % (
-                    "--allow-domain NAME" if cfg.get("ports") else "an Ollama baseUrl"))
+                    "--allow-domain NAME" if cfg.ports else "an Ollama baseUrl"))
 
 
 def service_row():
@@ -128,15 +131,12 @@ def service_row():
 
 
 def _connect(address, timeout=2.0):
-    """None when a connection to "unix:PATH" or "HOST:PORT" opens, else the reason."""
+    """None when a connection to a parsed address ("unix", PATH) or ("tcp", (HOST, PORT))
+    opens, else the reason."""
+    kind, target = address
     try:
-        if address.startswith("unix:"):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            target = address[5:]
-        else:
-            host, _, port = address.rpartition(":")
-            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-            target = (host.strip("[]"), int(port))
+        s = socket.socket(socket.AF_UNIX if kind == "unix" else
+                          socket.AF_INET6 if ":" in target[0] else socket.AF_INET)
         s.settimeout(timeout)
         try:
             s.connect(target)
@@ -150,11 +150,11 @@ def _connect(address, timeout=2.0):
 def listening_row(cfg):
     if cfg is None:
         return _row("proxy answers", SKIP, "no proxy configuration to read", needed=True)
-    dead = [(a, why) for a, why in ((a, _connect(a)) for a in cfg["listen"]) if why]
+    dead = [(describe(a), why) for a, why in ((a, _connect(a)) for a in cfg.listen) if why]
     if dead:
         return _row("proxy answers", FAIL, "nothing answers on %s (%s): the proxy is down, the "
                     "agent has no egress" % dead[0])
-    return _row("proxy answers", PASS, "listening on %s" % ", ".join(cfg["listen"]))
+    return _row("proxy answers", PASS, "listening on %s" % ", ".join(map(describe, cfg.listen)))
 
 
 # ---- from inside the agent's namespace ------------------------------------------------------
@@ -162,7 +162,7 @@ def listening_row(cfg):
 def targets(cfg, view):
     """[(check, spec, expect, why)]: expect "open" (must get through) or "refused"."""
     px = "%s %d" % proxy_config.AGENT_PROXY
-    allow = cfg["allow"]
+    allow = cfg.allow
     off = next(n for n in OFF_LIST if n not in allow)
     gw = view.lan_gateway
     lan = gw if gw and ipaddress.ip_address(gw).is_private else "192.168.1.1"
@@ -185,7 +185,7 @@ def targets(cfg, view):
     if exact:   # a listed HOST:PORT (local-only's Ollama) on its port; its neighbour port is
         host, port = split_host_port(exact[0])   # refused: the hole is that one port
         port = port or 443
-        if port != 443 or cfg.get("ports") != [443]:
+        if port != 443 or cfg.ports != [443]:
             out.append(("other port refused", "connect %s %s:%d %d" % (
                 px, host, port % 65535 + 1, PROBE_MS), "refused", "CONNECT %s:%d, a port off "
                 "the list" % (host, port % 65535 + 1)))
@@ -277,7 +277,7 @@ def validate_argv(cfg):
     exact entry replaces it (`--allowed-url` overrides the default); the loopback canary, the
     denied check, stays."""
     argv = VALIDATE_ARGV[:]
-    exact = [n for n in cfg["allow"] if not n.startswith("*.")]
+    exact = [n for n in cfg.allow if not n.startswith("*.")]
     if exact:
         host, port = split_host_port(exact[0])
         argv += ["--allowed-url", "https://%s/" % host if not port else
@@ -306,7 +306,7 @@ def validate_row(cid, cfg):
     bad += ["%s got through" % c.get("url") for c in checks
             if c.get("kind") == "denied" and c.get("ok") is not True]
     listed = argv[-1] if argv != VALIDATE_ARGV else None
-    entry = next((n for n in cfg["allow"] if not n.startswith("*.")), "")
+    entry = next((n for n in cfg.allow if not n.startswith("*.")), "")
     entry = entry if split_host_port(entry)[1] else entry + ":443"
     said, unjudged = [], None
     for c in checks:

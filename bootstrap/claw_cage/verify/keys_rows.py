@@ -225,6 +225,6 @@ def rows(directory, gateway, netns=None):
     info, why = gateway
     if netns or info is None:
         return out + [_row("no key in the gateway", SKIP, why or "test mode: no container")]
-    listen = [a for a in proxy.get("routes_listen") or [] if a.startswith("tcp:")]
-    host, _, port = (listen[0][4:] if listen else "127.0.0.1:%d" % keys.PORT).rpartition(":")
+    listen = [a for a in proxy.get("routes_listen") or [] if not a.startswith("unix:")]
+    host, _, port = (listen[0] if listen else "127.0.0.1:%d" % keys.PORT).rpartition(":")
     return out + gateway_rows(info, secrets, moved, proxy, host, int(port))
