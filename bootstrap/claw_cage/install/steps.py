@@ -137,8 +137,8 @@ def plan_changes(target, artifacts):
         else:
             status = "unchanged"
         plan.files.append((name, data, mode, status))
-    if safefile.read(os.path.join(target, ROUTES[0])) is None:
-        plan.files.append(ROUTES + ("created",))
+    kept = safefile.read(os.path.join(target, ROUTES[0])) is not None   # --firewall's
+    plan.files.append(ROUTES + ("unchanged" if kept else "created",))
     env_path = os.path.join(target, ENV)
     existing = safefile.read(env_path)  # refuses a symlink or a non-regular .env
     if existing is None:
