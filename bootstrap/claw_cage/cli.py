@@ -1,8 +1,9 @@
 """Command line: parse, pick the mode, turn expected errors into one line and an exit code.
 
-Modes follow what the user does: install/upgrade (default), --firewall, --verify.
-Each mode is its own subpackage (install/, firewall/, verify/), imported only when chosen,
-so `--version` and `--help` stay fast.
+Modes follow what the user does: install/upgrade (default), --firewall, --verify,
+--harden-docker, --proxmox, --proxy, and --backup/--restore/--rollback. Each mode is its own
+subpackage (install/, firewall/, verify/, harden/, proxmox/, proxy/, backup/), imported only
+when chosen, so `--version` and `--help` stay fast.
 """
 
 import argparse
@@ -27,6 +28,12 @@ EPILOG = """environment:
   CLAW_CAGE_DIR     install directory when --dir is not given (default: the folder of this
                     claw-cage.pyz when it holds claw-cage's docker-compose.yml, else ~/claw-cage)
   CLAW_CAGE_SOURCE  where to fetch the deploy files when --source is not given
+  CLAW_CAGE_TIMEOUT seconds allowed for each download (default 30)
+  CLAW_CAGE_HEALTH_TIMEOUT
+                    seconds the gateway may take to become healthy after a restore, rollback
+                    or upgrade (default 120)
+  CLAW_CAGE_INTERNET_PROBE
+                    --verify: the internet API to probe, HOST:PORT, or off
   CLAW_CAGE_PROBE_START_TIMEOUT
                     --verify: seconds the probe container may take to start (default 30)
   NO_COLOR          plain output even on a terminal
@@ -64,8 +71,9 @@ def build_parser():
 
     g = p.add_argument_group("install / upgrade (the default mode)")
     g.add_argument("--source", metavar="URL|DIR",
-                   help="where the deploy files are: https:// or file:// URL, or a directory "
-                        "(default: $CLAW_CAGE_SOURCE or the GitHub release this was built from)")
+                   help="where the deploy files are: https://, http:// or file:// URL, or a "
+                        "directory (default: $CLAW_CAGE_SOURCE or the GitHub release this was "
+                        "built from)")
     g.add_argument("--yes", action="store_true", help="never prompt")
 
     g = p.add_argument_group("--firewall options")
@@ -331,7 +339,7 @@ def main(argv=None):
     json_out = args.json and _json_mode(args) is not None  # --verify prints its own JSON
     try:
         if args.firewall:
-            from . import firewall as mode
+            from . import profiles as mode
         elif args.verify:
             from . import verify as mode
         elif args.harden_docker:

@@ -16,7 +16,7 @@ EXIT_INCOMPLETE = 9    # --verify could not look: packet probes not run, or no r
 EXIT_DAEMON = 10       # --harden-docker: Docker refused the new daemon.json (or was rolled back)
 EXIT_REFUSED = 11      # --backup/--restore/--rollback refused: nothing was changed
 EXIT_ROLLED_BACK = 12  # the new gateway was not healthy: the previous state was put back
-EXIT_PROXY = 13        # --proxy could not start: bad config, or cannot bind
+EXIT_PROXY = 13        # --proxy could not start: bad config, log or listen address
 EXIT_INTERRUPTED = 130 # Ctrl-C
 
 EXIT_CODES_HELP = """exit status:
@@ -38,7 +38,8 @@ EXIT_CODES_HELP = """exit status:
        roll back to): nothing was changed
   12   the gateway did not become healthy after a restore, rollback or upgrade: the previous
        state was put back
-  13   --proxy could not start: bad config file, or a listen address could not be bound
+  13   --proxy could not start: its config file is invalid, its log cannot be opened, or a
+       listen address cannot be bound
   130  interrupted (Ctrl-C)"""
 
 

@@ -224,16 +224,16 @@ def test_forward_verdict_follows_the_table(profile, address, port, verdict):
 
 
 def test_blocked_resolvers_warns_only_for_lan_servers(tmp_path):
-    from claw_cage.firewall import apply
+    from claw_cage.firewall import dns
     conf = tmp_path / "resolv.conf"
     conf.write_text("# comment\nnameserver 127.0.0.53\nnameserver 192.168.1.1\n"
                     "nameserver 1.1.1.1\nnameserver fe80::1%eth0\nnameserver 192.168.1.1\n"
                     "search lan\n")
     config = rules.default_config()
-    assert [str(a) for a in apply.blocked_resolvers(config, [str(conf)])] == \
+    assert [str(a) for a in dns.blocked_resolvers(config, [str(conf)])] == \
         ["192.168.1.1"]
     allowed = config._replace(allows=allow.parse_all(["192.168.1.1:53"]))
-    assert apply.blocked_resolvers(allowed, [str(conf)]) == []
+    assert dns.blocked_resolvers(allowed, [str(conf)]) == []
 
 
 def test_the_host_opens_port_by_port_only():

@@ -51,7 +51,6 @@ API
 """
 
 import collections
-import contextlib
 import json
 import os
 import re
@@ -60,7 +59,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+
+from lab.namespaces import Namespaces
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = sys.executable
@@ -211,64 +211,19 @@ print(json.dumps(result))
 '''
 
 
-class Lab:
+class Lab(Namespaces):
     def __init__(self, docker=True, docker_return=False, backend="iptables", timeout=1.5):
-        tag = uuid.uuid4().hex[:6]
-        self.prefix = "ccfw%s" % tag
+        super().__init__("ccfw")
+        self.prefix = self.tag
         self.host, self.ctr, self.ctr2 = self.prefix + "-host", self.prefix + "-ctr", self.prefix + "-ctr2"
         self.lan, self.wan = self.prefix + "-lan", self.prefix + "-wan"
         self.namespaces = [self.host, self.ctr, self.ctr2, self.lan, self.wan]
         self.docker, self.docker_return, self.backend = docker, docker_return, backend
         self.ip6tables = backend.replace("iptables", "ip6tables")
         self.timeout = timeout
-        self._servers = []
-        self._made = []
-        self.tmp = tempfile.mkdtemp(prefix=self.prefix + "-")
         self.compose_dir = os.path.join(self.tmp, "claw-cage")
 
-    # -- lifecycle -------------------------------------------------------------------------
-    def __enter__(self):
-        try:
-            self._build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        for proc in self._servers:
-            with contextlib.suppress(Exception):
-                proc.stdin.close()
-                proc.kill()
-                proc.wait(timeout=5)
-        for ns in reversed(self._made):
-            pids = subprocess.run(["ip", "netns", "pids", ns], stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, universal_newlines=True).stdout
-            for pid in pids.split():
-                with contextlib.suppress(OSError):
-                    os.kill(int(pid), 9)
-            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
-        self._made = []
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
     # -- running things --------------------------------------------------------------------
-    def exec(self, ns, argv, check=True, timeout=60, **kw):
-        kw.setdefault("stdout", subprocess.PIPE)
-        kw.setdefault("stderr", subprocess.PIPE)
-        proc = subprocess.run(["ip", "netns", "exec", ns] + list(argv), timeout=timeout,
-                              universal_newlines=True, **kw)
-        if check and proc.returncode != 0:
-            raise AssertionError("in %s: %s -> exit %d\n%s%s" % (
-                ns, " ".join(argv), proc.returncode, proc.stdout, proc.stderr))
-        return proc
-
-    def sh(self, ns, script, check=True, timeout=60):
-        return self.exec(ns, ["bash", "-euo", "pipefail", "-c", script], check=check,
-                         timeout=timeout)
-
     def run_program(self, argv, etc_overlay=None, user=None, timeout=120, input=None):
         """Run argv in the host ns. etc_overlay: a directory; /etc is then an overlay whose
         writes land in etc_overlay/upper, inside a private mount namespace (the real /etc and
@@ -389,11 +344,7 @@ class Lab:
     # -- building the lab ------------------------------------------------------------------
     def _build(self):
         for ns in self.namespaces:
-            subprocess.run(["ip", "netns", "add", ns], check=True)
-            self._made.append(ns)
-            # no duplicate address detection: addresses usable at once, no flaky first probe
-            self.exec(ns, ["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
-                           "net.ipv6.conf.default.accept_dad=0"])
+            self.add(ns)
         h, c, c2, lan, wan = self.host, self.ctr, self.ctr2, self.lan, self.wan
         # host: bridge, forwarding, bridged traffic through iptables (Docker loads br_netfilter)
         self.sh(h, """
@@ -485,13 +436,7 @@ class Lab:
             self.dockerd_start()
 
     def _serve(self, ns, tcp, udp, udp_addrs=(), groups=()):
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, PY, "-c", SERVER, tcp, udp,
-                                 ",".join(udp_addrs)] + list(groups), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                universal_newlines=True)
-        self._servers.append(proc)
-        line = proc.stdout.readline()
-        if line.strip() != "ready":
-            raise AssertionError("server in %s did not start" % ns)
+        self.serve(ns, [PY, "-c", SERVER, tcp, udp, ",".join(udp_addrs)] + list(groups))
 
 
 def lab_skip_reason():

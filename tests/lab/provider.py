@@ -10,9 +10,11 @@ Paths: /sse?n=N&gap=MS   N server-sent events, one every MS ms (chunked), "abort
        /stall            the head and one chunk, then silence
        /nohead           silence
        /cut              Content-Length 100000, 1000 bytes, then the connection closes
+       /bulk?n=BYTES     BYTES of body (Content-Length), not logged (the benchmark's)
        anything else     200, JSON {"ok": true}
 
-make_certs(dir) -> {"ca", "good", "other", "self"}: cert/key paths (good: the names in NAMES).
+make_certs(dir, names=NAMES) -> {"ca", "good", "other", "self"}: cert/key paths (good and
+self: for names; other: for other.example).
 """
 
 import json
@@ -28,7 +30,7 @@ NAMES = ("api.anthropic.com", "api.openai.com", "generativelanguage.googleapis.c
          "api.telegram.org")
 
 
-def make_certs(d):
+def make_certs(d, names=NAMES):
     def run(*argv):
         subprocess.run(["openssl"] + list(argv), check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, cwd=d)
@@ -47,9 +49,9 @@ def make_certs(d):
         return os.path.join(d, name + ".pem"), os.path.join(d, name + ".key")
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
         "-days", "2", "-subj", "/CN=claw-cage test CA")
-    return {"ca": os.path.join(d, "ca.pem"), "good": cert("good", list(NAMES), True),
+    return {"ca": os.path.join(d, "ca.pem"), "good": cert("good", list(names), True),
             "other": cert("other", ["other.example"], True),
-            "self": cert("self", list(NAMES), False)}
+            "self": cert("self", list(names), False)}
 
 
 def main():
@@ -93,6 +95,14 @@ def main():
                     fields.append([k, v.strip()])
                 hdrs = {k.lower(): v for k, v in fields}
                 body = body_of(f, hdrs)
+                if target.startswith("/bulk?n="):
+                    n = int(target[8:])
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
+                    block = b"x" * 65536
+                    while n > 0:
+                        c.sendall(block[:min(n, 65536)])
+                        n -= 65536
+                    continue
                 record(conn=cid, port=port, method=method, target=target, headers=fields,
                        body=body.decode("latin-1"))
                 path, _, query = target.partition("?")

@@ -38,14 +38,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
 from claw_cage.firewall import rules  # noqa: E402
+from lab.namespaces import Namespaces  # noqa: E402
 
 PY = sys.executable
 WAN, WAN2, WAN6 = "203.0.113.10", "203.0.113.11", "2001:db8::10"
@@ -161,60 +160,23 @@ class Proxy:
                 self.proc.wait(timeout=10)
 
 
-class ProxyLab:
+class ProxyLab(Namespaces):
     def __init__(self, hosts=()):
-        tag = uuid.uuid4().hex[:6]
-        self.p, self.w, self.l = ("ccpx%s-%s" % (tag, n) for n in ("p", "w", "l"))
+        super().__init__("ccpx")
+        self.p, self.w, self.l = ("%s-%s" % (self.tag, n) for n in ("p", "w", "l"))
         self.hosts = list(hosts)
-        self.tmp = tempfile.mkdtemp(prefix="ccpx%s-" % tag)
         os.chmod(self.tmp, 0o755)
         self.etc = os.path.join("/etc/netns", self.p)
-        self._made, self._procs, self._proxies = [], [], []
-
-    def __enter__(self):
-        try:
-            self._build()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        self._proxies = []
 
     def close(self):
         for proxy in self._proxies:
             with contextlib.suppress(Exception):
                 proxy.stop()
-        for proc in self._procs:
-            with contextlib.suppress(Exception):
-                proc.stdin.close()
-                proc.kill()
-                proc.wait(timeout=5)
-        for ns in reversed(self._made):
-            pids = subprocess.run(["ip", "netns", "pids", ns], stdout=subprocess.PIPE,
-                                  stderr=subprocess.DEVNULL, universal_newlines=True).stdout
-            for pid in pids.split():
-                with contextlib.suppress(OSError):
-                    os.kill(int(pid), 9)
-            subprocess.run(["ip", "netns", "del", ns], stderr=subprocess.DEVNULL)
-        self._made = []
+        super().close()
         shutil.rmtree(self.etc, ignore_errors=True)
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- running things ----------------------------------------------------------------------
-    def exec(self, ns, argv, check=True, timeout=60):
-        proc = subprocess.run(["ip", "netns", "exec", ns] + list(argv), timeout=timeout,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True)
-        if check and proc.returncode != 0:
-            raise AssertionError("in %s: %s -> exit %d\n%s%s" % (
-                ns, " ".join(argv), proc.returncode, proc.stdout, proc.stderr))
-        return proc
-
-    def sh(self, ns, script):
-        return self.exec(ns, ["bash", "-euo", "pipefail", "-c", script])
-
     def socket_in(self, ns, family=socket.AF_INET, kind=socket.SOCK_STREAM):
         """A socket created inside ns: a socket keeps the namespace it was made in, so a
         thread enters ns (setns affects only the calling thread), makes it, and ends."""
@@ -268,10 +230,7 @@ class ProxyLab:
     # -- building ----------------------------------------------------------------------------
     def _build(self):
         for ns in (self.p, self.w, self.l):
-            subprocess.run(["ip", "netns", "add", ns], check=True)
-            self._made.append(ns)
-            self.exec(ns, ["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
-                           "net.ipv6.conf.default.accept_dad=0"])
+            self.add(ns)
         os.makedirs(self.etc)
         with open(os.path.join(self.etc, "hosts"), "w") as f:
             f.write("127.0.0.1 localhost\n::1 localhost\n")
@@ -325,12 +284,7 @@ class ProxyLab:
 
     def _serve(self, ns, addrs):
         log = os.path.join(self.tmp, ns + ".conns")
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, PY, "-c", SERVER, ",".join(addrs),
-                                 ",".join(map(str, PORTS)), log], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, universal_newlines=True)
-        self._procs.append(proc)
-        if proc.stdout.readline().strip() != "ready":
-            raise AssertionError("server in %s did not start" % ns)
+        self.serve(ns, [PY, "-c", SERVER, ",".join(addrs), ",".join(map(str, PORTS)), log])
 
 
 # -- a client speaking to the proxy ---------------------------------------------------------

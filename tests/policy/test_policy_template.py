@@ -2,7 +2,9 @@
 
 The key list (openclaw-2026.7.1-config-keys.json, beside this file) is data vendored from the
 pinned release's documentation, with its source noted in the file. Every leaf of each template
-must be a documented key with a documented value; the seeds' settings must all be there; and
+must be a documented key with a documented value; the settings of the hardening guide (step 7,
+OpenClaw policy) and of OpenClaw's own hardened deployment (step 5, local models) must all be
+there; and
 --verify's policy rows must pass on the template and catch each single setting flipped back.
 """
 
@@ -84,7 +86,7 @@ def test_every_key_and_value_is_documented_by_the_pinned_release(profile):
 def test_the_key_check_itself_catches_undocumented_keys_and_values():
     cfg = load("internet")
     cfg["gateway"]["bind"] = "0.0.0.0"          # a host alias, not a bind mode
-    cfg["tools"]["browser"] = {"enabled": False}  # seed 004's wording, no such key
+    cfg["tools"]["browser"] = {"enabled": False}  # OpenClaw's hardened-deployment wording, no such key
     cfg["agents"]["list"][1]["tools"]["deny"].append("shell")
     found = problems(cfg)
     assert any(p.startswith("gateway.bind:") for p in found)
@@ -105,7 +107,7 @@ def test_the_templates_hold_no_secret():
 
 
 @pytest.mark.parametrize("profile", sorted(TEMPLATES))
-def test_seed_003_step_7(profile):
+def test_hardening_guide_step_7_openclaw_policy(profile):
     cfg = load(profile)
     assert cfg["gateway"]["mode"] == "local"       # no --allow-unconfigured needed
     assert cfg["gateway"]["bind"] == "lan"         # inside the container only (docs/layers.md)
@@ -120,7 +122,7 @@ def test_seed_003_step_7(profile):
     assert cfg["logging"]["redactSensitive"] == "tools"
 
 
-def test_seed_004_step_5_local_only():
+def test_openclaw_hardened_deployment_step_5_local_models_and_tools():
     cfg = load("local-only")
     assert cfg["models"]["mode"] == "replace"
     assert list(cfg["models"]["providers"]) == ["ollama"]
@@ -137,7 +139,7 @@ def test_seed_004_step_5_local_only():
                                     "gateway"]
 
 
-def test_local_only_is_the_internet_template_plus_seed_004():
+def test_local_only_is_the_internet_template_plus_the_hardened_deployment():
     base, local = load("internet"), load("local-only")
     for path, value in leaves(base):
         assert dict(leaves(local)).get(path, "absent") == value or path.startswith("agents.list"), path

@@ -85,7 +85,8 @@ def test_anchors_are_named_as_github_names_them():
 
 
 def test_a_planted_broken_link_fails(tmp_path):
-    shutil.copy(os.path.join(ROOT, "README.md"), str(tmp_path / "README.md"))
+    for name in ("README.md", "CHANGELOG.md", "LICENSE"):   # what the pages link to
+        shutil.copy(os.path.join(ROOT, name), str(tmp_path / name))
     shutil.copytree(os.path.join(ROOT, "docs"), str(tmp_path / "docs"))
     assert broken_links(str(tmp_path)) == []
     with open(str(tmp_path / "docs" / "usage.md"), "a", encoding="utf-8") as f:

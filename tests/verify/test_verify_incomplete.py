@@ -343,20 +343,21 @@ def test_main_last_line_and_exit_status(fake, monkeypatch, capsys, tmp_path, doc
 def test_firewall_warns_only_for_a_blocked_pinned_resolver(tmp_path):
     """--firewall's DNS warning: the pinned resolvers decide (the host's own resolv.conf, a LAN
     resolver here, no longer matters); without a pin, the host's resolvers as before."""
-    from claw_cage.firewall import apply, rules
+    from claw_cage import composefile
+    from claw_cage.firewall import dns, rules
     config = rules.default_config(BRIDGE, SUBNET)
     conf = tmp_path / "resolv.conf"
     conf.write_text("nameserver 192.168.1.1\n")
     with open(os.path.join(ROOT, "deploy", "docker-compose.yml")) as f:
         (tmp_path / "docker-compose.yml").write_text(f.read())
-    pinned = apply.pinned_resolvers(str(tmp_path))
+    pinned = composefile.read_pinned_dns(str(tmp_path))
     assert pinned == PINNED
-    assert apply.blocked_resolvers(config, [str(conf)], pinned=pinned) == []
+    assert dns.blocked_resolvers(config, [str(conf)], pinned=pinned) == []
     (tmp_path / ".env").write_text("CLAW_DNS=192.168.1.1\n")
-    pinned = apply.pinned_resolvers(str(tmp_path))
-    assert [str(a) for a in apply.blocked_resolvers(config, [str(conf)], pinned=pinned)] == \
+    pinned = composefile.read_pinned_dns(str(tmp_path))
+    assert [str(a) for a in dns.blocked_resolvers(config, [str(conf)], pinned=pinned)] == \
         ["192.168.1.1"]
-    assert [str(a) for a in apply.blocked_resolvers(config, [str(conf)], pinned=[])] == \
+    assert [str(a) for a in dns.blocked_resolvers(config, [str(conf)], pinned=[])] == \
         ["192.168.1.1"]
 
 

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 
-from .. import __version__, dotenv, runner, safefile
+from .. import __version__, deployment, dotenv, runner, safefile
 from ..egress import keys
 from ..errors import RefusedError
 from ..runner import CommandError
@@ -45,9 +45,9 @@ def install_id(directory):
     """Which install an archive belongs to: a hash of the gateway token in .env (kept across
     upgrades and restores, different on every install; the token itself never stored)."""
     data = safefile.read(os.path.join(directory, ".env")) or b""
-    token = dotenv.parse(data.decode("utf-8", "replace")).get("OPENCLAW_GATEWAY_TOKEN", "")
+    token = dotenv.parse(data.decode("utf-8", "replace")).get(deployment.TOKEN_VAR, "")
     if not token:
-        raise RefusedError("no OPENCLAW_GATEWAY_TOKEN in .env: not a claw-cage install")
+        raise RefusedError("no %s in .env: not a claw-cage install" % deployment.TOKEN_VAR)
     return hashlib.sha256(b"claw-cage install\0" + token.encode()).hexdigest()[:32]
 
 
@@ -67,7 +67,7 @@ def _state_openclaw(stack, path):
         policy = os.path.join(stack.dir, "openclaw.json")
         if os.path.isfile(policy):   # the config in force, as the gateway sees it
             mounts.append((policy, "/home/node/.openclaw/openclaw.json:ro"))
-        caps = ["--user", "1000:1000", "--cap-drop", "ALL", "-e", "HOME=/home/node",
+        caps = ["--user", deployment.USER, "--cap-drop", "ALL", "-e", "HOME=/home/node",
                 "-e", "OPENCLAW_STATE_DIR=/home/node/.openclaw",
                 "-e", "OPENCLAW_CONFIG_PATH=/home/node/.openclaw/openclaw.json"]
         try:

@@ -19,7 +19,7 @@ Docker cannot rename a volume and the compose file names its volumes, so:
 import os
 import zlib
 
-from .. import runner, safefile
+from .. import deployment, runner, safefile
 from ..egress import domains
 from ..errors import EXIT_INTERRUPTED, ClawCageError, RefusedError, RolledBackError
 from . import archive, cipher
@@ -27,7 +27,7 @@ from .create import install_id, stamp
 from .stack import COPY_CAPS, STATE
 
 CAP_FLOOR, CAP_RATIO = 256 << 20, 64   # unpacked: at most max(256 MiB, 64 x the archive)
-NODE = ["--user", "1000:1000", "--cap-drop", "ALL"]
+NODE = ["--user", deployment.USER, "--cap-drop", "ALL"]
 STAGE = "/n/.claw-cage-stage"
 # $1: the member's size; a stream cut short (a refusal midway) restores nothing
 OPENCLAW_RESTORE = (
@@ -37,7 +37,7 @@ OPENCLAW_RESTORE = (
     'rm -rf %s' % (STAGE, STAGE, STAGE))
 # a volume's copy: as root (no capability to make a device), for its modes (busybox tar
 # running as a user leaves the top folder's alone); then every file handed to uid 1000
-UNTAR = "tar -xf - -C /n && find /n -exec chown -h 1000:1000 {} +"
+UNTAR = "tar -xf - -C /n && find /n -exec chown -h %s {} +" % deployment.USER
 NO_SUID = r"find /n ! -type l \( -perm -4000 -o -perm -2000 \) -exec chmod ug-s {} +"
 
 
@@ -54,7 +54,8 @@ class _Into:
     def __init__(self, stack, volume, size, budget, openclaw):
         self.budget, self.unzip, self.openclaw = budget, zlib.decompressobj(31), openclaw
         # room for the archive and what OpenClaw may write in ~ besides (pages used only)
-        tmp = ["--tmpfs", "/home/node:size=%d,uid=1000,gid=1000,mode=0700" % (size + (64 << 20)),
+        tmp = ["--tmpfs", "/home/node:size=%d,uid=%d,gid=%d,mode=0700" % (
+                   size + (64 << 20), deployment.UID, deployment.UID),
                "-e", "HOME=/home/node"] if openclaw else []
         script = (OPENCLAW_RESTORE if openclaw else UNTAR) + " && " + NO_SUID
         self.proc = stack.one_shot([(volume, "/n")], ["-c", script, "sh", str(size)],
@@ -97,7 +98,7 @@ def unpack(stack, path, when, identity=None):
                 new[k] = "%s.restored-%s" % (v, when)
                 stack.new_volume(new[k], "restored")
             stack.one_shot([(v, "/n/" + k) for k, v in new.items()],
-                           ["-c", "chown 1000:1000 /n/*"])
+                           ["-c", "chown %s /n/*" % deployment.USER])
         if member not in manifest.get("files", {}) or not member.startswith("state/"):
             return None
         key = STATE if member == archive.OPENCLAW else \

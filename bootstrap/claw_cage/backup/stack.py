@@ -12,13 +12,13 @@ import tempfile
 import time
 import urllib.request
 
-from .. import runner
+from .. import deployment, runner
 from ..errors import RefusedError
 
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.api-only.yml")   # one per profile
-STATE, SECRETS = "claw-data", "claw-secrets"   # what a backup holds; claw-npm, claw-local:
-LAST = ".claw-cage-last-backup.json"  # where the last --backup went (read by --verify)
-HEALTH_URL = "http://127.0.0.1:18789/healthz"  # caches, left out
+STATE, SECRETS = deployment.STATE, deployment.SECRETS   # what a backup holds (claw-npm,
+LAST = ".claw-cage-last-backup.json"  # where the last --backup went    # claw-local: caches,
+HEALTH_URL = deployment.HEALTH_URL                                      # left out)
 # root, but only able to read and copy files with their owners and modes
 COPY_CAPS = ["--user", "0:0", "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add",
              "DAC_OVERRIDE", "--cap-add", "FOWNER", "--cap-add", "DAC_READ_SEARCH"]
@@ -30,7 +30,7 @@ class Stack:
         if not os.path.isfile(os.path.join(directory, "docker-compose.yml")):
             raise RefusedError("%s holds no claw-cage docker-compose.yml" % directory)
         cfg = json.loads(self.compose("config", "--format", "json").stdout)
-        self.project = cfg.get("name") or "claw-cage"
+        self.project = cfg.get("name") or deployment.PROJECT
         self.image = cfg["services"]["openclaw"]["image"]
         vols = cfg.get("volumes") or {}
         self.volumes = {k: (vols.get(k) or {}).get("name") or "%s_%s" % (self.project, k)

@@ -15,7 +15,7 @@ import json
 import os
 import re
 
-from .. import dotenv, safefile
+from .. import deployment, dotenv, runner, safefile
 from ..errors import RefusedError, RolledBackError
 from ..runner import CommandError
 from . import archive, create, restore

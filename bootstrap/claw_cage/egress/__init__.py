@@ -5,12 +5,14 @@ proxy that runs as a hardened system service.
   config    /etc/claw-cage/proxy.json (the proxy's configuration)
   unit      the systemd unit and the root-owned copy of the program it runs
   envfile   COMPOSE_FILE in the user's .env (picks docker-compose.api-only.yml)
+  keys      keys outside the agent: the root-only store, the routes, openclaw.routes.json
   setup     prepare (checks only), install, remove
 
 Imports only the shared plumbing beside it. The firewall mode calls it.
 """
 
-from . import config, domains, envfile, unit
+from . import config, domains, envfile, keys, unit
 from .setup import install, installed, prepare, remove
 
-__all__ = ["config", "domains", "envfile", "install", "installed", "prepare", "remove", "unit"]
+__all__ = ["config", "domains", "envfile", "install", "installed", "keys", "prepare", "remove",
+           "unit"]

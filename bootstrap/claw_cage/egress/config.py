@@ -3,12 +3,14 @@ rendered and validated by the proxy's own config module (its format's one owner)
 root-owned 0644, atomically (a temporary file in the same folder, fsynced, renamed over).
 """
 
+from .. import deployment
+
 ETC_DIR = "/etc/claw-cage"
 PATH = ETC_DIR + "/proxy.json"
 RUN_DIR = "/run/claw-cage"
 EGRESS_SOCKET = RUN_DIR + "/egress/proxy.sock"     # the agent's relay connects here
 GATEWAY_SOCKET = RUN_DIR + "/gateway/gateway.sock"  # the gateway's relay listens here
-GATEWAY_PORT = "127.0.0.1:18789"                    # where the SSH tunnel arrives on the host
+GATEWAY_PORT = deployment.GATEWAY_ADDRESS           # where the SSH tunnel arrives on the host
 AGENT_PROXY = ("127.0.0.1", 3128)                   # the proxy as the agent sees it
 
 

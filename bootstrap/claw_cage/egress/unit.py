@@ -18,6 +18,7 @@ Why these settings:
   mount them (Docker would otherwise create them root-owned).
 """
 
+from .. import deployment
 from . import config
 
 UNIT_NAME = "claw-cage-proxy.service"
@@ -27,7 +28,7 @@ WANTS = UNIT_DIR + "/multi-user.target.wants/" + UNIT_NAME
 LIB_DIR = "/usr/local/lib/claw-cage"
 PROGRAM = LIB_DIR + "/claw-cage.pyz"
 PYTHON = "/usr/bin/python3"
-CONTAINER_UID = 1000   # the node user the OpenClaw image runs as (docker-compose user: 1000)
+CONTAINER_UID = deployment.UID
 EXEC_START = [PYTHON, PROGRAM, "--proxy", "--config", config.PATH]
 
 TEXT = """\
@@ -69,7 +70,7 @@ ProtectControlGroups=yes
 SystemCallArchitectures=native
 %(credentials)sMemoryMax=256M
 TasksMax=512
-LimitNOFILE=4096
+LimitNOFILE=8192
 
 [Install]
 WantedBy=multi-user.target

@@ -1,4 +1,5 @@
-"""--firewall: isolate the container from the LAN and the host, and keep it so across reboots.
+"""The host firewall that isolates the container from the LAN and the host, and keeps it so
+across reboots (--firewall's rules; profiles/ runs them), and the rule table others read.
 
   rules     the rule table (ranges and verdicts) and the pure functions that render it
   script    the boot script / deploy/iptables-rules.sh: template, rendering, header reader
@@ -8,17 +9,19 @@
   host      the host's state, read: flavours, tables, Docker's chains, IPv6, the parent chain
   readback  reading live iptables-save text and comparing rules as iptables loads them
   persist   the boot-time unit and root-owned script that restore the rules
-  apply     the --firewall flow: plan, check, commit, read back; and --remove
+  dns       the container's resolvers the cage would block: --firewall's warnings
+  apply     plan, check, commit, read back, persist (apply_rules); and take out (remove_rules)
 
-Exposes main(args) for cli, and the table modules (rules, allow, host, persist, readback, script)
-that
---verify judges the live rules against. Imports only the shared plumbing beside it.
+Exposes apply_rules and remove_rules for the --firewall flow (profiles/), the rule table and
+embedded_ipv4 for the proxy and --proxmox, and the table modules (rules, allow, host, persist,
+readback, script) that --verify judges the live rules against. Imports only the shared
+plumbing beside it.
 """
 
 from . import allow, backend, host, persist, readback, rules, script
-from .apply import main
+from .apply import apply as apply_rules, remove as remove_rules
 from .embedded import embedded_ipv4, embedded_ipv4_net
 
 
-__all__ = ["allow", "backend", "embedded_ipv4", "embedded_ipv4_net", "host", "main", "persist",
-           "readback", "rules", "script"]
+__all__ = ["allow", "apply_rules", "backend", "embedded_ipv4", "embedded_ipv4_net", "host",
+           "persist", "readback", "remove_rules", "rules", "script"]

@@ -1,7 +1,5 @@
-"""--firewall: keep the claw-cage container off the LAN and the host, with iptables.
-
-    sudo python3 claw-cage.pyz --firewall [--allow SPEC]... [--profile P] [--no-persist]
-    sudo python3 claw-cage.pyz --firewall --remove
+"""The firewall's rules on the host: apply() and remove(), called by --firewall's profile
+flow (profiles/), which adds the egress proxy where the profile needs it.
 
 One transaction, few commands: ONE `iptables-save` per family reads the state (and is the
 copy a failure rolls back to); the plan is one `iptables-restore -n` per family holding both
@@ -21,18 +19,12 @@ The rules themselves are data in rules.py.
 """
 
 import contextlib
-import ipaddress
-import os
 import shlex
 import signal
 
 from .. import composefile, paths, runner
-from ..errors import (EXIT_INTERRUPTED, ClawCageError, FirewallError, PrereqError,
-                      UncheckedError)
-from ..ui import UI
-from . import allow, backend, bridge, host, outcome, persist, readback, rules, script
-
-NOT_ROOT = "--firewall changes the host firewall: run it with sudo"
+from ..errors import EXIT_INTERRUPTED, FirewallError, PrereqError, UncheckedError
+from . import allow, backend, bridge, dns, host, outcome, persist, readback, rules, script
 
 
 class Step:
@@ -203,45 +195,6 @@ def check_applied(config, state, fams):
     return None
 
 
-RESOLV_CONFS = ("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")
-
-
-def pinned_resolvers(directory):
-    """The resolvers the installed docker-compose.yml pins for the gateway (CLAW_DNS and
-    CLAW_DNS_2 in .env, else its public defaults); [] for a compose file without the pin."""
-    return composefile.read_pinned_dns(directory)
-
-
-def blocked_resolvers(config, paths=RESOLV_CONFS, pinned=()):
-    """The container's DNS servers that the cage blocks. Servers set with compose `dns:` are
-    asked from inside the container (through FORWARD) on every Docker version: a CLAW_DNS on
-    the LAN (a home router) is then out of the container's reach. Without a pin (an older
-    docker-compose.yml) the container asks this host's resolvers, the same way before Docker 28."""
-    found = []
-    sources = [("pinned", "\n".join("nameserver " + a for a in pinned))] if pinned else []
-    for path in ([] if pinned else paths):
-        try:
-            with open(path) as f:
-                sources.append((path, f.read()))
-        except OSError:
-            continue
-    for _source, text in sources:
-        for line in text.splitlines():
-            fields = line.split()
-            if len(fields) < 2 or fields[0] != "nameserver":
-                continue
-            try:
-                addr = ipaddress.ip_address(fields[1].split("%")[0])
-            except ValueError:
-                continue
-            # IPv6 servers are left out: Docker drops them for a network without IPv6
-            if (addr.version == config.subnet.version and not addr.is_loopback
-                    and addr not in found
-                    and rules.forward_verdict(config, addr, 53) == "DROP"):
-                found.append(addr)
-    return found
-
-
 def _show_or_run(steps, dry_run, ui):
     for step in steps:
         if dry_run:
@@ -378,18 +331,7 @@ def apply(args, ui):
             ui.warn(text)
         else:
             ui.info("  " + text)
-    pinned = pinned_resolvers(paths.install_dir(args.dir))
-    for addr in blocked_resolvers(config, pinned=pinned):
-        spec = "%s:53" % addr
-        if pinned:
-            ui.warn("CLAW_DNS in .env points at %s, a resolver in a blocked range: the "
-                    "container's DNS queries to it are dropped; run again with --allow %s, or "
-                    "leave CLAW_DNS unset for the public default" % (addr, spec))
-        else:
-            ui.warn("this host's DNS server %s is in a blocked range and docker-compose.yml "
-                    "pins no resolvers: the container's DNS queries to it are dropped; re-run "
-                    "the installer (public resolvers), or run again with --allow %s"
-                    % (addr, spec))
+    dns.warn(ui, config, paths.install_dir(args.dir))
     if later:
         ui.ok("rules restored at boot by %s (%s)" % (persist.UNIT_NAME, persist.SCRIPT))
     elif persist.installed():
@@ -428,35 +370,3 @@ def remove(args, ui):
             raise interrupted(state, fams, signo, files)
     ui.ok("claw-cage firewall rules and their boot persistence removed")
     return outcome.result(before, outcome.snapshot(tools, all_fams), removed=True)
-
-
-def main(args):
-    ui = UI()
-    if os.geteuid() != 0:
-        raise PrereqError(NOT_ROOT)
-    try:
-        if args.remove:
-            from .. import egress
-            egress_changed = egress.remove(args, ui, args.dry_run)   # before: /etc/claw-cage
-            result = remove(args, ui)                                # may then be empty
-            if egress_changed:
-                result.update(changed=True, egress_removed=True)
-            return result
-        from .. import egress   # every profile: the keys leave the agent for the proxy
-        plan = egress.prepare(args)   # every check first: a refusal changes nothing
-        result = apply(args, ui)
-        if args.profile in ("api-only", "local-only"):   # the same design: the proxy's
-            ui.info("  %s: the agent's namespace has no network; these rules are the "  # list
-                    "second layer for anything attached to %s"                         # differs
-                    % (args.profile, result.get("bridge", "the claw-cage bridge")))
-        try:
-            result["egress"] = egress.install(plan, ui, args.dry_run)
-        except ClawCageError as err:   # systemctl or a file: say what state is left
-            raise ClawCageError("%s; the firewall rules are applied but the proxy (keys, "
-                                "routes) is not complete: fix that and run this again" % err,
-                                err.exit_code)
-        return result
-    except runner.CommandError as err:
-        # a command that failed outside the planned transaction steps: the firewall's error
-        # (exit 6), not an internal one
-        raise FirewallError(str(err))

@@ -14,7 +14,8 @@ import secrets
 
 import claw_cage
 
-from .. import __version__, backup, buildinfo, dotenv, paths, safefile  # backup: before sudo drops root
+# backup: imported before sudo drops root
+from .. import __version__, backup, buildinfo, deployment, dotenv, paths, safefile
 from ..errors import TargetError, UsageError
 from ..ui import UI
 from . import fetch, prereqs
@@ -31,7 +32,7 @@ ARTIFACTS = (("docker-compose.yml", 0o644), (".env.example", 0o644),
 # group- or world-readable config a finding.
 POLICY = "openclaw.json"
 POLICY_NEW = "openclaw.json.new"
-CONTAINER_UID = 1000
+CONTAINER_UID = deployment.UID
 # read by the gateway (uid 1000), mode 600: a root install hands them to that uid, like POLICY
 GATEWAY_READS = (POLICY, "openclaw.api-only.json", "openclaw.local-only.json",
                  "openclaw.routes.json")
@@ -41,7 +42,7 @@ GATEWAY_READS = (POLICY, "openclaw.api-only.json", "openclaw.local-only.json",
 ROUTES = ("openclaw.routes.json", b'{\n  "$include": "./openclaw.json"\n}\n', 0o600)
 PROGRAM = ("claw-cage.pyz", 0o644)
 ENV = ".env"
-TOKEN_VAR = "OPENCLAW_GATEWAY_TOKEN"
+TOKEN_VAR = deployment.TOKEN_VAR
 
 
 def default_source():
@@ -280,8 +281,10 @@ Next steps:
   python3 %s --verify
                                      # check that the cage holds
 Then, from your own computer:
-  ssh -N -L 18789:127.0.0.1:18789 <user>@<this-host>   # and open http://localhost:18789
-The gateway token is in .env (grep %s .env).""" % (target, pyz, pyz, TOKEN_VAR))
+  ssh -N -L %d:%s <user>@<this-host>   # and open http://localhost:%d
+The gateway token is in .env (grep %s .env).""" % (target, pyz, pyz, deployment.GATEWAY_PORT,
+                                                   deployment.GATEWAY_ADDRESS,
+                                                   deployment.GATEWAY_PORT, TOKEN_VAR))
 
 
 def main(args):

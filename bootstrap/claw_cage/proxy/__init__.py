@@ -8,11 +8,16 @@ gateway's ingress relay. Runs in the foreground until SIGTERM or SIGINT.
   tunnel  an egress client: its head, the decision, then the relay (and the forwards)
   upstream  resolving and connecting by the policy's rules
   relay   moving bytes between the two sockets of a connection; per-connection timers
-  log     one line per connection, never headers, bodies or credentials
+  routes  /NAME/PATH served upstream with the real key (keys outside the agent)
+  log     one line per connection or route request, never headers, bodies or keys
 
-Exposes main(args) for cli. Imports the firewall's rule table (its blocked ranges).
+Exposes main(args) for cli, its config (the format of proxy.json) and what --verify reads of
+the policy. Imports the firewall's rule table (its blocked ranges).
 """
 
+from . import config
+from .config import describe
+from .policy import HOST_LOOPBACK, split_host_port
 from .server import main
 
-__all__ = ["main"]
+__all__ = ["HOST_LOOPBACK", "config", "describe", "main", "split_host_port"]

@@ -19,13 +19,10 @@ address inside: 64:ff9b::c0a8:0101 is 192.168.1.1.
 import ipaddress
 import re
 
-# the modules, not the firewall's face: its flow imports egress, which renders this package's
-# config (a loop through the face)
-from ..firewall.rules import SPECIAL_RANGES
-from ..firewall.embedded import embedded_ipv4 as carried_ipv4
+from ..firewall import embedded_ipv4 as carried_ipv4, rules
 
 _RANGES = {family: [ipaddress.ip_network(cidr) for cidr, _why in ranges]
-           for family, ranges in SPECIAL_RANGES.items()}
+           for family, ranges in rules.SPECIAL_RANGES.items()}
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")   # local-use NAT64 (RFC 8215): any mapping
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 HOST_LOOPBACK = dict.fromkeys(("host.docker.internal", "localhost"),

@@ -7,11 +7,14 @@
   container       `docker inspect` of the running gateway: hardening settings
   probe_plan      which packet probes to send and what each result means
   probes          how probes run (one throwaway container, or a test namespace)
-  egress_rows     api-only: the egress proxy, and probes from inside the agent's namespace
+  egress_rows     api-only and local-only: the egress proxy, and probes from inside the
+                  agent's namespace
+  openclaw_policy OpenClaw's security audit and the hardened openclaw.json keys, in the gateway
+  backup_age      advice: how old the last backup is
   audit           the hardening guide's other layers (warn only)
 
-Exposes main(args) for cli. May import firewall and install (their __init__ names), never
-the other way round.
+Exposes main(args) for cli. Reads the other packages through their faces (docs/design.md has
+the graph), and nothing imports it but cli.
 """
 
 from .matrix import main

@@ -7,7 +7,7 @@ import os
 import time
 
 from .. import safefile
-from ..backup.stack import LAST
+from ..backup import LAST
 from ..errors import TargetError
 from .audit import SECTION
 from .report import Row, PASS, WARN

@@ -6,12 +6,12 @@ compose file promises, and which bridge it really sits on. Read-only: only `dock
 import ipaddress
 import json
 
-from .. import runner
+from .. import deployment, runner
 from .probes import brief, failure
 from .report import Row, PASS, FAIL, WARN, SKIP
 
 SECTION = "Container"
-PROJECT = "claw-cage"
+PROJECT = deployment.PROJECT
 SERVICE = "openclaw"
 NETWORK_SUFFIX = "_claw-net"
 CHECKS = ("capabilities", "no-new-privileges", "read-only root", "user", "docker socket",
@@ -210,13 +210,14 @@ def inspect_rows(info):
 
     user = str(config.get("User") or "")
     uid = user.split(":", 1)[0]
-    if uid == "1000":
+    if uid == str(deployment.UID):
         rows.append(_row("user", PASS, "runs as %s" % user))
     elif uid == "node":
-        rows.append(_row("user", PASS, "runs as node (uid 1000 in the OpenClaw image)"))
+        rows.append(_row("user", PASS, "runs as node (uid %d in the OpenClaw image)"
+                         % deployment.UID))
     else:
-        rows.append(_row("user", FAIL, "runs as %s, not uid 1000" % (user or "the image "
-                                                                      "default (root?)")))
+        rows.append(_row("user", FAIL, "runs as %s, not uid %d"
+                         % (user or "the image default (root?)", deployment.UID)))
 
     mounts = [m.get("Source", "") + " " + m.get("Destination", "")
               for m in info.get("Mounts") or []] + list(host.get("Binds") or [])

@@ -24,8 +24,7 @@ import socket
 from .. import runner, safefile
 from ..egress import config as proxy_config
 from ..egress import unit
-from ..proxy.config import describe
-from ..proxy.policy import HOST_LOOPBACK, split_host_port
+from ..proxy import HOST_LOOPBACK, describe, split_host_port
 from . import container, probe_plan
 from .probes import brief, failure
 from .report import Row, PASS, FAIL, WARN, SKIP

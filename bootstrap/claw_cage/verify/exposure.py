@@ -13,12 +13,12 @@ import socket
 import stat
 import struct
 
-from .. import dotenv, install, safefile
+from .. import deployment, dotenv, install, safefile
 from ..errors import TargetError
 from .report import Row, PASS, FAIL, SKIP
 
 SECTION = "Host"
-GATEWAY_PORT = 18789
+GATEWAY_PORT = deployment.GATEWAY_PORT
 LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
 
 

@@ -1,12 +1,19 @@
 """--verify: the deployment's verification matrix in one command, read-only.
 
-Four groups of rows, gathered at the same time (threads), so the run costs about one probe
-timeout even when every LAN packet is silently dropped:
-  Host       the gateway on the caged bridge (container.network_row), firewall chains and
-             jumps (firewall_rows), gateway port and .env (exposure)
-  Container  `docker inspect` of the running gateway (container), looked up once per run
-  Probes     packets from a throwaway container on the claw-cage network (probe_plan, probes)
-  Audit      the hardening guide's other layers, warn only (audit)
+Groups of rows, gathered at the same time (threads), so the run costs about one probe timeout
+even when every LAN packet is silently dropped; in display order:
+  Host firewall    the gateway on the caged bridge (container.network_row), chains, jumps,
+                   order and persistence (firewall_rows)
+  Host             the gateway port and .env (exposure)
+  Container        `docker inspect` of the running gateway (container), looked up once per run
+  Probes           packets from a throwaway container on the claw-cage network (probe_plan,
+                   probes); under api-only and local-only, probes from the agent's namespace
+                   instead (egress_rows)
+  Egress           api-only and local-only: the proxy up with its list (egress_rows)
+  Audit            the hardening guide's other layers (audit) and the last backup's age
+                   (backup_age), advice only
+  OpenClaw policy  OpenClaw's own security audit and the hardened openclaw.json keys, in the
+                   running gateway (openclaw_policy)
 Nothing here changes anything: it runs iptables-save, reads /proc and /etc, `docker compose
 config` (composefile, on private copies), `docker ps`, `docker inspect`, `docker network
 inspect`, and one `docker run --rm` probe container (probes.py shows its argv).

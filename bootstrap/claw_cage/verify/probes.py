@@ -41,7 +41,7 @@ in a container. The namespace lab of the test suite uses it: it has no Docker, b
 import os
 import re
 
-from .. import runner
+from .. import deployment, runner
 
 # Node >= 18: fetch, net and dns are built in. A hard timer guarantees the process ends even if
 # a socket never settles, so a probe can never outlive its budget.
@@ -143,7 +143,7 @@ class Probe:
 def _container(network, image, entrypoint, dns=()):
     return ["docker", "run", "--rm", "--pull", "never", "--network", network] + \
         sum((["--dns", d] for d in dns), []) + [
-            "--user", "1000:1000", "--cap-drop", "ALL", "--read-only",
+            "--user", deployment.USER, "--cap-drop", "ALL", "--read-only",
             "--security-opt", "no-new-privileges", "--entrypoint", entrypoint, image]
 
 

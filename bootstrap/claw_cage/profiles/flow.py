@@ -1,0 +1,41 @@
+"""Which parts a profile needs, in which order: every check before any change, the firewall's
+rules before the proxy that relies on them, and on --remove the proxy first (it owns
+/etc/claw-cage, which the firewall's removal may then leave empty)."""
+
+import os
+
+from .. import egress, firewall, runner
+from ..errors import ClawCageError, FirewallError, PrereqError
+from ..ui import UI
+
+NOT_ROOT = "--firewall changes the host firewall: run it with sudo"
+
+
+def main(args):
+    ui = UI()
+    if os.geteuid() != 0:
+        raise PrereqError(NOT_ROOT)
+    try:
+        if args.remove:
+            egress_changed = egress.remove(args, ui, args.dry_run)   # before: /etc/claw-cage
+            result = firewall.remove_rules(args, ui)             # may then be empty
+            if egress_changed:
+                result.update(changed=True, egress_removed=True)
+            return result
+        plan = egress.prepare(args)   # every profile: the keys leave the agent for the
+        result = firewall.apply_rules(args, ui)   # proxy; every check first: a refusal
+        if args.profile in ("api-only", "local-only"):   # changes nothing
+            ui.info("  %s: the agent's namespace has no network; these rules are the "
+                    "second layer for anything attached to %s"
+                    % (args.profile, result.get("bridge", "the claw-cage bridge")))
+        try:
+            result["egress"] = egress.install(plan, ui, args.dry_run)
+        except ClawCageError as err:   # systemctl or a file: say what state is left
+            raise ClawCageError("%s; the firewall rules are applied but the proxy (keys, "
+                                "routes) is not complete: fix that and run this again" % err,
+                                err.exit_code)
+        return result
+    except runner.CommandError as err:
+        # a command that failed outside the planned transaction steps: the firewall's error
+        # (exit 6), not an internal one
+        raise FirewallError(str(err))
