@@ -34,4 +34,5 @@ def test_no_service_of_either_stack_receives_a_key(tmp_path):
                 assert var not in text and value not in text, (name, service, var)
         gw = cfg["services"]["openclaw"]["environment"]
         assert gw[base.TOKEN_VAR] and gw["DISCORD_BOT_TOKEN"] == "discord-inside-777"
-        assert gw["OPENCLAW_CONFIG_PATH"].endswith("/openclaw.routes.json")
+        assert gw["OPENCLAW_CONFIG_PATH"].endswith(
+            "/openclaw.routes.json" if name == "docker-compose.yml" else "/openclaw.api-only.json")

@@ -85,6 +85,7 @@ def _expected_differences(name, internet_svc, api_svc):
     if name == "volumes-init":
         return want
     env = want["environment"]
+    env["OPENCLAW_CONFIG_PATH"] = API_CONFIG
     env.update(PROXY_ENV)
     if name in ("openclaw", "openclaw-cli"):
         for key in ("ports", "networks", "extra_hosts", "dns"):
@@ -173,7 +174,8 @@ def test_api_only_is_docker_compose_yml_plus_the_namespace(tmp_path):
     # the hardening checks of docker-compose.yml hold here too (the network ones aside)
     for name in base.SERVICES:
         svc = copy.deepcopy(api["services"][name])
-        assert svc["environment"]["OPENCLAW_CONFIG_PATH"] == ROUTES_CONFIG
+        assert svc["environment"].pop("OPENCLAW_CONFIG_PATH") == API_CONFIG
+        svc["environment"]["OPENCLAW_CONFIG_PATH"] = ROUTES_CONFIG
         svc["volumes"] = [v for v in svc["volumes"] if not _is_api_policy_mount(v)]
         problems = base.write_path_problems(svc)
         assert problems == [], (name, problems)
@@ -207,8 +209,8 @@ API_MUTATIONS = [
      "      - ./netns-relay.js"),
     ("    mem_limit: 128m\n", "    mem_limit: 128m\n    cap_add:\n      - NET_ADMIN\n"),
     ("      - ./openclaw.api-only.json:/home/node/.openclaw/openclaw.api-only.json:ro\n", ""),
-    ("      OPENCLAW_CONFIG_PATH: /home/node/.openclaw/openclaw.routes.json\n",
-     "      OPENCLAW_CONFIG_PATH: /home/node/.openclaw/openclaw.json\n"),
+    ("      OPENCLAW_CONFIG_PATH: /home/node/.openclaw/openclaw.api-only.json\n",
+     "      OPENCLAW_CONFIG_PATH: /home/node/.openclaw/openclaw.routes.json\n"),
     ("      - /tmp:size=${CLAW_TMP_SIZE:-64m},mode=1777,nosuid,nodev\n", ""),
     ("    read_only: true\n", "    read_only: false\n"),
 ]
@@ -241,7 +243,7 @@ def test_api_only_policy_adds_only_documented_proxy_keys():
     with open(API_POLICY, encoding="utf-8") as f:
         cfg = json.load(f)
     # the user's policy, included whole (OpenClaw's $include: siblings deep-merged over it)
-    assert cfg.pop("$include") == "./openclaw.json"
+    assert cfg.pop("$include") == "./openclaw.routes.json"   # openclaw.json with the routes
     leaves = dict(_leaves(cfg))
     assert leaves == {"proxy.enabled": True, "proxy.proxyUrl": PROXY_URL,
                       "proxy.loopbackMode": "gateway-only",

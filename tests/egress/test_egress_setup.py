@@ -235,7 +235,7 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     routed = open(os.path.join(d, keys.CONFIG)).read()
     assert not any(secret in routed for secret in SECRETS)
     routed = json.loads(routed)
-    assert routed["$include"] == "./openclaw.api-only.json"
+    assert routed["$include"] == "./openclaw.json"   # openclaw.api-only.json includes it
     assert routed["models"]["providers"] == {
         "anthropic": {"baseUrl": "http://127.0.0.1:18790/anthropic",
                       "apiKey": "claw-cage-placeholder"},

@@ -169,10 +169,6 @@ def test_the_service_runs_under_systemd_and_comes_back_after_kill(pyz, booted):
         "0", "700", "0", "600"]
     cred = "/run/credentials/%s/ANTHROPIC_API_KEY" % SERVICE
     assert box.run(["cat", cred]).stdout == KEY
-    route = box.run(["python3", "-c", ROUTE_CLIENT, "/run/claw-cage/egress/routes.sock"],
-                    check=False)
-    assert route.stdout.startswith("HTTP/1.1 5"), (route.stdout, route.stderr)
-    assert KEY not in box.run(["journalctl", "-u", SERVICE, "--no-pager"], check=False).stdout
 
     # the proxy, as the unit runs it: serving uid 1000 the way the containers reach it (the
     # folder bind-mounted; DynamicUser keeps it under /run/private, 0700, so no local user
@@ -186,6 +182,12 @@ def test_the_service_runs_under_systemd_and_comes_back_after_kill(pyz, booted):
     assert wait_for(lambda: answer().stdout.startswith("HTTP/1.1 403"), 15), (box.run(
         ["journalctl", "-u", SERVICE, "--no-pager"], check=False).stdout, answer().stderr)
     assert "PermissionError" in answer(through_mount=False).stderr
+
+    def route():
+        return box.run(["python3", "-c", ROUTE_CLIENT, "/run/claw-cage/egress/routes.sock"],
+                       check=False)
+    assert wait_for(lambda: route().stdout.startswith("HTTP/1.1 5"), 30), route()
+    assert KEY not in box.run(["journalctl", "-u", SERVICE, "--no-pager"], check=False).stdout
     pid = box.main_pid()   # read once it serves: before its exec a child is still root
     st = box.status(pid)
     uid = int(st["Uid"].split()[0])

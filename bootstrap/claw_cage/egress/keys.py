@@ -103,11 +103,12 @@ def routes(values, ollama=None, budgets=None):
     return found
 
 
-def openclaw_config(values, base, root, ollama=False):
-    """The generated top config (CONFIG): base ($include, the profile's file) plus each
-    routed provider's baseUrl at root ("http://ADDRESS:PORT") with a placeholder key, and
-    Telegram's apiRoot with a placeholder token that keeps the bot's public numeric id."""
-    out = {"$include": "./" + base}
+def openclaw_config(values, root, ollama=False):
+    """The generated config (CONFIG): openclaw.json ($include) plus each routed provider's
+    baseUrl at root ("http://ADDRESS:PORT") with a placeholder key, and Telegram's apiRoot
+    with a placeholder token that keeps the bot's public numeric id. The internet stack reads
+    it; openclaw.api-only.json includes it under the proxy settings."""
+    out = {"$include": "./openclaw.json"}
     providers = {}
     for var, _ in domains.PROVIDERS:
         if values.get(var):

@@ -92,8 +92,7 @@ def prepare(args):
     plan.routes = keys.routes(plan.values, ollama, budgets)
     gateway = next(composefile.declared_network(directory).subnet.hosts())
     plan.root = "http://%s:%d" % ("127.0.0.1" if namespace else gateway, keys.PORT)
-    plan.openclaw = keys.openclaw_config(plan.values, "openclaw.api-only.json" if namespace
-                                         else "openclaw.json", plan.root, bool(ollama))
+    plan.openclaw = keys.openclaw_config(plan.values, plan.root, bool(ollama))
     return plan
 
 
@@ -304,8 +303,7 @@ def plan_remove(directory):
     generated = os.path.join(directory, keys.CONFIG)
     if os.path.lexists(generated):   # the compose files mount it: a plain include, no route
         steps.append(("write %s without routes" % generated,
-                      lambda: safefile.write_atomic(generated, keys.openclaw_config(
-                          {}, "openclaw.json", None))))
+                      lambda: safefile.write_atomic(generated, keys.openclaw_config({}, None))))
 
     def rmdir():
         if os.path.isdir(unit.LIB_DIR) and not os.listdir(unit.LIB_DIR):
