@@ -60,6 +60,7 @@ def build_parser():
     mode.add_argument("--version", action="store_true", help="print the version and exit")
     add_layer_modes(p, mode)
     add_proxy_mode(p, mode)
+    add_refused_mode(p, mode)
     add_backup_modes(p, mode)
 
     p.add_argument("--dir", metavar="DIR",
@@ -113,12 +114,33 @@ def add_egress_options(g):
     g.add_argument("--allow-domain", metavar="NAME", action="append", default=[],
                    type=_domain,
                    help="--profile api-only: also let the agent reach NAME (or *.SUFFIX, its "
-                        "subdomains) on port 443 through the egress proxy; repeatable")
+                        "subdomains) on port 443 through the egress proxy; repeatable. "
+                        "Without --firewall, with --for: add it to the running proxy's list "
+                        "now (needs root)")
+    g.add_argument("--for", dest="allow_for", metavar="30m|2h|1d", type=_duration,
+                   help="--allow-domain: the names end on their own after this long (an "
+                        "absolute time: a restart does not extend it)")
     g.add_argument("--budget", metavar="[ROUTE:]HOUR/DAY", action="append", default=[],
                    help="requests a key route (anthropic, openai, telegram, ollama ...) may "
                         "carry per hour and per day, past which the proxy answers 429; "
                         "without ROUTE: every route; ROUTE:off for none (default: 600/6000 "
                         "on each provider route, none on telegram and ollama); repeatable")
+
+
+def add_refused_mode(p, mode):
+    mode.add_argument("--refused", action="store_true",
+                      help="list what the egress proxy refused, each destination once, with "
+                           "the command that opens it (reads its log; changes nothing)")
+    p.add_argument("--since", metavar="1h|24h|7d", type=_duration,
+                   help="--refused: how far back (default 24h)")
+
+
+def _duration(text):
+    from .egress.temporary import seconds
+    try:
+        return seconds(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err))
 
 
 def _domain(text):
@@ -129,8 +151,22 @@ def _domain(text):
         raise argparse.ArgumentTypeError(str(err))
 
 
+def egress_alone(args):
+    """--refused, or --allow-domain --for without --firewall: the egress modes of their own."""
+    return args.refused or (bool(args.allow_domain) and not args.firewall)
+
+
 def check_egress_combinations(p, args):
-    if args.allow_domain and args.profile != "api-only":
+    if args.allow_for is not None and not args.allow_domain:
+        p.error("--for goes with --allow-domain NAME")
+    if args.since is not None and not args.refused:
+        p.error("--since goes with --refused")
+    if args.allow_domain and not args.firewall and (args.allow_for is None or any((
+            args.verify, args.version, args.harden_docker, args.proxmox, args.proxy,
+            args.refused, backup_mode(args)))):
+        p.error("--allow-domain goes with --firewall --profile api-only, or alone with --for "
+                "30m|2h|1d (open it now, for a while)")
+    if args.allow_domain and args.firewall and args.profile != "api-only":
         p.error("--allow-domain needs --profile api-only")
     if args.budget and (not args.firewall or args.remove):
         p.error("--budget is a --firewall option")
@@ -214,9 +250,22 @@ def add_backup_modes(p, mode):
     g.add_argument("--with-keys", action="store_true",
                    help="--backup: keep the provider keys and channel tokens in the archive's "
                         ".env (left out by default); use it with --encrypt")
-    g.add_argument("--identity", metavar="KEY", help="--restore: age identity")
+    g.add_argument("--identity", metavar="KEY", help="--restore, --check: age identity")
+    g.add_argument("--check", action="store_true",
+                   help="--restore: a drill (restored into scratch volumes, nothing live "
+                        "touched); --backup: then drill the new archive")
+    g.add_argument("--keep", type=_keep, metavar="N",
+                   help="--backup: then remove this install's oldest archives beyond N")
+    g.add_argument("--schedule", choices=("daily", "weekly", "off"),
+                   help="--backup: install (or remove) a systemd timer that runs it")
     g.add_argument("--no-backup", action="store_true",
                    help="install: no backup before an upgrade that changes the image")
+
+
+def _keep(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("--keep takes a number of archives, 1 or more")
+    return int(text)
 
 
 def backup_mode(args):
@@ -226,11 +275,16 @@ def backup_mode(args):
 
 def check_backup_combinations(p, args):
     mode = backup_mode(args)
-    allowed = ("--dir", "--json") + {"backup": ("--to", "--encrypt", "--with-keys"),
-                                      "restore": ("--identity",)}.get(mode, ())
+    allowed = ("--dir", "--json") + {
+        "backup": ("--to", "--encrypt", "--with-keys", "--keep", "--check", "--schedule",
+                   "--identity"),
+        "restore": ("--identity", "--check")}.get(mode, ())
+    if args.schedule == "off":
+        allowed = ("--dir", "--json", "--schedule")
     given = [("--to", args.to is not None), ("--no-backup", args.no_backup),
              ("--encrypt", args.encrypt), ("--identity", args.identity),
-             ("--with-keys", args.with_keys),
+             ("--check", args.check), ("--keep", args.keep is not None),
+             ("--schedule", args.schedule is not None), ("--with-keys", args.with_keys),
              ("--dry-run", args.dry_run), ("--source", args.source is not None),
              ("--yes", args.yes), ("--allow", bool(args.allow)),
              ("--profile", args.profile is not None), ("--no-persist", args.no_persist),
@@ -240,7 +294,7 @@ def check_backup_combinations(p, args):
     if mode:
         used = [n for n, v in given if v and n not in allowed]
     else:
-        used = [n for n, v in given[:5] if v and (n != "--no-backup" or args.firewall or
+        used = [n for n, v in given[:8] if v and (n != "--no-backup" or args.firewall or
                                                   args.verify)]
     if used:
         p.error("%s cannot be used %s" % (", ".join(used), "with --" + mode if mode else
@@ -265,14 +319,17 @@ def check_combinations(p, args):
         if args.remove:
             wrong += [(n, v) for n, v in firewall_only if n != "--remove"]
             wrong.append(("--allow-domain", bool(args.allow_domain)))
-    elif args.verify:
-        wrong = install_only + firewall_only + [("--dry-run", args.dry_run)]
+    elif args.verify or egress_alone(args):
+        wrong = install_only + firewall_only + [("--dry-run", args.dry_run and not
+                                                 args.allow_domain)]
     else:
         wrong = firewall_only
     used = [name for name, given in wrong if given]
     if used:
         mode = ("--firewall --remove" if args.firewall and args.remove else
-                "--firewall" if args.firewall else "--verify" if args.verify else "install")
+                "--firewall" if args.firewall else "--verify" if args.verify else
+                "--refused" if args.refused else "--allow-domain --for" if args.allow_domain
+                else "install")
         p.error("%s cannot be used with %s" % (", ".join(used), mode))
 
 
@@ -295,7 +352,9 @@ def _json_mode(args):
         return backup_mode(args)
     if args.firewall:
         return "firewall-remove" if args.remove else "firewall"
-    return None if args.verify else "install"
+    if args.allow_domain:
+        return "allow-domain"
+    return None if args.verify or args.refused else "install"
 
 
 def _print_json(args, result, exit_code, error=None):
@@ -350,6 +409,10 @@ def main(argv=None):
             from . import proxy as mode
         elif backup_mode(args):
             from . import backup as mode
+        elif args.refused:
+            from .egress import refused as mode
+        elif args.allow_domain:
+            from .egress import temporary as mode
         else:
             from . import install as mode
         return _run_mode(mode, args, json_out)

@@ -24,16 +24,16 @@ from .errors import ClawCageError, TargetError
 
 BRIDGE_KEY = "com.docker.network.bridge.name"
 # Linux interface names: at most 15 bytes; we accept the conservative character set.
-BRIDGE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+BRIDGE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
 
 
 def _values(text, key):
-    pattern = re.compile(r"^\s*-?\s*[\"']?%s[\"']?\s*[:=]\s*(.*?)\s*$" % re.escape(key))
+    pattern = re.compile(r"\s*-?\s*[\"']?%s[\"']?\s*[:=]\s*(.*?)\s*" % re.escape(key))
     found = []
     for line in text.splitlines():
         if line.lstrip().startswith("#"):
             continue
-        m = pattern.match(line)
+        m = pattern.fullmatch(line)
         if m:
             value = m.group(1).split(" #", 1)[0].strip().strip("\"'")
             found.append(value)
@@ -51,7 +51,7 @@ def read_network(text, where="docker-compose.yml"):
         raise ClawCageError("%s: expected exactly one IPv4 subnet, found %d"
                             % (where, len(subnets)))
     bridge, subnet = bridges.pop(), subnets.pop()
-    if not BRIDGE_RE.match(bridge):
+    if not BRIDGE_RE.fullmatch(bridge):
         # the value itself is never shown: read as root, an error must not leak a secret
         raise ClawCageError("%s: the value of %s is not a valid interface name (1-15 of "
                             "A-Z a-z 0-9 _ . -)" % (where, BRIDGE_KEY))
@@ -64,14 +64,14 @@ def read_network(text, where="docker-compose.yml"):
 
 
 # The gateway's pinned resolvers: `dns:` entries of the form ${CLAW_DNS...:-default}.
-_DNS_ENTRY_RE = re.compile(r"^\s*-\s*[\"']?\$\{(CLAW_DNS\w*):-([0-9A-Fa-f.:]+)\}[\"']?\s*(?:#.*)?$")
-_DNS_ASSIGN_RE = re.compile(r"^\s*(?:export\s+)?(CLAW_DNS\w*)\s*=\s*(.*?)\s*$")
+_DNS_ENTRY_RE = re.compile(r"\s*-\s*[\"']?\$\{(CLAW_DNS\w*):-([0-9A-Fa-f.:]+)\}[\"']?\s*(?:#.*)?")
+_DNS_ASSIGN_RE = re.compile(r"\s*(?:export\s+)?(CLAW_DNS\w*)\s*=\s*(.*?)\s*")
 
 
 def dns_settings(text):
     """[(variable, default)] of the resolvers docker-compose.yml pins for the gateway, in
     order; [] for a compose file from before the pin."""
-    return [m.groups() for m in map(_DNS_ENTRY_RE.match, text.splitlines()) if m]
+    return [m.groups() for m in map(_DNS_ENTRY_RE.fullmatch, text.splitlines()) if m]
 
 
 def dns_values(env_text):
@@ -79,7 +79,7 @@ def dns_values(env_text):
     comment removed). Empty values count as unset, as ${VAR:-default} treats them."""
     found = {}
     for line in (env_text or "").splitlines():
-        m = _DNS_ASSIGN_RE.match(line)
+        m = _DNS_ASSIGN_RE.fullmatch(line)
         if m:
             value = m.group(2)
             if value[:1] in "'\"" and value[-1:] == value[:1] and len(value) >= 2:
@@ -253,7 +253,7 @@ def network_of_config(config, where):
     bridge = (net.get("driver_opts") or {}).get(BRIDGE_KEY)
     subnets = [c.get("subnet") for c in ((net.get("ipam") or {}).get("config") or [])
                if isinstance(c, dict) and c.get("subnet")]
-    if not isinstance(bridge, str) or not BRIDGE_RE.match(bridge):
+    if not isinstance(bridge, str) or not BRIDGE_RE.fullmatch(bridge):
         raise ClawCageError("%s: network %s has no %s that is an interface name (1-15 of "
                             "A-Z a-z 0-9 _ . -)" % (where, key, BRIDGE_KEY))
     if len(subnets) != 1:

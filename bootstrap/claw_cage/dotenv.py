@@ -42,7 +42,7 @@ def _expand(value, known, environ):
         default, mode = None, None
         if name is None:
             inner = m.group(1)
-            found = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?$", inner, re.S)
+            found = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])(.*))?", inner, re.S)
             if not found:
                 raise DotenvError("invalid ${...} expression")
             name, mode, default = found.groups()
@@ -90,7 +90,7 @@ def parse(text, environ=None):
             if c in "=:\n":
                 sep = c
                 break
-            if c not in _SPACE and not _KEY_CHARS.match(c):
+            if c not in _SPACE and not _KEY_CHARS.fullmatch(c):
                 raise DotenvError("line %d: unexpected character in a variable name" % line)
             i += 1
         key = text[start:i].rstrip()

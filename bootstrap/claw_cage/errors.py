@@ -35,7 +35,7 @@ EXIT_CODES_HELP = """exit status:
   10   --harden-docker: the merged daemon.json was refused (nothing written), or Docker did not
        come back with it (the previous one was put back)
   11   --backup, --restore or --rollback refused (a damaged or foreign archive, nothing to
-       roll back to): nothing was changed
+       roll back to, a failed --check drill): nothing was changed
   12   the gateway did not become healthy after a restore, rollback or upgrade: the previous
        state was put back
   13   --proxy could not start: its config file is invalid, its log cannot be opened, or a

@@ -47,9 +47,11 @@ def which(name):
     return shutil.which(name, path=extra)
 
 
-def run(argv, input=None, check=True, timeout=120, env=None, cwd=None):
+def run(argv, input=None, check=True, timeout=120, env=None, cwd=None, session=False):
     """Run argv (a list, never a shell string) and return a Result with text output.
     cwd: the directory it runs in (Compose resolves COMPOSE_FILE's paths against it).
+    session: in a session of its own, out of reach of a Ctrl-C at the terminal while we hold
+    ours (Docker's CLI, written in Go, unblocks SIGINT for itself).
 
     check=True turns a non-zero exit into CommandError; check=False returns it for the
     caller to judge. A missing program or a timeout always raises CommandError.
@@ -65,7 +67,8 @@ def run(argv, input=None, check=True, timeout=120, env=None, cwd=None):
     try:
         proc = subprocess.run([program] + argv[1:], input=input, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, universal_newlines=True,
-                              timeout=timeout, env=full_env, cwd=cwd)
+                              timeout=timeout, env=full_env, cwd=cwd,
+                              start_new_session=session)
     except FileNotFoundError:
         raise CommandError(argv, "command not found")
     except PermissionError as err:
@@ -86,14 +89,14 @@ def _failed(argv, rc, err):
                                                       "no error message"), rc, err)
 
 
-def stream(argv, stdout=None, stdin=None, timeout=3600):
+def stream(argv, stdout=None, stdin=None, timeout=3600, session=False):
     """Run argv with binary stdout/stdin connected to open files (a volume's tar stream to or
     from an archive): nothing held in memory. A failure raises CommandError like run()."""
-    return finish(start(argv, stdin or subprocess.DEVNULL, stdout or subprocess.DEVNULL),
-                  timeout=timeout)
+    return finish(start(argv, stdin or subprocess.DEVNULL, stdout or subprocess.DEVNULL,
+                        session=session), timeout=timeout)
 
 
-def start(argv, stdin=None, stdout=None, cwd=None, detach=False):
+def start(argv, stdin=None, stdout=None, cwd=None, detach=False, session=False):
     """Start argv without waiting: binary pipes, or the open files given (an archive streamed
     through gpg or age, which ask for a passphrase on the terminal themselves). detach: in its
     own session, deaf to the kill of ours (a watchdog), output discarded. finish() judges it."""
@@ -102,7 +105,7 @@ def start(argv, stdin=None, stdout=None, cwd=None, detach=False):
     out = subprocess.DEVNULL if detach else subprocess.PIPE
     try:
         return subprocess.Popen(argv, stdin=stdin or subprocess.PIPE, stdout=stdout or out,
-                                stderr=out, cwd=cwd, start_new_session=detach,
+                                stderr=out, cwd=cwd, start_new_session=detach or session,
                                 env=dict(os.environ, LC_ALL="C", LANG="C"))
     except FileNotFoundError:
         raise CommandError(argv, "command not found")

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
 from claw_cage.backup import archive, create  # noqa: E402
 from claw_cage.errors import RefusedError, EXIT_REFUSED  # noqa: E402
 from claw_cage.verify import backup_age  # noqa: E402
+from claw_cage.backup.stack import LAST  # noqa: E402
 
 
 def _staged(tmp_path):
@@ -167,7 +168,7 @@ def test_verify_row_age_and_place(tmp_path):
     assert row.status == "warn" and str(old) in row.detail and "10.0 days" in row.detail
     elsewhere = tmp_path / "elsewhere.tar.gz"
     elsewhere.write_bytes(b"x")
-    (tmp_path / backup_age.LAST).write_text(json.dumps({"path": str(elsewhere)}))
+    (tmp_path / LAST).write_text(json.dumps({"path": str(elsewhere)}))
     row = backup_age.row(str(tmp_path))
     assert row.status == "pass" and str(elsewhere) in row.detail
 

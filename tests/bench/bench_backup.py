@@ -9,8 +9,11 @@ state volume of --mb megabytes (half random bytes, half text), then, in the same
     of the same image, tar to stdout, GNU gzip -6 on the host, into a file);
   - the BUILT program's `--backup` (OpenClaw's archive through the stand-in's `openclaw backup
     create --verify`, the auth-profile key, the install files, the manifest, written and
-    fsynced under a temporary name, then linked).
-Goal: --backup <= 1.2 x the baseline.
+    fsynced under a temporary name, then linked);
+  - its drill on the archive just written, `--restore ARCHIVE --check` (read whole and checked,
+    OpenClaw's `backup verify` and `backup restore --target` into scratch volumes, counted,
+    removed).
+Goals: --backup <= 1.2 x the baseline; the drill <= 1.5 x --backup.
 """
 
 import argparse
@@ -75,7 +78,7 @@ def main():
                'some words in it"; i=$((i+1)); done > text.jsonl' % (half, half // 50))
         size = sh(["docker", "run", "--rm", "-v", eb.DATA + ":/v:ro", "--entrypoint", "du",
                    eb.IMAGE, "-sm", "/v"]).stdout.split()[0]
-        base, ours, sizes = [], [], {}
+        base, ours, drills, sizes = [], [], [], {}
         for i in range(a.runs):
             out = os.path.join(home, "plain-%d.tar.gz" % i)
             t = time.monotonic()
@@ -89,6 +92,10 @@ def main():
             assert res.returncode == 0, res.stdout + res.stderr
             b = os.path.join(home, "b%d" % i)
             sizes["backup"] = sum(os.path.getsize(os.path.join(b, f)) for f in os.listdir(b))
+            t = time.monotonic()
+            res = d.program("--restore", os.path.join(b, os.listdir(b)[0]), "--check")
+            drills.append(time.monotonic() - t)
+            assert res.returncode == 0, res.stdout + res.stderr
             shutil.rmtree(b)
         mb, mo = statistics.median(base), statistics.median(ours)
         print("state volume: %s MB (half random, half text), %d runs" % (size, a.runs))
@@ -97,6 +104,10 @@ def main():
         print("claw-cage --backup  : median %.2f s  (%s)  archive %.1f MB"
               % (mo, ", ".join("%.2f" % x for x in ours), sizes["backup"] / 1e6))
         print("ratio --backup / plain: %.2fx (goal <= 1.2x)" % (mo / mb))
+        md = statistics.median(drills)
+        print("--restore --check   : median %.2f s  (%s)"
+              % (md, ", ".join("%.2f" % x for x in drills)))
+        print("ratio drill / --backup: %.2fx (goal <= 1.5x)" % (md / mo))
     finally:
         errors = cleanup.run()
         shutil.rmtree(home, ignore_errors=True)

@@ -78,6 +78,10 @@ def _api_policy_mounts(volumes):
     return volumes + extra
 
 
+RELAY_HEALTH = ('node -e "$$0" http http://127.0.0.1:18789/healthz 3000 && '
+                'exec node -e "$$0" tcp 127.0.0.1 3128 3000')
+
+
 def _expected_differences(name, internet_svc, api_svc):
     """The internet profile's service turned into what the api-only one must be."""
     want = copy.deepcopy(internet_svc)
@@ -94,6 +98,9 @@ def _expected_differences(name, internet_svc, api_svc):
         want["depends_on"] = dict(want["depends_on"])
         want["depends_on"][HOLDER] = {"condition": "service_started", "restart": True,
                                       "required": True}
+    if name == "openclaw":   # the same probe, then the relay's port in the namespace
+        js = want["healthcheck"]["test"][3]
+        want["healthcheck"]["test"] = ["CMD", "sh", "-c", RELAY_HEALTH, js]
     return want
 
 
@@ -126,9 +133,12 @@ def holder_problems(svc, image):
                                              svc.get("ports")))
     if svc.get("image") != image:
         p.append("image %r is not the gateway's %r" % (svc.get("image"), image))
-    if svc.get("entrypoint") != ["node", "/claw-cage/netns-relay.js"] or svc.get("command"):
-        p.append("runs %r %r, not the relay" % (svc.get("entrypoint"), svc.get("command")))
-    for key, want in (("user", "1000:1000"), ("read_only", True), ("init", True),
+    entry = svc.get("entrypoint") or []
+    if entry[:2] != ["sh", "-c"] or 'node "$$CLAW_RELAY_JS"' not in entry[2] or \
+            "while :" not in entry[2] or svc.get("command") or \
+            (svc.get("environment") or {}).get("CLAW_RELAY_JS") != "/claw-cage/netns-relay.js":
+        p.append("runs %r %r, not the relay under its loop" % (entry, svc.get("command")))
+    for key, want in (("user", "65100:65100"), ("read_only", True), ("init", True),
                       ("cap_drop", ["ALL"]), ("restart", "unless-stopped")):
         if svc.get(key) != want:
             p.append("%s is %r, want %r" % (key, svc.get(key), want))
@@ -196,17 +206,20 @@ def test_paths_come_from_env_with_the_contract_defaults(tmp_path):
 
 
 API_MUTATIONS = [
-    ("    network_mode: none\n    environment:\n      CLAW_EGRESS",
-     "    environment:\n      CLAW_EGRESS"),
+    ("    network_mode: none\n    environment:\n      CLAW_RELAY_JS",
+     "    environment:\n      CLAW_RELAY_JS"),
     ("    network_mode: \"service:openclaw-netns\"\n    healthcheck:",
      "    ports:\n      - \"127.0.0.1:18789:18789\"\n    healthcheck:"),
     ("      OPENCLAW_PROXY_URL: http://127.0.0.1:3128\n", ""),
     ("      https_proxy: http://127.0.0.1:3128\n", ""),
     ("          create_host_path: false\n", "          create_host_path: true\n"),
-    ("    user: \"1000:1000\"\n    init: true\n    read_only: true\n    volumes:\n"
+    ("    user: \"65100:65100\"\n    init: true\n    read_only: true\n    volumes:\n"
      "      - ./netns-relay.js",
      "    user: \"0:0\"\n    init: true\n    read_only: true\n    volumes:\n"
      "      - ./netns-relay.js"),
+    ("    user: \"65100:65100\"\n", "    user: \"1000:1000\"\n"),
+    ("        while :; do node", "        node"),
+    ("tcp 127.0.0.1 3128 3000\n", "true\n"),
     ("    mem_limit: 128m\n", "    mem_limit: 128m\n    cap_add:\n      - NET_ADMIN\n"),
     ("      - ./openclaw.api-only.json:/home/node/.openclaw/openclaw.api-only.json:ro\n", ""),
     ("      OPENCLAW_CONFIG_PATH: /home/node/.openclaw/openclaw.api-only.json\n",
@@ -218,7 +231,8 @@ API_MUTATIONS = [
 
 @pytest.mark.parametrize("old,new", API_MUTATIONS, ids=[
     "holder-networked", "gateway-own-namespace", "no-proxy-url", "no-lowercase-proxy",
-    "docker-creates-dirs", "holder-root", "holder-cap-add", "no-api-config-mount",
+    "docker-creates-dirs", "holder-root", "holder-host-uid", "relay-unsupervised",
+    "health-no-relay", "holder-cap-add", "no-api-config-mount",
     "internet-config-path", "gateway-no-tmp", "holder-writable-root"])
 def test_comparison_catches_a_weakened_api_only_file(tmp_path, old, new):
     text = base.read(API_COMPOSE)

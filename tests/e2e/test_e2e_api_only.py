@@ -40,6 +40,7 @@ from lab.proxylab import RANGE_ADDRS
 import test_e2e_engines as te
 
 GATEWAY_PORT = 18789
+RELAY_UID = 65100                        # egress/unit.py RELAY_UID, the holder's user
 ALLOWED = "api.allowed.example"         # -> the WAN host
 OFFLIST = "offlist.example"              # -> the WAN host too, but not on the list
 LAN = eng.LAN_HOST
@@ -180,10 +181,10 @@ class ApiStack:
     # -- the host side --------------------------------------------------------------------
     def prepare_host(self):
         """What `--firewall --profile api-only` prepares on a host (the proxy's directory; the
-        gateway's, owned by uid 1000 for the relay's socket), in a scratch directory."""
+        gateway's, owned by the relay's uid for its socket), in a scratch directory."""
         os.makedirs(self.egress, mode=0o755)
         os.makedirs(self.gateway, mode=0o755)
-        os.chown(self.gateway, 1000, 1000)
+        os.chown(self.gateway, RELAY_UID, RELAY_UID)
         for d in (self.home, self.run_dir):
             os.chmod(d, 0o755)
         with open(self.hosts, "w") as f:
@@ -574,3 +575,81 @@ def test_proxy_killed_no_egress_no_dashboard(api):
         api.start_proxy()
     assert api.dashboard(), "the proxy back: the dashboard works again"
     assert api.probe()["tunnel"]["%s:443" % ALLOWED]["status"] == 200
+
+
+def _relay_pids(api):
+    """The pids of the relay's node process (netns-relay.js) in the holder's namespace."""
+    ns, found = api.netns("openclaw-netns"), []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+            if argv[0].endswith(b"node") and b"/claw-cage/netns-relay.js" in argv and \
+                    os.readlink("/proc/%s/ns/net" % pid) == ns:
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _state(api, service):
+    return json.loads(api.lab.docker("inspect", "-f", "{{json .State}}",
+                                     api.cid(service)).stdout)
+
+
+def _wait(what, cond, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if cond():
+                return
+        except (AssertionError, OSError, ValueError):   # a container between two lives
+            pass
+        time.sleep(1)
+    raise AssertionError("not within %ds: %s" % (timeout, what))
+
+
+def test_relay_killed_heals_in_the_same_namespace(api):
+    """kill -9 of the relay: with no one acting, a new relay in the same namespace, the gateway
+    still in it, the dashboard and egress answer again (the old file: the holder restarted in
+    a new namespace, the gateway stranded in the old one)."""
+    ns, gateway = api.netns("openclaw-netns"), api.cid("openclaw")
+    restarts = api.lab.docker("inspect", "-f", "{{.RestartCount}}",
+                              api.cid("openclaw-netns")).stdout.strip()
+    old = _relay_pids(api)
+    assert len(old) == 1, old
+    os.kill(old[0], signal.SIGKILL)
+    _wait("a new relay", lambda: api.cid("openclaw-netns") and
+          [p for p in _relay_pids(api) if p not in old], 30)
+    assert api.netns("openclaw-netns") == ns == api.netns("openclaw"), "the namespace moved"
+    assert api.cid("openclaw") == gateway
+    assert api.lab.docker("inspect", "-f", "{{.RestartCount}}", api.cid(
+        "openclaw-netns")).stdout.strip() == restarts, "the holder itself restarted"
+    _wait("the dashboard answers", api.dashboard, 30)
+    assert api.probe()["tunnel"]["%s:443" % ALLOWED]["status"] == 200
+    # its healthcheck (the dashboard, then the relay in its namespace) passes
+    _wait("the gateway healthy", lambda: _state(api, "openclaw")["Health"]["Status"]
+          == "healthy", 150)
+
+
+def test_holder_restarted_gateway_unhealthy_verify_names_the_fix(api):
+    """The holder itself killed (its init, kill -9): Docker restarts it in a new namespace. The
+    gateway, left in the old one, turns unhealthy (its check probes the relay), --verify's
+    "relay namespace" row names the fix, and the fix works."""
+    holder = _state(api, "openclaw-netns")["Pid"]
+    os.kill(holder, signal.SIGKILL)
+    _wait("the holder restarted", lambda: api.cid("openclaw-netns") and
+          _state(api, "openclaw-netns")["Pid"] not in (0, holder), 60)
+    assert api.netns("openclaw") != api.netns("openclaw-netns")
+    _wait("the gateway unhealthy",
+          lambda: _state(api, "openclaw")["Health"]["Status"] == "unhealthy", 200)
+    rows, res = _egress_rows(api)
+    row = rows["relay namespace"]
+    assert res.returncode != 0 and row["status"] == "fail", row
+    assert "docker compose up -d --force-recreate openclaw" in row["detail"], row
+    api.st.compose("up", "-d", "--force-recreate", "--pull", "never", "openclaw")
+    api.wait_serving()
+    assert api.netns("openclaw") == api.netns("openclaw-netns")
+    rows, _ = _egress_rows(api)
+    assert rows["relay namespace"]["status"] == "pass", rows["relay namespace"]
+    assert rows["gateway socket"]["status"] == "pass", rows["gateway socket"]

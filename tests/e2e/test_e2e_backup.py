@@ -402,9 +402,9 @@ def test_kill_9_mid_restore_of_an_encrypted_archive_leaves_no_clear_member(dep):
     assert _restore_clear_files() == clear
     assert sorted(os.listdir(dep.dir)) + sorted(os.listdir(os.path.join(dep.dir, "backups"))
                                                 ) == files
-    assert e2e.wait_for(lambda: not _restoring(dep), 180, interval=1)   # the orphan ends
     left = [v for v in extra_volumes() if ".restored-" in v]
     assert left and dep.gateway() == cid and dep.state() == before
+    # the orphaned one-shot may still run, or wait on its input forever: the next run ends it
     res = dep.program("--restore", os.path.join(dep.home, "none.tar.gz"))
     assert res.returncode == 11   # refused, but the leftovers are named and removed first
     assert "removed what a cut-off run left" in res.stdout and all(v in res.stdout for v in left)
@@ -461,6 +461,11 @@ def test_restored_files_belong_to_uid_1000_without_setuid_bits(dep):
     for ln in lines:
         mode, owner = ln.split()[2].split(":", 1)[0], ln.split()[2].split(":", 1)[-1]
         assert owner.endswith("1000:1000") and not (len(mode) == 4 and mode[0] != "0"), ln
+    # the crafted archive holds no auth-profile key: its volume came back empty; the tests
+    # after this one start from the full state again
+    res = dep.program("--restore", dep.archive)
+    assert res.returncode == 0, res.stdout + res.stderr
+    dep.wait_healthy()
 
 
 def test_an_archive_that_unpacks_beyond_the_cap_is_refused(dep):

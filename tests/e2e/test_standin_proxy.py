@@ -109,4 +109,4 @@ def test_standin_sends_egress_through_the_proxy_never_around_it(tmp_path, pyz):
     # the proxy gone: the stand-in fails, though the destination answers directly (control)
     assert rc("validate-down") == 1 and js("validate-down")["checks"][0]["ok"] is False, out
     assert rc("direct-control") == 0, out
-    assert "127.0.0.1:8080 allowed" in out and "offlist.example - refused-403" in out, out
+    assert "127.0.0.1:8080 allowed" in out and "offlist.example:443 - refused-403" in out, out

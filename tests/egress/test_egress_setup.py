@@ -7,9 +7,11 @@ enabled (its link), not started, and the program says so.
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -18,6 +20,7 @@ from lab import netlab
 from support import SECRETS, digest, install_dir, run, upper
 
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
+from claw_cage import deployment  # noqa: E402
 from claw_cage.egress import config, domains, envfile, keys, unit  # noqa: E402
 
 PROXY_JSON = "/etc/claw-cage/proxy.json"
@@ -83,6 +86,16 @@ def test_a_disabled_channel_and_json_comments(tmp_path):
 def test_check_name_refuses(bad):
     with pytest.raises(ValueError):
         domains.check_name(bad)
+
+
+@pytest.mark.parametrize("suffix", ["co.uk", "github.io", "workers.dev", "com.au",
+                                    "herokuapp.com", "pages.dev"])
+def test_a_wildcard_on_a_public_suffix_is_refused(suffix):
+    """*.co.uk would open every stranger's name under it (the built-in list's common ones)."""
+    with pytest.raises(ValueError, match="public suffix"):
+        domains.check_name("*." + suffix.upper() + ".")
+    assert domains.check_name("*.mine." + suffix) == "*.mine." + suffix    # one owner's names
+    assert domains.check_name("api." + suffix) == "api." + suffix          # one exact name
 
 
 def test_check_name_normalises():
@@ -163,12 +176,13 @@ def test_proxy_json_is_the_contract():
                    "forward": [{"listen": "127.0.0.1:18789",
                                 "to": "unix:/run/claw-cage/gateway/gateway.sock"}],
                    "log": "-", "max_conns": 256, "header_timeout": 10, "idle_timeout": 300,
-                   "connect_timeout": 10, "max_header": 16384, "routes": [],
+                   "connect_timeout": 10, "max_header": 16384, "expires": {}, "routes": [],
                    "routes_listen": [], "keys_dir": None, "max_body": 64 << 20}
     assert config.parse(config.render([])).allow == []
     route = {"name": "openai", "upstream": "https://api.openai.com", "key": "OPENAI_API_KEY",
              "auth": "bearer", "paths": None, "budget": None}
-    cfg = json.loads(config.render([], (), [route], ["172.30.0.1:18790"], None, False))
+    cfg = json.loads(config.render([], (), routes=[route],
+                                    routes_listen=["172.30.0.1:18790"], namespace=False))
     assert (cfg["listen"], cfg["forward"], cfg["routes"], cfg["routes_listen"]) == \
         ([], [], [route], ["172.30.0.1:18790"])
     assert cfg["keys_dir"] is None
@@ -249,7 +263,7 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o755
     assert digest(upper(base, COPY)) == digest(pyz)
     # no systemd: the socket folders the unit would make, for the foreground command
-    for sub, owner in (("egress", 0), ("gateway", 1000)):
+    for sub, owner in (("egress", 0), ("gateway", deployment.RELAY_UID)):
         st = os.lstat(upper(base, "/run/claw-cage/" + sub))
         assert stat.S_ISDIR(st.st_mode) and st.st_uid == owner and \
             stat.S_IMODE(st.st_mode) == 0o755
@@ -286,10 +300,14 @@ def test_apply_then_remove(pyz, tmp_path, lab):
         "http://172.30.0.1:18790/anthropic"
     assert open(env, "rb").read() == original   # COMPOSE_FILE: the internet stack again
 
+    # what the running proxy and relay leave in the run folders: their sockets
+    for path in ("/run/claw-cage/egress/proxy.sock", "/run/claw-cage/gateway/gateway.sock"):
+        socket.socket(socket.AF_UNIX).bind(upper(base, path))
     proc = firewall(pyz, base, lab, "--remove", "--dir", d)
     assert proc.returncode == 0, proc.stderr
     assert "egress proxy removed" in proc.stdout
-    for path in (PROXY_JSON, UNIT, WANTS, COPY, "/usr/local/lib/claw-cage", keys.STORE):
+    for path in (PROXY_JSON, UNIT, WANTS, COPY, "/usr/local/lib/claw-cage", "/etc/claw-cage",
+                 "/run/claw-cage/egress", "/run/claw-cage/gateway", "/run/claw-cage", keys.STORE):
         assert not os.path.lexists(upper(base, path)), path
     assert json.loads(open(os.path.join(d, keys.CONFIG)).read()) == {
         "$include": "./openclaw.json"}
@@ -299,6 +317,39 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     assert not any("CLAW-CAGE" in l for l in lab.save(4).splitlines())
     proc = firewall(pyz, base, lab, "--remove", "--dir", d)   # twice: nothing to do, exit 0
     assert proc.returncode == 0, proc.stderr
+
+
+def test_temporary_entries_kept_until_their_time_then_dropped_and_marked(pyz, tmp_path, lab):
+    """--firewall keeps a temporary entry still running (its time unchanged), drops an ended
+    one, makes this run's --allow-domain temporary with --for, and marks them in the summary;
+    without systemd the proxy logs to a file (--refused reads it)."""
+    d = install_dir(tmp_path / "home", env_text="", channels=())
+    base = str(tmp_path / "ov")
+    assert firewall(pyz, base, lab, "--profile", "api-only", "--no-persist",
+                    "--dir", d).returncode == 0
+    now = time.time()
+    cfg = json.loads(open(upper(base, PROXY_JSON)).read())
+    assert cfg["log"] == "/var/log/claw-cage-proxy.log" and cfg["expires"] == {}
+    cfg.update(allow=["ended.example.com", "running.example.com"],
+               expires={"ended.example.com": config.owner().stamp(now - 5),
+                        "running.example.com": config.owner().stamp(now + 3600)})
+    with open(upper(base, PROXY_JSON), "w") as f:
+        json.dump(cfg, f)
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--no-persist", "--dir", d,
+                    "--allow-domain", "new.example.com", "--for", "2h")
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(open(upper(base, PROXY_JSON)).read())
+    assert got["allow"] == ["new.example.com", "running.example.com"]
+    assert got["expires"]["running.example.com"] == cfg["expires"]["running.example.com"]
+    assert 7190 <= config.owner().when(got["expires"]["new.example.com"]) - now <= 7210
+    assert "  running.example.com  (--allow-domain, until " in proc.stdout
+    assert "  new.example.com  (--allow-domain, until " in proc.stdout
+    assert "ended.example.com: its temporary entry ended, removed from the list" in proc.stdout
+    proc = firewall(pyz, base, lab, "--profile", "api-only", "--no-persist", "--dir", d,
+                    "--allow-domain", "running.example.com")   # now for good
+    got = json.loads(open(upper(base, PROXY_JSON)).read())
+    assert got["expires"] == {"new.example.com": got["expires"]["new.example.com"]}
+    assert "  running.example.com  (--allow-domain)" in proc.stdout
 
 
 def test_json_names_the_list(pyz, tmp_path, lab):
@@ -363,7 +414,7 @@ print(s.recv(64).split(b"\r\n")[0].decode())
 
 def test_the_foreground_command_serves_the_container_uid(pyz, tmp_path, lab):
     """What a host without systemd runs: the printed command, as root, on the files the run
-    wrote; the container's uid 1000 connects to its socket and gets the list's verdicts."""
+    wrote; the relay's uid connects to its socket and gets the list's verdicts."""
     d = install_dir(tmp_path / "home", env_text="", channels=())
     base = str(tmp_path / "ov")
     proc = firewall(pyz, base, lab, "--profile", "api-only", "--allow-domain", "allowed.test",
@@ -373,9 +424,9 @@ def test_the_foreground_command_serves_the_container_uid(pyz, tmp_path, lab):
         %s 2>"$1" & pid=$!
         i=0; while [ ! -S /run/claw-cage/egress/proxy.sock ] && [ $i -lt 100 ]; do
             sleep 0.1; i=$((i+1)); done
-        setpriv --reuid=1000 --regid=1000 --clear-groups %s -c '%s' off-list.test
+        setpriv --reuid=%d --regid=%d --clear-groups %s -c '%s' off-list.test
         kill $pid; wait $pid
-    """ % (unit.foreground_command(), PYTHON, CLIENT)
+    """ % (unit.foreground_command(), deployment.RELAY_UID, deployment.RELAY_UID, PYTHON, CLIENT)
     log = str(tmp_path / "proxy.log")
     proc = run(base, ["sh", "-c", script, "sh", log], netns=lab.host)
     assert proc.stdout.strip().startswith("HTTP/1.1 403"), (proc.stdout, proc.stderr,
@@ -496,6 +547,42 @@ def test_local_only_apply_migrate_and_remove(pyz, old_pyz, tmp_path, lab):
         assert not os.path.lexists(upper(base, path)), path
     assert open(env, "rb").read() == original
     assert "CLAW-CAGE" not in lab.save(4)
+
+
+@pytest.mark.parametrize("url,words", [
+    ("http://169.254.169.254:80", "--unsafe-wide-allow"),
+    ("http://[::ffff:169.254.169.254]:80", "IPv4-mapped"),
+    ("http://0.0.0.0:11434", "this host's own loopback"),
+    ("http://[::]:11434", "this host's own loopback"),
+    ("http://[64:ff9b:1::a9fe:a9fe]:80", "local-use NAT64"),
+], ids=["metadata", "mapped-metadata", "unspecified", "unspecified6", "nat64-local"])
+def test_local_only_baseurl_is_judged_as_allow_is(pyz, tmp_path, lab, url, words):
+    """openclaw.json's Ollama endpoint goes through --allow's judgement: refused the same way,
+    one line, nothing changed; the metadata one only with --unsafe-wide-allow."""
+    d = local_only_dir(tmp_path / "home", url)
+    before = lab.save(4), digest(os.path.join(d, ".env"))
+    base = str(tmp_path / "ov")
+    proc = firewall(pyz, base, lab, "--profile", "local-only", "--no-persist", "--dir", d)
+    assert proc.returncode != 0, proc.stdout
+    assert words in proc.stderr and "models.providers.ollama.baseUrl" in proc.stderr, \
+        proc.stderr
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert (lab.save(4), digest(os.path.join(d, ".env"))) == before
+    assert written(base) == []
+    if url == "http://169.254.169.254:80":   # the flag opens it, as it does for --allow
+        proc = firewall(pyz, base, lab, "--profile", "local-only", "--no-persist",
+                        "--unsafe-wide-allow", "--dir", d)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(open(upper(base, PROXY_JSON)).read())["allow"] == [
+            "169.254.169.254:80"]
+
+
+@pytest.mark.parametrize("spec", ["0.0.0.0:22", "[::]:22"])
+def test_local_only_allow_of_the_unspecified_address_is_refused(pyz, tmp_path, lab, spec):
+    d = local_only_dir(tmp_path / "home", "http://127.0.0.1:11434")
+    proc = firewall(pyz, str(tmp_path / "ov"), lab, "--profile", "local-only", "--allow", spec,
+                    "--no-persist", "--dir", d)
+    assert proc.returncode != 0 and "this host's own loopback" in proc.stderr, proc.stderr
 
 
 def test_local_only_with_a_named_ollama_is_refused_before_any_change(pyz, tmp_path, lab):

@@ -248,3 +248,25 @@ def test_summary_names_the_host_and_the_embedded_address(spec, says):
                                   "fd00::/64", "2001:db8::1", "fd00:0:0:0:0:0:0:80"])
 def test_unambiguous_ipv6_spellings_still_parse(spec):
     allow.check(allow.parse_all([spec]), HOST, "internet", False)
+
+
+@pytest.mark.parametrize("spec", ["[64:ff9b:1::a00:1]:80", "64:ff9b:1::/96", "[64:ff9b:1:2::]:443"])
+def test_local_use_nat64_counts_as_the_lan(spec):
+    """64:ff9b:1::/48 (RFC 8215) may carry any IPv4 address, where the translator puts it: it
+    opens only with the flag, and then the summary says the LAN is not fully blocked."""
+    with pytest.raises(UsageError) as err:
+        _check(spec)
+    assert "local-use NAT64" in str(err.value) and allow.WIDE_FLAG in str(err.value)
+    a = allow.parse_all([spec])
+    if a[0].port is not None:
+        allow.check(a, HOST, "internet", True)
+        warn, _spec, text = allow.summary(a, HOST)[0]
+        assert warn and "NOT fully blocked" in text and "local-use NAT64" in text, text
+
+
+@pytest.mark.parametrize("spec", ["0.0.0.0:22", "[::]:11434", "0.0.0.0"])
+def test_the_unspecified_address_is_refused_even_with_the_flag(spec):
+    """0.0.0.0 and :: reach this host's own loopback: never a destination to list."""
+    with pytest.raises(UsageError) as err:
+        _check(spec, wide=True)
+    assert "loopback" in str(err.value) or "own address" in str(err.value), str(err.value)

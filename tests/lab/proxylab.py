@@ -161,10 +161,10 @@ class Proxy:
 
 
 class ProxyLab(Namespaces):
-    def __init__(self, hosts=()):
+    def __init__(self, hosts=(), resolv="nameserver 127.0.0.1\n"):
         super().__init__("ccpx")
         self.p, self.w, self.l = ("%s-%s" % (self.tag, n) for n in ("p", "w", "l"))
-        self.hosts = list(hosts)
+        self.hosts, self.resolv = list(hosts), resolv
         os.chmod(self.tmp, 0o755)
         self.etc = os.path.join("/etc/netns", self.p)
         self._proxies = []
@@ -236,7 +236,7 @@ class ProxyLab(Namespaces):
             f.write("127.0.0.1 localhost\n::1 localhost\n")
             f.writelines("%s %s\n" % h for h in self.hosts)
         with open(os.path.join(self.etc, "resolv.conf"), "w") as f:
-            f.write("nameserver 127.0.0.1\n")   # no DNS server there: unlisted names fail fast
+            f.write(self.resolv)   # by default no DNS server there: unlisted names fail fast
         routed = {c: a for c, a in RANGE_ADDRS.items()
                   if c not in UNROUTABLE and ":" not in a and a != LAN}
         self.sh(self.p, """

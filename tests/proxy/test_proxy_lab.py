@@ -86,7 +86,8 @@ def last_log(proxy, name, timeout=10):
     """The proxy's last log line for name (logged when the connection ends)."""
     end = time.monotonic() + timeout
     while True:
-        lines = [l for l in proxy.log_text().splitlines() if " %s " % name in l]
+        lines = [l for l in proxy.log_text().splitlines() if " %s:" % name in l or
+                 " %s " % name in l]
         if lines or time.monotonic() > end:
             return lines[-1] if lines else ""
         time.sleep(0.05)
@@ -106,7 +107,7 @@ def test_connect_allowed_bytes_match(lab, proxy):
     assert st == 200 and back == body
     assert arrivals(lab, WAN) == before + 1
     line = last_log(proxy, "allowed.test")
-    assert "allowed.test %s:443 allowed" % WAN in line, line
+    assert "allowed.test:443 %s:443 allowed" % WAN in line, line
     up, down = [int(w.split("=")[1]) for w in line.split() if w[:3] in ("up=", "dow")]
     assert up >= len(body) and down >= len(body), line
 
@@ -186,7 +187,7 @@ def test_off_list_refused(lab, proxy):
         status, _h, body = request(proxy, raw)
         assert status == 403 and body == b"claw-cage proxy: name not on the allow list\n"
     assert arrivals(lab, WAN) == before
-    assert "offlist.test - refused-403" in last_log(proxy, "offlist.test")
+    assert "offlist.test:443 - refused-403" in last_log(proxy, "offlist.test")
 
 
 @pytest.mark.parametrize("name", ["rebind.test", "mixed.test"])

@@ -217,3 +217,32 @@ def test_host_docker_internal_listed_means_the_hosts_loopback():
     assert p.check_target("localhost", 8080) == ("localhost", A("127.0.0.1"), None)
     assert p.check_target("host.docker.internal", 443)[2] == "port 443 not allowed"
     assert p.check_target("localhost", 11434)[2] == "port 11434 not allowed"
+
+
+def test_loopback_names_open_only_through_their_exact_entry():
+    """*.docker.internal matches host.docker.internal as a name, but the host's loopback opens
+    only through the exact entry and its own ports (the old policy mapped it to 127.0.0.1)."""
+    p = policy.Policy(["*.docker.internal", "*.localhost"], [443])
+    assert p.check_target("host.docker.internal", 443)[2] == "name not on the allow list"
+    assert p.check_target("localhost", 443)[2] == "name not on the allow list"
+    assert p.check_target("other.docker.internal", 443)[2] is None   # an ordinary name
+    p = policy.Policy(["*.docker.internal", "host.docker.internal:11434"], [443])
+    assert p.check_target("host.docker.internal", 443)[2] == "port 443 not allowed"
+    assert p.check_target("host.docker.internal", 11434)[1:] == (A("127.0.0.1"), None)
+
+
+@pytest.mark.parametrize("host", ["x\n.example.com", "example.com\n", "ex\rample.com",
+                                  "[fe80::1%eth0]", "[fe80::1%a\nb]"])
+def test_a_control_character_or_scope_is_no_host(host):
+    with pytest.raises(ValueError):
+        policy.parse_host(host)
+
+
+def test_a_log_line_stays_one_line(tmp_path):
+    from claw_cage.proxy import log as plog
+    path = str(tmp_path / "log")
+    conn = type("C", (), dict(started=0.0, kind="proxy", name="x\n.y", address="-",
+                              verdict="refused-400", up=0, down=0, why="bad\r\nline"))()
+    plog.Log(path).line(conn)
+    text = open(path).read()
+    assert text.count("\n") == 1 and "x\\x0a.y" in text and "bad\\x0d\\x0aline" in text

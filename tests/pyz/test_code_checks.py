@@ -24,7 +24,8 @@ MAY_IMPORT = {
     "harden": (),
     # modes that are also services of the ones above
     "install": ("backup",),                 # the guard around an upgrade
-    "backup": ("egress",),                  # which .env variables are keys (left out)
+    "backup": ("egress",),                  # the program copy the units share; which .env
+                                            # variables are keys (left out)
     "egress": ("proxy",),                   # proxy.json's format, owned by its reader
     "proxy": ("firewall",),                 # the blocked ranges of the rule table
     "firewall": (),
@@ -279,3 +280,47 @@ def test_a_planted_def_in_a_face_is_found(tmp_path):
     assert init_logic(copy) == [os.path.join("harden", "__init__.py") + ":%d FunctionDef"
                                 % (len(open(os.path.join(copy, "harden", "__init__.py"))
                                        .read().splitlines()) - 1)]
+
+
+# `$` also matches before a final "\n": re.match(r"^[a-z]+$", "x\n") accepts a newline that
+# then splits a log line or a config file. A pattern that guards input uses fullmatch (or
+# \Z); `$` at the end stays only with re.M, where lines are meant.
+_RE_CALLS = ("compile", "match", "search", "fullmatch", "sub", "findall", "split")
+
+
+def dollar_anchored(pkg_dir):
+    """["path:line"] of re calls whose literal pattern ends with `$` and has no re.M."""
+    found = []
+    for folder, dirs, names in os.walk(pkg_dir):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in (n for n in names if n.endswith(".py")):
+            path = os.path.join(folder, name)
+            for node in ast.walk(ast.parse(open(path, encoding="utf-8").read(), path)):
+                if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and isinstance(node.func.value, ast.Name)
+                        and node.func.value.id == "re" and node.func.attr in _RE_CALLS
+                        and node.args):
+                    continue
+                pat = node.args[0]
+                pat = pat.left if isinstance(pat, ast.BinOp) else pat
+                if not (isinstance(pat, ast.Constant) and isinstance(pat.value, str)):
+                    continue
+                multiline = any(isinstance(n, ast.Attribute) and n.attr in ("M", "MULTILINE")
+                                for a in node.args[1:] + [k.value for k in node.keywords]
+                                for n in ast.walk(a))
+                if re.search(r"(?<!\\)\$\)*\Z", pat.value) and not multiline:
+                    found.append("%s:%d" % (os.path.relpath(path, pkg_dir), node.lineno))
+    return found
+
+
+def test_no_pattern_guards_input_with_a_final_dollar():
+    assert dollar_anchored(PKG) == []
+
+
+def test_a_planted_dollar_anchor_is_found(tmp_path):
+    copy = _copy_of_the_package(tmp_path)
+    path = os.path.join(copy, "proxy", "policy.py")
+    with open(path, "a") as f:
+        f.write('\n_BAD = re.compile(r"^[a-z]+$")\n_OK = re.compile(r"^x$", re.M)\n')
+    lines = len(open(path).read().splitlines())
+    assert dollar_anchored(copy) == [os.path.join("proxy", "policy.py") + ":%d" % (lines - 1)]

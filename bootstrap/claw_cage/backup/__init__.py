@@ -2,5 +2,6 @@
 --rollback, and the installer's guard around an image change)."""
 
 from .modes import main  # noqa: F401
-from .stack import LAST  # noqa: F401  (--verify's last-backup row reads it)
+from . import keep, schedule  # noqa: F401  (--verify's backup rows read them)
+from .stack import LAST  # noqa: F401
 from .upgrade import after as after_upgrade, before as before_upgrade  # noqa: F401

@@ -9,7 +9,6 @@ a plain copy (no database in it). Caches (claw-npm, claw-local) are left out.
 
 import datetime
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -18,8 +17,8 @@ from .. import __version__, deployment, dotenv, runner, safefile
 from ..egress import keys
 from ..errors import RefusedError
 from ..runner import CommandError
-from . import archive, cipher
-from .stack import COMPOSE_FILES, LAST, SECRETS, STATE
+from . import archive, cipher, keep
+from .stack import COMPOSE_FILES, SECRETS, STATE
 
 INSTALL_FILES = (".env", "openclaw.json") + COMPOSE_FILES
 NO_COMMAND = 99   # the image has no `openclaw backup create`
@@ -162,8 +161,7 @@ def take(stack, dest, ui, encrypt=None, with_keys=False):
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         mine.__exit__()
-    rec = json.dumps({"path": final, "created": facts["created"]}).encode()
-    os.replace(safefile.stage(stack.dir, LAST, rec, 0o600), os.path.join(stack.dir, LAST))
+    keep.wrote(stack.dir, final, facts)
     ui.ok("backup written: %s (mode 600, %.1f MB)" % (final, os.path.getsize(final) / 1e6))
     ui.info("  holds the state, the auth-profile key, claw-cage's files, the image name; left "
             "out: the caches claw-npm and claw-local (plugins rebuild them)")

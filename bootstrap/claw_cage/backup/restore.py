@@ -29,9 +29,11 @@ from .stack import COPY_CAPS, STATE
 CAP_FLOOR, CAP_RATIO = 256 << 20, 64   # unpacked: at most max(256 MiB, 64 x the archive)
 NODE = ["--user", deployment.USER, "--cap-drop", "ALL"]
 STAGE = "/n/.claw-cage-stage"
-# $1: the member's size; a stream cut short (a refusal midway) restores nothing
+# $1: the member's size; a stream cut short (a refusal midway) restores nothing; OpenClaw
+# judges its own archive (`backup verify`) before restoring it
 OPENCLAW_RESTORE = (
     'cat > "$HOME/in.tar.gz" && [ "$(wc -c < "$HOME/in.tar.gz")" -eq "$1" ] && '
+    'node dist/index.js backup verify "$HOME/in.tar.gz" >&2 && '
     'node dist/index.js backup restore "$HOME/in.tar.gz" --target %s >&2 && '
     'set -- %s/*/payload/posix/home/node/.openclaw && [ $# -eq 1 ] && cp -a "$1"/. /n/ && '
     'rm -rf %s' % (STAGE, STAGE, STAGE))
@@ -55,8 +57,8 @@ class _Into:
         self.budget, self.unzip, self.openclaw = budget, zlib.decompressobj(31), openclaw
         # room for the archive and what OpenClaw may write in ~ besides (pages used only)
         tmp = ["--tmpfs", "/home/node:size=%d,uid=%d,gid=%d,mode=0700" % (
-                   size + (64 << 20), deployment.UID, deployment.UID),
-               "-e", "HOME=/home/node"] if openclaw else []
+            size + (64 << 20), deployment.UID, deployment.UID), "-e", "HOME=/home/node"] \
+            if openclaw else []
         script = (OPENCLAW_RESTORE if openclaw else UNTAR) + " && " + NO_SUID
         self.proc = stack.one_shot([(volume, "/n")], ["-c", script, "sh", str(size)],
                                    NODE + tmp if openclaw else COPY_CAPS, feed=True)
@@ -140,11 +142,13 @@ def swap(stack, ui, new, when, what, untouched="nothing in service was changed (
             mounts += [(live[k], "/live/" + k), (before[k], "/before/" + k),
                        (new[k], "/new/" + k)]
             script += [_copy("/live/" + k, "/before/" + k), _copy("/new/" + k, "/live/" + k)]
-        with safefile.signals_deferred():   # a Ctrl-C lands before the stop or after the start
-            stack.compose("stop", "openclaw")
-            stack.one_shot(mounts, ["-c", " && ".join(script)])
+        # a Ctrl-C lands before the stop or after the start; Docker's commands, in sessions of
+        # their own, never see it
+        with safefile.signals_deferred():
+            stack.compose("stop", "openclaw", session=True)
+            stack.one_shot(mounts, ["-c", " && ".join(script)], session=True)
             ui.ok("%s in service%s" % (what, kept))
-            stack.compose("up", "-d")
+            stack.compose("up", "-d", session=True)
             phase = "%s is in service, the gateway started on it but not yet judged%s" % (
                 what, kept)
         if stack.wait_healthy():
@@ -153,10 +157,10 @@ def swap(stack, ui, new, when, what, untouched="nothing in service was changed (
         ui.fail("the gateway did not become healthy: putting the previous state back")
         mounts = [(live[k], "/live/" + k) for k in live] + [(before[k], "/b/" + k) for k in live]
         with safefile.signals_deferred():
-            stack.compose("stop", "openclaw")
+            stack.compose("stop", "openclaw", session=True)
             stack.one_shot(mounts, ["-c", " && ".join(_copy("/b/" + k, "/live/" + k)
-                                                          for k in live)])
-            stack.compose("up", "-d")
+                                                          for k in live)], session=True)
+            stack.compose("up", "-d", session=True)
             phase = "the previous state is back in service, the gateway started on it but " \
                     "not yet judged%s" % kept
         healthy = stack.wait_healthy()

@@ -16,9 +16,9 @@ from .. import deployment, runner
 from ..errors import RefusedError
 
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.api-only.yml")   # one per profile
-STATE, SECRETS = deployment.STATE, deployment.SECRETS   # what a backup holds (claw-npm,
-LAST = ".claw-cage-last-backup.json"  # where the last --backup went    # claw-local: caches,
-HEALTH_URL = deployment.HEALTH_URL                                      # left out)
+STATE, SECRETS = deployment.STATE, deployment.SECRETS
+LAST = ".claw-cage-last-backup.json"  # where the last --backup went (read by --verify)
+HEALTH_URL = deployment.HEALTH_URL
 # root, but only able to read and copy files with their owners and modes
 COPY_CAPS = ["--user", "0:0", "--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add",
              "DAC_OVERRIDE", "--cap-add", "FOWNER", "--cap-add", "DAC_READ_SEARCH"]
@@ -36,9 +36,9 @@ class Stack:
         self.volumes = {k: (vols.get(k) or {}).get("name") or "%s_%s" % (self.project, k)
                         for k in (STATE, SECRETS)}
 
-    def compose(self, *args, timeout=300, check=True):
+    def compose(self, *args, timeout=300, check=True, session=False):
         return runner.run(["docker", "compose"] + list(args), cwd=self.dir, timeout=timeout,
-                          check=check)
+                          check=check, session=session)
 
     def image_facts(self):
         res = runner.run(["docker", "image", "inspect", "--format",
@@ -99,8 +99,16 @@ class Stack:
                      [v + ".restored-" for v in self.volumes.values()])
         ls = runner.run(["docker", "volume", "ls", "-q", "--filter", "label=org.claw-cage.backup"],
                         check=False, timeout=30)
-        gone = list(gone) + [v for v in ls.stdout.split() if v.startswith(mine) and runner.run(
-            ["docker", "volume", "rm", v], check=False, timeout=60).ok]
+        gone = list(gone)
+        for v in (v for v in ls.stdout.split() if v.startswith(mine)):
+            # a killed run's one-shot may hang on, created but never started, or waiting on
+            # its input: only our one-shots mount these volumes
+            held = runner.run(["docker", "ps", "-aq", "--filter", "volume=" + v], check=False,
+                              timeout=30).stdout.split()
+            if held:
+                runner.run(["docker", "rm", "-f"] + held, check=False, timeout=60)
+            if runner.run(["docker", "volume", "rm", v], check=False, timeout=60).ok:
+                gone.append(v)
         for path in glob.glob(os.path.join(tempfile.gettempdir(), "claw-cage-restore-*")):
             if os.lstat(path).st_uid == os.geteuid():
                 shutil.rmtree(path, ignore_errors=True)
@@ -109,9 +117,10 @@ class Stack:
             ui.info("removed what a cut-off run left: " + ", ".join(gone))
         return gone
 
-    def one_shot(self, mounts, argv, caps=COPY_CAPS, stdout=None, feed=False, entry="sh"):
+    def one_shot(self, mounts, argv, caps=COPY_CAPS, stdout=None, feed=False, entry="sh",
+                 session=False):
         """docker run --rm of this image: no network, read-only root, `entry` argv. feed: return
-        it started, its input a pipe (runner.finish judges it)."""
+        it started, its input a pipe (runner.finish judges it). session: see runner.run."""
         cmd = ["docker", "run", "--rm", "--network", "none", "--read-only", "--tmpfs",
                "/tmp", "--security-opt", "no-new-privileges"] + caps  # nosec B108: in it
         if feed:
@@ -119,4 +128,4 @@ class Stack:
         for src, dst in mounts:
             cmd += ["-v", "%s:%s" % (src, dst)]
         cmd += ["--entrypoint", entry, self.image] + argv
-        return runner.start(cmd) if feed else runner.stream(cmd, stdout=stdout)
+        return runner.start(cmd) if feed else runner.stream(cmd, stdout=stdout, session=session)

@@ -14,11 +14,12 @@ files (so the previous image) and the state from that backup.
 import json
 import os
 import re
+import time
 
-from .. import deployment, dotenv, runner, safefile
+from .. import dotenv, safefile
 from ..errors import RefusedError, RolledBackError
 from ..runner import CommandError
-from . import archive, create, restore
+from . import archive, create, keep, restore
 from .stack import COMPOSE_FILES, STATE, Stack
 
 RECORD = ".claw-cage-upgrade.json"
@@ -61,7 +62,8 @@ def before(ui, target, new_compose, no_backup=False):
         ui.warn("--no-backup: no backup first; --rollback can put back the previous image, "
                 "not the previous state")
     else:
-        rec["backup"] = create.take(stack, create.default_dir(target), ui)
+        rec["backup"] = recent(target, stack, ui) or \
+            create.take(stack, create.default_dir(target), ui)
     _close(target)   # a record left open by an upgrade before: this one replaces it
     for name in COMPOSE_FILES:
         data = safefile.read(os.path.join(target, name))
@@ -69,6 +71,26 @@ def before(ui, target, new_compose, no_backup=False):
             _write(target, name + ".previous", data)
     _write(target, RECORD, json.dumps(rec, indent=1).encode())
     return rec
+
+
+def recent(target, stack, ui=None):
+    """A drilled backup of the image in service, under an hour old, in the install's backups
+    folder, that --rollback reads with nobody at the terminal (not encrypted): the pre-upgrade
+    backup is not taken again."""
+    last = keep.load(target)
+    path, drill = last.get("path"), last.get("drill") or {}
+    if not (path and drill.get("ok") and drill.get("archive") == path and
+            path.endswith(".tar.gz") and os.path.isfile(path) and
+            os.path.dirname(path) == create.default_dir(target)):   # what --rollback takes
+        return None
+    age = time.time() - os.path.getmtime(path)
+    if age > 3600 or not last.get("image_id") or \
+            last.get("image_id") != stack.image_facts().get("image_id"):
+        return None
+    if ui:
+        ui.ok("no backup before the upgrade: %s, of this image, is %.0f minutes old and "
+              "passed its drill" % (path, age / 60))
+    return path
 
 
 def after(ui, target, rec):
@@ -135,7 +157,7 @@ def rollback(ui, target, automatic=False):
     when, new = create.stamp().lower(), {}
     try:
         with safefile.signals_deferred():
-            stack.compose("stop", "openclaw")
+            stack.compose("stop", "openclaw", session=True)
             for name, data in previous.items():
                 _write(target, name, data)
         ui.ok("%s put back: OpenClaw %s" % (", ".join(previous), rec["from"]))

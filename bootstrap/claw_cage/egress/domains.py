@@ -32,7 +32,22 @@ CHANNELS = {
     "slack": ("slack.com", "*.slack.com"),
 }
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+# *.SUFFIX where anyone can register a name under SUFFIX would open strangers' hosts. Python
+# ships no Public Suffix List: this is a short built-in list of the common ones (country
+# second levels, and hosting platforms that give each customer a subdomain), not all of it.
+PUBLIC_SUFFIXES = frozenset("""
+co.uk org.uk me.uk ltd.uk plc.uk net.uk ac.uk gov.uk com.au net.au org.au edu.au gov.au
+co.nz org.nz net.nz co.jp ne.jp or.jp ac.jp go.jp co.kr or.kr com.br net.br org.br com.cn
+net.cn org.cn com.hk com.tw com.sg com.my co.in net.in org.in co.id co.za com.mx com.ar
+com.tr co.il com.ua com.pl com.ru
+github.io githubusercontent.com gitlab.io workers.dev pages.dev r2.dev vercel.app now.sh
+netlify.app netlify.com herokuapp.com appspot.com web.app firebaseapp.com blogspot.com
+azurewebsites.net azurestaticapps.net cloudapp.net cloudfront.net amazonaws.com
+s3.amazonaws.com elasticbeanstalk.com fly.dev onrender.com glitch.me ngrok.io ngrok-free.app
+trycloudflare.com deno.dev surge.sh repl.co readthedocs.io duckdns.org no-ip.org dyndns.org
+""".split())
 
 
 def check_name(text):
@@ -42,10 +57,13 @@ def check_name(text):
     name = text.strip().lower().rstrip(".")
     wild = name.startswith("*.")
     labels = (name[2:] if wild else name).split(".")
-    if (len(name) > 253 or len(labels) < 2 or not all(_LABEL.match(l) for l in labels)
+    if (len(name) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(l) for l in labels)
             or labels[-1].isdigit()):
         raise ValueError("not a domain name (NAME or *.SUFFIX, e.g. api.example.com or "
                          "*.example.com): %r" % text[:80])
+    if wild and name[2:] in PUBLIC_SUFFIXES:
+        raise ValueError("%s: anyone can register a name under %s (a public suffix); list "
+                         "the names you need instead" % (name, name[2:]))
     return name
 
 
@@ -125,6 +143,12 @@ def _entry(host, port):
         host = ipaddress.ip_address(host)
         host = "[%s]" % host if host.version == 6 else host
     return "%s:%d" % (host, port)
+
+
+def allow_spec(entry):
+    """A local-only entry as --allow writes it, for the firewall's judgement of --allow."""
+    host, _, port = entry.rpartition(":")
+    return "host:" + port if host in ("host.docker.internal", "localhost") else entry
 
 
 def endpoints(directory, allows=()):

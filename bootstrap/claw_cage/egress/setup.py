@@ -10,19 +10,24 @@ starts the service through systemctl (where systemd runs), and sets COMPOSE_FILE
 
 import os
 import stat
+import time
 
-from .. import composefile, paths, runner, safefile
+from .. import composefile, deployment, paths, runner, safefile
 from ..errors import PrereqError, TargetError, UsageError
-from . import config, domains, envfile, keys, unit
+from . import config, domains, envfile, keys, temporary, unit
+
+LOG_FILE = "/var/log/claw-cage-proxy.log"   # without systemd (no journal): --refused reads it
 
 
 class Plan:
-    __slots__ = ("directory", "names", "why", "unknown", "program", "local", "namespace",
-                 "values", "keys", "routes", "openclaw", "inside", "root")
+    __slots__ = ("directory", "names", "why", "unknown", "program", "local", "expires", "ended",
+                 "namespace", "values", "keys", "routes", "openclaw", "inside", "root")
 
-    def __init__(self, directory, names, why, unknown, program, local=False):
+    def __init__(self, directory, names, why, unknown, program, local=False, expires=None,
+                 ended=()):
         self.directory, self.names, self.why = directory, names, why
         self.unknown, self.program, self.local = unknown, program, local
+        self.expires, self.ended = expires or {}, ended
         self.namespace, self.values, self.keys, self.routes = True, {}, [], []
         self.openclaw, self.inside, self.root = None, [], None
 
@@ -49,12 +54,24 @@ def prepare(args):
     directory = paths.install_dir(args.dir)
     local = args.profile == "local-only"
     namespace = args.profile in ("api-only", "local-only")
+    for_, now = args.allow_for, time.time()
     if not namespace:
         names, why, unknown = [], {}, []
     elif local:
         names, why, unknown = domains.endpoints(directory, args.allow)
     else:
-        names, why, unknown = domains.default_list(directory, args.allow_domain)
+        names, why, unknown = domains.default_list(directory, () if for_ else args.allow_domain)
+    expires, ended = {}, []
+    if namespace and not local:   # temporary entries: the earlier ones still running, this --for
+        try:
+            expires, ended = temporary.carry(temporary.read_current(), now)
+        except TargetError:
+            pass        # a file the proxy refuses: this run replaces it
+        expires.update(dict.fromkeys(args.allow_domain if for_ else (), now + (for_ or 0)))
+        expires = dict((n, t) for n, t in expires.items() if n not in why)   # listed for good
+        for name in sorted(expires):
+            names.append(name)
+            why[name] = "--allow-domain, until %s" % temporary.until_text(expires[name])
     env_text = safefile.read_text(envfile.path_of(directory)) or ""
     own = envfile.current(env_text)
     if namespace and own not in (None, envfile.API_ONLY):
@@ -70,7 +87,7 @@ def prepare(args):
     for folder in (config.ETC_DIR, unit.LIB_DIR):
         if os.path.lexists(folder):
             _check_root_dir(folder)
-    plan = Plan(directory, names, why, unknown, program, local)
+    plan = Plan(directory, names, why, unknown, program, local, expires, ended)
     # local-only reaches Ollama alone: no provider or Telegram route, no key to move
     plan.namespace, plan.values = namespace, {} if local else domains.read_env(directory)
     plan.keys = keys.moved(plan.values)
@@ -111,6 +128,12 @@ def _read_program(path):
     return data
 
 
+def copy_program(path):
+    """The root-owned copy every claw-cage unit runs (the proxy's, the backup's)."""
+    _mkdir(unit.LIB_DIR)
+    safefile.write_atomic(unit.PROGRAM, _read_program(path), 0o644)
+
+
 def _link(target, path):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = "%s.tmp-%d" % (path, os.getpid())
@@ -119,7 +142,7 @@ def _link(target, path):
 
 
 def _run_dirs():
-    for sub, owner in (("egress", 0), ("gateway", unit.CONTAINER_UID)):
+    for sub, owner in (("egress", 0), ("gateway", deployment.RELAY_UID)):
         path = os.path.join(config.RUN_DIR, sub)
         os.makedirs(path, 0o755, exist_ok=True)
         st = os.lstat(path)
@@ -144,23 +167,50 @@ def _write_openclaw(plan):
     os.replace(tmp, path)
 
 
+def _same_keys(plan):
+    """Whether the store already holds exactly this run's keys: LoadCredential= copies them
+    at the service's start only, so a changed key needs a restart, not a reload."""
+    try:
+        return sorted(os.listdir(keys.STORE)) == sorted(plan.keys) and all(
+            safefile.read(os.path.join(keys.STORE, k)) == plan.values[k].encode("utf-8")
+            for k in plan.keys)
+    except (OSError, TargetError):
+        return False
+
+
+def only_the_list_changes(plan, text):
+    """Whether the running service takes this run by a reload (open tunnels stay): the same
+    unit, program copy and keys, and a proxy.json that differs in what a reload changes alone."""
+    try:
+        old, new = config.parse(safefile.read_text(config.PATH) or ""), config.parse(text)
+    except ValueError:
+        return False
+    return (all(getattr(old, f) == getattr(new, f) for f in old._fields
+                if f not in config.owner().RELOADED)
+            and safefile.read_text(unit.UNIT) == unit.text(plan.keys, keys.STORE)
+            and safefile.read(unit.PROGRAM) == _read_program(plan.program)
+            and _same_keys(plan)
+            and runner.run(["systemctl", "is-active", unit.UNIT_NAME],
+                           check=False).stdout.strip() == "active")
+
+
 def install(plan, ui, dry_run=False):
     if not plan.namespace and not plan.routes:
         return _no_routes(plan, ui, dry_run)
     listen = ["unix:" + keys.SOCKET] if plan.namespace else [plan.root.split("//", 1)[1]]
     running = systemd_running()
-    proxy_text = config.render(plan.names, () if plan.local or not plan.namespace else (443,),
-                         plan.routes, listen, None if running or not plan.keys else keys.STORE,
-                               plan.namespace)
+    rendered = config.render(plan.names, () if plan.local or not plan.namespace else (443,),
+                             plan.expires, "-" if running else LOG_FILE, plan.routes, listen,
+                             None if running or not plan.keys else keys.STORE, plan.namespace)
+    how = "reload" if running and only_the_list_changes(plan, rendered) else "restart"
     actions = [
         ("write %s (the keys: %s)" % (keys.STORE, ", ".join(plan.keys) or "none"),
          lambda: (_mkdir(config.ETC_DIR), keys.write_store(plan.values, plan.keys))),
         ("write %s (%s)" % (config.PATH, "the domain list and the routes" if plan.namespace
                             else "the routes"),
-         lambda: safefile.write_atomic(config.PATH, proxy_text.encode(), 0o644)),
+         lambda: safefile.write_atomic(config.PATH, rendered.encode(), 0o644)),
         ("copy %s to %s (root-owned)" % (plan.program, unit.PROGRAM),
-         lambda: (_mkdir(unit.LIB_DIR),
-                  safefile.write_atomic(unit.PROGRAM, _read_program(plan.program), 0o644))),
+         lambda: copy_program(plan.program)),
     ]
     have_units = os.path.isdir(unit.UNIT_DIR)
     unit_text = unit.text(plan.keys, keys.STORE)
@@ -170,13 +220,14 @@ def install(plan, ui, dry_run=False):
     if have_units and not running:   # systemd reads the link at its next start
         actions.append(("ln -sf %s %s (what `systemctl enable` does)" % (unit.UNIT, unit.WANTS),
                         lambda: _link(unit.UNIT, unit.WANTS)))
-    if running:   # restart, not start: a re-run's new list, keys and program take effect
+    if running:   # restart, not start: a re-run's new program and keys take effect; a new
+        # list alone is a reload, which keeps open tunnels (the dashboard's) up
         for argv in (["systemctl", "daemon-reload"], ["systemctl", "enable", unit.UNIT_NAME],
-                     ["systemctl", "restart", unit.UNIT_NAME]):
+                     ["systemctl", how, unit.UNIT_NAME]):
             actions.append(("$ " + " ".join(argv), lambda argv=argv: runner.run(argv)))
     else:   # what RuntimeDirectory and ExecStartPre do, for the foreground command
         actions.append(("mkdir %s/egress; %s/gateway owned by uid %d"
-                        % (config.RUN_DIR, config.RUN_DIR, unit.CONTAINER_UID), _run_dirs))
+                        % (config.RUN_DIR, config.RUN_DIR, deployment.RELAY_UID), _run_dirs))
     actions.append(("write %s (the agent's providers at the routes, placeholder keys)"
                     % os.path.join(plan.directory, keys.CONFIG), lambda: _write_openclaw(plan)))
     if plan.namespace:
@@ -213,9 +264,13 @@ def install(plan, ui, dry_run=False):
             ("no models.providers.ollama.baseUrl in openclaw.json", "--allow ADDRESS:PORT")
             if plan.local else ("no provider key in .env, no channel in openclaw.json",
                                 "--allow-domain NAME")))
+    for name in plan.ended:
+        ui.info("  %s: its temporary entry ended, removed from the list" % name)
     if running:
-        service = "started"
-        ui.ok("%s started, from the root-owned copy %s" % (unit.UNIT_NAME, unit.PROGRAM))
+        service = "reloaded" if how == "reload" else "started"
+        ui.ok("%s %s, from the root-owned copy %s%s" % (
+            unit.UNIT_NAME, service, unit.PROGRAM, " (only the list changed: open connections "
+            "stay)" if how == "reload" else ""))
     else:
         service = "not started: no systemd"
         ui.warn("SYSTEMD IS NOT RUNNING HERE (PID 1 is not systemd): the proxy is not started, "
@@ -277,9 +332,33 @@ def report_keys(plan, ui):
         ui.info("  budget (--budget): " + "; ".join(budgets))
 
 
+# The folders claw-cage makes, deepest first; in the run folders only the sockets are ours.
+OUR_DIRS = (unit.LIB_DIR, config.ETC_DIR, os.path.dirname(config.EGRESS_SOCKET),
+            os.path.dirname(config.GATEWAY_SOCKET), config.RUN_DIR)
+OUR_SOCKETS = (config.EGRESS_SOCKET, config.GATEWAY_SOCKET, keys.SOCKET)
+
+
+def _rmdir_ours(folder):
+    """Remove folder when it holds nothing but a socket of ours; anything else keeps it."""
+    if os.path.islink(folder):   # systemd's link to a runtime folder it has cleaned
+        if not os.path.exists(folder):
+            os.unlink(folder)
+        return
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if path not in OUR_SOCKETS or not stat.S_ISSOCK(os.lstat(path).st_mode):
+            return
+    for name in os.listdir(folder):
+        os.unlink(os.path.join(folder, name))
+    os.rmdir(folder)
+
+
 def installed():
-    return any(os.path.lexists(p) for p in (config.PATH, unit.UNIT, unit.WANTS, unit.LIB_DIR,
-                                            keys.STORE))
+    lib = () if unit.program_used_by(unit.UNIT) else (unit.LIB_DIR,)   # the backup's, too
+    return any(os.path.lexists(p) for p in (config.PATH, unit.UNIT, unit.WANTS, keys.STORE)
+               + lib)
 
 
 def plan_remove(directory):
@@ -287,13 +366,19 @@ def plan_remove(directory):
     .env line alone still goes)."""
     steps = []
     if os.path.lexists(unit.UNIT) and systemd_running():
-        argv = ["systemctl", "disable", "--now", unit.UNIT_NAME]
-        steps.append(("$ " + " ".join(argv), lambda: runner.run(argv, check=False)))
+        # clean: the kept RuntimeDirectory (DynamicUser: a link into /run/private) goes too
+        for argv in (["systemctl", "disable", "--now", unit.UNIT_NAME],
+                     ["systemctl", "clean", "--what=runtime", unit.UNIT_NAME]):
+            steps.append(("$ " + " ".join(argv),
+                          lambda argv=argv: runner.run(argv, check=False)))
 
     def unlink(path):
         return lambda: os.unlink(path) if os.path.lexists(path) else None
 
-    for path in (unit.WANTS, unit.UNIT, config.PATH, unit.PROGRAM):
+    # the program copy stays while the backup's unit runs it
+    mine = (unit.WANTS, unit.UNIT, config.PATH) + (() if unit.program_used_by(unit.UNIT)
+                                                   else (unit.PROGRAM,))
+    for path in mine:
         if os.path.lexists(path):
             steps.append(("rm -f %s" % path, unlink(path)))
 
@@ -304,12 +389,10 @@ def plan_remove(directory):
     if os.path.lexists(generated):   # the compose files mount it: a plain include, no route
         steps.append(("write %s without routes" % generated,
                       lambda: safefile.write_atomic(generated, keys.openclaw_config({}, None))))
-
-    def rmdir():
-        if os.path.isdir(unit.LIB_DIR) and not os.listdir(unit.LIB_DIR):
-            os.rmdir(unit.LIB_DIR)
-    if os.path.lexists(unit.LIB_DIR):
-        steps.append(("rmdir %s" % unit.LIB_DIR, rmdir))
+    for folder in OUR_DIRS:
+        if os.path.lexists(folder):
+            steps.append(("rmdir %s (when nothing but ours is left in it)" % folder,
+                          lambda folder=folder: _rmdir_ours(folder)))
     if steps and systemd_running():
         steps.append(("$ systemctl daemon-reload",
                       lambda: runner.run(["systemctl", "daemon-reload"])))

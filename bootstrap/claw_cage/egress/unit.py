@@ -7,8 +7,8 @@ Why these settings:
 - DynamicUser: a throwaway uid with no files of its own; ProtectSystem=strict, ProtectHome,
   PrivateTmp, NoNewPrivileges, no capabilities; only Unix and IP sockets; memory and task caps.
 - RuntimeDirectory makes /run/claw-cage/egress (the proxy's socket; UMask=0000 so the
-  container's uid 1000 can connect to it); ExecStartPre, as root, makes /run/claw-cage/gateway
-  owned by uid 1000, where the container's relay puts the gateway's socket. Both are kept
+  relay's uid can connect to it); ExecStartPre, as root, makes /run/claw-cage/gateway owned by
+  the relay's uid (deployment.RELAY_UID), where the relay puts the gateway's socket. Both are kept
   across restarts: the containers bind-mount them, and a folder made anew would leave them on
   the old one.
 - LoadCredential=, one line per key in /etc/claw-cage/keys (systemd 252 also takes a folder,
@@ -17,6 +17,8 @@ Why these settings:
 - Before=docker.service: at boot the folders exist before Docker starts the containers that
   mount them (Docker would otherwise create them root-owned).
 """
+
+import os
 
 from .. import deployment
 from . import config
@@ -28,7 +30,8 @@ WANTS = UNIT_DIR + "/multi-user.target.wants/" + UNIT_NAME
 LIB_DIR = "/usr/local/lib/claw-cage"
 PROGRAM = LIB_DIR + "/claw-cage.pyz"
 PYTHON = "/usr/bin/python3"
-CONTAINER_UID = deployment.UID
+# every unit that runs PROGRAM: the copy goes only with the last of them
+PROGRAM_USERS = (UNIT, UNIT_DIR + "/claw-cage-backup.service")
 EXEC_START = [PYTHON, PROGRAM, "--proxy", "--config", config.PATH]
 
 TEXT = """\
@@ -46,6 +49,7 @@ StartLimitBurst=10
 Type=simple
 ExecStartPre=+/usr/bin/install -d -o %(uid)d -g %(uid)d -m 0755 %(run)s/gateway
 ExecStart=%(exec)s
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2
 DynamicUser=yes
@@ -79,11 +83,16 @@ WantedBy=multi-user.target
 
 def text(keys=(), store=None):
     """The unit, loading each named key of the store (keys.STORE) as a credential."""
-    return TEXT % {"uid": CONTAINER_UID, "run": config.RUN_DIR, "exec": " ".join(EXEC_START),
-                   "credentials": "".join("LoadCredential=%s:%s/%s\n" % (k, store, k)
+    return TEXT % {"uid": deployment.RELAY_UID, "run": config.RUN_DIR,
+                   "exec": " ".join(EXEC_START), "credentials": "".join("LoadCredential=%s:%s/%s\n" % (k, store, k)
                                           for k in keys)}
 
 
 def foreground_command():
     """The unit's ExecStart, to run by hand where there is no systemd."""
     return " ".join(EXEC_START)
+
+
+def program_used_by(besides):
+    """True while a unit other than `besides` (a path of PROGRAM_USERS) runs PROGRAM."""
+    return any(os.path.lexists(u) for u in PROGRAM_USERS if u != besides)

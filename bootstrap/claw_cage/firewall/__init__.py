@@ -20,8 +20,8 @@ plumbing beside it.
 
 from . import allow, backend, host, persist, readback, rules, script
 from .apply import apply as apply_rules, remove as remove_rules
-from .embedded import embedded_ipv4, embedded_ipv4_net
+from .embedded import NAT64_LOCAL, embedded_ipv4, embedded_ipv4_net
 
 
-__all__ = ["allow", "apply_rules", "backend", "embedded_ipv4", "embedded_ipv4_net", "host",
-           "persist", "readback", "remove_rules", "rules", "script"]
+__all__ = ["NAT64_LOCAL", "allow", "apply_rules", "backend", "embedded_ipv4",
+           "embedded_ipv4_net", "host", "persist", "readback", "remove_rules", "rules", "script"]

@@ -17,8 +17,9 @@ The host's own addresses include what the host itself receives: its broadcast ad
 (255.255.255.255, each subnet's, 172.30.0.255 on the bridge) and multicast (224.0.0.0/4,
 ff00::/8). An IPv6 address that carries an IPv4 one (NAT64 64:ff9b::/96, 6to4 2002::/16,
 Teredo 2001::/32: embedded.py) is judged as that IPv4 address too, since whatever translates
-it delivers it there; IPv4-mapped and IPv4-compatible spellings are refused: write the IPv4
-address. A bare IPv6 address whose last group could be a port (fd00:1::5:8080) is refused:
+it delivers it there; local-use NAT64 (64:ff9b:1::/48) may carry any IPv4 address, so it counts
+as the LAN (only with WIDE_FLAG); IPv4-mapped and IPv4-compatible spellings are refused: write
+the IPv4 address. The unspecified 0.0.0.0 and :: are refused: they reach the host's loopback. A bare IPv6 address whose last group could be a port (fd00:1::5:8080) is refused:
 brackets say which is meant.
 """
 
@@ -29,17 +30,17 @@ import re
 
 from ..errors import UsageError
 from . import rules
-from .embedded import embedded_ipv4_net
+from .embedded import NAT64_LOCAL, embedded_ipv4_net
 
 # kind: "host" (the host itself: INPUT) or "net" (a destination: FORWARD; and INPUT for a single
 # ADDRESS:PORT, in case the address is one of the host's own).
 # net: an ip_network or None. port: int or None.
 Allow = collections.namedtuple("Allow", "kind net port")
 
-_V4 = re.compile(r"^(?P<addr>[0-9.]+(?:/[0-9]+)?)(?::(?P<port>[0-9]+))?$")
-_V6_BRACKETED = re.compile(r"^\[(?P<addr>[0-9A-Fa-f:.]+(?:/[0-9]+)?)\](?::(?P<port>[0-9]+))?$")
-_V6_BARE = re.compile(r"^(?P<addr>[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:/[0-9]+)?)$")
-_HOST = re.compile(r"^host:(?P<port>[0-9]+)$")
+_V4 = re.compile(r"(?P<addr>[0-9.]+(?:/[0-9]+)?)(?::(?P<port>[0-9]+))?")
+_V6_BRACKETED = re.compile(r"\[(?P<addr>[0-9A-Fa-f:.]+(?:/[0-9]+)?)\](?::(?P<port>[0-9]+))?")
+_V6_BARE = re.compile(r"(?P<addr>[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*(?:/[0-9]+)?)")
+_HOST = re.compile(r"host:(?P<port>[0-9]+)")
 
 
 def _port(text, spec):
@@ -62,13 +63,13 @@ def _is_v6(text):
 def parse(spec):
     """One --allow value -> Allow. Raises UsageError with the reason."""
     text = spec.strip()
-    m = _HOST.match(text)
+    m = _HOST.fullmatch(text)
     if m:
         return Allow("host", None, _port(m.group("port"), spec))
     if text == "host":
         raise UsageError("--allow host needs a port (host:PORT): opening every port of the "
                          "host would undo the cage")
-    m = _V4.match(text) or _V6_BRACKETED.match(text) or _V6_BARE.match(text)
+    m = _V4.fullmatch(text) or _V6_BRACKETED.fullmatch(text) or _V6_BARE.fullmatch(text)
     if m and m.re is _V6_BARE and "/" not in text:
         head, _, last = text.rpartition(":")
         if last.isdigit() and 1 <= int(last) <= 65535 and _is_v6(head):
@@ -162,6 +163,8 @@ def judged(allow):
     IPv4 address (NAT64, 6to4, Teredo) is judged as that IPv4 network; others as themselves."""
     if allow.kind != "net" or allow.net.version != 6:
         return allow.net, ""
+    if allow.net.overlaps(NAT64_LOCAL):
+        return EVERYTHING[4], " (local-use NAT64 %s: any IPv4 address)" % NAT64_LOCAL
     found = embedded_ipv4_net(allow.net, TRANSLATED)
     if found is None:
         return allow.net, ""
@@ -181,8 +184,9 @@ def _show(net):
 def is_host_port(allow, host_nets):
     """ADDRESS:PORT where ADDRESS is one of the host's own (or carries one): that port of the
     host opens."""
+    net = judged(allow)[0]   # one address: local-use NAT64 may be any, counted as the LAN
     return (allow.kind == "net" and allow.port is not None and allow.net.num_addresses == 1
-            and bool(_host_addrs_in(judged(allow)[0], _host_nets(host_nets))))
+            and net.num_addresses == 1 and bool(_host_addrs_in(net, _host_nets(host_nets))))
 
 
 def check(allows, host_nets, profile="internet", wide=False):
@@ -198,6 +202,14 @@ def check(allows, host_nets, profile="internet", wide=False):
     nets = [a for a in allows if a.kind == "net"]
     for a in nets:
         spec = describe(a)
+        if a.net.num_addresses == 1 and a.net.network_address.is_unspecified:
+            raise UsageError("--allow %s is no destination: a connection to %s reaches "
+                             "this host's own loopback; for a port of this host write host:%s"
+                             % (spec, a.net.network_address, a.port or "PORT"))
+        if a.net.version == 6 and a.net.subnet_of(NAT64_LOCAL) and not wide:
+            raise UsageError("--allow %s is in the local-use NAT64 prefix %s, which a "
+                             "translator may send to any IPv4 address, the LAN included: "
+                             "counted as the LAN, it needs %s" % (spec, NAT64_LOCAL, WIDE_FLAG))
         if a.net.version == 6 and a.net.subnet_of(MAPPED):
             v4 = ipaddress.ip_network("%s/%d" % (a.net.network_address.ipv4_mapped,
                                                  a.net.prefixlen - 96))

@@ -23,7 +23,8 @@ import shlex
 import signal
 
 from .. import composefile, paths, runner
-from ..errors import EXIT_INTERRUPTED, FirewallError, PrereqError, UncheckedError
+from ..errors import (EXIT_INTERRUPTED, FirewallError, PrereqError, UncheckedError,
+                      UsageError)
 from . import allow, backend, bridge, dns, host, outcome, persist, readback, rules, script
 
 
@@ -42,10 +43,11 @@ class Step:
         runner.run(self.argv, input=self.stdin)
 
 
-def load_config(args, ui):
+def load_config(args, ui, endpoints=()):
     """Bridge and subnet of the network Compose puts the project on (composefile, the one
     reading --verify shares), else the built-in defaults; the allow list, refused (one line,
-    nothing changed) where it would undo the cage."""
+    nothing changed) where it would undo the cage. endpoints: [(--allow spec, where it comes
+    from)] the proxy opens besides (local-only's Ollama baseUrl), judged as --allow is."""
     directory = paths.install_dir(args.dir)
     net = composefile.project_network(directory)
     bridge_name, subnet = net.bridge, net.subnet
@@ -62,8 +64,15 @@ def load_config(args, ui):
     # its own: no internet, only the --allow destinations)
     profile = "internet" if args.profile in (None, "api-only") else args.profile
     config = config._replace(allows=allow.parse_all(args.allow), profile=profile)
-    allow.check(config.allows, _host_networks(config), config.profile,
-                wide=getattr(args, "unsafe_wide_allow", False))
+    wide = getattr(args, "unsafe_wide_allow", False)
+    allow.check(config.allows, _host_networks(config), config.profile, wide)
+    for spec, source in endpoints:
+        try:
+            allow.check(config.allows + (allow.parse(spec),), _host_networks(config),
+                        config.profile, wide)
+        except UsageError as err:
+            raise UsageError("%s in openclaw.json, judged as --allow %s: %s"
+                             % (source, spec, str(err).replace("--allow %s" % spec, "it")))
     return config
 
 
@@ -277,8 +286,8 @@ def interrupted(state, fams, signo, files=None):
     return err
 
 
-def apply(args, ui):
-    config = load_config(args, ui)
+def apply(args, ui, endpoints=()):
+    config = load_config(args, ui, endpoints)
     have_iptables = backend.ensure_installed(ui, args.dry_run)
     if have_iptables:
         state = State.read(ui)

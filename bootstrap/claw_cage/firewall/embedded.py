@@ -24,6 +24,9 @@ FORMS = (
     ("Teredo", ipaddress.IPv6Network("2001::/32"), 96, True),
     ("IPv4-compatible", ipaddress.IPv6Network("::/96"), 96, False),
 )
+# Local-use NAT64 (RFC 8215): the operator chooses where the IPv4 address sits (after a /48
+# up to a /96), so no one place says which IPv4 address it carries: it may be any.
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 _NOT_COMPATIBLE = ipaddress.IPv6Network("::/127")   # :: and ::1
 _ALL = ipaddress.IPv4Network("0.0.0.0/0")
 _MASK = (1 << 32) - 1

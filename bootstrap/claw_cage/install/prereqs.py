@@ -39,7 +39,7 @@ def os_release(paths=OS_RELEASE):
         found = {}
         for line in text.splitlines():
             key, sep, value = line.partition("=")
-            if sep and re.match(r"^[A-Z0-9_]+$", key.strip()):
+            if sep and re.fullmatch(r"[A-Z0-9_]+", key.strip()):
                 found[key.strip()] = value.strip().strip("\"'")
         return found
     return {}

@@ -22,9 +22,13 @@ def main(args):
             if egress_changed:
                 result.update(changed=True, egress_removed=True)
             return result
-        plan = egress.prepare(args)   # every profile: the keys leave the agent for the
-        result = firewall.apply_rules(args, ui)   # proxy; every check first: a refusal
-        if args.profile in ("api-only", "local-only"):   # changes nothing
+        plan = egress.prepare(args)   # every profile: the keys leave the agent for the proxy;
+        # every check first: a refusal changes nothing; local-only's Ollama endpoint (a route
+        # now, so out of plan.names but still in plan.why) judged as --allow
+        result = firewall.apply_rules(args, ui, [
+            (egress.domains.allow_spec(n), why) for n, why in plan.why.items()
+            if plan.local and not why.startswith("--allow ")])
+        if args.profile in ("api-only", "local-only"):
             ui.info("  %s: the agent's namespace has no network; these rules are the "
                     "second layer for anything attached to %s"
                     % (args.profile, result.get("bridge", "the claw-cage bridge")))

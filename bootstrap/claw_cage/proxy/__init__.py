@@ -16,8 +16,7 @@ the policy. Imports the firewall's rule table (its blocked ranges).
 """
 
 from . import config
-from .config import describe
 from .policy import HOST_LOOPBACK, split_host_port
 from .server import main
 
-__all__ = ["HOST_LOOPBACK", "config", "describe", "main", "split_host_port"]
+__all__ = ["HOST_LOOPBACK", "config", "main", "split_host_port"]

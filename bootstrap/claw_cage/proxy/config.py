@@ -13,6 +13,9 @@ type is one line.
      "idle_timeout": 300,        seconds without a byte either way before a tunnel is closed
      "connect_timeout": 10,      seconds to resolve, and again to connect (all addresses)
      "max_header": 16384,        bytes of request head (beyond: 431)
+     "expires": {"pypi.org": "2026-12-07T09:00:00Z"},
+                                 temporary entries of allow: each stops at its time (UTC);
+                                 the time is absolute, so a restart never extends it
      "routes": [{"name": "anthropic", "upstream": "https://api.anthropic.com",
                  "key": "ANTHROPIC_API_KEY", "auth": "x-api-key", "paths": null,
                  "budget": {"hour": 500, "day": 5000}}],
@@ -26,22 +29,27 @@ never travels in clear. auth says how the key is sent (AUTH); paths, when given,
 list of paths the route serves.
 """
 
+import calendar
 import collections
 import json
 import re
+import time
 
 from ..errors import ClawCageError, EXIT_PROXY
 from . import policy
 
 Config = collections.namedtuple(
     "Config", "listen allow ports forward log max_conns header_timeout idle_timeout "
-              "connect_timeout max_header policy routes routes_listen keys_dir max_body")
+              "connect_timeout max_header expires policy routes routes_listen keys_dir "
+              "max_body")
 Route = collections.namedtuple("Route", "name scheme host port base key auth paths budget policy")
 
 DEFAULTS = {"listen": [], "allow": [], "ports": [443], "forward": [], "log": "-",
             "max_conns": 256, "header_timeout": 10, "idle_timeout": 300, "connect_timeout": 10,
-            "max_header": 16384, "routes": [], "routes_listen": [], "keys_dir": None,
-            "max_body": 64 << 20}
+            "max_header": 16384, "expires": {}, "routes": [], "routes_listen": [],
+            "keys_dir": None, "max_body": 64 << 20}
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+RELOADED = ("allow", "ports", "expires", "policy")   # what SIGHUP changes; the rest: a restart
 AUTH = ("x-api-key", "bearer", "x-goog-api-key", "api-key", "telegram-path")
 _ROUTE_KEYS = ("name", "upstream", "key", "auth", "paths", "budget")
 _UPSTREAM = re.compile(r"(https?)://([^/?#@]+)(/[^?#]*)?\Z")
@@ -49,6 +57,16 @@ _UPSTREAM = re.compile(r"(https?)://([^/?#@]+)(/[^?#]*)?\Z")
 
 class ConfigError(ClawCageError):
     exit_code = EXIT_PROXY
+
+
+def stamp(when):
+    """Unix time -> the config's UTC time text."""
+    return time.strftime(STAMP, time.gmtime(when))
+
+
+def when(text):
+    """The config's UTC time text -> unix time; ValueError when it is not one."""
+    return calendar.timegm(time.strptime(text, STAMP))
 
 
 def render(**fields):
@@ -143,7 +161,12 @@ def validate(data):
             isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in ports):
         raise ValueError("ports must be a list of port numbers")
     allow = _strings("allow", c["allow"])
-    rules = policy.Policy(allow, ports)
+    ends = c["expires"]
+    if not isinstance(ends, dict) or not all(k in allow and isinstance(v, str)
+                                             for k, v in ends.items()):
+        raise ValueError('expires must be {"ENTRY OF allow": "%s", ...}' % stamp(0))
+    ends = dict((k, when(v)) for k, v in ends.items())
+    rules = policy.Policy(allow, ports, ends)
     forward = []
     if not isinstance(c["forward"], list):
         raise ValueError("forward must be a list")
@@ -171,8 +194,8 @@ def validate(data):
                   _number("header_timeout", c["header_timeout"], False),
                   _number("idle_timeout", c["idle_timeout"], False),
                   _number("connect_timeout", c["connect_timeout"], False),
-                  _number("max_header", c["max_header"], True), rules, routes, routes_listen,
-                  c["keys_dir"], _number("max_body", c["max_body"], True))
+                  _number("max_header", c["max_header"], True), ends, rules, routes,
+                  routes_listen, c["keys_dir"], _number("max_body", c["max_body"], True))
 
 
 def load(path):

@@ -5,8 +5,8 @@ IP literal; an entry may carry its own port (`NAME:PORT`, `[IPv6]:PORT`), otherw
 configured ports apply. An IP literal is reached only when listed: listing it is the operator's
 explicit choice, so it is not judged against the ranges (an Ollama on the LAN, for one), and
 only on its listed port: `127.0.0.1:11434` opens that one port of the host's loopback, nothing
-else of it. `host.docker.internal` (and `localhost`), when listed, is such a literal too: the
-host itself, on its loopback 127.0.0.1 (the proxy runs on the host; the name is what a
+else of it. `host.docker.internal` (and `localhost`), when listed exactly (a wildcard such as
+`*.docker.internal` never opens it), is such a literal too: the host itself, on its loopback 127.0.0.1 (the proxy runs on the host; the name is what a
 container calls the host, and the host's resolver does not know it). So an Ollama that listens
 only on the host's 127.0.0.1 is reachable under `local-only` without listening on any network.
 
@@ -18,13 +18,13 @@ address inside: 64:ff9b::c0a8:0101 is 192.168.1.1.
 
 import ipaddress
 import re
+import time
 
-from ..firewall import embedded_ipv4 as carried_ipv4, rules
+from ..firewall import NAT64_LOCAL, embedded_ipv4 as carried_ipv4, rules
 
 _RANGES = {family: [ipaddress.ip_network(cidr) for cidr, _why in ranges]
            for family, ranges in rules.SPECIAL_RANGES.items()}
-_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")   # local-use NAT64 (RFC 8215): any mapping
-_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
 HOST_LOOPBACK = dict.fromkeys(("host.docker.internal", "localhost"),
                               ipaddress.ip_address("127.0.0.1"))
 
@@ -49,7 +49,7 @@ def blocked(address):
     if inner:   # judged by the IPv4 inside alone: ::/8 would call 64:ff9b::/96 reserved
         why = [blocked(a) for a in inner if blocked(a)]
         return "%s (inside %s)" % (why[0], address) if why else None
-    if address in _NAT64_LOCAL:
+    if address in NAT64_LOCAL:
         return "local-use NAT64 %s" % address
     for net in _RANGES[address.version]:
         if address in net:
@@ -67,15 +67,18 @@ def parse_host(text):
     host = text[1:-1] if text.startswith("[") and text.endswith("]") else text
     try:
         address = ipaddress.ip_address(host)
-        return str(address), address
     except ValueError:
-        pass
+        address = None
+    if address is not None:
+        if getattr(address, "scope_id", None):   # fe80::1%eth0: Python 3.9+ takes any scope
+            raise ValueError("not an address without a %%scope: %r" % text)
+        return str(address), address
     if host != text:
         raise ValueError("not an IPv6 address: %r" % text)
     name = host.lower()
     name = name[:-1] if name.endswith(".") else name
     labels = name.split(".")
-    if len(name) > 253 or not all(_LABEL.match(l) for l in labels) or labels[-1].isdigit():
+    if len(name) > 253 or not all(_LABEL.fullmatch(l) for l in labels) or labels[-1].isdigit():
         raise ValueError("not a host name: %r" % text)
     return name, None
 
@@ -103,36 +106,45 @@ def _port(text):
 
 
 class Policy:
-    """allow: config entries; ports: the ports for entries that name none."""
+    """allow: config entries; ports: the ports for entries that name none; expires: {entry:
+    unix time} of temporary entries, which stop matching at that time."""
 
-    def __init__(self, allow, ports):
+    def __init__(self, allow, ports, expires=None):
         self.ports = frozenset(ports)
         self.exact, self.suffixes = {}, []
         for entry in allow:
             host, port = split_host_port(entry)
             ports = frozenset([port]) if port else self.ports
+            until = (expires or {}).get(entry)
             if host.startswith("*."):
                 suffix, address = parse_host(host[2:])
                 if address is not None:
                     raise ValueError("*. goes with a name, not an address: %r" % entry)
-                self.suffixes.append(("." + suffix, ports))
+                self.suffixes.append(("." + suffix, ports, until))
             else:
                 name, _ = parse_host(host)
-                self.exact[name] = self.exact.get(name, frozenset()) | ports
+                self.exact.setdefault(name, []).append((ports, until))
 
-    def allowed_ports(self, name):
-        """The ports name may be reached on; empty when the name is not listed."""
-        ports = self.exact.get(name, frozenset())
-        for suffix, more in self.suffixes:
-            if name.endswith(suffix):
+    def allowed_ports(self, name, now):
+        """(the ports name may be reached on at now, whether a temporary entry for it ended)."""
+        # the host's loopback names open only through their own exact entries, never *.suffix
+        found = self.exact.get(name, []) + [(p, u) for s, p, u in self.suffixes
+                                            if name.endswith(s) and name not in HOST_LOOPBACK]
+        ports, ended = frozenset(), False
+        for more, until in found:
+            if until is not None and until <= now:
+                ended = True
+            else:
                 ports |= more
-        return ports
+        return ports, ended
 
     def check_target(self, host, port):
         """(canonical host, ip_address or None, refusal reason or None) for a request's host."""
         name, address = parse_host(host)
-        ports = self.allowed_ports(name)
+        ports, ended = self.allowed_ports(name, time.time())
         if not ports:
+            if ended:
+                return name, address, "temporary entry expired"
             if address is not None:
                 return name, address, "IP address not on the allow list"
             return name, address, "name not on the allow list"

@@ -87,11 +87,14 @@ class Routes:
         self.cfg, self.log, self.loop = cfg, log, loop
         self.keys = load_keys(cfg)
         self.budgets = {r.name: Budget(r.budget) for r in cfg.routes.values() if r.budget}
-        # the host's CA store (SSL_CERT_FILE/SSL_CERT_DIR honoured): name and chain verified
-        self.tls = ssl.create_default_context()
+        # the host's CA store (SSL_CERT_FILE/SSL_CERT_DIR honoured): name and chain verified;
+        # loaded only when there are routes (it costs 2 MB)
+        self.tls = ssl.create_default_context() if cfg.routes else None
         self.open = set()
 
     def reload_keys(self):
+        if not any(r.key for r in self.cfg.routes.values()):
+            return
         try:
             self.keys = load_keys(self.cfg)
             self.log.write("route", "-", "-", "keys-reloaded", 0, 0, self.loop.time(), "")
@@ -178,7 +181,7 @@ class Client:
                 head = Head.parse(data)
             except ValueError as err:
                 raise Refused(400, str(err))
-            method, target, version = head.first
+            method, target = head.first[:2]
             length = head.length()
             if method == "CONNECT" or not target.startswith("/"):
                 raise Refused(400, "a route is asked as /NAME/PATH")

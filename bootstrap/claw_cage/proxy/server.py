@@ -11,7 +11,7 @@ import stat
 import sys
 
 from . import tunnel
-from .config import ConfigError, describe
+from .config import RELOADED, ConfigError, describe, load
 from .log import Log
 from .relay import Conn, Side, Tunnels
 from .routes import Routes
@@ -84,7 +84,24 @@ def raise_fd_limit():
             pass
 
 
-async def serve(cfg):
+def reload(server, path):
+    """SIGHUP (systemctl reload): the list (allow, ports, expires) from the file again, for
+    new connections; open ones stay. Listeners, forwards, the log and the limits change only at
+    a restart. A file that does not validate is refused and the list in force stays."""
+    try:
+        new = load(path)
+    except ConfigError as err:
+        sys.stderr.write("claw-cage proxy: reload refused, the list in force stays: %s\n" % err)
+        return
+    server.cfg = server.cfg._replace(**dict((f, getattr(new, f)) for f in RELOADED))
+    rest = [f for f in new._fields if getattr(new, f) != getattr(server.cfg, f)]
+    sys.stderr.write("claw-cage proxy: reloaded: %d allow-list entries (%d temporary), ports "
+                     "%s%s\n" % (len(new.allow), len(new.expires), ",".join(map(str, new.ports)),
+                                  "; %s change only at a restart" % ", ".join(rest) if rest
+                                  else ""))
+
+
+async def serve(cfg, path):
     try:
         log = Log(cfg.log)
     except OSError as err:
@@ -94,7 +111,7 @@ async def serve(cfg):
         routes = Routes(cfg, log, server.loop)
     except ValueError as err:
         raise ConfigError("proxy: %s" % err)
-    egress = server.tunnel("proxy", lambda c: tunnel.start(c, cfg))
+    egress = server.tunnel("proxy", lambda c: tunnel.start(c, server.cfg))
     listeners = [await server.listen(w, egress) for w in cfg.listen]
     listeners += [await server.listen(w, server.tunnel(
         "forward", lambda c, to=to: tunnel.forward(c, cfg, to))) for w, to in cfg.forward]
@@ -103,7 +120,8 @@ async def serve(cfg):
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         server.loop.add_signal_handler(sig, stop.set)
-    server.loop.add_signal_handler(signal.SIGHUP, routes.reload_keys)
+    server.loop.add_signal_handler(signal.SIGHUP, lambda: (reload(server, path),
+                                                           routes.reload_keys()))
     names = [describe(w) for w in cfg.listen] + ["%s -> %s" % (describe(w), describe(t))
                                                   for w, t in cfg.forward]
     names += ["%s (routes %s)" % (describe(w), ", ".join(cfg.routes)) for w in cfg.routes_listen]
@@ -122,8 +140,12 @@ async def serve(cfg):
 
 
 def main(args):
-    from .config import load
     cfg = load(args.config)
+    # A judged name is looked up as it is, never with resolv.conf's search domains appended
+    # (x.wild.com must not become x.wild.com.corp.lan). A final dot would do it for DNS, but
+    # glibc's /etc/hosts lookup then finds nothing; an empty LOCALDOMAIN, which glibc reads
+    # instead of resolv.conf's search and domain lines, empties the search list alone.
+    os.environ["LOCALDOMAIN"] = ""
     raise_fd_limit()
-    asyncio.run(serve(cfg))
+    asyncio.run(serve(cfg, args.config))
     return 0

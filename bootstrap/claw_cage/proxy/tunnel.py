@@ -89,7 +89,7 @@ async def decide(conn, cfg, head, early):
             name, address, why = cfg.policy.check_target(host, port)
         except ValueError as err:
             raise Refused(400, str(err).split(":")[0])
-        conn.name = name
+        conn.name = describe(("tcp", (name, port)))   # logged as NAME:PORT (--refused reads it)
         if why:
             raise Refused(403, why)
         loop = conn.tunnels.loop

@@ -20,12 +20,13 @@ import json
 import os
 import re
 import socket
+import time
 
 from .. import runner, safefile
 from ..egress import config as proxy_config
-from ..egress import unit
-from ..proxy import HOST_LOOPBACK, describe, split_host_port
-from . import container, probe_plan
+from ..egress import refused, temporary, unit
+from ..proxy import HOST_LOOPBACK, config as proxy_format, split_host_port
+from . import container, probe_plan, relay_rows
 from .probes import brief, failure
 from .report import Row, PASS, FAIL, WARN, SKIP
 
@@ -40,7 +41,7 @@ INTERNET_ADDRESS = "1.1.1.1"
 # A direct connection that found no way out, and one that got somewhere (a refusal is an answer)
 NO_WAY = ("ENETUNREACH", "EHOSTUNREACH", "ETIMEDOUT", "EACCES", "EPERM", "EADDRNOTAVAIL")
 REACHED = ("open", "ECONNREFUSED", "ECONNRESET")
-_WORD = re.compile(r"^[][A-Za-z0-9_.:*-]{1,255}$")
+_WORD = re.compile(r"[][A-Za-z0-9_.:*-]{1,255}")
 
 # One node process, every probe at once; one line per probe: "<index> <result>", where result
 # is "open", "HTTP <status>" or an error code. Never a header or body.
@@ -105,12 +106,30 @@ def config_row(cfg, why):
     if cfg is None:
         return _row("proxy list", FAIL, why + ": run --firewall --profile api-only (or "
                     "local-only) again")
-    names = cfg.allow
+    names, now = cfg.allow, time.time()
+    shown = [n if n not in cfg.expires else "%s (%s %s)" % (
+        n, "until" if cfg.expires[n] > now else "ENDED, refused since",
+        temporary.until_text(cfg.expires[n])) for n in names]
     return _row("proxy list", PASS if names else WARN,
-                "%d name%s: %s" % (len(names), "" if len(names) == 1 else "s", ", ".join(names))
+                "%d name%s: %s" % (len(names), "" if len(names) == 1 else "s", ", ".join(shown))
                 if names else
                 "the list is empty: the agent reaches nothing (add %s)" % (
                     "--allow-domain NAME" if cfg.ports else "an Ollama baseUrl"))
+
+
+def refusals_row(cfg):
+    """Advice: the proxy's refusals of the last 24 hours, the three most refused."""
+    try:
+        found, _ = refused.refusals(cfg, time.time() - 86400)
+    except Exception as err:   # the log's one-line reason: not readable here, not there yet
+        return _row("refusals (24h)", SKIP, str(err))
+    if not found:
+        return _row("refusals (24h)", PASS, "the proxy refused nothing in the last 24 hours")
+    total = sum(r["count"] for r in found)
+    return _row("refusals (24h)", WARN, "%d refusal%s of %d destination%s, most: %s; see "
+                "--refused (the command that opens each)" % (
+                    total, "" if total == 1 else "s", len(found), "" if len(found) == 1 else "s",
+                    ", ".join("%s (%d)" % (r["destination"], r["count"]) for r in found[:3])))
 
 
 def service_row():
@@ -149,6 +168,7 @@ def _connect(address, timeout=2.0):
 def listening_row(cfg):
     if cfg is None:
         return _row("proxy answers", SKIP, "no proxy configuration to read", needed=True)
+    describe = proxy_format.describe
     dead = [(describe(a), why) for a, why in ((a, _connect(a)) for a in cfg.listen) if why]
     if dead:
         return _row("proxy answers", FAIL, "nothing answers on %s (%s): the proxy is down, the "
@@ -197,7 +217,7 @@ def run_probes(argv_prefix, specs):
     """{index: result} of EGRESS_JS run with argv_prefix (docker exec ... / ip netns exec ...),
     or (None, why) when it could not run."""
     for spec in specs:
-        if not all(_WORD.match(w) for w in spec.split()):
+        if not all(_WORD.fullmatch(w) for w in spec.split()):
             raise ValueError("probe word refused: %r" % spec)
     try:
         res = runner.run(argv_prefix + ["node", "-e", EGRESS_JS] + specs, check=False,
@@ -355,6 +375,7 @@ def rows(bridge, subnet, netns=None, gateway=None):
     out = [config_row(cfg, why), service_row(), listening_row(cfg)]
     if cfg is None:
         return out
+    out.append(refusals_row(cfg))
     if netns:
         prefix, cid = ["ip", "netns", "exec", netns], None
     else:
@@ -363,6 +384,7 @@ def rows(bridge, subnet, netns=None, gateway=None):
             return out + [_row("agent namespace", SKIP, why, needed=True)]
         cid = info.get("Id") or ""
         prefix = ["docker", "exec", cid]
+        out += [relay_rows.socket_row(cfg), relay_rows.namespace_row(info)]
     plan = targets(cfg, probe_plan.look_at_host(bridge, subnet))
     got, why = run_probes(prefix, [spec for _, spec, _, _ in plan])
     if got is None:

@@ -33,7 +33,7 @@ from ..ui import UI
 from . import audit, container, exposure, firewall_rows, probe_plan, probes, report
 from . import openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
 from . import egress_rows  # the "Egress" group (api-only, local-only): the proxy, probed
-from . import backup_age  # the "last backup" advice row
+from . import backup_age  # the backup advice rows
 from . import keys_rows  # the "Keys" group: no key where the agent reads, the routes at work
 from .report import FAIL, Row, SKIP
 
@@ -169,7 +169,7 @@ def collect(directory, bridge, subnet, netns, internet, timeout=None, first=()):
         keyed = pool.submit(lambda: keys_rows.rows(directory, look.result()[0], netns))
         return list(first) + [look.result()[1]] + host.result() + \
             [port.result(), env.result()] + probe.result() + egress.result() + \
-            advice.result() + [backup_age.row(directory)] + policy.result() + keyed.result()
+            advice.result() + backup_age.rows(directory) + policy.result() + keyed.result()
 
 
 def not_verified(rows):

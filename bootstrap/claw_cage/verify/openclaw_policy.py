@@ -333,7 +333,7 @@ def _with_root_include(cid, path, cfg, depth=3):
     name = cfg.get("$include")
     if name is None:
         return cfg, None
-    if depth == 0 or not isinstance(name, str) or not re.match(r"^(\./)?[\w.-]+$", name) \
+    if depth == 0 or not isinstance(name, str) or not re.fullmatch(r"(\./)?[\w.-]+", name) \
             or ".." in name:
         return None, "%s includes %r: not a file beside it, which --verify does not follow" \
             % (path, name)

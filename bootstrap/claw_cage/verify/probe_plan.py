@@ -42,7 +42,7 @@ HOST_PORT = 22
 LAN_GATEWAY_PORT = 80
 INTERNET_ENV = "CLAW_CAGE_INTERNET_PROBE"
 INTERNET_DEFAULT = ("api.anthropic.com", 443)
-_HOST_RE = re.compile(r"^[A-Za-z0-9.:-]{1,253}$")   # a name or an address, nothing else
+_HOST_RE = re.compile(r"[A-Za-z0-9.:-]{1,253}")   # a name or an address, nothing else
 
 
 # ---- what the host looks like (read from /proc and the kernel, no packets) -----------------
@@ -120,7 +120,7 @@ def internet_target(environ=None):
         return None
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
-    if (not sep or not _HOST_RE.match(host) or not port.isdigit()
+    if (not sep or not _HOST_RE.fullmatch(host) or not port.isdigit()
             or not 0 < int(port) < 65536):
         raise ValueError("%s must be HOST:PORT or off, not %r" % (INTERNET_ENV, value))
     return host, int(port)

@@ -92,8 +92,8 @@ READY = "ready"
 NETNS_ENV = "CLAW_CAGE_PROBE_NETNS"
 START_ENV = "CLAW_CAGE_PROBE_START_TIMEOUT"
 # A probe word: addresses, names, ports, modes. Anything else is refused before it reaches sh.
-_WORD_RE = re.compile(r"^[A-Za-z0-9_.:/%\[\]-]{1,255}$")
-_NETNS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_WORD_RE = re.compile(r"[A-Za-z0-9_.:/%\[\]-]{1,255}")
+_NETNS_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 # How long one probe may wait for an answer (every LAN probe of a working cage hits this
 # limit); how long the probe container may take to start (a cold `docker run` on a Raspberry
@@ -150,7 +150,7 @@ def _container(network, image, entrypoint, dns=()):
 def spec(probe, ms=PROBE_MS):
     """One probe as a BATCH_SH argument: its protocol words joined by spaces."""
     words = probe.protocol_args(ms)
-    bad = [w for w in words if not _WORD_RE.match(w)]
+    bad = [w for w in words if not _WORD_RE.fullmatch(w)]
     if bad:
         raise ValueError("unsafe probe argument %r" % bad[0])
     return " ".join(words)
@@ -179,7 +179,7 @@ def test_netns(environ=None):
     value = (environ if environ is not None else os.environ).get(NETNS_ENV, "")
     if not value:
         return None
-    if not _NETNS_RE.match(value):
+    if not _NETNS_RE.fullmatch(value):
         raise ValueError("%s=%r is not a namespace name" % (NETNS_ENV, value))
     return value
 
@@ -202,7 +202,7 @@ _PROGRAM_LINES = frozenset(" ".join(ln.split()) for ln in (PROBE_JS + "\n" + BAT
 
 
 # docker's last line after an error ("See 'docker run --help'."): no reason in it.
-_HELP_HINT_RE = re.compile(r"^(See|Run) '[^']*--help'\.?$")
+_HELP_HINT_RE = re.compile(r"(See|Run) '[^']*--help'\.?")
 
 
 def brief(text, fallback):
@@ -210,7 +210,7 @@ def brief(text, fallback):
     line, control characters removed, at most REASON_MAX characters; `fallback` when there is
     none or when that line is (or quotes) a line of PROBE_JS or BATCH_SH."""
     lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()
-             and not _HELP_HINT_RE.match(ln.strip())]
+             and not _HELP_HINT_RE.fullmatch(ln.strip())]
     line = " ".join(lines[-1].split()) if lines else ""
     if not line or line in _PROGRAM_LINES or any(p in line for p in _PROGRAM_LINES
                                                   if len(p) >= 8):
