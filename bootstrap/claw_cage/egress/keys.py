@@ -59,7 +59,7 @@ def inside(values, cfg):
                     and not any(n.startswith(c.upper()) for n in found)]
 
 
-_BUDGET = re.compile(r"^(?:([a-z0-9-]+):)?(?:(\d+)/(\d+)|(off))$")
+_BUDGET = re.compile(r"(?:([a-z0-9-]+):)?(?:(\d+)/(\d+)|(off))")
 
 
 def parse_budgets(specs, names):
@@ -67,7 +67,7 @@ def parse_budgets(specs, names):
     ValueError (one line) for a bad spec or an unknown route."""
     out = {}
     for spec in specs:
-        m = _BUDGET.match(spec.strip())
+        m = _BUDGET.fullmatch(spec.strip())
         if not m or (m.group(2) and (int(m.group(2)) < 1 or int(m.group(3)) < int(m.group(2)))):
             raise ValueError("--budget %r: give [ROUTE:]PER_HOUR/PER_DAY (e.g. 600/6000 or "
                              "anthropic:100/1000, per day at least per hour) or [ROUTE:]off"
