@@ -573,8 +573,9 @@ def test_local_only_baseurl_is_judged_as_allow_is(pyz, tmp_path, lab, url, words
         proc = firewall(pyz, base, lab, "--profile", "local-only", "--no-persist",
                         "--unsafe-wide-allow", "--dir", d)
         assert proc.returncode == 0, proc.stderr
-        assert json.loads(open(upper(base, PROXY_JSON)).read())["allow"] == [
-            "169.254.169.254:80"]
+        cfg = json.loads(open(upper(base, PROXY_JSON)).read())   # the Ollama route's upstream
+        assert (cfg["allow"], [r["upstream"] for r in cfg["routes"]]) == (
+            [], ["http://169.254.169.254:80"])
 
 
 @pytest.mark.parametrize("spec", ["0.0.0.0:22", "[::]:22"])
