@@ -158,9 +158,10 @@ def describe(plan):
 
 
 def _write_openclaw(plan):
-    """The generated config the gateway reads, owned like the folder (the gateway's uid reads
-    it; mode 600 like openclaw.json)."""
-    st = os.stat(plan.directory)
+    """The generated config the gateway reads, owned and mode 600 like openclaw.json, which
+    it includes (the installer, as root, gives both to the gateway's uid), else the folder."""
+    own = os.path.join(plan.directory, "openclaw.json")
+    st = os.stat(own if os.path.isfile(own) else plan.directory)
     path = os.path.join(plan.directory, keys.CONFIG)
     tmp = safefile.stage(plan.directory, keys.CONFIG, plan.openclaw.encode(), 0o600,
                          (st.st_uid, st.st_gid))
