@@ -26,6 +26,7 @@ PARENT=auto
 MANGLE_V4='*mangle
 :CLAW-CAGE-PRE - [0:0]
 -A CLAW-CAGE-PRE -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
+-A CLAW-CAGE-PRE -d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j RETURN
 -A CLAW-CAGE-PRE -m addrtype --dst-type LOCAL -j DROP
 -A CLAW-CAGE-PRE -m addrtype --dst-type BROADCAST -j DROP
 -A CLAW-CAGE-PRE -d 172.30.0.0/24 -j RETURN
@@ -72,6 +73,7 @@ FILTER_V4=':CLAW-CAGE-FWD - [0:0]
 -A CLAW-CAGE-FWD -m conntrack --ctorigdst 255.255.255.255 -j DROP
 -A CLAW-CAGE-FWD -j RETURN
 -A CLAW-CAGE-IN -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
+-A CLAW-CAGE-IN -d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j RETURN
 -A CLAW-CAGE-IN -j DROP'
 
 MANGLE_V6='*mangle

@@ -7,13 +7,15 @@
 //            OPENCLAW_PROXY_URL=http://127.0.0.1:3128 reaches the proxy and nothing else;
 //   ingress  CLAW_GATEWAY_SOCK (made here) -> 127.0.0.1:18789 here (the gateway), so the host's
 //            claw-cage proxy can serve the dashboard on the host's 127.0.0.1:18789.
-//   loopback 127.0.0.1:PORT here, for each PORT in CLAW_LOOPBACK_PORTS (default 11434, Ollama's)
-//            -> CONNECT 127.0.0.1:PORT through CLAW_EGRESS_SOCK. OpenClaw sends everything
-//            through its proxy setting but one thing: its Ollama memory embeddings go direct
-//            to a loopback baseUrl (proxy.loopbackMode gateway-only, OpenClaw's
-//            docs/security/network-proxy.md). Here that direct connection still reaches only the
-//            host proxy, which decides and logs it like any other: under local-only, with
-//            127.0.0.1:PORT on its list, it reaches the Ollama on the host's own 127.0.0.1.
+//   routes   127.0.0.1:18790 here -> CLAW_ROUTES_SOCK (the proxy's key routes: a provider's
+//            API with the key the proxy adds, Telegram's Bot API, local-only's Ollama with its
+//            path allow-list). OpenClaw's baseUrls point here (openclaw.routes.json); its
+//            Ollama memory embeddings go direct to a loopback baseUrl (proxy.loopbackMode
+//            gateway-only), and here that still reaches only the proxy's route.
+//   loopback 127.0.0.1:PORT here, for each PORT in CLAW_LOOPBACK_PORTS (default none)
+//            -> CONNECT 127.0.0.1:PORT through CLAW_EGRESS_SOCK, decided by the proxy's list.
+//            Ollama is no longer carried this way: a raw tunnel let the agent reach all of
+//            its API (/api/pull makes the host's Ollama contact any registry).
 // Bytes are copied as they are: the host proxy decides what is allowed. When it is down, a
 // connection to 127.0.0.1:3128 is accepted and closed at once: no egress (fail closed).
 "use strict";
@@ -23,7 +25,9 @@ const net = require("net");
 
 const EGRESS_SOCK = process.env.CLAW_EGRESS_SOCK || "/run/claw-cage/egress/proxy.sock";
 const GATEWAY_SOCK = process.env.CLAW_GATEWAY_SOCK || "/run/claw-cage/gateway/gateway.sock";
+const ROUTES_SOCK = process.env.CLAW_ROUTES_SOCK || "/run/claw-cage/egress/routes.sock";
 const EGRESS_PORT = 3128;
+const ROUTES_PORT = 18790;
 const GATEWAY_PORT = parseInt(process.env.OPENCLAW_GATEWAY_PORT || "18789", 10);
 const MAX_CONNS = 256;
 
@@ -86,8 +90,11 @@ serve("egress", { path: EGRESS_SOCK }).listen(EGRESS_PORT, "127.0.0.1", () => {
   say("127.0.0.1:" + EGRESS_PORT + " -> " + EGRESS_SOCK);
 });
 
-const LOOPBACK = process.env.CLAW_LOOPBACK_PORTS === undefined ? "11434"
-  : process.env.CLAW_LOOPBACK_PORTS;
+serve("routes", { path: ROUTES_SOCK }).listen(ROUTES_PORT, "127.0.0.1", () => {
+  say("127.0.0.1:" + ROUTES_PORT + " -> " + ROUTES_SOCK);
+});
+
+const LOOPBACK = process.env.CLAW_LOOPBACK_PORTS || "";
 for (const port of LOOPBACK.split(/[ ,]+/).filter(Boolean).map((p) => parseInt(p, 10))) {
   const server = net.createServer({ allowHalfOpen: true }, (c) => tunnel(c, port));
   server.maxConnections = MAX_CONNS;

@@ -121,6 +121,11 @@ def add_egress_options(g):
     g.add_argument("--for", dest="allow_for", metavar="30m|2h|1d", type=_duration,
                    help="--allow-domain: the names end on their own after this long (an "
                         "absolute time: a restart does not extend it)")
+    g.add_argument("--budget", metavar="[ROUTE:]HOUR/DAY", action="append", default=[],
+                   help="requests a key route (anthropic, openai, telegram, ollama ...) may "
+                        "carry per hour and per day, past which the proxy answers 429; "
+                        "without ROUTE: every route; ROUTE:off for none (default: 600/6000 "
+                        "on each provider route, none on telegram and ollama); repeatable")
 
 
 def add_refused_mode(p, mode):
@@ -188,6 +193,9 @@ def add_backup_modes(p, mode):
     g = p.add_argument_group("backup options")
     g.add_argument("--to", metavar="DIR", help="--backup: where (default: DIR/backups)")
     g.add_argument("--encrypt", metavar="WITH", help="--backup: gpg, age or age recipients")
+    g.add_argument("--with-keys", action="store_true",
+                   help="--backup: keep the provider keys and channel tokens in the archive's "
+                        ".env (left out by default); use it with --encrypt")
     g.add_argument("--identity", metavar="KEY", help="--restore, --check: age identity")
     g.add_argument("--check", action="store_true",
                    help="--restore: a drill (restored into scratch volumes, nothing live "
@@ -217,7 +225,7 @@ MODES = (
     ("--firewall --remove", "profiles", EXIT_FIREWALL, "--dir --dry-run --json"),
     ("--firewall", "profiles", EXIT_FIREWALL, "--dir --dry-run --json --allow --profile "
                                               "--no-persist --unsafe-wide-allow --allow-domain "
-                                              "--for"),
+                                              "--for --budget"),
     ("--verify", "verify", EXIT_INCOMPLETE, "--dir --json"),
     ("--harden-docker", "harden", EXIT_DAEMON, "--dry-run --revert"),
     ("--proxmox", "proxmox", EXIT_PREREQ, "--allow --profile --unsafe-wide-allow --vmid "
@@ -225,8 +233,8 @@ MODES = (
     ("--proxy", "proxy", EXIT_PROXY, "--config"),
     ("--refused", "egress.refused", EXIT_PREREQ, "--json --since"),
     ("--allow-domain --for", "egress.temporary", EXIT_FIREWALL, "--dry-run --json"),
-    ("--backup", "backup", EXIT_DOCKER, "--dir --json --to --encrypt --keep --check --schedule "
-                                        "--identity"),
+    ("--backup", "backup", EXIT_DOCKER, "--dir --json --to --encrypt --with-keys --keep --check "
+                                        "--schedule --identity"),
     ("--restore", "backup", EXIT_DOCKER, "--dir --json --identity --check"),
     ("--rollback", "backup", EXIT_DOCKER, "--dir --json"),
     ("--version", None, EXIT_INTERNAL, ""),

@@ -44,8 +44,9 @@ TMPFS = {
 NODE_RESERVE = 128 * MIB
 TOKEN_VAR = "OPENCLAW_GATEWAY_TOKEN"
 
-# Variables in .env.example that docker-compose.yml does not reference itself: OpenClaw reads them
-# from its process environment (env_file: .env puts them there). Each with where that is stated.
+# Variables in .env.example that docker-compose.yml does not reference itself: the keys, which
+# --firewall moves to claw-cage's proxy (egress/keys.py; the container never gets them), and
+# what OpenClaw reads from its environment. Each with where that is stated.
 OPENCLAW_READS = {
     "ANTHROPIC_API_KEY": "openclaw/docs docs/help/environment.md, Provider credentials",
     "OPENAI_API_KEY": "openclaw/docs docs/help/environment.md, Provider credentials",
@@ -253,11 +254,12 @@ def write_path_problems(svc):
 
 
 def policy_mount(v):
-    """The one bind mount allowed besides the volumes: the install dir's openclaw.json,
-    read-only, at OpenClaw's config path (docs/layers.md "OpenClaw policy")."""
-    return (v.get("type") == "bind" and v.get("read_only") is True
-            and v.get("target") == STATE_DIR + "/openclaw.json"
-            and str(v.get("source", "")).endswith("/openclaw.json"))
+    """The bind mounts allowed besides the volumes: the install dir's openclaw.json and the
+    openclaw.routes.json --firewall writes (issue 29), read-only, beside OpenClaw's config
+    path (docs/layers.md "OpenClaw policy")."""
+    return (v.get("type") == "bind" and v.get("read_only") is True and any(
+        v.get("target") == STATE_DIR + "/" + name and str(v.get("source", "")).endswith(
+            "/" + name) for name in ("openclaw.json", "openclaw.routes.json")))
 
 
 def hardening_problems(name, svc):
@@ -307,7 +309,7 @@ def hardening_problems(name, svc):
     env = svc.get("environment") or {}
     for key, want in (("OPENCLAW_DISABLE_BONJOUR", "1"), ("NODE_DISABLE_COMPILE_CACHE", "1"),
                       ("HOME", HOME), ("OPENCLAW_STATE_DIR", STATE_DIR),
-                      ("OPENCLAW_CONFIG_PATH", STATE_DIR + "/openclaw.json")):
+                      ("OPENCLAW_CONFIG_PATH", STATE_DIR + "/openclaw.routes.json")):
         if env.get(key) != want:
             p.append("environment %s=%r, want %r" % (key, env.get(key), want))
     if not env.get(TOKEN_VAR):

@@ -94,7 +94,7 @@ def test_env_reaches_every_service_and_overrides_limits(tmp_path):
         svc = cfg["services"][name]
         assert hardening_problems(name, svc) == [], name
         assert svc["image"] == "registry.example/openclaw:test"
-        assert svc["environment"]["ANTHROPIC_API_KEY"] == "sk-ant-sample"  # env_file: .env
+        assert "ANTHROPIC_API_KEY" not in svc["environment"]   # no env_file: the proxy's
         assert svc["environment"][TOKEN_VAR] == "0123abcd"
         assert to_bytes(svc["mem_limit"]) == 768 * MIB
         assert heap_mb(svc) == int(advice["CLAW_NODE_HEAP_MB"])

@@ -39,6 +39,7 @@ PROXY_URL = "http://127.0.0.1:3128"
 PROXY_ENV = {"OPENCLAW_PROXY_URL": PROXY_URL, "HTTP_PROXY": PROXY_URL,
              "HTTPS_PROXY": PROXY_URL, "http_proxy": PROXY_URL, "https_proxy": PROXY_URL}
 API_CONFIG = base.STATE_DIR + "/openclaw.api-only.json"
+ROUTES_CONFIG = base.STATE_DIR + "/openclaw.routes.json"   # both profiles' config path
 KEYS = json.load(open(os.path.join(ROOT, "tests", "policy",
                                    "openclaw-2026.7.1-config-keys.json")))
 
@@ -68,7 +69,7 @@ def _api_policy_mounts(volumes):
     """The internet file's policy mount (openclaw.json) plus the same for the api-only file."""
     extra = []
     for v in volumes:
-        if base.policy_mount(v):
+        if base.policy_mount(v) and v["target"].endswith("/openclaw.json"):
             m = copy.deepcopy(v)
             m["source"] = m["source"][:-len("openclaw.json")] + "openclaw.api-only.json"
             m["target"] = API_CONFIG
@@ -184,7 +185,7 @@ def test_api_only_is_docker_compose_yml_plus_the_namespace(tmp_path):
     for name in base.SERVICES:
         svc = copy.deepcopy(api["services"][name])
         assert svc["environment"].pop("OPENCLAW_CONFIG_PATH") == API_CONFIG
-        svc["environment"]["OPENCLAW_CONFIG_PATH"] = base.STATE_DIR + "/openclaw.json"
+        svc["environment"]["OPENCLAW_CONFIG_PATH"] = ROUTES_CONFIG
         svc["volumes"] = [v for v in svc["volumes"] if not _is_api_policy_mount(v)]
         problems = base.write_path_problems(svc)
         assert problems == [], (name, problems)
@@ -222,7 +223,7 @@ API_MUTATIONS = [
     ("    mem_limit: 128m\n", "    mem_limit: 128m\n    cap_add:\n      - NET_ADMIN\n"),
     ("      - ./openclaw.api-only.json:/home/node/.openclaw/openclaw.api-only.json:ro\n", ""),
     ("      OPENCLAW_CONFIG_PATH: /home/node/.openclaw/openclaw.api-only.json\n",
-     "      OPENCLAW_CONFIG_PATH: /home/node/.openclaw/openclaw.json\n"),
+     "      OPENCLAW_CONFIG_PATH: /home/node/.openclaw/openclaw.routes.json\n"),
     ("      - /tmp:size=${CLAW_TMP_SIZE:-64m},mode=1777,nosuid,nodev\n", ""),
     ("    read_only: true\n", "    read_only: false\n"),
 ]
@@ -256,7 +257,7 @@ def test_api_only_policy_adds_only_documented_proxy_keys():
     with open(API_POLICY, encoding="utf-8") as f:
         cfg = json.load(f)
     # the user's policy, included whole (OpenClaw's $include: siblings deep-merged over it)
-    assert cfg.pop("$include") == "./openclaw.json"
+    assert cfg.pop("$include") == "./openclaw.routes.json"   # openclaw.json with the routes
     leaves = dict(_leaves(cfg))
     assert leaves == {"proxy.enabled": True, "proxy.proxyUrl": PROXY_URL,
                       "proxy.loopbackMode": "gateway-only",

@@ -57,11 +57,13 @@ LISTING = r'''cd /v && find . | sort | while IFS= read -r f; do
 
 
 def listing(volume):
-    """Every file of a volume: type, mode:uid:gid, sha256 (or link target). openclaw.json is
-    the install dir's policy file mounted over the state: not the volume's to compare."""
+    """Every file of a volume: type, mode:uid:gid, sha256 (or link target). openclaw.json and
+    openclaw.routes.json are the install dir's files mounted over the state: not the volume's
+    to compare."""
     out = sh(["docker", "run", "--rm", "--network", "none", "-v", volume + ":/v:ro", "--user",
               "0", "--entrypoint", "sh", IMAGE, "-c", LISTING], timeout=120).stdout
-    return [ln for ln in out.splitlines() if not ln.startswith("./openclaw.json ")]
+    return [ln for ln in out.splitlines()
+            if not ln.startswith(("./openclaw.json ", "./openclaw.routes.json "))]
 
 
 def extra_volumes():
@@ -203,16 +205,32 @@ echo key-material > "$HOME/.config/openclaw/auth.key" && chmod 600 "$HOME/.confi
 '''
 
 
+PLANTED_KEY = "sk-ant-planted-in-env-0042"
+
+
 def test_backup_destroy_restore_every_file_back(dep):
     dep.exec(KNOWN)
     before = dep.state()
     assert any("auth-profiles.json F 600:1000:1000" in ln for ln in before[0])
+    env_path = os.path.join(dep.dir, ".env")
+    env_text = open(env_path).read()
+    with open(env_path, "a") as f:   # issue 29: a provider key the backup leaves out
+        f.write("ANTHROPIC_API_KEY=%s\n" % PLANTED_KEY)
     res = dep.program("--backup")
     assert res.returncode == 0, res.stdout + res.stderr
     assert "openclaw backup create --verify" in res.stdout and "left out" in res.stdout
+    assert "left out: ANTHROPIC_API_KEY" in res.stdout
     assert dep.token() not in res.stdout + res.stderr
+    assert PLANTED_KEY not in res.stdout + res.stderr
     [name] = dep.archives()
     path = os.path.join(dep.dir, "backups", name)
+    with tarfile.open(path) as t:   # no member holds the key; .env keeps its line, blank
+        members = {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}
+    assert not any(PLANTED_KEY.encode() in data for data in members.values())
+    assert b"\nANTHROPIC_API_KEY=\n" in members["install/.env"]
+    assert dep.token().encode() in members["install/.env"]
+    with open(env_path, "w") as f:   # the host that restores lacks the key: named
+        f.write(env_text)
     for p, mode in ((path, 0o600), (os.path.join(dep.dir, "backups"), 0o700),
                     (os.path.join(dep.dir, ".claw-cage-last-backup.json"), 0o600)):
         st = os.lstat(p)
@@ -227,6 +245,7 @@ def test_backup_destroy_restore_every_file_back(dep):
     checked = set(glob.glob(os.path.join(tempfile.gettempdir(), "claw-cage-restore-*")))
     res = dep.program("--restore", path)
     assert res.returncode == 0, res.stdout + res.stderr
+    assert "lacks ANTHROPIC_API_KEY" in res.stdout + res.stderr
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "claw-cage-restore-*"))) == checked
     dep.wait_healthy()
     assert dep.state() == before

@@ -186,9 +186,12 @@ def test_docker_inspect_shows_every_hardening_setting(stack):
              "named volume %s at %s, got %r" % (vol or "(any)", dest, m))
     need(not [m for m in info.get("Mounts") or [] if "docker.sock" in m.get("Source", "")],
          "no Docker socket mounted")
-    # The one bind allowed: the install dir's openclaw.json, read-only (issue 13, policy).
+    # The binds allowed: the install dir's openclaw.json (issue 13, policy) and the generated
+    # openclaw.routes.json that includes it (issue 29, the key routes), read-only.
     need(not [m for m in info.get("Mounts") or [] if m.get("Type") == "bind" and not (
-        m.get("Destination") == "/home/node/.openclaw/openclaw.json" and m.get("RW") is False)],
+        m.get("Destination") in ("/home/node/.openclaw/openclaw.json",
+                                 "/home/node/.openclaw/openclaw.routes.json")
+        and m.get("RW") is False)],
          "no bind mount of the host, got %r" % [m.get("Source") for m in info.get("Mounts")
                                                  if m.get("Type") == "bind"])
     bindings = host.get("PortBindings") or {}
@@ -502,7 +505,8 @@ def test_gateway_writes_every_path_under_the_read_only_root(stack):
     env = dict(v.split("=", 1) for v in info["Config"]["Env"])
     assert (env.get("HOME"), env.get("OPENCLAW_STATE_DIR"), env.get("OPENCLAW_CONFIG_PATH"),
             env.get("NODE_DISABLE_COMPILE_CACHE")) == (
-        "/home/node", "/home/node/.openclaw", "/home/node/.openclaw/openclaw.json", "1")
+        "/home/node", "/home/node/.openclaw", "/home/node/.openclaw/openclaw.routes.json",
+        "1")   # the routes file includes openclaw.json (issue 29)
     # what the gateway made at start, owner-only
     made = _exec(cid, "stat -c '%n %u %a' /tmp/openclaw-1000 /home/node/.cache/openclaw-1000 "
                       "/tmp/openclaw", check=True).stdout.split("\n")

@@ -21,7 +21,7 @@ from support import SECRETS, digest, install_dir, run, upper
 
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
 from claw_cage import deployment  # noqa: E402
-from claw_cage.egress import config, domains, envfile, unit  # noqa: E402
+from claw_cage.egress import config, domains, envfile, keys, unit  # noqa: E402
 
 PROXY_JSON = "/etc/claw-cage/proxy.json"
 UNIT = "/etc/systemd/system/claw-cage-proxy.service"
@@ -135,7 +135,7 @@ def test_unit_text_is_hardened_and_runs_the_root_owned_copy():
     import configparser
     parsed = configparser.ConfigParser(interpolation=None, strict=False)
     parsed.optionxform = str
-    parsed.read_string(unit.TEXT)
+    parsed.read_string(unit.text())
     svc = parsed["Service"]
     assert svc["ExecStart"] == ("/usr/bin/python3 /usr/local/lib/claw-cage/claw-cage.pyz "
                                 "--proxy --config /etc/claw-cage/proxy.json")
@@ -152,9 +152,14 @@ def test_unit_text_is_hardened_and_runs_the_root_owned_copy():
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"),
                     reason="NOT RUN: systemd-analyze is missing (apt-get install systemd)")
-def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
+@pytest.mark.parametrize("names", [(), ("ANTHROPIC_API_KEY", "TELEGRAM_BOT_TOKEN")])
+def test_systemd_analyze_verify_accepts_the_unit(tmp_path, names):
     path = tmp_path / unit.UNIT_NAME
-    path.write_text(unit.TEXT)
+    text = unit.text(names, keys.STORE)
+    # one LoadCredential= per key (systemd 252's folder form would name them ID_FILE)
+    assert [l for l in text.splitlines() if l.startswith("LoadCredential=")] == [
+        "LoadCredential=%s:/etc/claw-cage/keys/%s" % (n, n) for n in names]
+    path.write_text(text)
     # verify also checks that ExecStart's program exists: /usr/bin/python3 does; the pyz is
     # an argument. --man=no: no man pages in the image.
     proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(path)],
@@ -174,6 +179,13 @@ def test_proxy_json_is_the_contract():
                    "connect_timeout": 10, "max_header": 16384, "expires": {}, "routes": [],
                    "routes_listen": [], "keys_dir": None, "max_body": 64 << 20}
     assert config.parse(config.render([])).allow == []
+    route = {"name": "openai", "upstream": "https://api.openai.com", "key": "OPENAI_API_KEY",
+             "auth": "bearer", "paths": None, "budget": None}
+    cfg = json.loads(config.render([], (), routes=[route],
+                                    routes_listen=["172.30.0.1:18790"], namespace=False))
+    assert (cfg["listen"], cfg["forward"], cfg["routes"], cfg["routes_listen"]) == \
+        ([], [], [route], ["172.30.0.1:18790"])
+    assert cfg["keys_dir"] is None
 
 
 # ---- the program, end to end ---------------------------------------------------------------
@@ -231,15 +243,42 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     assert proc.returncode == 0, out
     for secret in SECRETS:
         assert secret not in out
-    for name in ("api.anthropic.com", "api.groq.com", "api.telegram.org", "*.example.com"):
+    for name in ("api.telegram.org", "*.example.com"):
         assert "  %s  (" % name in proc.stdout
     assert "api.openai.com" not in out      # its key is empty
-    assert "systemd is not running" in out and unit.foreground_command() in out
+    assert "SYSTEMD IS NOT RUNNING" in out and unit.foreground_command() in out
+    # issue 29: the keys moved, named, never shown; their providers are routes, not CONNECT
+    assert "ANTHROPIC_API_KEY, GROQ_API_KEY moved to /etc/claw-cage/keys" in proc.stdout
 
     cfg = json.loads(open(upper(base, PROXY_JSON)).read())
-    assert cfg["allow"] == ["api.anthropic.com", "api.groq.com", "api.telegram.org",
-                            "*.example.com"]
+    assert cfg["allow"] == ["api.telegram.org", "*.example.com"]   # no TELEGRAM_BOT_TOKEN
     assert cfg["listen"] == ["unix:/run/claw-cage/egress/proxy.sock"]
+    assert [(r["name"], r["upstream"], r["key"], r["auth"], r["budget"])
+            for r in cfg["routes"]] == [
+        ("anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY", "x-api-key",
+         {"hour": 600, "day": 6000}),
+        ("groq", "https://api.groq.com", "GROQ_API_KEY", "bearer", {"hour": 600, "day": 6000})]
+    assert cfg["routes_listen"] == ["unix:/run/claw-cage/egress/routes.sock"]
+    assert cfg["keys_dir"] == "/etc/claw-cage/keys"   # no systemd: the proxy reads them
+    store = upper(base, keys.STORE)
+    st = os.lstat(store)
+    assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o700
+    assert sorted(os.listdir(store)) == ["ANTHROPIC_API_KEY", "GROQ_API_KEY"]
+    for name, value in (("ANTHROPIC_API_KEY", b"sk-ant-secret-value-123"),
+                        ("GROQ_API_KEY", b"gsk-secret-value-456")):
+        st = os.lstat(os.path.join(store, name))
+        assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) == 0o600
+        assert open(os.path.join(store, name), "rb").read() == value
+    routed = open(os.path.join(d, keys.CONFIG)).read()
+    assert not any(secret in routed for secret in SECRETS)
+    routed = json.loads(routed)
+    assert routed["$include"] == "./openclaw.json"   # openclaw.api-only.json includes it
+    assert routed["models"]["providers"] == {
+        "anthropic": {"baseUrl": "http://127.0.0.1:18790/anthropic",
+                      "apiKey": "claw-cage-placeholder"},
+        "groq": {"baseUrl": "http://127.0.0.1:18790/groq/openai/v1",
+                 "apiKey": "claw-cage-placeholder"}}
+    assert os.stat(os.path.join(d, keys.CONFIG)).st_uid == OWNER
     for path, mode in ((PROXY_JSON, 0o644), (UNIT, 0o644), (COPY, 0o644)):
         st = os.lstat(upper(base, path))
         assert stat.S_ISREG(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == mode
@@ -251,7 +290,8 @@ def test_apply_then_remove(pyz, tmp_path, lab):
         st = os.lstat(upper(base, "/run/claw-cage/" + sub))
         assert stat.S_ISDIR(st.st_mode) and st.st_uid == owner and \
             stat.S_IMODE(st.st_mode) == 0o755
-    assert open(upper(base, UNIT)).read() == unit.TEXT
+    assert open(upper(base, UNIT)).read() == unit.text(["ANTHROPIC_API_KEY", "GROQ_API_KEY"],
+                                                       keys.STORE)
     assert os.readlink(upper(base, WANTS)) == UNIT
     # the firewall's own persistence is there too: the bridge keeps its rules
     assert "claw-cage/firewall.sh" in written(base)
@@ -269,10 +309,19 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     assert proc.returncode == 0, proc.stderr
     assert open(env, "rb").read() == now
 
-    proc = firewall(pyz, base, lab, "--dir", d)   # the internet profile: the proxy stays, said
+    # the internet profile: the proxy serves the routes alone, on the bridge's address
+    proc = firewall(pyz, base, lab, "--dir", d, "--budget", "anthropic:5/50")
     assert proc.returncode == 0, proc.stderr
-    assert "egress proxy is still installed" in proc.stdout
-    assert os.path.exists(upper(base, PROXY_JSON))
+    cfg = json.loads(open(upper(base, PROXY_JSON)).read())
+    assert (cfg["listen"], cfg["forward"], cfg["allow"]) == ([], [], [])
+    assert cfg["routes_listen"] == ["172.30.0.1:18790"]
+    assert [r["budget"] for r in cfg["routes"]] == [{"hour": 5, "day": 50},
+                                                    {"hour": 600, "day": 6000}]
+    routed = json.loads(open(os.path.join(d, keys.CONFIG)).read())
+    assert routed["$include"] == "./openclaw.json"
+    assert routed["models"]["providers"]["anthropic"]["baseUrl"] == \
+        "http://172.30.0.1:18790/anthropic"
+    assert open(env, "rb").read() == original   # COMPOSE_FILE: the internet stack again
 
     # what the running proxy and relay leave in the run folders: their sockets
     for path in ("/run/claw-cage/egress/proxy.sock", "/run/claw-cage/gateway/gateway.sock"):
@@ -281,8 +330,10 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     assert proc.returncode == 0, proc.stderr
     assert "egress proxy removed" in proc.stdout
     for path in (PROXY_JSON, UNIT, WANTS, COPY, "/usr/local/lib/claw-cage", "/etc/claw-cage",
-                 "/run/claw-cage/egress", "/run/claw-cage/gateway", "/run/claw-cage"):
+                 "/run/claw-cage/egress", "/run/claw-cage/gateway", "/run/claw-cage", keys.STORE):
         assert not os.path.lexists(upper(base, path)), path
+    assert json.loads(open(os.path.join(d, keys.CONFIG)).read()) == {
+        "$include": "./openclaw.json"}
     assert open(env, "rb").read() == original
     st = os.lstat(env)
     assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (OWNER, 0o600)
@@ -330,7 +381,9 @@ def test_json_names_the_list(pyz, tmp_path, lab):
                     "--no-persist", "--dir", d)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert result["egress"]["allow"] == ["openrouter.ai"]
+    assert result["egress"]["allow"] == []   # a routed provider: never by CONNECT
+    assert result["egress"]["routes"] == ["openrouter"]
+    assert result["egress"]["keys"] == ["OPENROUTER_API_KEY"]
     assert result["egress"]["service"] == "not started: no systemd"
     assert "or-secret" not in proc.stdout + proc.stderr
 
@@ -492,15 +545,24 @@ def test_local_only_apply_migrate_and_remove(pyz, old_pyz, tmp_path, lab):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "the agent reaches only these endpoints (Ollama):" in proc.stdout
-    assert "  host.docker.internal:11434  (models.providers.ollama.baseUrl)" in proc.stdout
+    # issue 29: the Ollama endpoint is the "ollama" route with its path allow-list, out of
+    # the CONNECT list (an --allow the user gives stays theirs)
+    assert "host.docker.internal:11434  (models" not in proc.stdout
     assert "  127.0.0.1:11434  (--allow host:11434)" in proc.stdout
     assert "api.anthropic.com" not in out and "sk-ant" not in out
     cfg = json.loads(open(upper(base, PROXY_JSON)).read())
-    assert cfg["allow"] == ["host.docker.internal:11434", "127.0.0.1:11434"]
+    assert cfg["allow"] == ["127.0.0.1:11434"]
     assert cfg["ports"] == []
+    assert cfg["routes"] == [{"name": "ollama", "upstream": "http://127.0.0.1:11434",
+                              "key": None, "auth": None, "paths": keys.OLLAMA_PATHS,
+                              "budget": None}]
+    assert "/api/pull" not in keys.OLLAMA_PATHS and "/api/chat" in keys.OLLAMA_PATHS
+    routed = json.loads(open(os.path.join(d, keys.CONFIG)).read())
+    assert routed["models"]["providers"]["ollama"] == {
+        "baseUrl": "http://127.0.0.1:18790/ollama"}
     assert open(env, "rb").read() == original + b"COMPOSE_FILE=docker-compose.api-only.yml\n"
     assert lab.save(4) == rules_before   # the local-only rules, unchanged: the second layer
-    assert open(upper(base, UNIT)).read() == unit.TEXT
+    assert open(upper(base, UNIT)).read() == unit.text()
 
     proc = firewall(pyz, base, lab, "--remove", "--dir", d)
     assert proc.returncode == 0, proc.stderr
@@ -536,8 +598,9 @@ def test_local_only_baseurl_is_judged_as_allow_is(pyz, tmp_path, lab, url, words
         proc = firewall(pyz, base, lab, "--profile", "local-only", "--no-persist",
                         "--unsafe-wide-allow", "--dir", d)
         assert proc.returncode == 0, proc.stderr
-        assert json.loads(open(upper(base, PROXY_JSON)).read())["allow"] == [
-            "169.254.169.254:80"]
+        cfg = json.loads(open(upper(base, PROXY_JSON)).read())   # the Ollama route's upstream
+        assert (cfg["allow"], [r["upstream"] for r in cfg["routes"]]) == (
+            [], ["http://169.254.169.254:80"])
 
 
 @pytest.mark.parametrize("spec", ["0.0.0.0:22", "[::]:22"])

@@ -25,6 +25,15 @@ from lab.systemd import Booted, require_nspawn, wait_for
 from support import install_dir
 
 SERVICE = "claw-cage-proxy.service"
+KEY = "sk-ant-nspawn-planted-31337"
+ROUTE_CLIENT = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(30)
+s.connect(sys.argv[1])
+s.sendall(b"GET /anthropic/v1/models HTTP/1.1\r\nHost: x\r\nx-api-key: claw-cage-placeholder\r\n\r\n")
+print(s.recv(64).split(b"\r\n")[0].decode())
+"""
 CLIENT = r"""
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
@@ -53,14 +62,23 @@ def test_the_service_runs_under_systemd_and_comes_back_after_kill(pyz, booted):
     box, lab, home = booted
     program = os.path.join(home, "claw-cage.pyz")
     shutil.copy(pyz, program)
-    d = install_dir(home, env_text="", channels=())
+    d = install_dir(home, env_text="ANTHROPIC_API_KEY=%s\n" % KEY, channels=())
     proc = box.run(["python3", program, "--firewall", "--profile", "api-only", "--allow-domain",
                     "allowed.test", "--no-persist", "--dir", d], check=False)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
-    assert "%s started" % SERVICE in proc.stdout
+    assert "%s started" % SERVICE in proc.stdout and KEY not in proc.stdout + proc.stderr
     assert box.run(["systemctl", "is-enabled", SERVICE]).stdout.strip() == "enabled"
     assert wait_for(lambda: box.run(["systemctl", "is-active", SERVICE], check=False)
-                    .stdout.strip() == "active", 10)
+                    .stdout.strip() == "active", 10), box.run(
+        ["journalctl", "-u", SERVICE, "--no-pager"], check=False).stdout
+
+    # issue 29: the key reaches the service through LoadCredential= (systemd 252 here), from
+    # the root-only store; the routes socket answers (the provider is out of the lab's reach)
+    assert box.run(["stat", "-c", "%u %a", "/etc/claw-cage/keys",
+                    "/etc/claw-cage/keys/ANTHROPIC_API_KEY"]).stdout.split() == [
+        "0", "700", "0", "600"]
+    cred = "/run/credentials/%s/ANTHROPIC_API_KEY" % SERVICE
+    assert box.run(["cat", cred]).stdout == KEY
 
     # the proxy, as the unit runs it: serving the relay's uid the way the containers reach it (the
     # folder bind-mounted; DynamicUser keeps it under /run/private, 0700, so no local user
@@ -74,6 +92,12 @@ def test_the_service_runs_under_systemd_and_comes_back_after_kill(pyz, booted):
     assert wait_for(lambda: answer().stdout.startswith("HTTP/1.1 403"), 15), (box.run(
         ["journalctl", "-u", SERVICE, "--no-pager"], check=False).stdout, answer().stderr)
     assert "PermissionError" in answer(through_mount=False).stderr
+
+    def route():
+        return box.run(["python3", "-c", ROUTE_CLIENT, "/run/claw-cage/egress/routes.sock"],
+                       check=False)
+    assert wait_for(lambda: route().stdout.startswith("HTTP/1.1 5"), 30), route()
+    assert KEY not in box.run(["journalctl", "-u", SERVICE, "--no-pager"], check=False).stdout
     pid = box.main_pid(SERVICE)   # read once it serves: before its exec a child is still root
     st = box.status(pid)
     uid = int(st["Uid"].split()[0])

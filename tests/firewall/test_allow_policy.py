@@ -111,6 +111,8 @@ def test_input_opens_the_host_only_port_by_port():
         "-p tcp -m tcp --dport 2222 -j RETURN", "-p udp -m udp --dport 2222 -j RETURN",
         "-d 172.30.0.1/32 -p tcp -m tcp --dport 8080 -j RETURN",
         "-d 172.30.0.1/32 -p udp -m udp --dport 8080 -j RETURN",
+        # the key routes (the proxy on the bridge's address): that port alone, TCP
+        "-d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j RETURN",
         "-p tcp -m tcp --dport 2222 -j RETURN", "-p udp -m udp --dport 2222 -j RETURN",
         "-d fd00::1/128 -p tcp -m tcp --dport 53 -j RETURN",
         "-d fd00::1/128 -p udp -m udp --dport 53 -j RETURN"]

@@ -105,7 +105,7 @@ def test_every_anchor_renders_the_one_table(config, family):
     kinds = [r.kind for r in table]
     assert kinds[0] == "established" and kinds[-1] == "rest"
     assert kinds.index("local") < min(i for i, k in enumerate(kinds) if k == "range")
-    assert all(k in ("established", "nd", "host-port", "allow")
+    assert all(k in ("established", "nd", "host-port", "allow", "route")
                for k in kinds[:kinds.index("local")])
 
 
@@ -250,3 +250,19 @@ def test_the_host_opens_port_by_port_only():
     inp = rules.chain_rules(config, 4)[rules.IN_CHAIN]
     assert "-d 10.255.0.1/32 -p tcp -m tcp --dport 8081 -j RETURN" in inp
     assert not [r for r in inp if "10.255.0.0/30" in r or "10.9.0.0/16" in r]
+
+
+def test_the_key_routes_row_opens_the_bridge_address_on_18790_alone():
+    """Issue 29: under internet the gateway reaches the proxy's routes on the host at the
+    bridge's own address, TCP 18790 only; local-only has no such row; never forwarded."""
+    config = rules.default_config()
+    for chain in (rules.PRE_CHAIN, rules.IN_CHAIN):
+        specs = rules.chain_rules(config, 4)[chain]
+        route = "-d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j RETURN"
+        assert specs.count(route) == 1
+        assert specs.index(route) < specs.index("-m addrtype --dst-type LOCAL -j DROP"
+                                                if chain == rules.PRE_CHAIN else "-j DROP")
+    assert not any("18790" in s for s in rules.chain_rules(config, 4)[rules.FWD_CHAIN])
+    assert not any("18790" in s for s in rules.chain_rules(config, 6)[rules.IN_CHAIN])
+    local = config._replace(profile="local-only")
+    assert not any("18790" in s for c in rules.chain_rules(local, 4).values() for s in c)

@@ -338,7 +338,8 @@ def test_two_real_runs_at_once_never_interleave(tmp_path, pyz, env, server):
     assert codes in ([0, 0], [0, 5])
     assert len([l for l in (target / ".env").read_text().splitlines()
                 if l.startswith("OPENCLAW_GATEWAY_TOKEN=")]) == 1
-    assert sorted(os.listdir(target)) == sorted(ARTIFACTS + (".env", "claw-cage.pyz"))
+    assert sorted(os.listdir(target)) == sorted(ARTIFACTS + (".env", "claw-cage.pyz",
+                                                             "openclaw.routes.json"))
     for p in procs:
         p.stdout.close()
         p.stderr.close()

@@ -24,7 +24,8 @@ MAY_IMPORT = {
     "harden": (),
     # modes that are also services of the ones above
     "install": ("backup",),                 # the guard around an upgrade
-    "backup": ("egress",),                  # the root-owned program copy the units share
+    "backup": ("egress",),                  # the program copy the units share; which .env
+                                            # variables are keys (left out)
     "egress": ("proxy",),                   # proxy.json's format, owned by its reader
     "proxy": ("firewall",),                 # the blocked ranges of the rule table
     "firewall": (),

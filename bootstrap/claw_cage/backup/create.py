@@ -14,6 +14,7 @@ import shutil
 import tempfile
 
 from .. import __version__, deployment, dotenv, runner, safefile
+from ..egress import keys
 from ..errors import RefusedError
 from ..runner import CommandError
 from . import archive, cipher, keep
@@ -85,13 +86,31 @@ def _copy_volume(stack, volume, path):
                                             ["-c", "cd /v && tar -czf - ."], stdout=f))
 
 
-def take(stack, dest, ui, encrypt=None):
+def _env(directory, with_keys):
+    """(.env bytes for the archive, the key names it had set). Without --with-keys the
+    provider keys and channel tokens are blanked: they live with the proxy and in the user's
+    .env, and an archive travels (another disk, a cloud folder)."""
+    data = safefile.read(os.path.join(directory, ".env"))
+    if data is None:
+        return None, []
+    try:
+        text = data.decode("utf-8")
+        names = [n for n in keys.NAMES + keys.INSIDE if dotenv.parse(text, environ={}).get(n)]
+        return (data if with_keys else keys.blank(text).encode()), names
+    except (UnicodeDecodeError, ValueError, dotenv.DotenvError) as err:
+        raise RefusedError(".env cannot be read to leave its keys out (%s): refused, nothing "
+                           "changed (--with-keys keeps it as it is)" % str(err)[:80])
+
+
+def take(stack, dest, ui, encrypt=None, with_keys=False):
     """Write one archive into dest; return its path."""
     enc, check, suffix = cipher.encryptor(encrypt) if encrypt else (None, None, "")
     if not stack.volume_exists(stack.volumes[STATE]):
         raise RefusedError("no state volume %s: nothing to back up (has the stack ever run?)"
                            % stack.volumes[STATE])
-    facts = {"created": stamp(), "claw_cage": __version__, "install": install_id(stack.dir)}
+    env, names = _env(stack.dir, with_keys)
+    facts = {"created": stamp(), "claw_cage": __version__, "install": install_id(stack.dir),
+             "keys": names, "keys_kept": bool(with_keys)}
     facts.update(stack.image_facts())
     # an encrypted archive's clear pieces wait next to the clear .env, not in dest
     home = default_dir(stack.dir) if encrypt else dest
@@ -133,7 +152,7 @@ def take(stack, dest, ui, encrypt=None):
             staged.append((archive.volume_member(SECRETS), os.path.join(stage, SECRETS)))
             _copy_volume(stack, stack.volumes[SECRETS], staged[-1][1])
         for name in INSTALL_FILES:
-            data = safefile.read(os.path.join(stack.dir, name))
+            data = env if name == ".env" else safefile.read(os.path.join(stack.dir, name))
             if data is not None:
                 path = os.path.join(stage, "install" + name)
                 _to_file(path, lambda f: f.write(data))
@@ -146,6 +165,13 @@ def take(stack, dest, ui, encrypt=None):
     ui.ok("backup written: %s (mode 600, %.1f MB)" % (final, os.path.getsize(final) / 1e6))
     ui.info("  holds the state, the auth-profile key, claw-cage's files, the image name; left "
             "out: the caches claw-npm and claw-local (plugins rebuild them)")
+    if with_keys and names:
+        (ui.ok if enc else ui.warn)("the archive's .env keeps %s%s" % (", ".join(names), (
+            " (encrypted)" if enc else " IN CLEAR: keep it private (--encrypt next time)")))
+    elif names:
+        ui.ok("left out: %s (blank in the archive's .env; /etc/claw-cage/keys is never in a "
+              "backup); --with-keys keeps them" % ", ".join(names))
     if not enc:
-        ui.warn("the archive holds your API keys and credentials in clear: keep it private")
+        ui.warn("the archive holds the agent's state (its sessions, channel credentials) in "
+                "clear: keep it private")
     return final

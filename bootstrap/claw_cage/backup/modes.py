@@ -39,7 +39,7 @@ def backup(args, target, ui):
     if os.path.lexists(dest) and not os.path.isdir(dest):   # a FIFO, a file
         raise RefusedError("--to %s is not a directory: refused, nothing changed" % dest)
     stack = Stack(target)
-    out = {"archive": create.take(stack, dest, ui, args.encrypt)}
+    out = {"archive": create.take(stack, dest, ui, args.encrypt, args.with_keys)}
     if args.check:
         if out["archive"].endswith(".age") and not args.identity:
             keep.drilled(target, out["archive"], None, "not drilled: no --identity to "

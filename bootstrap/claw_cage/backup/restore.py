@@ -20,6 +20,7 @@ import os
 import zlib
 
 from .. import deployment, runner, safefile
+from ..egress import domains
 from ..errors import EXIT_INTERRUPTED, ClawCageError, RefusedError, RolledBackError
 from . import archive, cipher
 from .create import install_id, stamp
@@ -180,6 +181,12 @@ def restore(stack, path, ui, identity=None):
     try:
         ui.ok("%s checked: every file matches its manifest (made %s, image %s)"
               % (os.path.basename(path), manifest.get("created"), manifest.get("image")))
-        return swap(stack, ui, new, when, "the restored state")
+        result = swap(stack, ui, new, when, "the restored state")
+        missing = [n for n in manifest.get("keys") or [] if not domains.read_env(stack.dir).get(n)]
+        if missing:
+            ui.warn("this host's .env lacks %s, which the backup's install had: fill them in "
+                    "(.env), then run sudo python3 claw-cage.pyz --firewall so the proxy gets "
+                    "them" % ", ".join(missing))
+        return result
     finally:
         stack.remove_volumes(new.values())

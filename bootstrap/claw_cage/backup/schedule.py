@@ -65,6 +65,8 @@ def command(program, target, args):
         if value is not None:
             argv += [opt, os.path.abspath(os.path.expanduser(value)) if opt != "--keep"
                      else str(value)]
+    if args.with_keys:   # the keys stay in each scheduled archive too
+        argv.append("--with-keys")
     for word in argv:
         if not SAFE.match(word):
             raise RefusedError("%r: a scheduled command takes paths of letters, digits and "

@@ -12,21 +12,24 @@ import os
 import stat
 import time
 
-from .. import deployment, paths, runner, safefile
-from ..errors import PrereqError, TargetError
-from . import config, domains, envfile, temporary, unit
+from .. import composefile, deployment, paths, runner, safefile
+from ..errors import PrereqError, TargetError, UsageError
+from . import config, domains, envfile, keys, temporary, unit
 
 LOG_FILE = "/var/log/claw-cage-proxy.log"   # without systemd (no journal): --refused reads it
 
 
 class Plan:
-    __slots__ = ("directory", "names", "why", "unknown", "program", "local", "expires", "ended")
+    __slots__ = ("directory", "names", "why", "unknown", "program", "local", "expires", "ended",
+                 "namespace", "values", "keys", "routes", "openclaw", "inside", "root")
 
     def __init__(self, directory, names, why, unknown, program, local=False, expires=None,
                  ended=()):
         self.directory, self.names, self.why = directory, names, why
         self.unknown, self.program, self.local = unknown, program, local
         self.expires, self.ended = expires or {}, ended
+        self.namespace, self.values, self.keys, self.routes = True, {}, [], []
+        self.openclaw, self.inside, self.root = None, [], None
 
     def reach(self):
         return "these endpoints (Ollama)" if self.local else "these names, on port 443"
@@ -46,13 +49,20 @@ def _check_root_dir(path):
 
 
 def prepare(args):
+    """Every check first, nothing changed. Every profile moves the keys out of the agent;
+    the internet profile runs the proxy for its routes only (the agent has the internet)."""
     directory = paths.install_dir(args.dir)
     local = args.profile == "local-only"
+    namespace = args.profile in ("api-only", "local-only")
     for_, now = args.allow_for, time.time()
-    names, why, unknown = (domains.endpoints(directory, args.allow) if local else
-                           domains.default_list(directory, () if for_ else args.allow_domain))
+    if not namespace:
+        names, why, unknown = [], {}, []
+    elif local:
+        names, why, unknown = domains.endpoints(directory, args.allow)
+    else:
+        names, why, unknown = domains.default_list(directory, () if for_ else args.allow_domain)
     expires, ended = {}, []
-    if not local:   # temporary entries: the earlier ones still running, and this run's --for
+    if namespace and not local:   # temporary entries: the earlier ones still running, this --for
         try:
             expires, ended = temporary.carry(temporary.read_current(), now)
         except TargetError:
@@ -64,20 +74,43 @@ def prepare(args):
             why[name] = "--allow-domain, until %s" % temporary.until_text(expires[name])
     env_text = safefile.read_text(envfile.path_of(directory)) or ""
     own = envfile.current(env_text)
-    if own not in (None, envfile.API_ONLY):
+    if namespace and own not in (None, envfile.API_ONLY):
         raise TargetError("COMPOSE_FILE in %s already chooses %s: %s sets it to %s; "
                           "remove that line (or set it yourself), then run this again"
                           % (envfile.path_of(directory), own or "something", args.profile,
                              envfile.API_ONLY))
     program = paths.program_file()
     if program is None:
-        raise PrereqError("--profile %s installs this program as a service: run the "
-                          "claw-cage.pyz file (sudo python3 ~/claw-cage/claw-cage.pyz ...), "
-                          "not a pipe" % args.profile)
+        raise PrereqError("--firewall installs claw-cage's proxy as a service (it holds the "
+                          "keys): run the claw-cage.pyz file (sudo python3 "
+                          "~/claw-cage/claw-cage.pyz ...), not a pipe")
     for folder in (config.ETC_DIR, unit.LIB_DIR):
         if os.path.lexists(folder):
             _check_root_dir(folder)
-    return Plan(directory, names, why, unknown, program, local, expires, ended)
+    plan = Plan(directory, names, why, unknown, program, local, expires, ended)
+    # local-only reaches Ollama alone: no provider or Telegram route, no key to move
+    plan.namespace, plan.values = namespace, {} if local else domains.read_env(directory)
+    plan.keys = keys.moved(plan.values)
+    plan.inside = keys.inside(domains.read_env(directory), domains.read_openclaw(directory))
+    ollama = names[0] if local and names and why[names[0]].startswith("models.") else None
+    if ollama:   # the Ollama endpoint becomes a route: out of the CONNECT list
+        names.remove(ollama)
+        ollama = ollama.replace("host.docker.internal", "127.0.0.1").replace(
+            "localhost", "127.0.0.1")
+    served = set(h for k, h in domains.PROVIDERS if k in plan.keys)
+    if keys.TELEGRAM in plan.keys:
+        served.add("api.telegram.org")
+    names[:] = [n for n in names if n not in served]   # a routed provider: never by CONNECT
+    try:
+        budgets = keys.parse_budgets(args.budget, [r["name"] for r in keys.routes(
+            plan.values, ollama)])
+    except ValueError as err:
+        raise UsageError(str(err))
+    plan.routes = keys.routes(plan.values, ollama, budgets)
+    gateway = next(composefile.declared_network(directory).subnet.hosts())
+    plan.root = "http://%s:%d" % ("127.0.0.1" if namespace else gateway, keys.PORT)
+    plan.openclaw = keys.openclaw_config(plan.values, plan.root, bool(ollama))
+    return plan
 
 
 def _mkdir(path):
@@ -124,70 +157,110 @@ def describe(plan):
     return ["  %s  (%s)" % (n, plan.why[n]) for n in plan.names]
 
 
+def _write_openclaw(plan):
+    """The generated config the gateway reads, owned and mode 600 like openclaw.json, which
+    it includes (the installer, as root, gives both to the gateway's uid), else the folder."""
+    own = os.path.join(plan.directory, "openclaw.json")
+    st = os.stat(own if os.path.isfile(own) else plan.directory)
+    path = os.path.join(plan.directory, keys.CONFIG)
+    tmp = safefile.stage(plan.directory, keys.CONFIG, plan.openclaw.encode(), 0o600,
+                         (st.st_uid, st.st_gid))
+    os.replace(tmp, path)
+
+
+def _same_keys(plan):
+    """Whether the store already holds exactly this run's keys: LoadCredential= copies them
+    at the service's start only, so a changed key needs a restart, not a reload."""
+    try:
+        return sorted(os.listdir(keys.STORE)) == sorted(plan.keys) and all(
+            safefile.read(os.path.join(keys.STORE, k)) == plan.values[k].encode("utf-8")
+            for k in plan.keys)
+    except (OSError, TargetError):
+        return False
+
+
 def only_the_list_changes(plan, text):
     """Whether the running service takes this run by a reload (open tunnels stay): the same
-    unit and program copy, and a proxy.json that differs in what a reload changes alone."""
+    unit, program copy and keys, and a proxy.json that differs in what a reload changes alone."""
     try:
         old, new = config.parse(safefile.read_text(config.PATH) or ""), config.parse(text)
     except ValueError:
         return False
     return (all(getattr(old, f) == getattr(new, f) for f in old._fields
                 if f not in config.owner().RELOADED)
-            and safefile.read_text(unit.UNIT) == unit.TEXT
+            and safefile.read_text(unit.UNIT) == unit.text(plan.keys, keys.STORE)
             and safefile.read(unit.PROGRAM) == _read_program(plan.program)
+            and _same_keys(plan)
             and runner.run(["systemctl", "is-active", unit.UNIT_NAME],
                            check=False).stdout.strip() == "active")
 
 
 def install(plan, ui, dry_run=False):
+    if not plan.namespace and not plan.routes:
+        return _no_routes(plan, ui, dry_run)
+    listen = ["unix:" + keys.SOCKET] if plan.namespace else [plan.root.split("//", 1)[1]]
     running = systemd_running()
-    rendered = config.render(plan.names, () if plan.local else (443,), plan.expires,
-                             "-" if running else LOG_FILE)
+    rendered = config.render(plan.names, () if plan.local or not plan.namespace else (443,),
+                             plan.expires, "-" if running else LOG_FILE, plan.routes, listen,
+                             None if running or not plan.keys else keys.STORE, plan.namespace)
     how = "reload" if running and only_the_list_changes(plan, rendered) else "restart"
     actions = [
-        ("write %s (the domain list)" % config.PATH,
-         lambda: (_mkdir(config.ETC_DIR),
-                  safefile.write_atomic(config.PATH, rendered.encode(), 0o644))),
+        ("write %s (the keys: %s)" % (keys.STORE, ", ".join(plan.keys) or "none"),
+         lambda: (_mkdir(config.ETC_DIR), keys.write_store(plan.values, plan.keys))),
+        ("write %s (%s)" % (config.PATH, "the domain list and the routes" if plan.namespace
+                            else "the routes"),
+         lambda: safefile.write_atomic(config.PATH, rendered.encode(), 0o644)),
         ("copy %s to %s (root-owned)" % (plan.program, unit.PROGRAM),
          lambda: copy_program(plan.program)),
     ]
     have_units = os.path.isdir(unit.UNIT_DIR)
+    unit_text = unit.text(plan.keys, keys.STORE)
     if have_units:
         actions.append(("write %s" % unit.UNIT,
-                        lambda: safefile.write_atomic(unit.UNIT, unit.TEXT.encode(), 0o644)))
+                        lambda: safefile.write_atomic(unit.UNIT, unit_text.encode(), 0o644)))
     if have_units and not running:   # systemd reads the link at its next start
         actions.append(("ln -sf %s %s (what `systemctl enable` does)" % (unit.UNIT, unit.WANTS),
                         lambda: _link(unit.UNIT, unit.WANTS)))
-    if running:   # restart, not start: a re-run's new program takes effect; a new list alone
-        # is a reload, which keeps open tunnels (the dashboard's) up
+    if running:   # restart, not start: a re-run's new program and keys take effect; a new
+        # list alone is a reload, which keeps open tunnels (the dashboard's) up
         for argv in (["systemctl", "daemon-reload"], ["systemctl", "enable", unit.UNIT_NAME],
                      ["systemctl", how, unit.UNIT_NAME]):
             actions.append(("$ " + " ".join(argv), lambda argv=argv: runner.run(argv)))
     else:   # what RuntimeDirectory and ExecStartPre do, for the foreground command
         actions.append(("mkdir %s/egress; %s/gateway owned by uid %d"
                         % (config.RUN_DIR, config.RUN_DIR, deployment.RELAY_UID), _run_dirs))
-    actions.append(("set %s=%s in %s" % (envfile.KEY, envfile.API_ONLY,
-                                         envfile.path_of(plan.directory)),
-                    lambda: envfile.edit(plan.directory, envfile.with_compose_file)))
+    actions.append(("write %s (the agent's providers at the routes, placeholder keys)"
+                    % os.path.join(plan.directory, keys.CONFIG), lambda: _write_openclaw(plan)))
+    if plan.namespace:
+        actions.append(("set %s=%s in %s" % (envfile.KEY, envfile.API_ONLY,
+                                             envfile.path_of(plan.directory)),
+                        lambda: envfile.edit(plan.directory, envfile.with_compose_file)))
+    else:
+        actions.append(("remove %s=%s from %s" % (envfile.KEY, envfile.API_ONLY,
+                                                  envfile.path_of(plan.directory)),
+                        lambda: envfile.edit(plan.directory, envfile.without_compose_file)))
     if dry_run:
-        ui.info("the egress proxy would let the agent reach %s:" % plan.reach())
-        for line in describe(plan) or ["  nothing"]:
-            ui.info(line)
+        if plan.namespace:
+            ui.info("the egress proxy would let the agent reach %s:" % plan.reach())
+            for line in describe(plan) or ["  nothing"]:
+                ui.info(line)
         for text, _ in actions:
             ui.info(text)
-        return {"allow": plan.names, "service": "dry run"}
+        return {"allow": plan.names, "keys": plan.keys, "service": "dry run"}
     for text, action in actions:
         try:
             action()
         except OSError as err:
             raise TargetError("%s: %s" % (text, err.strerror or err))
-    ui.ok("egress proxy: the agent reaches only %s:" % plan.reach())
-    for line in describe(plan):
-        ui.info(line)
+    if plan.namespace:
+        ui.ok("egress proxy: the agent reaches only %s:" % plan.reach())
+        for line in describe(plan):
+            ui.info(line)
+    report_keys(plan, ui)
     for name in plan.unknown:
         ui.warn("channel %s in openclaw.json: claw-cage knows no host for it; add it with "
                 "--allow-domain NAME" % name)
-    if not plan.names:
+    if plan.namespace and not plan.names and not plan.routes:
         ui.warn("the list is empty: %s; the agent reaches nothing until you add %s" % (
             ("no models.providers.ollama.baseUrl in openclaw.json", "--allow ADDRESS:PORT")
             if plan.local else ("no provider key in .env, no channel in openclaw.json",
@@ -201,20 +274,69 @@ def install(plan, ui, dry_run=False):
             "stay)" if how == "reload" else ""))
     else:
         service = "not started: no systemd"
-        ui.warn("systemd is not running here (PID 1 is not systemd): start the proxy yourself "
-                "as root, and keep it running: %s" % unit.foreground_command())
-    if not os.path.isfile(os.path.join(plan.directory, envfile.API_ONLY)):
-        ui.warn("%s is not in %s: re-run the installer to get it"
-                % (envfile.API_ONLY, plan.directory))
-    ui.info("  then: cd %s && docker compose up -d   (%s=%s in .env picks the api-only stack)"
-            % (plan.directory, envfile.KEY, envfile.API_ONLY))
-    return {"allow": plan.names, "service": service, "unit": unit.UNIT if have_units else None}
+        ui.warn("SYSTEMD IS NOT RUNNING HERE (PID 1 is not systemd): the proxy is not started, "
+                "and until it runs the agent reaches no model. Start it yourself as root and "
+                "keep it running (it reads the keys from %s itself, keys_dir in %s): %s"
+                % (keys.STORE, config.PATH, unit.foreground_command()))
+    compose = envfile.API_ONLY if plan.namespace else "docker-compose.yml"
+    if not os.path.isfile(os.path.join(plan.directory, compose)):
+        ui.warn("%s is not in %s: re-run the installer to get it" % (compose, plan.directory))
+    ui.info("  then: cd %s && docker compose up -d   (the gateway gets the new config; %s)"
+            % (plan.directory, "%s=%s in .env picks the api-only stack" % (
+                envfile.KEY, envfile.API_ONLY) if plan.namespace else "docker-compose.yml"))
+    return {"allow": plan.names, "keys": plan.keys, "inside": plan.inside,
+            "routes": [r["name"] for r in plan.routes], "service": service,
+            "unit": unit.UNIT if have_units else None}
+
+
+def _no_routes(plan, ui, dry_run):
+    """The internet profile with no key in .env: no proxy to run; the gateway's config
+    without routes."""
+    steps = [("write %s without routes" % os.path.join(plan.directory, keys.CONFIG),
+              lambda: _write_openclaw(plan))]
+    if os.path.lexists(keys.STORE):
+        steps.append(("rm -r %s" % keys.STORE, keys.remove_store))
+    for text, action in steps:
+        if dry_run:
+            ui.info(text)
+            continue
+        try:
+            action()
+        except OSError as err:
+            raise TargetError("%s: %s" % (text, err.strerror or err))
+    report_keys(plan, ui)
+    if installed() and not dry_run:
+        ui.warn("claw-cage's proxy from an earlier run is still installed (and COMPOSE_FILE in "
+                ".env may still choose the api-only stack): --firewall --remove takes it out")
+    return {"allow": [], "keys": [], "inside": plan.inside, "routes": [], "service": None}
+
+
+def report_keys(plan, ui):
+    """Name each key moved and each token left inside; never a value."""
+    if plan.keys:
+        ui.ok("keys outside the agent: %s moved to %s; the agent holds placeholders and "
+              "reaches %s through the proxy's routes (%s)"
+              % (", ".join(plan.keys), keys.STORE, ", ".join(r["name"] for r in plan.routes),
+                 plan.root))
+        ui.info("  rotate a key: edit it in .env, run this again (the values stay in .env "
+                "too: keep it mode 600)")
+    elif plan.local:
+        ui.info("  local-only: the agent reaches Ollama alone (its route); no key to move")
+    else:
+        ui.info("  no provider key or TELEGRAM_BOT_TOKEN in .env: no key to move")
+    for name in plan.inside:
+        ui.warn("%s stays inside the container: its token travels inside a WebSocket, which "
+                "no route can serve without intercepting TLS" % name)
+    budgets = ["%s %s" % (r["name"], "%(hour)d/hour, %(day)d/day" % r["budget"])
+               for r in plan.routes if r["budget"]]
+    if budgets:
+        ui.info("  budget (--budget): " + "; ".join(budgets))
 
 
 # The folders claw-cage makes, deepest first; in the run folders only the sockets are ours.
 OUR_DIRS = (unit.LIB_DIR, config.ETC_DIR, os.path.dirname(config.EGRESS_SOCKET),
             os.path.dirname(config.GATEWAY_SOCKET), config.RUN_DIR)
-OUR_SOCKETS = (config.EGRESS_SOCKET, config.GATEWAY_SOCKET)
+OUR_SOCKETS = (config.EGRESS_SOCKET, config.GATEWAY_SOCKET, keys.SOCKET)
 
 
 def _rmdir_ours(folder):
@@ -236,7 +358,8 @@ def _rmdir_ours(folder):
 
 def installed():
     lib = () if unit.program_used_by(unit.UNIT) else (unit.LIB_DIR,)   # the backup's, too
-    return any(os.path.lexists(p) for p in (config.PATH, unit.UNIT, unit.WANTS) + lib)
+    return any(os.path.lexists(p) for p in (config.PATH, unit.UNIT, unit.WANTS, keys.STORE)
+               + lib)
 
 
 def plan_remove(directory):
@@ -260,6 +383,13 @@ def plan_remove(directory):
         if os.path.lexists(path):
             steps.append(("rm -f %s" % path, unlink(path)))
 
+    if os.path.lexists(keys.STORE):
+        steps.append(("rm -r %s (the keys; they stay in your .env)" % keys.STORE,
+                      keys.remove_store))
+    generated = os.path.join(directory, keys.CONFIG)
+    if os.path.lexists(generated):   # the compose files mount it: a plain include, no route
+        steps.append(("write %s without routes" % generated,
+                      lambda: safefile.write_atomic(generated, keys.openclaw_config({}, None))))
     for folder in OUR_DIRS:
         if os.path.lexists(folder):
             steps.append(("rmdir %s (when nothing but ours is left in it)" % folder,

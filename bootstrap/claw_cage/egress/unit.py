@@ -11,6 +11,9 @@ Why these settings:
   the relay's uid (deployment.RELAY_UID), where the relay puts the gateway's socket. Both are kept
   across restarts: the containers bind-mount them, and a folder made anew would leave them on
   the old one.
+- LoadCredential=, one line per key in /etc/claw-cage/keys (systemd 252 also takes a folder,
+  but names each file ID_FILE; the proxy reads $CREDENTIALS_DIRECTORY/<VAR>): the throwaway
+  uid reads its keys from a private copy that only it can read, never the root-only store.
 - Before=docker.service: at boot the folders exist before Docker starts the containers that
   mount them (Docker would otherwise create them root-owned).
 """
@@ -69,13 +72,20 @@ ProtectKernelTunables=yes
 ProtectKernelModules=yes
 ProtectControlGroups=yes
 SystemCallArchitectures=native
-MemoryMax=256M
+%(credentials)sMemoryMax=256M
 TasksMax=512
 LimitNOFILE=8192
 
 [Install]
 WantedBy=multi-user.target
-""" % {"uid": deployment.RELAY_UID, "run": config.RUN_DIR, "exec": " ".join(EXEC_START)}
+"""
+
+
+def text(keys=(), store=None):
+    """The unit, loading each named key of the store (keys.STORE) as a credential."""
+    return TEXT % {"uid": deployment.RELAY_UID, "run": config.RUN_DIR,
+                   "exec": " ".join(EXEC_START), "credentials": "".join("LoadCredential=%s:%s/%s\n" % (k, store, k)
+                                          for k in keys)}
 
 
 def foreground_command():

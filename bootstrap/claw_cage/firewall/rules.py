@@ -90,6 +90,10 @@ REST_VERDICT = {
 # answer an IPv6 connection it opened itself. IPv4's equivalent (ARP) is not IP at all.
 NEIGHBOUR_DISCOVERY = {4: (), 6: (135, 136)}
 
+# The internet profile's gateway reaches claw-cage's key routes (the proxy, on the host) at
+# the bridge's own address, this TCP port alone (egress/keys.PORT).
+ROUTES_PORT = 18790
+
 ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"
 PROTOCOLS = ("tcp", "udp")   # an allowed PORT opens both: DNS, for one, needs UDP
 
@@ -128,6 +132,9 @@ def policy(config, family):
             (port_allows if kind == "allow" else net_allows).extend(
                 Rule(kind, (allow.net, pp), "RETURN") for pp in ports)
     table += port_allows
+    if config.profile == "internet" and config.subnet.version == family:
+        gateway = ipaddress.ip_network(next(config.subnet.hosts()))
+        table.append(Rule("route", (gateway, ("tcp", ROUTES_PORT)), "RETURN"))
     table.append(Rule("local", None, "DROP"))
     if family == 4:
         table.append(Rule("broadcast", None, "DROP"))   # 172.30.0.255 reaches the host too
@@ -166,7 +173,7 @@ def _pre(rule):
     if kind == "host-port":
         return ["-p %s -m addrtype --dst-type LOCAL -m %s --dport %d -j RETURN"
                 % (arg[0], arg[0], arg[1])]
-    if kind in ("allow", "allow-net"):
+    if kind in ("allow", "allow-net", "route"):
         net, pp = arg
         return ["-d %s %s-j RETURN" % (_net(net), _port(pp))]
     if kind in ("local", "broadcast"):
@@ -182,7 +189,7 @@ def _fwd(rule):
     kind, arg, verdict = rule
     if kind == "established":
         return [ESTABLISHED]
-    if kind in ("nd", "host-port", "local", "broadcast"):
+    if kind in ("nd", "host-port", "route", "local", "broadcast"):
         return []    # never forwarded: INPUT's business
     if kind in ("allow", "allow-net"):
         net, pp = arg
@@ -206,7 +213,7 @@ def _in(rule):
         return ["-p ipv6-icmp -m icmp6 --icmpv6-type %d -j RETURN" % arg]
     if kind == "host-port":
         return ["-p %s -m %s --dport %d -j RETURN" % (arg[0], arg[0], arg[1])]
-    if kind == "allow":   # ADDRESS:PORT, in case the address is one of the host's own
+    if kind in ("allow", "route"):   # ADDRESS:PORT, the address may be one of the host's own
         net, pp = arg
         return ["-d %s %s-j RETURN" % (_net(net), _port(pp))]
     if kind == "local":

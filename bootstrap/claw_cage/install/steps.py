@@ -33,7 +33,12 @@ POLICY = "openclaw.json"
 POLICY_NEW = "openclaw.json.new"
 CONTAINER_UID = deployment.UID
 # read by the gateway (uid 1000), mode 600: a root install hands them to that uid, like POLICY
-GATEWAY_READS = (POLICY, "openclaw.api-only.json", "openclaw.local-only.json")
+GATEWAY_READS = (POLICY, "openclaw.api-only.json", "openclaw.local-only.json",
+                 "openclaw.routes.json")
+# The config the gateway reads (the compose files mount it): --firewall writes it with the
+# providers at claw-cage's key routes (egress/keys.py). Until then, openclaw.json alone:
+# created when absent, never replaced here (a missing file would become a folder in Docker).
+ROUTES = ("openclaw.routes.json", b'{\n  "$include": "./openclaw.json"\n}\n', 0o600)
 PROGRAM = ("claw-cage.pyz", 0o644)
 ENV = ".env"
 TOKEN_VAR = deployment.TOKEN_VAR
@@ -132,6 +137,8 @@ def plan_changes(target, artifacts):
         else:
             status = "unchanged"
         plan.files.append((name, data, mode, status))
+    kept = safefile.read(os.path.join(target, ROUTES[0])) is not None   # --firewall's
+    plan.files.append(ROUTES + ("unchanged" if kept else "created",))
     env_path = os.path.join(target, ENV)
     existing = safefile.read(env_path)  # refuses a symlink or a non-regular .env
     if existing is None:

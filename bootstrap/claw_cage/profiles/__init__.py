@@ -3,8 +3,9 @@
     sudo python3 claw-cage.pyz --firewall [--allow SPEC]... [--profile P] [--no-persist]
     sudo python3 claw-cage.pyz --firewall --remove
 
-  flow   internet: the firewall's rules; api-only and local-only: the egress proxy's checks
-         first, then the rules, then the proxy's service; --remove takes both out
+  flow   every profile: the proxy's checks first (its keys and routes; api-only and
+         local-only: its list too), then the rules, then the proxy's service; --remove
+         takes both out
 
 Exposes main(args) for cli. Imports firewall and egress through their faces; nothing imports
 it but cli.

@@ -21,24 +21,20 @@ def main(args):
         if egress_changed:
             result.update(changed=True, egress_removed=True)
         return result
-    if args.profile in ("api-only", "local-only"):   # the same design: the proxy's
-        plan = egress.prepare(args)   # list differs (egress/domains.py); every check
-        # first: a refusal changes nothing; local-only's Ollama endpoint judged as --allow
-        result = firewall.apply_rules(args, ui, [
-            (egress.domains.allow_spec(n), plan.why[n]) for n in plan.names
-            if plan.local and not plan.why[n].startswith("--allow ")])
+    plan = egress.prepare(args)   # every profile: the keys leave the agent for the proxy;
+    # every check first: a refusal changes nothing; local-only's Ollama endpoint (a route
+    # now, so out of plan.names but still in plan.why) judged as --allow
+    result = firewall.apply_rules(args, ui, [
+        (egress.domains.allow_spec(n), why) for n, why in plan.why.items()
+        if plan.local and not why.startswith("--allow ")])
+    if args.profile in ("api-only", "local-only"):
         ui.info("  %s: the agent's namespace has no network; these rules are the "
                 "second layer for anything attached to %s"
                 % (args.profile, result.get("bridge", "the claw-cage bridge")))
-        try:
-            result["egress"] = egress.install(plan, ui, args.dry_run)
-        except ClawCageError as err:   # systemctl or a file: say what state is left
-            err.args = ("%s; the firewall rules are applied but the egress proxy is not "
-                        "complete: fix that and run this again" % err,)
-            raise   # its own type: a failed command keeps the mode's code (cli.MODES)
-        return result
-    result = firewall.apply_rules(args, ui)
-    if egress.installed():
-        ui.warn("the api-only egress proxy is still installed (and COMPOSE_FILE in .env may "
-                "still choose it): --firewall --remove takes it out")
+    try:
+        result["egress"] = egress.install(plan, ui, args.dry_run)
+    except ClawCageError as err:   # systemctl or a file: say what state is left
+        err.args = ("%s; the firewall rules are applied but the proxy (keys, routes) is not "
+                    "complete: fix that and run this again" % err,)
+        raise   # its own type: a failed command keeps the mode's code (cli.MODES)
     return result

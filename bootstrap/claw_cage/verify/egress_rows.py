@@ -78,7 +78,12 @@ def _row(check, status, detail, needed=False):
 
 
 def installed():
-    return os.path.lexists(proxy_config.PATH)
+    """The namespace design (api-only, local-only): a proxy.json with a CONNECT listener.
+    Under internet the proxy serves the key routes alone (verify/keys_rows.py)."""
+    if not os.path.lexists(proxy_config.PATH):
+        return False
+    cfg, _ = read_config()
+    return cfg is None or bool(cfg.listen)
 
 
 def read_config():

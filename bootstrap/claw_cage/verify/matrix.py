@@ -34,6 +34,7 @@ from . import audit, container, exposure, firewall_rows, probe_plan, probes, rep
 from . import openclaw_policy  # the "OpenClaw policy" group: audit and openclaw.json in the gateway
 from . import egress_rows  # the "Egress" group (api-only, local-only): the proxy, probed
 from . import backup_age  # the backup advice rows
+from . import keys_rows  # the "Keys" group: no key where the agent reads, the routes at work
 from .report import FAIL, Row, SKIP
 
 
@@ -168,9 +169,10 @@ def collect(directory, bridge, subnet, netns, internet, timeout=None, first=()):
         egress = pool.submit(egress_group)
         advice = pool.submit(audit.run_all)
         policy = pool.submit(policy_group)
+        keyed = pool.submit(lambda: keys_rows.rows(directory, look.result()[0], netns))
         return list(first) + [look.result()[1]] + host.result() + \
             [port.result(), env.result()] + probe.result() + egress.result() + \
-            advice.result() + backup_age.rows(directory) + policy.result()
+            advice.result() + backup_age.rows(directory) + policy.result() + keyed.result()
 
 
 def not_verified(rows):

@@ -325,14 +325,16 @@ def _merge(base, over):
     return out
 
 
-def _with_root_include(cid, path, cfg):
-    """(the config as the gateway loads it, None), or (None, why). The api-only file is a
-    root `$include` of openclaw.json plus the proxy keys: judged alone, the hardening that
-    openclaw.json holds would look missing. One level, a file beside the config (as ours)."""
+def _with_root_include(cid, path, cfg, depth=3):
+    """(the config as the gateway loads it, None), or (None, why). openclaw.routes.json is a
+    root `$include` of openclaw.json (or of openclaw.api-only.json, which includes it) plus
+    the routes: judged alone, the hardening that openclaw.json holds would look missing.
+    A few levels, each a file beside the config (as ours)."""
     name = cfg.get("$include")
     if name is None:
         return cfg, None
-    if not isinstance(name, str) or not re.fullmatch(r"(\./)?[\w.-]+", name) or ".." in name:
+    if depth == 0 or not isinstance(name, str) or not re.fullmatch(r"(\./)?[\w.-]+", name) \
+            or ".." in name:
         return None, "%s includes %r: not a file beside it, which --verify does not follow" \
             % (path, name)
     res, why = _exec(cid, ["cat", "--", path.rsplit("/", 1)[0] + "/" + name])
@@ -343,4 +345,7 @@ def _with_root_include(cid, path, cfg):
     if not isinstance(base, dict):
         return None, "%s includes %s, which cannot be read or parsed in the gateway (%s)" % (
             path, name, why or _why(res) if res is None or not res.ok else "not an object")
+    base, why = _with_root_include(cid, path, base, depth - 1)
+    if base is None:
+        return None, why
     return _merge(base, {k: v for k, v in cfg.items() if k != "$include"}), None
