@@ -193,6 +193,21 @@ def test_an_env_that_is_not_a_regular_file_stops_the_install(installed, run_pyz,
     assert elsewhere.read_bytes() == b"SECRET=1\n"
 
 
+def test_keys_in_env_without_firewall_are_named_and_not_shown(installed, run_pyz, env, server):
+    """An upgrade from a release that handed .env to the gateway: the keys reach the agent no
+    more, and the provider only once --firewall moved them; the run says so, by name only.
+    After --firewall wrote its own openclaw.routes.json, nothing is said."""
+    r = run_pyz(["--dir", str(installed), "--source", server.url], env=env)
+    out = r.stdout.decode() + r.stderr.decode()
+    assert r.returncode == 0, out
+    line = [l for l in out.splitlines() if "no longer reach" in l]
+    assert len(line) == 1 and "ANTHROPIC_API_KEY" in line[0] and "--firewall" in line[0], out
+    assert "sk-user-secret-123" not in out
+    (installed / "openclaw.routes.json").write_text('{"$include": "./openclaw.json", "models": {}}')
+    r = run_pyz(["--dir", str(installed), "--source", server.url], env=env)
+    assert r.returncode == 0 and "no longer reach" not in r.stdout.decode() + r.stderr.decode()
+
+
 def test_dry_run_changes_nothing(installed, run_pyz, env, server, tmp_path):
     (installed / "docker-compose.yml").write_text("# old\n")
     (installed / ".env").chmod(0o644)

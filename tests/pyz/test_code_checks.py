@@ -23,7 +23,7 @@ MAY_IMPORT = {
     "proxmox": ("firewall",),               # the rule table, rendered for the VM
     "harden": (),
     # modes that are also services of the ones above
-    "install": ("backup",),                 # the guard around an upgrade
+    "install": ("backup", "egress"),        # the guard around an upgrade; keys --firewall moves
     "backup": ("egress",),                  # the program copy the units share; which .env
                                             # variables are keys (left out)
     "egress": ("proxy",),                   # proxy.json's format, owned by its reader

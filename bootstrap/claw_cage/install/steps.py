@@ -268,6 +268,32 @@ def outcome(target, plan, dry_run):
             "files": listed}
 
 
+def firewall_due(ui, target):
+    """What only `--firewall` (root) can finish after this run, said before the next steps:
+    provider keys that this release no longer hands to the gateway (they reach the provider
+    once --firewall has moved them to the proxy), and an api-only socket folder still owned by
+    uid 1000 from an older release (the relay, uid RELAY_UID, cannot make its socket there)."""
+    from ..egress import config, keys   # here, not at the top: the download starts sooner
+    pyz = os.path.join(target, PROGRAM[0])
+    if safefile.read(os.path.join(target, ROUTES[0])) == ROUTES[1]:   # not written by --firewall
+        env = safefile.read(os.path.join(target, ENV)) or b""
+        names = keys.moved(dotenv.parse(env.decode("utf-8", "replace"), environ={}))
+        if names:
+            ui.warn("%s in .env no longer reach%s the agent: claw-cage's proxy carries %s once "
+                    "`sudo python3 %s --firewall` has moved %s (docs/keys.md)" % (
+                        ", ".join(names), "" if len(names) > 1 else "es",
+                        "them" if len(names) > 1 else "it", pyz,
+                        "them" if len(names) > 1 else "it"))
+    try:
+        owner = os.stat(os.path.dirname(config.GATEWAY_SOCKET)).st_uid
+    except OSError:
+        return
+    if owner != deployment.RELAY_UID:
+        ui.warn("%s belongs to uid %d, not the relay's %d: api-only's dashboard and egress stay "
+                "down until `sudo python3 %s --firewall --profile api-only` (or local-only) "
+                "runs again" % (os.path.dirname(config.GATEWAY_SOCKET), owner, deployment.RELAY_UID, pyz))
+
+
 def next_steps(ui, target):
     pyz = os.path.join(target, PROGRAM[0])
     ui.info("""
@@ -353,5 +379,6 @@ def main(args):
     report(ui, target, plan, dry_run=False)
     if program is None:
         ui.warn("running from a source checkout: no copy of claw-cage.pyz was saved")
+    firewall_due(ui, target)
     next_steps(ui, target)
     return outcome(target, plan, dry_run=False)
