@@ -15,6 +15,7 @@ import secrets
 import claw_cage
 
 from .. import __version__, buildinfo, deployment, dotenv, paths, safefile
+from ..egress import config, keys   # at the top: what they import must load before sudo drops root
 from ..errors import TargetError, UsageError
 from ..ui import UI
 from . import fetch, prereqs
@@ -273,7 +274,6 @@ def firewall_due(ui, target):
     provider keys that this release no longer hands to the gateway (they reach the provider
     once --firewall has moved them to the proxy), and an api-only socket folder still owned by
     uid 1000 from an older release (the relay, uid RELAY_UID, cannot make its socket there)."""
-    from ..egress import config, keys   # here, not at the top: the download starts sooner
     pyz = os.path.join(target, PROGRAM[0])
     if safefile.read(os.path.join(target, ROUTES[0])) == ROUTES[1]:   # not written by --firewall
         env = safefile.read(os.path.join(target, ENV)) or b""
