@@ -278,7 +278,9 @@ def test_apply_then_remove(pyz, tmp_path, lab):
                       "apiKey": "claw-cage-placeholder"},
         "groq": {"baseUrl": "http://127.0.0.1:18790/groq/openai/v1",
                  "apiKey": "claw-cage-placeholder"}}
-    assert os.stat(os.path.join(d, keys.CONFIG)).st_uid == OWNER
+    # owned like openclaw.json (the installer gives both to the gateway's uid): it must read them
+    assert os.stat(os.path.join(d, keys.CONFIG)).st_uid == os.stat(
+        os.path.join(d, "openclaw.json")).st_uid
     for path, mode in ((PROXY_JSON, 0o644), (UNIT, 0o644), (COPY, 0o644)):
         st = os.lstat(upper(base, path))
         assert stat.S_ISREG(st.st_mode) and st.st_uid == 0 and stat.S_IMODE(st.st_mode) == mode
