@@ -101,7 +101,10 @@ class Conn:
         if self.tunnels.splice and not (client.transport.get_write_buffer_size()
                                         or upstream.transport.get_write_buffer_size()):
             upstream.transport.pause_reading()
-            c, u = (_dup(s) for s in (client, upstream))
+            try:
+                c, u = _dup(client), _dup(upstream)
+            except OSError:   # a side closed between its connect and here: nothing to relay
+                return self.abort()
             self.pumps = [Pump(self, c, u, True), Pump(self, u, c, False)]
         else:
             client.transport.resume_reading()
