@@ -208,6 +208,26 @@ def test_keys_in_env_without_firewall_are_named_and_not_shown(installed, run_pyz
     assert r.returncode == 0 and "no longer reach" not in r.stdout.decode() + r.stderr.decode()
 
 
+def test_an_api_only_socket_folder_of_another_uid_is_named(installed, pyz, env, server):
+    """A host upgraded from the release whose relay ran as uid 1000: the folder the relay's
+    socket goes in is still uid 1000's, so the new relay (uid 65100) cannot make its socket;
+    the installer names the folder and the --firewall run that mends it. A private /run (mount
+    namespace, tmpfs) holds the folder: the host's is never touched."""
+    require_root("a private /run in a mount namespace")
+    script = ("/usr/bin/mount -t tmpfs none /run && /usr/bin/mkdir -p /run/claw-cage/gateway && "
+              "/usr/bin/chown %d /run/claw-cage/gateway && exec %s - --dir %s --source %s"
+              % (1000, PYTHON, installed, server.url))
+    with open(pyz, "rb") as f:
+        r = subprocess.run(["/usr/bin/unshare", "-m", "--propagation", "private", "/bin/sh", "-c",
+                            script],
+                           input=f.read(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=env, timeout=120)
+    out = r.stdout.decode() + r.stderr.decode()
+    assert r.returncode == 0, out
+    line = [l for l in out.splitlines() if "/run/claw-cage/gateway belongs to uid 1000" in l]
+    assert len(line) == 1 and "--firewall --profile api-only" in line[0], out
+
+
 def test_dry_run_changes_nothing(installed, run_pyz, env, server, tmp_path):
     (installed / "docker-compose.yml").write_text("# old\n")
     (installed / ".env").chmod(0o644)
