@@ -75,8 +75,10 @@ def test_standin_sends_egress_through_the_proxy_never_around_it(tmp_path, pyz):
     for name in ("openclaw.json", "openclaw.api-only.json"):
         shutil.copy2(os.path.join(ROOT, "deploy", name), str(home / name))
     os.rename(str(home / "openclaw.api-only.json"), str(home / "api.json"))
+    # what the installer writes until --firewall routes the keys: openclaw.json alone
+    (home / "openclaw.routes.json").write_text('{\n  "$include": "./openclaw.json"\n}\n')
     api = json.loads((home / "api.json").read_text())
-    assert api["$include"] == "./openclaw.json"
+    assert api["$include"] == "./openclaw.routes.json"
     del api["proxy"]["proxyUrl"]
     (home / "nourl.json").write_text(json.dumps(api))
     (tmp_path / "proxy.json").write_text(json.dumps({

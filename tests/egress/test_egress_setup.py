@@ -229,7 +229,7 @@ def test_a_failed_systemctl_in_the_egress_step_exits_6_with_one_line(pyz, tmp_pa
     assert proc.stderr.count("claw-cage: error:") == 1, proc.stderr
     line = proc.stderr.strip().splitlines()[-1]
     assert line.startswith("claw-cage: error: systemctl restart claw-cage-proxy.service: exit "
-                           "status 1: Job for") and "egress proxy is not complete" in line, line
+                           "status 1: Job for") and "proxy (keys, routes) is not complete" in line, line
 
 
 def test_apply_then_remove(pyz, tmp_path, lab):

@@ -13,7 +13,7 @@ import stat
 import time
 
 from .. import composefile, deployment, paths, runner, safefile
-from ..errors import PrereqError, TargetError, UsageError
+from ..errors import FirewallError, PrereqError, TargetError, UsageError
 from . import config, domains, envfile, keys, temporary, unit
 
 LOG_FILE = "/var/log/claw-cage-proxy.log"   # without systemd (no journal): --refused reads it
@@ -44,7 +44,7 @@ def _check_root_dir(path):
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or \
             st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise TargetError("%s must be a directory owned by root and writable only by root; "
+        raise FirewallError("%s must be a directory owned by root and writable only by root; "
                           "fix or remove it, then run this again" % path)
 
 
