@@ -146,10 +146,11 @@ try:
 except OSError as e:
     out["udp dns 1.1.1.1"] = err(e)
 out["tunnel"] = {t: tunnel(t) for t in spec["tunnel"]}
-def get(host, port):   # a plain GET, direct: the status line and the body, or the error
+def get(host, port, path="/"):   # a plain GET, direct: the status line and the body, or the error
     s = socket.socket(); s.settimeout(6)
     try:
-        s.connect((host, port)); s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n"); data = b""
+        s.connect((host, port)); s.sendall(b"GET %s HTTP/1.0\r\nHost: x\r\n\r\n" % path.encode())
+        data = b""
         while True:
             b = s.recv(4096)
             if not b:
@@ -161,7 +162,7 @@ def get(host, port):   # a plain GET, direct: the status line and the body, or t
         return err(e)
     finally:
         s.close()
-out["get"] = {k: get(h, p) for k, (h, p) in spec.get("get", {}).items()}
+out["get"] = {k: get(*v) for k, v in spec.get("get", {}).items()}
 print(json.dumps(out))
 """
 

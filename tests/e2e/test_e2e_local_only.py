@@ -8,8 +8,9 @@ Stand-in Ollamas: HTTP servers on the engine host's 127.0.0.1:11434 (listed) and
 127.0.0.1:11435 (off the list), and the LAN box's server (listed on its one port). From inside
 the agent's namespace:
   - both listed endpoints are reached through the proxy (CONNECT via the relay's 3128), and the
-    host's 127.0.0.1:11434 also by a plain connection to the namespace's own 127.0.0.1:11434
-    (OpenClaw's direct path for Ollama embeddings: the relay carries it to the proxy);
+    host's 127.0.0.1:11434 through the "ollama" route (the relay's 127.0.0.1:18790): its
+    /api/tags answers, its /api/pull is refused with 403, and the namespace's own
+    127.0.0.1:11434 is no raw tunnel any more;
   - the off-list port, the host's other services, the LAN box's other ports, the internet and
     unlisted names are refused by the proxy (each target answers from the host's namespace:
     the control);
@@ -32,7 +33,7 @@ from test_e2e_api_only import DIRECT, GATEWAY_PORT, _write, api  # noqa: F401 (t
 
 import sys
 sys.path.insert(0, os.path.join(ROOT, "bootstrap"))
-from claw_cage.egress import config, domains  # noqa: E402
+from claw_cage.egress import config, domains, keys  # noqa: E402
 
 OLLAMA, OFF = 11434, 11435
 LAN = eng.LAN_HOST
@@ -61,6 +62,10 @@ def local(api):  # noqa: F811
         shutil.rmtree(d)
     assert entries == list(REACHED), entries
     cfg = json.loads(config.render(entries, ()))
+    # the Ollama endpoint is also the "ollama" route (its path allow-list), which the relay's
+    # 127.0.0.1:18790 reaches through routes.sock, as --firewall --profile local-only sets up
+    cfg.update(routes=keys.routes({}, ollama="127.0.0.1:%d" % OLLAMA),
+               routes_listen=["unix:%s/routes.sock" % api.egress])
     cfg.update(listen=["unix:%s/proxy.sock" % api.egress], log=api.proxy_log,
                forward=[{"listen": "127.0.0.1:%d" % GATEWAY_PORT,
                          "to": "unix:%s/gateway.sock" % api.gateway}])
@@ -77,7 +82,9 @@ def local(api):  # noqa: F811
 
 SPEC = {"direct": DIRECT, "loopback": {"relay 127.0.0.1:3128": ("127.0.0.1", 3128)},
         "tunnel": list(REACHED) + list(REFUSED),
-        "get": {"agent's 127.0.0.1:%d (the relay)" % OLLAMA: ("127.0.0.1", OLLAMA)}}
+        "get": {"route /ollama/api/tags": ("127.0.0.1", 18790, "/ollama/api/tags"),
+                "route /ollama/api/pull": ("127.0.0.1", 18790, "/ollama/api/pull"),
+                "agent's 127.0.0.1:%d (no raw tunnel)" % OLLAMA: ("127.0.0.1", OLLAMA)}}
 
 
 def _problems(r):
@@ -97,9 +104,15 @@ def _problems(r):
     for target in REFUSED:
         if t[target]["status"] != 403:
             p.append("%s through the proxy was not refused: %r" % (target, t[target]))
-    got = r["get"]["agent's 127.0.0.1:%d (the relay)" % OLLAMA]
-    if not got.endswith("200 OK | peer 127.0.0.1"):
-        p.append("the agent's own 127.0.0.1:%d did not reach the host's Ollama: %r"
+    got = r["get"]["route /ollama/api/tags"]
+    if " 200 " not in got.split(" | ")[0] + " " or not got.endswith("peer 127.0.0.1"):
+        p.append("the ollama route's /api/tags did not reach the host's Ollama: %r" % got)
+    got = r["get"]["route /ollama/api/pull"]
+    if " 403 " not in got.split(" | ")[0] + " ":
+        p.append("the ollama route's /api/pull was not refused: %r" % got)
+    got = r["get"]["agent's 127.0.0.1:%d (no raw tunnel)" % OLLAMA]
+    if "refused" not in got.lower():
+        p.append("the agent's own 127.0.0.1:%d answers (a raw tunnel to Ollama): %r"
                  % (OLLAMA, got))
     return p
 
