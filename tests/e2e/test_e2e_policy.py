@@ -188,11 +188,16 @@ def test_each_weakened_setting_is_caught(dep, path, value, check, finding):
 
 
 def test_a_readable_policy_file_is_an_audit_finding(dep):
-    os.chmod(dep.policy, 0o644)
+    # the file the gateway loads (OPENCLAW_CONFIG_PATH) is openclaw.routes.json, which
+    # includes openclaw.json: OpenClaw's audit judges the loaded file's mode
+    files = [dep.policy, os.path.join(os.path.dirname(dep.policy), "openclaw.routes.json")]
+    for f in files:
+        os.chmod(f, 0o644)
     try:
-        rows = policy_rows(dep, "weakened: openclaw.json mode 644")
+        rows = policy_rows(dep, "weakened: openclaw.json and openclaw.routes.json mode 644")
     finally:
-        os.chmod(dep.policy, 0o600)
+        for f in files:
+            os.chmod(f, 0o600)
     bad = dict((r.check, r.status) for r in rows if r.status != "pass")
     assert bad == {"policy security audit": "fail",
                    "audit fs.config.perms_world_readable": "fail",
