@@ -7,7 +7,7 @@
 Why this shape (see docs/design.md): `curl ... | python3 -` compiles stdin as source, so a
 plain zipapp (binary) cannot be piped. The output is a single parenthesised expression that
 exec()s the readable launcher (bootstrap/launcher.py) and hands it the program: the sources of
-bootstrap/claw_cage as one bz2 stream, as 7-bit text (see pack()). A download cut at any byte
+bootstrap/claw_cage as one bz2 stream, in base 125 (see pack()). A download cut at any byte
 leaves the parenthesis open: a SyntaxError before anything runs.
 
 Reproducible: the modules go in sorted order; nothing depends on the clock, file modification
@@ -51,7 +51,7 @@ HEAD_TEMPLATE = '''\
 (  # claw-cage @VERSION@ (@NAME@@REPO@@@REF@): installs OpenClaw in Docker behind a cage.
    # Python source for `curl -fsSL URL | python3 -`: ONE expression from this "(" to the
    # last byte, so a cut download is a SyntaxError. It runs the launcher (bootstrap/launcher.py)
-   # on the program, bz2-compressed as 7-bit text. Readable source: the commit above.
+   # on the program, bz2-compressed in base 125. Readable source: the commit above.
   (lambda launcher, payload: exec(compile(launcher, "claw-cage.pyz/launcher.py", "exec"),
                                   {"__name__": "__main__", "LAUNCHER": launcher,
                                    "PAYLOAD": payload})
@@ -154,12 +154,37 @@ def render_buildinfo(repo, ref, hashes, bridge, subnet, suffix="", release=""):
     return "\n".join(lines)
 
 
+# The operators of Python 3.8 to 3.13: two tokens written together must not read as one.
+OPERATORS = ("!= % %= & &= ( ) * ** **= *= + += , - -= -> . ... / // //= /= : := ; < << <<= <= "
+             "= == > >= >> >>= @ @= [ ] ^ ^= { | |= } ~").split()
+
+
+def _word(char):
+    return char.isalnum() or char == "_" or ord(char) > 127
+
+
+def _needs_space(before, after):
+    """Whether the token `after` must be kept apart from `before`: two words or numbers
+    (`def f`, `1 if`, `return .5`), a number and a dot (`1 .real`), or two operators
+    that would read as a longer one (`* *`, `= =`)."""
+    number = after[0].isdigit() or after[:1] == "." and after[1:2].isdigit()
+    if _word(before[-1]) and (_word(after[0]) or number):
+        return True
+    if before[0].isdigit() and after[0] == ".":
+        return True
+    if before in OPERATORS and after in OPERATORS:
+        return any(op.startswith(before + after[0]) for op in OPERATORS)
+    return False
+
+
 def strip_source(text):
-    """Python source without its comments and docstrings, and without the lines that leaves
-    blank. A docstring (any statement that is a lone string) becomes "", so a body that held
-    only a docstring stays valid; every other token, strings spanning lines included, is kept
-    as it was, and the indentation shrinks to one space per level. Works on tokens, never on
-    lines, so a '#' inside a string is safe."""
+    """Python source without its comments and docstrings, written token by token: a
+    docstring (any statement that is a lone string) becomes "", so a body that held only a
+    docstring stays valid; every other token, strings spanning lines included, is kept as it
+    was; a logical line is one line (brackets and backslash continuations joined), indented
+    by one space per level, with a space between two tokens only where Python needs one.
+    Works on tokens, never on lines, so a '#' inside a string is safe. The same output on the
+    tokenizers of Python 3.8 to 3.13 (3.12's f-strings are taken whole)."""
     lines = text.splitlines(keepends=True)
     starts = [0]
     for line in lines:
@@ -168,37 +193,37 @@ def strip_source(text):
     def offset(row_col):
         return starts[row_col[0] - 1] + row_col[1]
     tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
-    skip = (tokenize.NL, tokenize.COMMENT)
-    cuts, kept_lines, before = [], set(), tokenize.NEWLINE
-    depth, depths = 0, {}   # the block depth of each line that starts a statement
-    for i, tok in enumerate(tokens):
-        depth += {tokenize.INDENT: 1, tokenize.DEDENT: -1}.get(tok.type, 0)
-        if before in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT) and tok.type not in \
-                skip + (tokenize.INDENT, tokenize.DEDENT):
-            depths.setdefault(tok.start[0], depth)
-        if tok.end[0] > tok.start[0] and tok.type not in skip + (tokenize.STRING,):
-            kept_lines.update(range(tok.start[0] + 1, tok.end[0] + 1))   # 3.12's f-strings
-        if tok.type == tokenize.COMMENT:
-            cuts.append((offset(tok.start), offset(tok.end), ""))
-        elif tok.type == tokenize.STRING:
-            after = next((t.type for t in tokens[i + 1:] if t.type not in skip), None)
-            if (before in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT)
-                    and after in (tokenize.NEWLINE, tokenize.ENDMARKER)):
-                # as many newlines as it spanned: later lines keep their numbers
-                cuts.append((offset(tok.start), offset(tok.end),
-                             '""' + "\n" * (tok.end[0] - tok.start[0])))
-            else:  # a string that spans lines keeps every line, blank ones included
-                kept_lines.update(range(tok.start[0] + 1, tok.end[0] + 1))
-        if tok.type not in skip:
-            before = tok.type
-    for start, end, replacement in sorted(cuts, reverse=True):
-        text = text[:start] + replacement + text[end:]
-    out = []   # a block indented by one space per level, a continued line by one space
-    for number, line in enumerate(text.splitlines(keepends=True), 1):
-        if number in kept_lines:
-            out.append(line)
-        elif line.strip():
-            out.append(" " * depths.get(number, 1) + line.strip() + "\n")
+    fstring = (getattr(tokenize, "FSTRING_START", None), getattr(tokenize, "FSTRING_END", None))
+    units, i = [], 0   # (type, text), an f-string as one STRING as before 3.12
+    while i < len(tokens):
+        first = i
+        level = 1 if tokens[i].type == fstring[0] else 0
+        while level:
+            i += 1
+            level += {fstring[0]: 1, fstring[1]: -1}.get(tokens[i].type, 0)
+        if i > first:
+            units.append((tokenize.STRING,
+                          text[offset(tokens[first].start):offset(tokens[i].end)]))
+        elif tokens[i].type not in (tokenize.NL, tokenize.COMMENT):
+            units.append((tokens[i].type, tokens[i].string))
+        i += 1
+    out, line, depth = [], [], 0
+    for i, (kind, string) in enumerate(units):
+        if kind == tokenize.INDENT:
+            depth += 1
+        elif kind == tokenize.DEDENT:
+            depth -= 1
+        elif kind in (tokenize.NEWLINE, tokenize.ENDMARKER):
+            if line:
+                out.append(" " * depth + "".join(line) + "\n")
+            line = []
+        else:
+            if kind == tokenize.STRING and not line and units[i + 1][0] in (
+                    tokenize.NEWLINE, tokenize.ENDMARKER):
+                string = '""'   # a docstring
+            if line and _needs_space(line[-1], string):
+                line.append(" ")
+            line.append(string)
     return "".join(out)
 
 
@@ -215,55 +240,49 @@ def package_files():
     return sorted(files)
 
 
-# pack() spreads every 7 bytes over 8 characters of 7 bits, as big-number mask steps (the
-# launcher undoes them in reverse, at C speed): (field width in bytes, shift) per step.
-SPREAD = ((8, 4), (4, 2), (2, 1))
-# The four 7-bit values a raw """-string cannot hold as themselves (NUL is refused in source,
-# CR becomes LF when read, " could close the string, \ escapes): each travels as U+0080-U+0083
-# (two bytes in UTF-8; 4 in 128 characters, so the encoding costs 8/7 * 1.03 = 1.18x).
-ESCAPED = b"\0\r\"\\"
-
-
-def masks(width, size):
-    """The low and high halves of each `width`-byte field, as numbers of `size` bytes."""
-    bits = width * 4 - (width // 2)  # the data bits each half holds: 28, 14, 7
-    low = ((1 << bits) - 1).to_bytes(width, "big")
-    high = (((1 << bits) - 1) << (width * 4)).to_bytes(width, "big")
-    return (int.from_bytes(low * (size // width), "big"),
-            int.from_bytes(high * (size // width), "big"))
+# pack() writes the bz2 stream in base 125: every 47 bytes as 54 digits, each digit one of the
+# 125 7-bit characters a raw """-string holds as itself (all but NUL, refused in source; CR,
+# read as LF; and ", which could close the string; a backslash is harmless in a raw string
+# except before the closing quotes, so a newline follows the last digit). That costs 54/47 =
+# 1.149x, near the floor of 8/log2(125) = 1.148x. The launcher gathers the digits back in
+# FIELDS steps of big-number arithmetic (C speed, no loop over characters): digits 1 -> 3 ->
+# 9 -> 27 -> 54 to a field, whose value is the 47 bytes.
+ALPHABET = bytes(c for c in range(128) if c not in b"\0\r\"")
+DIGITS, BYTES, FIELDS = 54, 47, (3, 3, 3, 2)
 
 
 def pack(files):
     """The payload text: "name\0source\0" for every module, bz2-compressed in one stream,
-    then 7 bits per character. The stream is padded to whole groups of 7 bytes; bz2 ignores
-    what follows its end."""
+    then in base 125 (see ALPHABET). The stream is padded to whole groups of 47 bytes; bz2
+    ignores what follows its end."""
     data = bz2.compress(b"".join(name.encode() + b"\0" + body + b"\0" for name, body in files), 9)
-    data += b"\0" * (-len(data) % 7)
-    wide = bytearray(len(data) // 7 * 8)
-    for i in range(8):  # a zero byte heads every group of 8: the high bits of 64-bit fields
-        if i:
-            wide[i::8] = data[i - 1::7]
-    size = len(wide)
-    n = int.from_bytes(wide, "big")
-    for width, shift in SPREAD:
-        low, high = masks(width, size)
-        n = (n & low) | ((n & (high >> shift)) << shift)
-    text = n.to_bytes(size, "big").decode("ascii")
-    return text.translate({c: 0x80 + i for i, c in enumerate(ESCAPED)})
+    data += b"\0" * (-len(data) % BYTES)
+    text = bytearray()
+    for start in range(0, len(data), BYTES):
+        n = int.from_bytes(data[start:start + BYTES], "big")
+        group = bytearray(DIGITS)
+        for i in range(DIGITS - 1, -1, -1):
+            n, group[i] = divmod(n, len(ALPHABET))
+        text += group
+    return text.translate(bytes.maketrans(bytes(range(len(ALPHABET))), ALPHABET)).decode()
 
 
 def unpack(text):
     """pack()'s inverse, as the launcher does it; the build checks the round trip with it."""
-    data = text.encode("latin-1").translate(
-        bytes.maketrans(bytes(range(0x80, 0x84)), ESCAPED))
-    size = len(data)
-    n = int.from_bytes(data, "big")
-    for width, shift in reversed(SPREAD):
-        low, high = masks(width, size)
-        n = (n & low) | ((n & high) >> shift)
-    wide = bytearray(n.to_bytes(size, "big"))
-    del wide[::8]
-    parts = bz2.BZ2Decompressor().decompress(bytes(wide)).decode("utf-8").split("\0")
+    digits = text.encode("ascii").translate(
+        bytes.maketrans(ALPHABET, bytes(range(len(ALPHABET)))))
+    size, width, span = len(digits), 1, 1   # bytes and digits of a field
+    n = int.from_bytes(digits, "big")
+    for factor in FIELDS:
+        low = int.from_bytes((bytes((factor - 1) * width) + b"\xff" * width)
+                             * (size // (factor * width)), "big")
+        n = sum(((n >> (8 * width * j)) & low) * len(ALPHABET) ** (span * j)
+                for j in range(factor))
+        width, span = width * factor, span * factor
+    data = bytearray(n.to_bytes(size, "big"))
+    for j in range(DIGITS - BYTES):   # the top bytes of every field, always zero
+        del data[::DIGITS - j]
+    parts = bz2.BZ2Decompressor().decompress(bytes(data)).decode("utf-8").split("\0")
     return dict(zip(parts[::2], parts[1::2]))
 
 
@@ -298,12 +317,12 @@ def build(repo, ref, suffix="", release=""):
             .replace("@NAME@", "release %s, " % release if release else "")
             .replace("@REPO@", repo).replace("@REF@", ref[:12]))
     version_line = cli.version_line(__version__, repo, ref, suffix, release)
-    return head + render_launcher(head, version_line) + MID + "\n" + payload + TAIL
+    return head + render_launcher(head, version_line) + MID + "\n" + payload + "\n" + TAIL
 
 
 def version_line_of(text):
     """The --version answer embedded in a built file."""
-    marker = "VERSION_LINE = "
+    marker = "VERSION_LINE="
     line = text[text.index(marker) + len(marker):].split("\n", 1)[0]
     return ast.literal_eval(line)
 

@@ -1,7 +1,7 @@
 # claw-cage launcher: the readable part of dist/claw-cage.pyz.
 #
 # build.py wraps this file, unchanged but for the @-marked lines, in one Python expression
-# together with the program (its modules, bz2-compressed, as 7-bit text) and writes the
+# together with the program (its modules, bz2-compressed, in base 125) and writes the
 # result to dist/claw-cage.pyz. That file runs this code through exec(). Everything here must still
 # *parse* on Python 3.6 so that old interpreters get the one-line refusal below instead of a
 # SyntaxError.
@@ -44,24 +44,26 @@ from importlib.machinery import ModuleSpec  # noqa: E402
 
 
 def unpack(text):
-    """The modules, {"claw_cage/x.py": source}, from the payload build.py's pack() wrote:
-    undo the escapes of the four characters a raw string cannot hold, gather the 7 bits of
-    every character back into bytes (three mask steps on one big number: C speed, no loop
-    over characters), then decompress."""
-    data = text.encode("latin-1").translate(bytes.maketrans(b"\x80\x81\x82\x83", b"\0\r\"\\"))
-    size = len(data)
-    n = int.from_bytes(data, "big")
-    for width, shift in ((2, 1), (4, 2), (8, 4)):
-        bits = width * 4 - width // 2
-        low = int.from_bytes(((1 << bits) - 1).to_bytes(width, "big") * (size // width), "big")
-        n = (n & low) | ((n & (low << width * 4)) >> shift)
-    wide = bytearray(n.to_bytes(size, "big"))
-    del wide[::8]  # the zero byte heading every group of 8
-    parts = BZ2Decompressor().decompress(bytes(wide)).decode("utf-8").split("\0")
+    """The modules, {"claw_cage/x.py": source}, from the payload build.py's pack() wrote: its
+    characters back to base-125 digits, 54 digits (47 bytes) to a field gathered in four steps
+    of big-number arithmetic (C speed, no loop over characters), then decompressed."""
+    alphabet = bytes(c for c in range(128) if c not in b"\0\r\"")
+    digits = text.encode("ascii").translate(bytes.maketrans(alphabet, bytes(range(125))))
+    size, width, span = len(digits), 1, 1
+    n = int.from_bytes(digits, "big")
+    for factor in (3, 3, 3, 2):
+        low = int.from_bytes((bytes((factor - 1) * width) + b"\xff" * width)
+                             * (size // (factor * width)), "big")
+        n = sum(((n >> 8 * width * j) & low) * 125 ** (span * j) for j in range(factor))
+        width, span = width * factor, span * factor
+    data = bytearray(n.to_bytes(size, "big"))
+    for j in range(7):  # the 7 top bytes of every 54, always zero
+        del data[::54 - j]
+    parts = BZ2Decompressor().decompress(bytes(data)).decode("utf-8").split("\0")
     return dict(zip(parts[::2], parts[1::2]))
 
 
-MODULES = unpack(PAYLOAD[1:])  # [1:]: the newline after the opening r"""
+MODULES = unpack(PAYLOAD[1:-1])  # the newlines after the opening r""" and before the closing
 
 
 class Importer:
