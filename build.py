@@ -7,7 +7,7 @@
 Why this shape (see docs/design.md): `curl ... | python3 -` compiles stdin as source, so a
 plain zipapp (binary) cannot be piped. The output is a single parenthesised expression that
 exec()s the readable launcher (bootstrap/launcher.py) and hands it the program: the sources of
-bootstrap/claw_cage as one bz2 stream, in base 125 (see pack()). A download cut at any byte
+bootstrap/claw_cage as one bz2 stream, in base 17481 (see pack()). A download cut at any byte
 leaves the parenthesis open: a SyntaxError before anything runs.
 
 Reproducible: the modules go in sorted order; nothing depends on the clock, file modification
@@ -51,7 +51,7 @@ HEAD_TEMPLATE = '''\
 (  # claw-cage @VERSION@ (@NAME@@REPO@@@REF@): installs OpenClaw in Docker behind a cage.
    # Python source for `curl -fsSL URL | python3 -`: ONE expression from this "(" to the
    # last byte, so a cut download is a SyntaxError. It runs the launcher (bootstrap/launcher.py)
-   # on the program, bz2-compressed in base 125. Readable source: the commit above.
+   # on the program, bz2-compressed in base 17481. Readable source: the commit above.
   (lambda launcher, payload: exec(compile(launcher, "claw-cage.pyz/launcher.py", "exec"),
                                   {"__name__": "__main__", "LAUNCHER": launcher,
                                    "PAYLOAD": payload})
@@ -240,48 +240,69 @@ def package_files():
     return sorted(files)
 
 
-# pack() writes the bz2 stream in base 125: every 47 bytes as 54 digits, each digit one of the
-# 125 7-bit characters a raw """-string holds as itself (all but NUL, refused in source; CR,
-# read as LF; and ", which could close the string; a backslash is harmless in a raw string
-# except before the closing quotes, so a newline follows the last digit). That costs 54/47 =
-# 1.149x, near the floor of 8/log2(125) = 1.148x. The launcher gathers the digits back in
-# FIELDS steps of big-number arithmetic (C speed, no loop over characters): digits 1 -> 3 ->
-# 9 -> 27 -> 54 to a field, whose value is the 47 bytes.
+# pack() writes the bz2 stream in base 17481, one digit per two bytes of UTF-8 (Python reads
+# stdin as UTF-8): either two of the 125 ASCII characters a raw """-string holds as itself
+# (all but NUL, refused in source; CR, read as LF; and ", which could close the string; a
+# backslash is harmless in a raw string except before the closing quotes, so a newline
+# follows the last digit), 125 * 125 digits, or one character U+00C0-U+07FF (lead byte C3-DF,
+# 29 * 64 more digits; C2, the C1 controls, would not fit a 96th byte into 54 digits).
+# 95 bytes travel as 54 digits, 108 bytes: 1.137x, where 7 bits per byte
+# cannot go below 8/7 = 1.143x. The launcher reads every digit back from its two bytes and
+# gathers 54 digits to a field in FIELDS steps of big-number arithmetic on the whole payload
+# at once (C speed, no loop over characters).
 ALPHABET = bytes(c for c in range(128) if c not in b"\0\r\"")
-DIGITS, BYTES, FIELDS = 54, 47, (3, 3, 3, 2)
+PAIRS = len(ALPHABET) ** 2
+LEAD = 0xC3
+BASE = PAIRS + (0xE0 - LEAD) * 64
+DIGITS, BYTES, FIELDS = 54, 95, (3, 3, 3, 2)
 
 
 def pack(files):
     """The payload text: "name\0source\0" for every module, bz2-compressed in one stream,
-    then in base 125 (see ALPHABET). The stream is padded to whole groups of 47 bytes; bz2
-    ignores what follows its end."""
+    then in base BASE. The stream is padded to whole groups of BYTES; bz2 ignores what
+    follows its end."""
     data = bz2.compress(b"".join(name.encode() + b"\0" + body + b"\0" for name, body in files), 9)
     data += b"\0" * (-len(data) % BYTES)
-    text = bytearray()
+    text = []
     for start in range(0, len(data), BYTES):
-        n = int.from_bytes(data[start:start + BYTES], "big")
-        group = bytearray(DIGITS)
-        for i in range(DIGITS - 1, -1, -1):
-            n, group[i] = divmod(n, len(ALPHABET))
-        text += group
-    return text.translate(bytes.maketrans(bytes(range(len(ALPHABET))), ALPHABET)).decode()
+        n, group = int.from_bytes(data[start:start + BYTES], "big"), []
+        for _ in range(DIGITS):
+            n, digit = divmod(n, BASE)
+            group.append(digit)
+        for digit in reversed(group):
+            if digit < PAIRS:
+                text.append(chr(ALPHABET[digit // len(ALPHABET)])
+                            + chr(ALPHABET[digit % len(ALPHABET)]))
+            else:  # the code point whose UTF-8 is LEAD + d // 64, 0x80 + d % 64
+                text.append(chr(((LEAD & 0x1F) << 6) + digit - PAIRS))
+    return "".join(text)
 
 
 def unpack(text):
     """pack()'s inverse, as the launcher does it; the build checks the round trip with it."""
-    digits = text.encode("ascii").translate(
-        bytes.maketrans(ALPHABET, bytes(range(len(ALPHABET)))))
-    size, width, span = len(digits), 1, 1   # bytes and digits of a field
-    n = int.from_bytes(digits, "big")
+    data = text.encode("utf-8")
+    table = bytearray(256)   # a byte's value in its place: ASCII digit, lead or continuation
+    for value, byte in enumerate(ALPHABET):
+        table[byte] = value
+    for value in range(64):
+        table[0x80 + value] = value
+    for value in range(0xE0 - LEAD):
+        table[LEAD + value] = value
+    size = len(data)
+    ones = int.from_bytes(b"\0\1" * (size // 2), "big")
+    n = int.from_bytes(data.translate(table), "big")
+    high, low = n >> 8 & ones * 255, n & ones * 255
+    two_bytes = (int.from_bytes(data, "big") >> 15 & ones) * 0xFFFF   # digits written as U+xxxx
+    n = (high * len(ALPHABET) + low) & ~two_bytes | (high * 64 + low + ones * PAIRS) & two_bytes
+    width, span = 2, 1   # bytes and digits of a field
     for factor in FIELDS:
-        low = int.from_bytes((bytes((factor - 1) * width) + b"\xff" * width)
-                             * (size // (factor * width)), "big")
-        n = sum(((n >> (8 * width * j)) & low) * len(ALPHABET) ** (span * j)
-                for j in range(factor))
+        mask = int.from_bytes((bytes((factor - 1) * width) + b"\xff" * width)
+                              * (size // (factor * width)), "big")
+        n = sum((n >> 8 * width * j & mask) * BASE ** (span * j) for j in range(factor))
         width, span = width * factor, span * factor
     data = bytearray(n.to_bytes(size, "big"))
-    for j in range(DIGITS - BYTES):   # the top bytes of every field, always zero
-        del data[::DIGITS - j]
+    for j in range(width - BYTES):   # the top bytes of every field, always zero
+        del data[::width - j]
     parts = bz2.BZ2Decompressor().decompress(bytes(data)).decode("utf-8").split("\0")
     return dict(zip(parts[::2], parts[1::2]))
 
