@@ -20,7 +20,6 @@ if not getattr(sys.flags, "safe_path", False) and sys.path:
     del sys.path[0]
 sys.path[:] = [p for p in sys.path if p not in ("", ".")]
 
-HEAD = None  # @HEAD: replaced by build.py
 MID = None  # @MID: replaced by build.py
 TAIL = None  # @TAIL: replaced by build.py
 VERSION_LINE = None  # @VERSION_LINE: replaced by build.py
@@ -121,7 +120,9 @@ import claw_cage  # noqa: E402
 
 # The exact text of this file, so the installer can save a copy of itself even when it
 # arrived through a pipe and exists nowhere on disk.
-claw_cage.SELF_SOURCE = HEAD + LAUNCHER + MID + PAYLOAD + TAIL
+from claw_cage import buildinfo  # noqa: E402
+
+claw_cage.SELF_SOURCE = buildinfo.HEAD + LAUNCHER + MID + PAYLOAD + TAIL
 
 from claw_cage.cli import main  # noqa: E402
 
