@@ -1,7 +1,7 @@
 # claw-cage launcher: the readable part of dist/claw-cage.pyz.
 #
 # build.py wraps this file, unchanged but for the @-marked lines, in one Python expression
-# together with the program (its modules, bz2-compressed, in base 17481) and writes the
+# together with the program (its modules, bz2-compressed, 14 bits per two bytes) and writes the
 # result to dist/claw-cage.pyz. That file runs this code through exec(). Everything here must still
 # *parse* on Python 3.6 so that old interpreters get the one-line refusal below instead of a
 # SyntaxError.
@@ -43,33 +43,30 @@ from importlib.machinery import ModuleSpec  # noqa: E402
 
 
 def unpack(text):
-    """The modules, {"claw_cage/x.py": source}, from the payload build.py's pack() wrote: in
-    base 17481, one digit per two bytes (two ASCII characters, or one U+00C0-U+07FF), 54
-    digits (95 bytes) to a field. Big-number arithmetic on the whole payload at once, C speed
-    with no loop over characters: every digit's value from its two bytes, then the digits
-    gathered into fields in four steps, then decompressed."""
+    """The modules, {"claw_cage/x.py": source}, from the payload build.py's pack() wrote: 14
+    bits per two bytes (two ASCII characters, or one U+00C0-U+02B6). Big-number arithmetic on
+    the whole payload at once, C speed with no loop over characters: every digit's value from
+    its two bytes, the 14-bit digits packed by two mask steps into 7 bytes of every 8, then
+    decompressed."""
     data = text.encode("utf-8")
     table = bytearray(256)
     table[1:128] = bytes(range(127))
     table[14:128] = bytes(range(12, 126))   # no CR (13)
     table[35:128] = bytes(range(32, 125))   # no " (34)
     table[128:192] = bytes(range(64))       # continuation bytes
-    table[195:224] = bytes(range(29))       # lead bytes C3-DF
+    table[195:224] = bytes(range(29))       # lead bytes from C3
     size = len(data)
     ones = int.from_bytes(b"\0\1" * (size // 2), "big")
     n = int.from_bytes(data.translate(table), "big")
     high, low = n >> 8 & ones * 255, n & ones * 255
     two_bytes = (int.from_bytes(data, "big") >> 15 & ones) * 0xFFFF
     n = (high * 125 + low) & ~two_bytes | (high * 64 + low + ones * 15625) & two_bytes
-    width, span = 2, 1
-    for factor in (3, 3, 3, 2):
-        mask = int.from_bytes((bytes((factor - 1) * width) + b"\xff" * width)
-                              * (size // (factor * width)), "big")
-        n = sum((n >> 8 * width * j & mask) * 17481 ** (span * j) for j in range(factor))
-        width, span = width * factor, span * factor
+    for width, shift in ((4, 2), (8, 4)):
+        bits = width * 4 - width // 2
+        low = int.from_bytes(((1 << bits) - 1).to_bytes(width, "big") * (size // width), "big")
+        n = n & low | (n & low << width * 4) >> shift
     data = bytearray(n.to_bytes(size, "big"))
-    for j in range(13):  # the 13 top bytes of every 108, always zero
-        del data[::108 - j]
+    del data[::8]  # the zero byte heading every 8
     parts = BZ2Decompressor().decompress(bytes(data)).decode("utf-8").split("\0")
     return dict(zip(parts[::2], parts[1::2]))
 
