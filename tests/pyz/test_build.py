@@ -234,7 +234,8 @@ def _without_docstrings(tree):
 
 def test_payload_modules_are_the_source_token_for_token(pyz):
     """Every module in the built file parses to the same syntax tree as its source, docstrings
-    aside: nothing but comments and docstrings was dropped, every string kept byte for byte."""
+    and the renamed locals aside: nothing but comments and docstrings was dropped, every string
+    kept byte for byte."""
     import ast
     archive = payload_modules(pyz)
     pkg = os.path.join(ROOT, "bootstrap")
@@ -247,7 +248,8 @@ def test_payload_modules_are_the_source_token_for_token(pyz):
             member = os.path.relpath(path, pkg).replace(os.sep, "/")
             shipped = archive[member]
             source = open(path, encoding="utf-8").read()
-            assert ast.dump(ast.parse(shipped)) == ast.dump(_without_docstrings(ast.parse(source))), member
+            renamed = load_build().rename_locals(source)   # proven a pure renaming below
+            assert ast.dump(ast.parse(shipped)) == ast.dump(_without_docstrings(ast.parse(renamed))), member
             assert len(shipped) < len(source), member
             checked += 1
     assert checked >= 20
@@ -305,3 +307,138 @@ def test_strip_source_writes_spaces_only_where_python_needs_them():
     assert "y=1 .real+0x1f .bit_length()+a[0]if not a else--a" in out, out
     assert "return .5" in out and "[*b,*b],{**d},a**-2,a*-b" in out, out
     assert "f'{a!r:>{c}} {\"x\" if a else 1}'" in out, out
+
+
+# ---- rename_locals changes spelling only: checked against the compiler's symbol tables ----
+
+def _modules():
+    pkg = os.path.join(ROOT, "bootstrap", "claw_cage")
+    for folder, _dirs, names in os.walk(pkg):
+        for name in sorted(names):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                yield path, open(path, encoding="utf-8").read()
+
+
+def _same_but_renamed(a, b, plans, plan, where):
+    """a (the source's tree) and b (the renamed one) are the same tree, except that each
+    Name of a function's own scope is spelled as that function's plan says; inside a nested
+    scope, the enclosing plan no longer holds (what Python evaluates in the enclosing scope,
+    defaults, decorators, a comprehension's first iterable, keeps it)."""
+    import ast
+    assert type(a) is type(b), where
+    if isinstance(a, ast.Name):
+        assert b.id == plan.get(a.id, a.id), "%s line %d: %s became %s" % (
+            where, a.lineno, a.id, b.id)
+        return
+    inner = plan
+    if isinstance(a, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        inner = plans.get((a.name, a.lineno), {})
+    elif isinstance(a, (ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp, ast.DictComp,
+                        ast.GeneratorExp)):
+        inner = {}
+    outer_fields = {"decorator_list", "returns", "bases", "keywords"}
+    for field, va in ast.iter_fields(a):
+        vb = getattr(b, field)
+        if isinstance(va, list):
+            assert isinstance(vb, list) and len(va) == len(vb), (where, field)
+            pairs = list(zip(va, vb))
+        else:
+            pairs = [(va, vb)]
+        for i, (x, y) in enumerate(pairs):
+            if isinstance(x, ast.AST):
+                here = plan if (field in outer_fields or inner is plan) else inner
+                if field == "args" and isinstance(a, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                       ast.Lambda)):
+                    # defaults are evaluated outside: they keep the enclosing plan
+                    _same_args(x, y, plans, plan, where)
+                    continue
+                if field == "generators" and i == 0:
+                    _same_but_renamed(x.target, y.target, plans, {}, where)
+                    _same_but_renamed(x.iter, y.iter, plans, plan, where)
+                    for c, d in zip(x.ifs, y.ifs):
+                        _same_but_renamed(c, d, plans, {}, where)
+                    continue
+                _same_but_renamed(x, y, plans, here, where)
+            else:
+                assert x == y, (where, field, x, y)
+
+
+def _same_args(x, y, plans, plan, where):
+    import ast
+    for d, e in zip(x.defaults + [k for k in x.kw_defaults if k],
+                    y.defaults + [k for k in y.kw_defaults if k]):
+        _same_but_renamed(d, e, plans, plan, where)
+    assert [a.arg for a in ast.walk(x) if isinstance(a, ast.arg)] == \
+        [a.arg for a in ast.walk(y) if isinstance(a, ast.arg)], where
+
+
+def test_renamed_locals_are_the_compilers_locals_and_nothing_else_changes():
+    """For every function of the program: each renamed name is, by the compiler's own symbol
+    table, a local of that function (not a parameter, global, nonlocal or free name), no nested
+    scope mentions it, and its new name is mentioned nowhere in the function or below it; and
+    the renamed module's syntax tree is the source's with exactly those names respelled."""
+    import ast
+    import symtable
+    build = load_build()
+    renamed_count = 0
+    for path, source in _modules():
+        plans = {}
+        for fn in ast.walk(ast.parse(source)):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                plans[(fn.name, fn.lineno)] = build.rename_plan(fn)[0]
+        tables = [symtable.symtable(source, path, "exec")]
+        seen = 0
+        while tables:
+            t = tables.pop()
+            tables.extend(t.get_children())
+            if t.get_type() != "function" or (t.get_name(), t.get_lineno()) not in plans:
+                continue
+            plan = plans[(t.get_name(), t.get_lineno())]
+            below, todo = set(), list(t.get_children())
+            while todo:
+                c = todo.pop()
+                below |= set(c.get_identifiers())
+                todo.extend(c.get_children())
+            for old, new in plan.items():
+                sym = t.lookup(old)
+                assert sym.is_local() and not (sym.is_parameter() or sym.is_global()
+                                               or sym.is_free() or sym.is_nonlocal()), (path, old)
+                assert old not in below and new not in below, (path, old, new)
+                assert new not in t.get_identifiers(), (path, old, new)
+            seen += len(plan)
+        assert seen == sum(len(p) for p in plans.values()), path   # every plan was checked
+        renamed_count += seen
+        _same_but_renamed(ast.parse(source), ast.parse(build.rename_locals(source)), plans, {},
+                          os.path.relpath(path, ROOT))
+    assert renamed_count > 500, renamed_count
+
+
+def test_rename_locals_leaves_what_other_scopes_see():
+    """The cases that would break a program: a closure's variable, a default evaluated
+    outside, a comprehension reading a local, global/nonlocal, parameters, and a short name
+    that a global already holds."""
+    build = load_build()
+    source = (
+        "a = 1\n"
+        "def f(param, *rest, **named):\n"
+        "    counter = 0\n"
+        "    shared = 2\n"
+        "    listed = [3]\n"
+        "    global total\n"
+        "    total = 5\n"
+        "    def inner(x=listed):\n"
+        "        nonlocal counter\n"
+        "        counter += shared\n"
+        "    squares = [v * v for v in listed]\n"
+        "    private_long_name = a + param\n"
+        "    return private_long_name, squares, inner\n")
+    out = build.rename_locals(source)
+    for kept in ("counter", "shared", "listed", "total", "param", "rest", "named"):
+        assert out.count(kept) == source.count(kept), (kept, out)
+    assert "private_long_name" not in out and "squares" not in out, out
+    assert "a + param" in out   # the global a is not shadowed by a new local "a"
+    ns = {}
+    exec(compile(out, "x", "exec"), ns)
+    got = ns["f"](1)
+    assert got[:2] == (2, [9]) and ns["total"] == 5

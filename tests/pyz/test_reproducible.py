@@ -259,7 +259,7 @@ for name, shipped in sorted(unpack(text.rsplit('"""', 2)[-2][1:-1]).items()):
     if name == "claw_cage/buildinfo.py":
         continue
     with open(sys.argv[3] + "/" + name, encoding="utf-8") as f:
-        source = ast.parse(f.read())
+        source = ast.parse(build.rename_locals(f.read()))   # renamed by this Python
     for node in ast.walk(source):   # docstrings travel as ""
         if (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
                 and isinstance(node.value.value, str)):
