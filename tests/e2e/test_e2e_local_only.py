@@ -29,6 +29,7 @@ Packets go only to namespaces the lab made.
 
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -173,7 +174,9 @@ def test_only_the_ollama_endpoints_then_again_with_every_rule_flushed(local):
         "control: every direct target answers from the host's namespace\n" + table
     with open(local.proxy_log) as f:
         log = f.read()
-    assert "port %d not allowed" % OFF in log   # refused before any connect
+    for port in (OLLAMA, OFF):   # refused before any connect: 127.0.0.1 is on no CONNECT list
+        assert re.search(r"proxy 127\.0\.0\.1:%d \S+ refused-403 .*IP address not on the "
+                         r"allow list" % port, log), log[-3000:]
     assert "route ollama GET /ollama/api/tags 200 " in log
     assert "route ollama GET /ollama/api/pull 403 " in log
 
