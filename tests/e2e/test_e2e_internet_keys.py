@@ -206,7 +206,10 @@ class Keyed:
             return [json.loads(ln) for ln in f if ln.strip()]
 
     # -- the proxy, as the unit's ExecStart runs it ------------------------------------------
-    def start_proxy(self, certs):
+    def start_proxy(self, certs, address_up=True):
+        """address_up False: the bridge's address is not there; wait for the proxy's
+        "listening on" line instead of a connection."""
+        self.certs = certs
         with open(self.hosts, "w") as f:
             f.write("\n".join(HOSTS) + "\n")
         mount = ("mount --make-rprivate / && mount --bind %s /etc/hosts && exec \"$@\""
@@ -222,17 +225,20 @@ class Keyed:
         while time.time() < deadline:
             assert self.proxy.poll() is None, "the proxy exited %d: %s" % (
                 self.proxy.returncode, self.tail("proxy.stderr"))
-            if self.lab.connect(self.lab.ns, self.gw, ROUTES_PORT, 1):
+            if self.lab.connect(self.lab.ns, self.gw, ROUTES_PORT, 1) if address_up else \
+                    "listening on" in self.tail("proxy.stderr"):
                 return
             time.sleep(0.2)
         raise AssertionError("the proxy does not listen: " + self.tail("proxy.stderr"))
 
-    def stop(self):
-        for proc in (self.proxy, self.standin):
+    def stop(self, standin=True):
+        for proc in (self.proxy, self.standin if standin else None):
             if proc and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
-        self.proxy = self.standin = None
+        self.proxy = None
+        if standin:
+            self.standin = None
 
     def tail(self, name):
         try:
@@ -375,18 +381,31 @@ def _problems_route(k, r, n_before):
     if sse.get("status") != 200 or len(sse.get("pieces", ())) != SSE_N:
         p.append("the stream did not arrive as %d pieces: %r" % (SSE_N, sse))
     else:
-        arrived = [t for t, _ in sse["pieces"]]
-        sent = [float(text.split()[3]) for _, text in sse["pieces"]]
         # passed on as they came: arrivals spread like the server's own sends (a proxy that
         # held the body would hand all of them over at the end, within moments)
-        if arrived[-1] - arrived[0] < 0.5 * (sent[-1] - sent[0]):
-            p.append("the stream arrived at once: arrivals %r, sends %r" % (arrived, sent))
+        arrived, sent = _spread(sse)
+        if arrived < 0.5 * sent:
+            p.append("the stream arrived at once: arrivals over %.3f s, sends over %.3f s"
+                     % (arrived, sent))
     return p
 
 
+def _spread(sse):
+    """(seconds between the first and last arrival, the same between the server's sends)."""
+    pieces = sse.get("pieces") or [[0, "data: event 0 0"]]
+    arrived = [t for t, _ in pieces]
+    sent = [float(text.split()[3]) for _, text in pieces]
+    return arrived[-1] - arrived[0], sent[-1] - sent[0]
+
+
 def _table(rows):
-    return "\n".join("%-40s %s" % (k, v if isinstance(v, str) else json.dumps(v)[:300])
-                     for k, v in rows.items())
+    out = ["%-40s %s" % (k, v if isinstance(v, str) else json.dumps(v)[:300])
+           for k, v in rows.items()]
+    if "sse" in rows:
+        out.append("sse: %d pieces, arrivals spread %.3f s, the server's sends %.3f s "
+                   "(gap %d ms)" % ((len(rows["sse"].get("pieces") or ()),)
+                                    + _spread(rows["sse"]) + (SSE_GAP_MS,)))
+    return "\n".join(out)
 
 
 def test_firewall_moves_the_keys_and_writes_the_routes(keyed):
@@ -427,12 +446,23 @@ def test_the_route_adds_the_real_key_streams_and_rewrites_telegram(keyed):
 
 
 def test_only_the_routes_port_of_the_host_is_reached(keyed):
-    k = keyed
+    """Control: each port answers from the host's namespace, and from the gateway's with
+    claw-cage's jumps removed (the cage is what blocks them)."""
+    k, st = keyed, keyed.st
     r = k.probe(k.port_checks())
     control = k.from_host()
-    table = _table(r) + "\ncontrol from the host's namespace: %s" % control
+    try:
+        for family, table, line in st.cage_jumps():
+            st.delete_rule(family, table, line)
+        uncaged = k.probe(k.port_checks())
+    finally:
+        k.firewall()
+    table = _table(r) + "\ncontrol from the host's namespace: %s\ncontrol, no jumps: %s" % (
+        control, uncaged)
     e2e.write_output("e2e-internet-keys-%s-ports.txt" % k.name, table + "\n")
     assert all(control.values()), "control: every port answers from the host\n" + table
+    assert all(v == "reached" for v in uncaged.values()), \
+        "control: without the cage the gateway reaches every port\n" + table
     assert r["tcp %s:%d" % (k.gw, ROUTES_PORT)] == "reached", table
     assert [p for p in OTHER_PORTS if r["tcp %s:%d" % (k.gw, p)] == "reached"] == [], table
 
@@ -562,3 +592,24 @@ def test_with_ufw_default_deny_the_route_works_and_the_rest_stays_blocked(keyed,
     # the table itself: the route row is final in INPUT (ACCEPT), not a RETURN ufw can drop
     assert "-A %s -d %s/32 -p tcp -m tcp --dport %d -j ACCEPT" % (
         rules.IN_CHAIN, k.gw, ROUTES_PORT) in st.save(4)
+
+
+def test_a_proxy_started_while_the_bridge_is_gone_serves_once_it_is_back(keyed):
+    """The boot order (issue 29): the proxy starts before Docker has made the bridge (at
+    boot; here `docker compose down` removed it), then the stack comes up: the route serves,
+    with no restart of the proxy (its listener is bound with IP_FREEBIND)."""
+    k, st = keyed, keyed.st
+    k.stop(standin=False)
+    st.compose("down", "--timeout", "5")
+    addrs = st.lab.run(["ip", "-4", "-o", "addr", "show"]).stdout
+    assert "%s/" % k.gw not in addrs, addrs
+    k.start_proxy(k.certs, address_up=False)
+    pid = k.proxy.pid
+    st.up()
+    n = len(k.seen())
+    r = k.probe(k.route_checks()[:1])
+    assert k.proxy.pid == pid and k.proxy.poll() is None, k.tail("proxy.stderr")
+    got = [e for e in k.seen()[n:] if e.get("target", "").startswith("/v1/chat/completions")]
+    assert r["openai"]["status"] == 200 and got, (r, k.tail("proxy.stderr"))
+    assert [v for h, v in got[0]["headers"] if h.lower() == "authorization"] == [
+        "Bearer " + KEYS["OPENAI_API_KEY"]]
