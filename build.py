@@ -33,6 +33,7 @@ import ast
 import hashlib
 import io
 import os
+import re
 import string
 import sys
 import tokenize
@@ -296,17 +297,83 @@ def rename_plan(fn):
 def rename_locals(text):
     """The module's source with each function's qualifying locals (rename_plan) renamed,
     every line where it was: tracebacks keep their line numbers."""
-    lines = text.splitlines(keepends=True)
     edits = []
     for fn in ast.walk(ast.parse(text)):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
             plan, own = rename_plan(fn)
             edits += [(n.lineno, n.col_offset, n.id, plan[n.id]) for n in own
                       if isinstance(n, ast.Name) and n.id in plan]
+    return _respell(text, edits)
+
+
+def private_plan(text, elsewhere):
+    """{old: new} for the module's private top-level names (_x) that the module's code alone
+    mentions: no other module nor the launcher (elsewhere: the words they hold), no scope of
+    its own assigns or declares them again, and every occurrence in the text is one of the
+    Name nodes or the def/class statement the plan renames (an attribute or a string of the
+    same spelling keeps the name as it is)."""
+    tree = ast.parse(text)
+    top = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            top.add(node.name)
+        elif isinstance(node, ast.Assign):
+            top |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    inner = set()   # every name a scope below the module binds: those stay
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            inner |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name)
+                      and not isinstance(n.ctx, ast.Load)}
+            inner |= {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)}
+        if isinstance(node, (ast.Global, ast.Nonlocal)):
+            inner.update(node.names)
+        if isinstance(node, ast.ClassDef) or (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node not in tree.body):
+            inner.add(node.name)
+    words = set(re.findall(r"[A-Za-z_]\w*", text))
+    free = (s for s in SHORT if s not in words)
+    sites = private_sites(tree, top)
+    plan = {}
+    for old in sorted(top - inner - elsewhere):
+        if not old.startswith("_") or old.startswith("__"):
+            continue
+        if len(re.findall(r"(?<![\w.])%s(?!\w)" % re.escape(old), text)) != len(sites[old]) \
+                or len(re.findall(r"\b%s\b" % re.escape(old), text)) != len(sites[old]):
+            continue
+        new = next(free, None)
+        if new is not None and len(new) < len(old):
+            plan[old] = new
+    return plan
+
+
+def private_sites(tree, names):
+    """{name: [(line, byte column)]} of each Name node and each module-level def/class
+    statement's name among names."""
+    sites = {n: [] for n in names}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and node.id in sites:
+            sites[node.id].append((node.lineno, node.col_offset))
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                and node.name in sites:
+            word = {ast.ClassDef: "class ", ast.FunctionDef: "def "}.get(type(node), "async def ")
+            sites[node.name].append((node.lineno, node.col_offset + len(word)))
+    return sites
+
+
+def rename_privates(text, elsewhere):
+    """The (stripped) module with its private top-level names (private_plan) respelled."""
+    plan = private_plan(text, elsewhere)
+    sites = private_sites(ast.parse(text), plan)
+    return _respell(text, [(row, col, old, new) for old, new in plan.items()
+                           for row, col in sites[old]])
+
+
+def _respell(text, edits):
+    lines = text.splitlines(keepends=True)
     for row, col, old, new in sorted(edits, reverse=True):
         line = lines[row - 1].encode("utf-8")   # col_offset counts UTF-8 bytes
         if line[col:col + len(old)] != old.encode():
-            sys.exit("build.py: rename_locals lost its place at line %d (a bug)" % row)
+            sys.exit("build.py: a renaming lost its place at line %d (a bug)" % row)
         lines[row - 1] = (line[:col] + new.encode() + line[col + len(old):]).decode("utf-8")
     return "".join(lines)
 
@@ -320,9 +387,28 @@ def package_files():
         for name in sorted(names):
             if name.endswith(".py") and rel + "/" + name != "claw_cage/buildinfo.py":
                 with open(os.path.join(folder, name), encoding="utf-8") as f:
-                    text = strip_source(rename_locals(f.read()))
-                files.append((rel + "/" + name, text.encode("utf-8")))
-    return sorted(files)
+                    files.append((rel + "/" + name, strip_source(rename_locals(f.read()))))
+    with open(os.path.join(SRC, "launcher.py"), encoding="utf-8") as f:
+        launcher = f.read()
+    words = {name: set(re.findall(r"[A-Za-z_]\w*", text)) for name, text in files}
+    shipped = []
+    for name, text in files:
+        elsewhere = set(re.findall(r"[A-Za-z_]\w*", launcher))
+        for other, held in words.items():
+            if other != name:
+                elsewhere |= held
+        shipped.append((name, rename_privates(text, elsewhere).encode("utf-8")))
+    return sorted(shipped)
+
+
+_FILES = {}
+
+
+def package_files_map():
+    """package_files() as {name: bytes}, made once."""
+    if not _FILES:
+        _FILES.update(package_files())
+    return _FILES
 
 
 # pack() writes the bz2 stream 14 bits per two bytes of UTF-8 (Python reads stdin as UTF-8):

@@ -232,12 +232,32 @@ def _without_docstrings(tree):
     return tree
 
 
+def _private_plans(build):
+    """{member: the build's private_plan} for every module, as package_files decides it."""
+    import re
+    texts = {}
+    for path, source in _modules():
+        if not path.endswith("buildinfo.py"):
+            member = os.path.relpath(path, os.path.join(ROOT, "bootstrap")).replace(os.sep, "/")
+            texts[member] = build.strip_source(build.rename_locals(source))
+    launcher = open(os.path.join(ROOT, "bootstrap", "launcher.py"), encoding="utf-8").read()
+    plans = {}
+    for member, text in texts.items():
+        elsewhere = set(re.findall(r"[A-Za-z_]\w*", launcher))
+        for other, t in texts.items():
+            if other != member:
+                elsewhere |= set(re.findall(r"[A-Za-z_]\w*", t))
+        plans[member] = build.private_plan(text, elsewhere)
+    return plans
+
+
 def test_payload_modules_are_the_source_token_for_token(pyz):
     """Every module in the built file parses to the same syntax tree as its source, docstrings
     and the renamed locals aside: nothing but comments and docstrings was dropped, every string
     kept byte for byte."""
     import ast
     archive = payload_modules(pyz)
+    privates = _private_plans(load_build())
     pkg = os.path.join(ROOT, "bootstrap")
     checked = 0
     for folder, _dirs, names in os.walk(os.path.join(pkg, "claw_cage")):
@@ -248,8 +268,17 @@ def test_payload_modules_are_the_source_token_for_token(pyz):
             member = os.path.relpath(path, pkg).replace(os.sep, "/")
             shipped = archive[member]
             source = open(path, encoding="utf-8").read()
-            renamed = load_build().rename_locals(source)   # proven a pure renaming below
-            assert ast.dump(ast.parse(shipped)) == ast.dump(_without_docstrings(ast.parse(renamed))), member
+            # the renamings, each proven a pure respelling below
+            build = load_build()
+            expected = ast.parse(build.rename_locals(source))
+            plan = privates.get(member, {})
+            for node in ast.walk(expected):
+                if isinstance(node, ast.Name):
+                    node.id = plan.get(node.id, node.id)
+            for node in expected.body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    node.name = plan.get(node.name, node.name)
+            assert ast.dump(ast.parse(shipped)) == ast.dump(_without_docstrings(expected)), member
             assert len(shipped) < len(source), member
             checked += 1
     assert checked >= 20
@@ -442,3 +471,61 @@ def test_rename_locals_leaves_what_other_scopes_see():
     exec(compile(out, "x", "exec"), ns)
     got = ns["f"](1)
     assert got[:2] == (2, [9]) and ns["total"] == 5
+
+
+def test_renamed_private_names_are_the_modules_own_and_nothing_else_changes():
+    """Each module-level private name the build respells (build.private_plan) is, by the
+    compiler's symbol tables, bound at module level and only read as that global below it; its
+    new name appears in no scope of the module; and the respelled module is the same syntax
+    tree with exactly those names changed. The shipped modules are what this yields."""
+    import ast
+    import re
+    import symtable
+    build = load_build()
+    texts = {}
+    for path, source in _modules():
+        if not path.endswith("buildinfo.py"):
+            texts[path] = build.strip_source(build.rename_locals(source))
+    launcher = open(os.path.join(ROOT, "bootstrap", "launcher.py"), encoding="utf-8").read()
+    renamed = 0
+    for path, text in texts.items():
+        elsewhere = set(re.findall(r"[A-Za-z_]\w*", launcher))
+        for other, t in texts.items():
+            if other != path:
+                elsewhere |= set(re.findall(r"[A-Za-z_]\w*", t))
+        plan = build.private_plan(text, elsewhere)
+        out = build.rename_privates(text, elsewhere)
+        top = symtable.symtable(text, path, "exec")
+        tables, todo = [], list(top.get_children())
+        while todo:
+            t = todo.pop()
+            tables.append(t)
+            todo.extend(t.get_children())
+        for old, new in plan.items():
+            assert old not in elsewhere, (path, old)
+            assert top.lookup(old).is_assigned() or top.lookup(old).is_namespace(), (path, old)
+            for t in tables:
+                if old in t.get_identifiers():
+                    sym = t.lookup(old)
+                    assert sym.is_global() and not (sym.is_local() or sym.is_parameter()), \
+                        (path, t.get_name(), old)
+                assert new not in t.get_identifiers(), (path, t.get_name(), new)
+            assert new not in top.get_identifiers(), (path, new)
+        a, b = ast.parse(text), ast.parse(out)
+        tops = {id(n) for n in a.body}
+        for x, y in zip(ast.walk(a), ast.walk(b)):
+            assert type(x) is type(y), path
+            for field, vx in ast.iter_fields(x):
+                vy = getattr(y, field)
+                if isinstance(vx, ast.AST) or (isinstance(vx, list) and vx and
+                                               isinstance(vx[0], ast.AST)):
+                    assert len(vx if isinstance(vx, list) else [vx]) == \
+                        len(vy if isinstance(vy, list) else [vy]), (path, field)
+                    continue
+                if (isinstance(x, ast.Name) and field == "id") or (
+                        field == "name" and id(x) in tops):
+                    assert vy == plan.get(vx, vx), (path, vx, vy)
+                else:
+                    assert vx == vy, (path, field, vx, vy)
+        renamed += len(plan)
+    assert renamed > 50, renamed
