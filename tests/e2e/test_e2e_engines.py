@@ -233,25 +233,9 @@ def stack(request, pyz, tmp_path_factory):
     """One engine with the deployment caged on it; everything removed afterwards (even on
     failure), and the check that nothing of the lab is left on the machine."""
     name = request.param
-    if os.geteuid() != 0:
-        refuse("NEEDS ROOT, NOT RUN: engine %s runs in network namespaces" % name)
-    for tool in ("nsenter", "unshare", "ip", "iptables", "nft", "dpkg-deb", "apt-get"):
-        if not shutil.which(tool):
-            refuse("ENGINE %s NOT RUN: %s is missing" % (name, tool))
     t0 = time.time()
-    apt_before = _system_apt_state()
-    try:
-        binaries = eng.prepare(name)
-    except eng.EngineUnavailable as err:
-        refuse("ENGINE %s NOT AVAILABLE: %s" % (name, err))
-    assert _system_apt_state() == apt_before, "fetching the engine changed the machine's " \
-        "apt sources, package lists or cache"
     home = str(tmp_path_factory.mktemp("eng-" + name))
-    lab = eng.EngineLab(name, binaries)
-    try:
-        lab.__enter__()
-    except eng.EngineUnavailable as err:
-        refuse("ENGINE %s DID NOT START: %s" % (name, err))
+    lab = eng.started(name, ("dpkg-deb", "apt-get"))
     st = EngineStack(lab, pyz, home)
     st.timings["fetch+start"] = time.time() - t0
     try:
@@ -273,35 +257,12 @@ def stack(request, pyz, tmp_path_factory):
         st.timings["setup"] = time.time() - t0
         yield st
     finally:
-        errors = []
-        try:
-            st.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
-        except Exception as err:
-            errors.append("compose down: %s" % err)
-        errors += lab.close()
-        left = [x for x in eng.leftovers() if lab.prefix in x or lab.state in x]
-        if left:
-            errors.append("left behind: %s" % left)
+        errors = eng.closed(lab, ("compose down", lambda: st.compose(
+            "down", "-v", "--remove-orphans", "--timeout", "5", check=False)))
         _TIMINGS[name] = time.time() - t0
         _write_timings()
         if errors:
             pytest.fail("engine %s cleanup: %s" % (name, "; ".join(errors)))
-
-
-def _system_apt_state():
-    """Name, size and mtime of every file of the machine's apt sources, lists and caches: the
-    engines are fetched through a private sources list and lists directory only."""
-    state = {}
-    for top in ("/etc/apt", "/var/lib/apt/lists", "/var/cache/apt"):
-        for dirpath, _dirs, files in os.walk(top):
-            for f in files:
-                path = os.path.join(dirpath, f)
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                state[path] = (st.st_size, st.st_mtime_ns)
-    return state
 
 
 def _write_timings():
