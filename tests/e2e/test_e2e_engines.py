@@ -36,6 +36,7 @@ from conftest import ROOT, PYTHON, refuse
 
 from lab import e2e_support as e2e
 from lab import engines as eng
+from lab import fwlab
 from lab.e2e_support import BRIDGE, BUSYBOX, E2E_DIR, GATEWAY_PORT, PROBE_MS, PROJECT
 
 NFT = "29.7.2-nftables"
@@ -579,27 +580,12 @@ COMMIT
 
 # ufw-docker's block for /etc/ufw/after.rules (chaifeng/ufw-docker, README "Solving UFW and
 # Docker issues"): every `ufw reload` restores it with iptables-restore -n, which re-declares
-# and so flushes DOCKER-USER.
-UFW_DOCKER_AFTER_RULES = """*filter
-:ufw-user-forward - [0:0]
-:ufw-docker-logging-deny - [0:0]
-:DOCKER-USER - [0:0]
--A DOCKER-USER -j ufw-user-forward
--A DOCKER-USER -j RETURN -s 10.0.0.0/8
--A DOCKER-USER -j RETURN -s 172.16.0.0/12
--A DOCKER-USER -j RETURN -s 192.168.0.0/16
--A DOCKER-USER -p udp -m udp --sport 53 --dport 1024:65535 -j RETURN
--A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 192.168.0.0/16
--A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 10.0.0.0/8
--A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 172.16.0.0/12
--A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 192.168.0.0/16
--A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 10.0.0.0/8
--A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 172.16.0.0/12
--A DOCKER-USER -j RETURN
--A ufw-docker-logging-deny -m limit --limit 3/min --limit-burst 10 -j LOG --log-prefix "[UFW DOCKER BLOCK] "
--A ufw-docker-logging-deny -j DROP
-COMMIT
-"""
+# and so flushes DOCKER-USER. The namespace lab's copy (lab/fwlab.py), with the LOG rule the
+# README has (the engine's namespace logs; the lab's would need nf_log).
+UFW_DOCKER_AFTER_RULES = fwlab.UFW_DOCKER_V4.replace(
+    "-A ufw-docker-logging-deny -j DROP\n",
+    '-A ufw-docker-logging-deny -m limit --limit 3/min --limit-burst 10 -j LOG --log-prefix '
+    '"[UFW DOCKER BLOCK] "\n-A ufw-docker-logging-deny -j DROP\n')
 
 
 def _restore(stack, text):

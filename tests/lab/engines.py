@@ -48,7 +48,7 @@ API
     .add_tailnet()                a `tailscale0` and a tailnet peer (Tailscale's layout)
     .version()                    what `docker version` says the server is
     addresses: LAN_HOST, HOST_LAN, WAN_HOST, UPLINK_GW, HOST_WAN, .resolver
-  started(name, tools) / closed(lab, name, *first)   an e2e fixture's engine start (refused
+  started(name, tools) / closed(lab, *first)   an e2e fixture's engine start (refused
                                   LOUDLY where it cannot run) and its checked clean-up
 """
 
@@ -333,6 +333,8 @@ class EngineLab(Namespaces):
 
     def nsenter(self, ns=None):
         return ["nsenter", "--net=/run/netns/" + (ns or self.ns)]
+
+    enter = nsenter     # Namespaces.exec()/serve() enter with nsenter here too
 
     def run(self, argv, check=True, timeout=120, env=None, input=None, cwd=None):
         full = dict(self.env)

@@ -148,9 +148,13 @@ class Namespaces:
             self.exec(ns, ["sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
                            "net.ipv6.conf.default.accept_dad=0"])
 
+    def enter(self, ns):
+        """The prefix that runs a command in namespace ns (an engine lab: nsenter)."""
+        return netns_exec(ns)
+
     def serve(self, ns, argv):
         """argv started in ns, once it printed its "ready" line; closing its stdin stops it."""
-        proc = subprocess.Popen(netns_exec(ns) + list(argv), stdin=subprocess.PIPE,
+        proc = subprocess.Popen(self.enter(ns) + list(argv), stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, universal_newlines=True)
         self._procs.append(proc)
         if proc.stdout.readline().strip() != "ready":
@@ -187,7 +191,7 @@ class Namespaces:
     def exec(self, ns, argv, check=True, timeout=60, **kw):
         kw.setdefault("stdout", subprocess.PIPE)
         kw.setdefault("stderr", subprocess.PIPE)
-        proc = subprocess.run(netns_exec(ns) + list(argv), timeout=timeout,
+        proc = subprocess.run(self.enter(ns) + list(argv), timeout=timeout,
                               universal_newlines=True, **kw)
         if check and proc.returncode != 0:
             raise AssertionError("in %s: %s -> exit %d\n%s%s" % (
