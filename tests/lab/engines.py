@@ -580,9 +580,8 @@ def started(name, tools=()):
     Without root, one of TOOLS + tools, the engine's binaries, or a dockerd that starts, the
     test is refused LOUDLY (conftest.refuse: skipped, a failure under CI). Fetching the engine
     must leave the machine's apt state as it was."""
-    from conftest import refuse
-    if os.geteuid() != 0:
-        refuse("NEEDS ROOT, NOT RUN: engine %s runs in network namespaces" % name)
+    from conftest import refuse, require_root
+    require_root("engine %s runs in network namespaces" % name)    # and never in the fast tier
     for tool in TOOLS + tuple(tools):
         if not shutil.which(tool):
             refuse("ENGINE %s NOT RUN: %s is missing" % (name, tool))
