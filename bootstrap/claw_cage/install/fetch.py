@@ -3,6 +3,8 @@
 Sources: an http(s) URL, a file:// URL, or a plain directory. Each file is fetched in its own
 thread with a deadline and a size cap, redirects are followed only to https, and each file must
 match the sha256 embedded at build time. Nothing is written to disk here: the caller gets bytes.
+start() begins the downloads and returns at once (the installer loads the rest of its code
+while they travel); wait() gives the files, all checked, or the first failure.
 
 The fetch threads are daemon threads, not a ThreadPoolExecutor, so that Ctrl-C ends the
 program at once instead of waiting for a stalled download to time out.
