@@ -10,6 +10,9 @@ Paths: /sse?n=N&gap=MS   N server-sent events, one every MS ms (chunked), "abort
        /stall            the head and one chunk, then silence
        /nohead           silence
        /cut              Content-Length 100000, 1000 bytes, then the connection closes
+       /stallbody        Content-Length 100000, 1000 bytes, then silence
+       /extra            Content-Length 5, "hello", and in the same write a second answer
+                         that no request asked for
        /bulk?n=BYTES     BYTES of body (Content-Length), not logged (the benchmark's)
        anything else     200, JSON {"ok": true}
 
@@ -126,6 +129,13 @@ def main():
                 elif path.endswith("/nohead"):
                     time.sleep(60)
                     return
+                elif path.endswith("/stallbody"):
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+                    time.sleep(60)
+                    return
+                elif path.endswith("/extra"):
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+                              b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
                 elif path.endswith("/cut"):
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
                     return
