@@ -73,7 +73,7 @@ FILTER_V4=':CLAW-CAGE-FWD - [0:0]
 -A CLAW-CAGE-FWD -m conntrack --ctorigdst 255.255.255.255 -j DROP
 -A CLAW-CAGE-FWD -j RETURN
 -A CLAW-CAGE-IN -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
--A CLAW-CAGE-IN -d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j RETURN
+-A CLAW-CAGE-IN -d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j ACCEPT
 -A CLAW-CAGE-IN -j DROP'
 
 MANGLE_V6='*mangle

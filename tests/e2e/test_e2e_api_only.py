@@ -177,6 +177,7 @@ class ApiStack:
         self.hosts = os.path.join(home, "hosts")
         self.proxy_log = os.path.join(home, "proxy.log")
         self.proxy = None
+        self.proxy_env = {}   # more of the proxy's environment (SSL_CERT_FILE: a test CA)
         self.tables = {}
 
     # -- the host side --------------------------------------------------------------------
@@ -198,16 +199,20 @@ class ApiStack:
         with open(self.proxy_cfg, "w") as f:
             json.dump(cfg, f)
 
-    def start_proxy(self):
+    def start_proxy(self, env=None):
         """The proxy in the foreground, as its systemd unit's ExecStart runs it, inside the
-        engine's namespace, with this test's /etc/hosts (a private mount namespace)."""
+        engine's namespace, with this test's /etc/hosts (a private mount namespace). env: more
+        of its environment, kept for its later starts."""
+        if env is not None:
+            self.proxy_env = dict(env)
         mount = ("mount --make-rprivate / && mount --bind %s /etc/hosts && exec \"$@\""
                  % self.hosts)
         argv = self.lab.nsenter() + ["unshare", "-m", "sh", "-c", mount, "sh", PYTHON,
                                      self.st.pyz, "--proxy", "--config", self.proxy_cfg]
         err = open(os.path.join(self.home, "proxy.stderr"), "ab")
         self.proxy = subprocess.Popen(argv, stdout=err, stderr=err, stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
+                                      start_new_session=True,
+                                      env=dict(os.environ, **self.proxy_env))
         err.close()
         deadline = time.time() + 20
         while time.time() < deadline:

@@ -105,14 +105,15 @@ def test_input_opens_the_host_only_port_by_port():
     config = rules.default_config()._replace(allows=allows)
     v4 = rules.chain_rules(config, 4)[rules.IN_CHAIN]
     v6 = rules.chain_rules(config, 6)[rules.IN_CHAIN]
-    opening = [r for r in v4 + v6 if r.endswith("-j RETURN") and "ctstate" not in r
-               and "icmp" not in r]
+    opening = [r for r in v4 + v6 if r.endswith(("-j RETURN", "-j ACCEPT"))
+               and "ctstate" not in r and "icmp" not in r]
     assert opening == [
         "-p tcp -m tcp --dport 2222 -j RETURN", "-p udp -m udp --dport 2222 -j RETURN",
         "-d 172.30.0.1/32 -p tcp -m tcp --dport 8080 -j RETURN",
         "-d 172.30.0.1/32 -p udp -m udp --dport 8080 -j RETURN",
-        # the key routes (the proxy on the bridge's address): that port alone, TCP
-        "-d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j RETURN",
+        # the key routes (the proxy on the bridge's address): that port alone, TCP, accepted
+        # there and then (a host firewall's default deny must not drop it)
+        "-d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j ACCEPT",
         "-p tcp -m tcp --dport 2222 -j RETURN", "-p udp -m udp --dport 2222 -j RETURN",
         "-d fd00::1/128 -p tcp -m tcp --dport 53 -j RETURN",
         "-d fd00::1/128 -p udp -m udp --dport 53 -j RETURN"]

@@ -1,8 +1,9 @@
 """The rule table and its pure renderers, and --allow parsing (no root needed).
 
 What the packets cannot show on their own: the restore input never names a chain that is not
-claw-cage's (declaring DOCKER-USER would flush the user's rules), never ACCEPTs, and keeps the
-order that makes allow-listing and established replies work.
+claw-cage's (declaring DOCKER-USER would flush the user's rules), never ACCEPTs but for the key
+routes' row in INPUT (the bridge's own address, TCP 18790: a host firewall's default deny must not
+drop it), and keeps the order that makes allow-listing and established replies work.
 """
 
 import ipaddress
@@ -36,7 +37,9 @@ def test_restore_input_declares_only_own_chains_and_never_accepts(config, family
     assert lines.index("*filter") < len(lines) and lines.count("COMMIT") == 2
     declared = [l for l in lines if l.startswith(":")]
     assert declared == [":%s - [0:0]" % c for c in rules.OWN_CHAINS]
-    assert "ACCEPT" not in text
+    accepts = [l for l in lines if "ACCEPT" in l]
+    assert accepts == (["-A CLAW-CAGE-IN -d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j ACCEPT"]
+                       if (config.profile, family) == ("internet", 4) else [])
     assert not any(l.startswith(("-F", "-X", "-P", "-Z", "-N")) for l in lines)
 
 
@@ -258,7 +261,9 @@ def test_the_key_routes_row_opens_the_bridge_address_on_18790_alone():
     config = rules.default_config()
     for chain in (rules.PRE_CHAIN, rules.IN_CHAIN):
         specs = rules.chain_rules(config, 4)[chain]
-        route = "-d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j RETURN"
+        # INPUT: ACCEPT, final, so the host's firewall (ufw's default deny) cannot drop it
+        route = "-d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j %s" % (
+            "RETURN" if chain == rules.PRE_CHAIN else "ACCEPT")
         assert specs.count(route) == 1
         assert specs.index(route) < specs.index("-m addrtype --dst-type LOCAL -j DROP"
                                                 if chain == rules.PRE_CHAIN else "-j DROP")

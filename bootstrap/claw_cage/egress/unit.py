@@ -15,7 +15,11 @@ Why these settings:
   but names each file ID_FILE; the proxy reads $CREDENTIALS_DIRECTORY/<VAR>): the throwaway
   uid reads its keys from a private copy that only it can read, never the root-only store.
 - Before=docker.service: at boot the folders exist before Docker starts the containers that
-  mount them (Docker would otherwise create them root-owned).
+  mount them (Docker would otherwise create them root-owned). So the proxy always starts
+  before Docker has made the claw-cage bridge, whose own address (172.30.0.1) the internet
+  profile's routes listen on; no ordering can wait for it (After=docker.service would be a
+  cycle). The proxy binds that listener with IP_FREEBIND (proxy/server.py) and serves as soon
+  as the address is up, and again after `docker compose down` and `up` make the bridge anew.
 """
 
 import os

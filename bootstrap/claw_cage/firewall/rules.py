@@ -91,7 +91,8 @@ REST_VERDICT = {
 NEIGHBOUR_DISCOVERY = {4: (), 6: (135, 136)}
 
 # The internet profile's gateway reaches claw-cage's key routes (the proxy, on the host) at
-# the bridge's own address, this TCP port alone (egress/keys.PORT).
+# the bridge's own address, this TCP port alone (egress/keys.PORT); INPUT accepts it there
+# and then (_in), so a host firewall's default deny (ufw) cannot shadow the row.
 ROUTES_PORT = 18790
 
 ESTABLISHED = "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN"
@@ -213,9 +214,15 @@ def _in(rule):
         return ["-p ipv6-icmp -m icmp6 --icmpv6-type %d -j RETURN" % arg]
     if kind == "host-port":
         return ["-p %s -m %s --dport %d -j RETURN" % (arg[0], arg[0], arg[1])]
-    if kind in ("allow", "route"):   # ADDRESS:PORT, the address may be one of the host's own
+    if kind == "allow":   # ADDRESS:PORT, the address may be one of the host's own
         net, pp = arg
         return ["-d %s %s-j RETURN" % (_net(net), _port(pp))]
+    if kind == "route":
+        # ACCEPT, final in INPUT: the host's own firewall (ufw's default deny incoming: its
+        # INPUT chains, then policy DROP) would otherwise drop what claw-cage's proxy serves
+        # the cage, which no user opens by hand. The address and port alone, from the bridge.
+        net, pp = arg
+        return ["-d %s %s-j ACCEPT" % (_net(net), _port(pp))]
     if kind == "local":
         return ["-j DROP"]
     return []   # the rest cannot reach INPUT past "local": every packet here is local

@@ -7,6 +7,7 @@ import asyncio
 import os
 import resource
 import signal
+import socket
 import stat
 import sys
 
@@ -47,7 +48,9 @@ class Server:
         """The protocol factory of a listener of the egress side or a forward."""
         return lambda: Side(Conn(self.tunnels, kind, lambda conn: self.admit(conn, start)), False)
 
-    async def listen(self, where, factory):
+    async def listen(self, where, factory, freebind=False):
+        """A listener on where. freebind (the routes' TCP address): bound even while the
+        address does not exist yet (IP_FREEBIND), and serving once it appears."""
         try:
             if where[0] == "unix":
                 path = where[1]
@@ -59,6 +62,9 @@ class Server:
                 # a socket anyone may connect to: the directory, which the deploy controls,
                 # gates who can reach it (the agent's relay runs as another user)
                 os.chmod(path, 0o666)  # nosec B103
+            elif freebind:
+                srv = await self.loop.create_server(factory, sock=_freebind_socket(*where[1]),
+                                                    backlog=1024)
             else:
                 srv = await self.loop.create_server(factory, where[1][0], where[1][1],
                                                     backlog=1024, reuse_address=True)
@@ -71,6 +77,31 @@ class Server:
         for active in self.open.values():
             for conn in list(active):
                 conn.abort()
+
+
+# Linux's IP_FREEBIND (linux/in.h); Python's socket module names it from 3.12 on only.
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+
+def _freebind_socket(host, port):
+    """A TCP socket bound to host:port with IP_FREEBIND, before the address exists. The
+    internet profile's routes listen on the claw-cage bridge's own address (172.30.0.1),
+    which Docker creates: at boot the proxy starts before Docker (its unit is ordered
+    Before=docker.service for api-only's folders), and `docker compose down` removes the
+    bridge while the proxy may restart. A plain bind() fails then ("Cannot assign requested
+    address"); a bounded retry would race Docker and systemd's start limit. With IP_FREEBIND
+    the bind succeeds at once and the kernel delivers connections to it as soon as the
+    address is up, and again after the bridge is made anew; only that address is served."""
+    info = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)[0]
+    sock = socket.socket(info[0], socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)   # IPv6 sockets take it at SOL_IP too
+        sock.bind(info[4])
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def raise_fd_limit():
@@ -116,7 +147,8 @@ async def serve(cfg, path):
     listeners += [await server.listen(w, server.tunnel(
         "forward", lambda c, to=to: tunnel.forward(c, cfg, to))) for w, to in cfg.forward]
     listeners += [await server.listen(w, lambda: asyncio.StreamReaderProtocol(
-        asyncio.StreamReader(limit=cfg.max_header), routes.serve)) for w in cfg.routes_listen]
+        asyncio.StreamReader(limit=cfg.max_header), routes.serve), freebind=True)
+        for w in cfg.routes_listen]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         server.loop.add_signal_handler(sig, stop.set)
