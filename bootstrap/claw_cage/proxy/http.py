@@ -214,6 +214,8 @@ class BodyReader(asyncio.StreamReader):
                 else:
                     body.waiter = asyncio.get_event_loop().create_future()
                     await body.waiter
+            if body.paused:   # ended while paused (before 3.11, TLS delivers records after a pause)
+                self._transport.resume_reading()
         finally:
             self._pass, self.passed = None, body.moved
         if body.failed:
