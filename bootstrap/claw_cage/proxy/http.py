@@ -214,7 +214,7 @@ class BodyReader(asyncio.StreamReader):
                 else:
                     body.waiter = asyncio.get_event_loop().create_future()
                     await body.waiter
-            if body.paused:   # ended while paused (before 3.11, TLS delivers records after a pause)
+            if body.paused:   # it ended while paused (TLS before 3.11 reads on after a pause)
                 self._transport.resume_reading()
         finally:
             self._pass, self.passed = None, body.moved
