@@ -329,18 +329,21 @@ def named_anywhere(sources):
 
 
 def private_plan(text, elsewhere):
-    """{old: new} for the module's private top-level names (_x) that the module's code alone
-    mentions: no other module nor the launcher (elsewhere: the words they hold), no scope of
-    its own assigns or declares them again, and every occurrence in the text is one of the
-    Name nodes or the def/class statement the plan renames (an attribute or a string of the
-    same spelling keeps the name as it is)."""
+    """{old: new} for the module's top-level functions and variables that the module's code
+    alone mentions: no other module nor the launcher (elsewhere: the words they hold), no
+    scope of its own assigns or declares them again, and every occurrence in the text is one
+    of the Name nodes or the def statement the plan renames (an attribute or a string of the
+    same spelling keeps the name as it is). Never a class (an error's class name is printed)
+    nor a function given as argparse's type= (its name can appear in a usage error)."""
     tree = ast.parse(text)
     top = set()
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             top.add(node.name)
         elif isinstance(node, ast.Assign):
             top |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    top -= {k.value.id for k in ast.walk(tree) if isinstance(k, ast.keyword)
+            and k.arg == "type" and isinstance(k.value, ast.Name)}
     inner = set()   # every name a scope below the module binds: those stay
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
@@ -356,7 +359,7 @@ def private_plan(text, elsewhere):
     sites = private_sites(tree, top)
     plan = {}
     for old in sorted(top - inner - elsewhere):
-        if not old.startswith("_") or old.startswith("__"):
+        if old.startswith("__"):
             continue
         if len(re.findall(r"(?<![\w.])%s(?!\w)" % re.escape(old), text)) != len(sites[old]) \
                 or len(re.findall(r"\b%s\b" % re.escape(old), text)) != len(sites[old]):
@@ -383,7 +386,7 @@ def private_sites(tree, names):
 
 
 def rename_privates(text, elsewhere):
-    """The (stripped) module with its private top-level names (private_plan) respelled."""
+    """The (stripped) module with its own top-level names (private_plan) respelled."""
     plan = private_plan(text, elsewhere)
     sites = private_sites(ast.parse(text), plan)
     return _respell(text, [(row, col, old, new) for old, new in plan.items()
