@@ -569,7 +569,11 @@ def test_local_only_apply_migrate_and_remove(pyz, old_pyz, tmp_path, lab):
     assert routed["models"]["providers"]["ollama"] == {
         "baseUrl": "http://127.0.0.1:18790/ollama"}
     assert open(env, "rb").read() == original + b"COMPOSE_FILE=docker-compose.api-only.yml\n"
-    assert lab.save(4) == rules_before   # the local-only rules, unchanged: the second layer
+    # the local-only rules, unchanged (the second layer), but for what this release's table
+    # adds: the key routes' guard (CLAW-CAGE-ROUTES, empty under local-only) and its jump
+    now = lab.save(4).splitlines()
+    assert [l for l in now if "CLAW-CAGE-ROUTES" not in l] == rules_before.splitlines()
+    assert "-A INPUT ! -i claw-cage0 -j CLAW-CAGE-ROUTES" in now
     assert open(upper(base, UNIT)).read() == unit.text()
 
     proc = firewall(pyz, base, lab, "--remove", "--dir", d)
