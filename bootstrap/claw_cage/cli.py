@@ -333,10 +333,13 @@ def main(argv=None):
         print(version_line())
         return 0
     import importlib
-    import logging  # not at the top: --help and usage errors stay fast without it
 
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="  %(message)s", stream=sys.stderr)
+    from . import runner  # not at the top: --help and usage errors stay fast without it
+
+    runner.log.on = args.verbose
+    if row[1] == "proxy":   # asyncio reports through logging: its lines as ours, indented
+        import logging
+        logging.basicConfig(level=logging.WARNING, format="  %(message)s", stream=sys.stderr)
     json_out = args.json and _json_mode(row) is not None  # --verify prints its own JSON
     try:
         mode = importlib.import_module("." + row[1], __package__)
@@ -354,7 +357,9 @@ def main(argv=None):
             _print_json(row, None, EXIT_INTERRUPTED, "interrupted")
         return EXIT_INTERRUPTED
     except Exception as err:  # a bug: still one clear line, and the traceback with -v
-        logging.getLogger("claw_cage").debug("internal error", exc_info=True)
+        if args.verbose:
+            import traceback
+            sys.stderr.write("  internal error\n" + traceback.format_exc())
         sys.stderr.write("claw-cage: internal error: %s: %s (run with -v for details)\n"
                          % (type(err).__name__, err))
         if json_out:

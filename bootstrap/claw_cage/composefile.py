@@ -303,11 +303,14 @@ def project_network(directory, command=None):
     copies = [(f, _read(os.path.join(directory, f))) for f in files] + [(".env", env_bytes)]
     key = _memory_key(directory, copies, command) if command else None
     found = _recall(key)
+    if found is NO_COMPOSE:   # this very docker had no Compose: its refusals, without asking
+        return _compose_network(directory, copies, [], env, files, declared)
     fresh = found is None
     if fresh:
         found = _compose_network(directory, copies, command, env, files, declared)
-        if found is declared:
-            return declared   # no Compose: read line by line
+        if found is declared:   # no Compose: read line by line, and that passed
+            _remember(key, NO_COMPOSE)
+            return declared
     if found.how != "none" and (found.bridge, found.subnet) != (declared.bridge,
                                                                 declared.subnet):
         raise _refuse(directory, "Docker Compose puts the containers on bridge %s (%s), not on "
@@ -353,7 +356,12 @@ def _compose_network(directory, copies, command, env, files, declared):
 # output (it may hold .env's values), under a key hashing all of that: a run whose inputs
 # differ in anything asks Compose again, so it refuses exactly what a run without the memory
 # refuses (tests/firewall/test_compose_network.py). /run: root's, forgotten at boot.
+# A docker that answered it has no Compose is remembered too (NO_COMPOSE), under the same key:
+# the run then reads docker-compose.yml line by line and refuses every file Compose would
+# merge, as a run that asked does; a Compose plugin appearing in any folder the docker CLI
+# searches, or a new docker, changes the key and it is asked again.
 MEMORY = "/run/claw-cage.compose-network.json"
+NO_COMPOSE = Network(None, None, None, "no-compose")
 # where the docker CLI finds its Compose plugin (docs.docker.com, "CLI plugins")
 PLUGIN_DIRS = ("~/.docker/cli-plugins", "/usr/local/lib/docker/cli-plugins",
                "/usr/local/libexec/docker/cli-plugins", "/usr/lib/docker/cli-plugins",
@@ -372,7 +380,8 @@ def _memory_key(directory, copies, command):
     if config_dir:
         programs += [os.path.join(config_dir, "config.json"),
                      os.path.join(config_dir, "cli-plugins", "docker-compose")]
-    programs += [os.path.join(d, "docker-compose") for d in PLUGIN_DIRS]
+    programs += [os.path.join(d, "docker-compose")
+                 for d in PLUGIN_DIRS + _extra_plugin_dirs(programs[1:])]
     environment = sorted((k, v) for k, v in os.environ.items()
                          if k.startswith(("COMPOSE_", "DOCKER_")) or k in ("HOME", "PATH"))
     digest = hashlib.sha256(repr((os.path.abspath(directory), command, environment,
@@ -381,6 +390,25 @@ def _memory_key(directory, copies, command):
         digest.update(b"%s\0%d\0" % (rel.encode(), -1 if data is None else len(data)))
         digest.update(data or b"")
     return digest.hexdigest()
+
+
+def _extra_plugin_dirs(configs):
+    """The folders a docker CLI config.json adds to the plugin search (cliPluginsExtraDirs)."""
+    found = []
+    for path in configs:
+        if not path.endswith("config.json"):
+            continue
+        try:   # as the docker CLI reads it (symlinks followed), but never waiting on a FIFO
+            fd = os.open(os.path.expanduser(path), os.O_RDONLY | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    continue
+                dirs = json.loads(f.read(1 << 20).decode("utf-8")).get(
+                    "cliPluginsExtraDirs") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        found += [d for d in dirs if isinstance(d, str)] if isinstance(dirs, list) else []
+    return tuple(found)
 
 
 def _recall(key):
@@ -397,6 +425,8 @@ def _recall(key):
             data = json.loads(f.read(4096).decode("utf-8"))
         if data.get("key") != key:
             return None
+        if data.get("how") == NO_COMPOSE.how:
+            return NO_COMPOSE
         subnet = ipaddress.IPv4Network(data["subnet"]) if data["subnet"] else None
         return Network(data["bridge"], subnet, data["name"], data["how"])
     except (OSError, ValueError, KeyError, TypeError, AttributeError):

@@ -5,15 +5,28 @@ timeout, and a failure becomes a CommandError that carries the command and its s
 No other module imports subprocess.
 """
 
-import logging
 import os
 import shlex
 import shutil
 import subprocess
+import sys
 
 from .errors import ClawCageError
 
-log = logging.getLogger("claw_cage.run")
+
+class _Log:
+    """-v's lines: every command run, and how a failed one ended, on stderr (cli turns them
+    on). Not the logging module: its imports alone cost every start about 10 ms."""
+
+    on = False
+
+    def debug(self, fmt, *args):
+        if self.on:
+            sys.stderr.write("  %s\n" % (fmt % args))
+            sys.stderr.flush()
+
+
+log = _Log()
 
 
 class CommandError(ClawCageError):

@@ -93,6 +93,8 @@ def main():
         len(commands), ", ".join(sorted(set(c.strip()[2:].split()[0] for c in commands)))))
     print("    IPv4+IPv6, both anchors, Python start-up and self-check     : %7.1f ms" % g)
     print("  ratio program / guide's script                                : %7.2f" % (g / s))
+    print("  median of the %d paired ratios (each run against the script's run before it): %.2f"
+          % (args.runs, statistics.median(p / q for q, p in zip(guide_t, prog_t))))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,11 @@ certificate trusted through SSL_CERT_FILE). Prints figures; never a pass/fail.
    direct (TLS connection with the key); p50/p99 of the per-pair difference over 50 x N pairs
    (goal p50 <= 2 ms). Also with both connections kept alive (the second request of each).
 2. Streamed throughput: 100 MB body through the route against direct TLS, paired runs; ratio
-   (goal >= 0.9x).
+   (goal >= 0.9x). With it, the CPU time each process used per 100 MB (the stand-in provider,
+   the proxy, the client), medians: on a bare loopback all three share this machine's CPUs,
+   so the route's throughput is bound by the sum, and the proxy's share is its cost.
+   2c: the same with the provider sending at most 125 MB/s (a 1 Gbit/s link, the fastest
+   uplink a home has), where the link and not this machine's CPUs is the limit.
 3. The proxy's VmRSS idle and with 200 concurrent streams open (goal <= 60 MB).
 """
 
@@ -47,6 +51,7 @@ class Bench:
 
     def direct(self):
         s = socket.create_connection(("127.0.0.1", PORT))
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # as the proxy's asyncio does
         s = self.tls.wrap_socket(s, server_hostname="localhost")
         return s, b"Host: localhost\r\nx-api-key: realkey\r\n"
 
@@ -71,11 +76,14 @@ class Bench:
         s.close()
         return took
 
-    def bulk(self, how):
+    def bulk(self, how, pids, cpu, rate=b""):
+        """MB/s of one 100 MB body; appends the CPU seconds of pids and of this process."""
+        before = [cpu_seconds(p) for p in pids] + [_own_cpu()]
         s, hdrs = how()
         prefix = b"/a" if how == self.route else b""
         started = time.perf_counter()
-        s.sendall(b"GET " + prefix + b"/bulk?n=%d HTTP/1.1\r\n" % SIZE + hdrs + b"\r\n")
+        s.sendall(b"GET " + prefix + b"/bulk?n=%d%s HTTP/1.1\r\n" % (SIZE, rate) + hdrs
+                  + b"\r\n")
         got = 0
         while got < SIZE:
             data = s.recv(262144)
@@ -84,7 +92,21 @@ class Bench:
             got += len(data)
         took = time.perf_counter() - started
         s.close()
+        cpu.append([a - b for a, b in zip([cpu_seconds(p) for p in pids] + [_own_cpu()],
+                                          before)])
         return got / took / 1e6
+
+
+def cpu_seconds(pid):
+    """User + system CPU time the process has used."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu():
+    t = os.times()
+    return t.user + t.system
 
 
 def _read_response(s):
@@ -142,12 +164,25 @@ def main():
             print("1%s. added latency to first byte (%s): p50 %.3f ms, p99 %.3f ms (goal p50 "
                   "<= 2 ms)" % ("b" if keep else "", "connections kept alive" if keep else
                                 "new connections", *pcts(diffs)))
-        pairs = [(b.bulk(b.direct), b.bulk(b.route)) for _ in range(args.runs)]
+        pids, cpu_d, cpu_r = (prov.pid, proxy.pid), [], []
+        pairs = [(b.bulk(b.direct, pids, cpu_d), b.bulk(b.route, pids, cpu_r))
+                 for _ in range(args.runs)]
         ratio = statistics.median(r / d for d, r in pairs)
         print("2. 100 MB streamed: direct %.0f MB/s, through the route %.0f MB/s: ratio %.2fx "
               "(goal >= 0.9x; median of %d pairs)" % (statistics.median(d for d, _ in pairs),
                                                       statistics.median(r for _, r in pairs),
                                                       ratio, args.runs))
+        for name, cpu in (("direct", cpu_d), ("route", cpu_r)):
+            print("2%s. CPU per 100 MB, %s: provider %.0f ms, proxy %.0f ms, client %.0f ms"
+                  % ("a" if name == "direct" else "b", name,
+                     *(statistics.median(c[i] for c in cpu) * 1000 for i in range(3))))
+        link = b"&rate=125"
+        pairs = [(b.bulk(b.direct, pids, [], link), b.bulk(b.route, pids, [], link))
+                 for _ in range(args.runs)]
+        print("2c. the same with the provider sending at most 125 MB/s (a 1 Gbit/s link): direct "
+              "%.0f MB/s, through the route %.0f MB/s: ratio %.2fx (goal >= 0.9x)"
+              % (statistics.median(d for d, _ in pairs), statistics.median(r for _, r in pairs),
+                 statistics.median(r / d for d, r in pairs)))
         idle, streams = rss_mb(proxy.pid), []
         for _ in range(200):
             s, hdrs = b.route()

@@ -24,9 +24,8 @@ import re
 import shutil
 import subprocess
 
-import pytest
 
-from conftest import PYTHON, ROOT, refuse, require_docker, require_root, require_tool
+from conftest import PYTHON, ROOT, require_tool
 from lab import e2e_support as e2e
 from lab.artifact_server import ArtifactServer
 from lab.e2e_support import PEER_PORT, WAN_CANDIDATES, sh
@@ -66,13 +65,7 @@ def verify_rows(output):
 
 def test_the_ansible_playbook_installs_cages_starts_and_verifies_then_changes_nothing(
         pyz, tmp_path):
-    require_root("the playbook runs --firewall (iptables) and creates network namespaces")
-    require_docker("the playbook starts the stack on the real Docker engine")
     require_tool("ansible-playbook")
-    problems = e2e.preflight()
-    if problems:
-        refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
-                "touch: %s" % "; ".join(problems))
     home = str(tmp_path)
     install_dir = os.path.join(home, "claw-cage")
     etc = os.path.join(home, "etc-overlay")
@@ -85,11 +78,11 @@ def test_the_ansible_playbook_installs_cages_starts_and_verifies_then_changes_no
     with open(pyz, "rb") as f:
         sha256 = hashlib.sha256(f.read()).hexdigest()
 
-    rules_before = e2e.snapshot_rules()
-    cleanup = e2e.Cleanup()
-    standin = e2e.StandIn(cleanup)
-    errors = []
-    try:
+    with e2e.deployment("the playbook runs --firewall (iptables) and creates network namespaces",
+                        "the playbook starts the stack on the real Docker engine",
+                        rules=True) as cleanup:
+        rules_before = cleanup.rules_before
+        standin = e2e.StandIn(cleanup)
         standin.build()
         # the compose file's image name, without its digest: the stand-in is tagged so
         ref = _shipped_image()
@@ -165,10 +158,6 @@ def test_the_ansible_playbook_installs_cages_starts_and_verifies_then_changes_no
         e2e.write_output("ansible-third-run.txt", third.stdout)
         assert third.returncode != 0 and failed3 == 1 and changed3 == 0, third.stdout[-4000:]
         assert "--verify failed: gateway port 18789" in third.stdout, third.stdout[-4000:]
-    finally:
-        trouble = e2e.undo_and_check(cleanup, rules_before)
-        if trouble:
-            pytest.fail("e2e cleanup: " + "\n".join(trouble))
 
 
 def _shipped_image():

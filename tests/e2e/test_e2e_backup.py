@@ -37,7 +37,7 @@ import tempfile
 
 import pytest
 
-from conftest import ROOT, PYTHON, require_docker, require_root
+from conftest import ROOT, PYTHON
 from lab import e2e_support as e2e
 from lab.e2e_support import sh
 
@@ -150,17 +150,10 @@ def _untag(name):
 
 @pytest.fixture(scope="module")
 def dep(pyz, tmp_path_factory):
-    require_root("the e2e backup test writes into Docker volumes as their owners")
-    require_docker("the e2e backup test runs the stack on the real Docker engine")
-    problems = e2e.preflight(18789)
-    if problems:
-        msg = "E2E NOT RUN: claw-cage objects exist here: %s" % "; ".join(problems)
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    cleanup = e2e.Cleanup()
-    d = Deployment(str(tmp_path_factory.mktemp("backup-home")), pyz)
-    try:
+    with e2e.deployment("the e2e backup test writes into Docker volumes as their owners",
+                        "the e2e backup test runs the stack on the real Docker engine",
+                        also_left=extra_volumes) as cleanup:
+        d = Deployment(str(tmp_path_factory.mktemp("backup-home")), pyz)
         standin = e2e.StandIn(cleanup)
         standin.build()
         standin.tag_as(IMAGE)
@@ -187,11 +180,6 @@ def dep(pyz, tmp_path_factory):
         d.compose("up", "-d", "--pull", "never")
         d.wait_healthy()
         yield d
-    finally:
-        errors = cleanup.run()
-        left = e2e.project_objects() + extra_volumes()
-        if errors or left:
-            pytest.fail("cleanup: %s %s" % (errors, left))
 
 
 KNOWN = r'''set -e

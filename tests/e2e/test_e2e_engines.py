@@ -36,6 +36,7 @@ from conftest import ROOT, PYTHON, refuse
 
 from lab import e2e_support as e2e
 from lab import engines as eng
+from lab import fwlab
 from lab.e2e_support import BRIDGE, BUSYBOX, E2E_DIR, GATEWAY_PORT, PROBE_MS, PROJECT
 
 NFT = "29.7.2-nftables"
@@ -233,25 +234,9 @@ def stack(request, pyz, tmp_path_factory):
     """One engine with the deployment caged on it; everything removed afterwards (even on
     failure), and the check that nothing of the lab is left on the machine."""
     name = request.param
-    if os.geteuid() != 0:
-        refuse("NEEDS ROOT, NOT RUN: engine %s runs in network namespaces" % name)
-    for tool in ("nsenter", "unshare", "ip", "iptables", "nft", "dpkg-deb", "apt-get"):
-        if not shutil.which(tool):
-            refuse("ENGINE %s NOT RUN: %s is missing" % (name, tool))
     t0 = time.time()
-    apt_before = _system_apt_state()
-    try:
-        binaries = eng.prepare(name)
-    except eng.EngineUnavailable as err:
-        refuse("ENGINE %s NOT AVAILABLE: %s" % (name, err))
-    assert _system_apt_state() == apt_before, "fetching the engine changed the machine's " \
-        "apt sources, package lists or cache"
     home = str(tmp_path_factory.mktemp("eng-" + name))
-    lab = eng.EngineLab(name, binaries)
-    try:
-        lab.__enter__()
-    except eng.EngineUnavailable as err:
-        refuse("ENGINE %s DID NOT START: %s" % (name, err))
+    lab = eng.started(name, ("dpkg-deb", "apt-get"))
     st = EngineStack(lab, pyz, home)
     st.timings["fetch+start"] = time.time() - t0
     try:
@@ -273,35 +258,12 @@ def stack(request, pyz, tmp_path_factory):
         st.timings["setup"] = time.time() - t0
         yield st
     finally:
-        errors = []
-        try:
-            st.compose("down", "-v", "--remove-orphans", "--timeout", "5", check=False)
-        except Exception as err:
-            errors.append("compose down: %s" % err)
-        errors += lab.close()
-        left = [x for x in eng.leftovers() if lab.prefix in x or lab.state in x]
-        if left:
-            errors.append("left behind: %s" % left)
+        errors = eng.closed(lab, ("compose down", lambda: st.compose(
+            "down", "-v", "--remove-orphans", "--timeout", "5", check=False)))
         _TIMINGS[name] = time.time() - t0
         _write_timings()
         if errors:
             pytest.fail("engine %s cleanup: %s" % (name, "; ".join(errors)))
-
-
-def _system_apt_state():
-    """Name, size and mtime of every file of the machine's apt sources, lists and caches: the
-    engines are fetched through a private sources list and lists directory only."""
-    state = {}
-    for top in ("/etc/apt", "/var/lib/apt/lists", "/var/cache/apt"):
-        for dirpath, _dirs, files in os.walk(top):
-            for f in files:
-                path = os.path.join(dirpath, f)
-                try:
-                    st = os.lstat(path)
-                except OSError:
-                    continue
-                state[path] = (st.st_size, st.st_mtime_ns)
-    return state
 
 
 def _write_timings():
@@ -618,27 +580,12 @@ COMMIT
 
 # ufw-docker's block for /etc/ufw/after.rules (chaifeng/ufw-docker, README "Solving UFW and
 # Docker issues"): every `ufw reload` restores it with iptables-restore -n, which re-declares
-# and so flushes DOCKER-USER.
-UFW_DOCKER_AFTER_RULES = """*filter
-:ufw-user-forward - [0:0]
-:ufw-docker-logging-deny - [0:0]
-:DOCKER-USER - [0:0]
--A DOCKER-USER -j ufw-user-forward
--A DOCKER-USER -j RETURN -s 10.0.0.0/8
--A DOCKER-USER -j RETURN -s 172.16.0.0/12
--A DOCKER-USER -j RETURN -s 192.168.0.0/16
--A DOCKER-USER -p udp -m udp --sport 53 --dport 1024:65535 -j RETURN
--A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 192.168.0.0/16
--A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 10.0.0.0/8
--A DOCKER-USER -j ufw-docker-logging-deny -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -d 172.16.0.0/12
--A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 192.168.0.0/16
--A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 10.0.0.0/8
--A DOCKER-USER -j ufw-docker-logging-deny -p udp -m udp --dport 0:32767 -d 172.16.0.0/12
--A DOCKER-USER -j RETURN
--A ufw-docker-logging-deny -m limit --limit 3/min --limit-burst 10 -j LOG --log-prefix "[UFW DOCKER BLOCK] "
--A ufw-docker-logging-deny -j DROP
-COMMIT
-"""
+# and so flushes DOCKER-USER. The namespace lab's copy (lab/fwlab.py), with the LOG rule the
+# README has (the engine's namespace logs; the lab's would need nf_log).
+UFW_DOCKER_AFTER_RULES = fwlab.UFW_DOCKER_V4.replace(
+    "-A ufw-docker-logging-deny -j DROP\n",
+    '-A ufw-docker-logging-deny -m limit --limit 3/min --limit-burst 10 -j LOG --log-prefix '
+    '"[UFW DOCKER BLOCK] "\n-A ufw-docker-logging-deny -j DROP\n')
 
 
 def _restore(stack, text):

@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, refuse, require_docker, require_root, run_file
+from conftest import ROOT, run_file
 from lab import e2e_support as e2e
 from lab.e2e_support import sh
 
@@ -77,46 +77,37 @@ class Deployment:
 
 @pytest.fixture(scope="module")
 def dep(pyz, tmp_path_factory):
-    require_root("the e2e test installs as root and drives the system Docker engine")
-    require_docker("the e2e test runs the stack on the real Docker engine")
-    problems = e2e.preflight(18789)
-    if problems:
-        refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
-                "touch: %s" % "; ".join(problems))
-    cleanup = e2e.Cleanup()
-    d = Deployment(str(tmp_path_factory.mktemp("policy-home")))
-    try:
-        image = e2e.StandIn(cleanup)
-        image.build()
-        res = run_file(pyz, ["--dir", d.dir, "--source", d.source], how="pipe", timeout=120)
-        assert res.returncode == 0, res.stderr.decode()
-        d.install_out = res.stdout.decode()
-        cfg = json.loads(d.compose("config", "--format", "json").stdout)
-        repo, tag, digest = e2e.split_image_ref(cfg["services"]["openclaw"]["image"])
-        name = "%s:%s" % (repo, tag or "latest")
-        if digest:  # a local image carries no registry digest: the .env override users have
-            with open(os.path.join(d.dir, ".env"), "a") as f:
-                f.write("\nOPENCLAW_IMAGE=%s\n" % name)
-        image.tag_as(name)
-        d.config = json.loads(d.compose("config", "--format", "json").stdout)
-        cleanup.push("docker compose down -v", d.compose, "down", "-v", "--remove-orphans",
-                     "--timeout", "5")
-        d.compose("up", "-d", "--pull", "never")
-        d.wait_serving()
-        with open(d.policy, encoding="utf-8") as f:
-            d.hardened = json.load(f)
-        d.log = []
-        yield d
-    finally:
-        errors = cleanup.run()
-        leftovers = e2e.project_objects()
-        if getattr(d, "log", None):
-            os.makedirs(os.path.dirname(OUTPUT), exist_ok=True)
-            with open(OUTPUT, "w", encoding="utf-8") as f:
-                f.write("\n\n".join(d.log) + "\n")
-        if errors or leftovers:
-            pytest.fail("e2e cleanup: %s" % "; ".join(errors + ["left behind: %s" % leftovers]
-                                                      if leftovers else errors))
+    with e2e.deployment("the e2e test installs as root and drives the system Docker engine",
+                        "the e2e test runs the stack on the real Docker engine") as cleanup:
+        d = Deployment(str(tmp_path_factory.mktemp("policy-home")))
+        try:
+            image = e2e.StandIn(cleanup)
+            image.build()
+            res = run_file(pyz, ["--dir", d.dir, "--source", d.source], how="pipe",
+                           timeout=120)
+            assert res.returncode == 0, res.stderr.decode()
+            d.install_out = res.stdout.decode()
+            cfg = json.loads(d.compose("config", "--format", "json").stdout)
+            repo, tag, digest = e2e.split_image_ref(cfg["services"]["openclaw"]["image"])
+            name = "%s:%s" % (repo, tag or "latest")
+            if digest:  # a local image carries no registry digest: the .env override users have
+                with open(os.path.join(d.dir, ".env"), "a") as f:
+                    f.write("\nOPENCLAW_IMAGE=%s\n" % name)
+            image.tag_as(name)
+            d.config = json.loads(d.compose("config", "--format", "json").stdout)
+            cleanup.push("docker compose down -v", d.compose, "down", "-v", "--remove-orphans",
+                         "--timeout", "5")
+            d.compose("up", "-d", "--pull", "never")
+            d.wait_serving()
+            with open(d.policy, encoding="utf-8") as f:
+                d.hardened = json.load(f)
+            d.log = []
+            yield d
+        finally:
+            if getattr(d, "log", None):
+                os.makedirs(os.path.dirname(OUTPUT), exist_ok=True)
+                with open(OUTPUT, "w", encoding="utf-8") as f:
+                    f.write("\n\n".join(d.log) + "\n")
 
 
 def policy_rows(d, title, local_only=False):

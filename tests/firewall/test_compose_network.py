@@ -10,7 +10,9 @@ and the real Compose binary (tests/setup.d installs it as a docker CLI plugin):
   - control: without the override the same run cages claw-cage0, and the LAN probe that
     reached it before is blocked.
 Without Compose (no `docker` on PATH), files Compose would merge are refused, not ignored; a
-FIFO named like a compose file is refused at once.
+FIFO named like a compose file is refused at once. Compose's last passing answer, and a docker's
+answer that it has no Compose, are remembered in /run: each refusal is made with the memory as
+without it, and a changed input asks again.
 """
 
 import os
@@ -191,6 +193,91 @@ def test_the_remembered_answer_refuses_every_override_compose_refuses(pyz, tmp_p
                 os.unlink(os.path.join(lab.compose_dir, name))
         netlab.ok(run())
         assert asked() == 0, "the memory of the passing project was lost to a refusal"
+
+
+def test_a_docker_without_compose_is_remembered_and_refuses_the_same(pyz, tmp_path):
+    """A docker that says it has no Compose is remembered too (composefile.NO_COMPOSE), under
+    the same key: an unchanged re-run asks nothing and cages. Each file Compose would merge is
+    asked about and refused with the same line as with no memory at all, iptables unchanged,
+    and the memory of the passing project survives the refusals. A Compose plugin appearing
+    where the docker CLI looks (DOCKER_CONFIG's cli-plugins, a cliPluginsExtraDirs folder of
+    its config.json) or another docker program: asked again."""
+    log = tmp_path / "docker.log"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    docker = bindir / "docker"   # the docker CLI's own words without its Compose plugin
+    docker.write_text('#!/bin/sh\necho "$*" >> %s\n'
+                      'echo "docker: \'compose\' is not a docker command." >&2\nexit 1\n' % log)
+    docker.chmod(0o755)
+    config = tmp_path / "docker-config"
+    config.mkdir()
+    overlay = tmp_path / "overlay"
+    memory = overlay / "run" / "upper" / os.path.basename(composefile_memory())
+    env = ["PATH=%s:%s" % (bindir, os.environ["PATH"]), "DOCKER_CONFIG=%s" % config]
+
+    def run(*more):
+        return lab.run_program(["env"] + env + list(more) + [
+            netlab.PY, pyz, "--firewall", "--no-persist", "--dir", lab.compose_dir],
+            etc_overlay=str(overlay))
+
+    def asked():
+        calls = log.read_text().count("compose") if log.exists() else 0
+        log.write_text("")
+        return calls
+
+    with Lab() as lab:
+        out = netlab.ok(run())
+        assert "claw-cage0" in out.stdout and asked() == 1
+        assert b"no-compose" in memory.read_bytes()
+        caged = (lab.save(4), lab.save(6))
+        netlab.ok(run())
+        assert asked() == 0, "an unchanged project asked the same docker again"
+        _write(lab, "moved.yml", OVERRIDE)
+        cases = [
+            ("docker-compose.override.yml", OVERRIDE, "docker-compose.override.yml"),
+            ("compose.override.yaml", OVERRIDE, "compose.override.yaml"),
+            ("compose.yaml", "services: {}\n", "compose.yaml"),
+            (".env", "COMPOSE_FILE=docker-compose.yml:moved.yml\n", "COMPOSE_FILE"),
+            (None, "COMPOSE_FILE=docker-compose.yml:moved.yml", "COMPOSE_FILE"),
+        ]
+        for name, text, words in cases:
+            if name:
+                _write(lab, name, text)
+            proc = run(*([] if name else [text]))
+            _refused(lab, proc, caged, words)
+            assert asked() == 1
+            remembered = memory.read_bytes()
+            memory.unlink()   # the same run with no memory at all: the same line
+            again = run(*([] if name else [text]))
+            assert (again.returncode, again.stderr) == (proc.returncode, proc.stderr)
+            asked()
+            memory.write_bytes(remembered)
+            if name:
+                os.unlink(os.path.join(lab.compose_dir, name))
+        os.unlink(os.path.join(lab.compose_dir, "moved.yml"))
+        netlab.ok(run())
+        assert asked() == 0, "the memory of the passing project was lost to a refusal"
+        # Compose appears: in DOCKER_CONFIG's plugin folder, then in an extra folder that
+        # config.json names (the config itself changed: asked; then the plugin there: asked)
+        plugins = config / "cli-plugins"
+        plugins.mkdir()
+        (plugins / "docker-compose").write_text("#!/bin/sh\n")
+        netlab.ok(run())
+        assert asked() == 1, "a Compose plugin in DOCKER_CONFIG went unnoticed"
+        extra = tmp_path / "extra-plugins"
+        extra.mkdir()
+        (config / "config.json").write_text('{"cliPluginsExtraDirs": ["%s"]}' % extra)
+        netlab.ok(run())
+        assert asked() == 1
+        netlab.ok(run())
+        assert asked() == 0
+        (extra / "docker-compose").write_text("#!/bin/sh\n")
+        netlab.ok(run())
+        assert asked() == 1, "a Compose plugin in a cliPluginsExtraDirs folder went unnoticed"
+        # another docker program (the same path, new contents): asked again
+        docker.write_text(docker.read_text() + "# upgraded\n")
+        netlab.ok(run())
+        assert asked() == 1, "a replaced docker program went unnoticed"
 
 
 def composefile_memory():

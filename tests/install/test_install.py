@@ -251,6 +251,38 @@ def test_local_sources(tmp_path, run_pyz, env, how):
     assert (target / "docker-compose.yml").exists()
 
 
+def test_a_source_that_cannot_be_fetched_is_named_after_the_prerequisites(tmp_path, run_pyz,
+                                                                            server):
+    """The downloads start after the prerequisites passed (fetch.start): a source of an
+    unsupported kind is still refused in one line, exit 4, nothing created; and a host that
+    lacks Docker hears that first, exit 3, as before the downloads started early."""
+    target = tmp_path / "t"
+    r = run_pyz(["--dir", str(target), "--source", "ftp://example.invalid/deploy"],
+                env=stub_docker(tmp_path))
+    err = r.stderr.decode().strip()
+    assert r.returncode == 4 and "unsupported source" in err and len(err.splitlines()) == 1
+    assert "ok: docker and Docker Compose" in r.stdout.decode()
+    assert not target.exists()
+    (tmp_path / "none").mkdir()
+    r = run_pyz(["--dir", str(target), "--source", "ftp://example.invalid/deploy"],
+                env=stub_docker(tmp_path / "none", docker=False))
+    err = r.stderr.decode().strip()
+    assert r.returncode == 3 and "docker not found" in err and len(err.splitlines()) == 1
+    assert not target.exists()
+
+
+def test_verbose_logs_every_command_and_only_with_v(tmp_path, run_pyz, env, server):
+    """-v: each command the installer runs, one `  $ ...` line on stderr (runner's log, not
+    the logging module); without -v none."""
+    quiet = run_pyz(["--dir", str(tmp_path / "a"), "--source", server.url], env=env)
+    loud = run_pyz(["--dir", str(tmp_path / "b"), "--source", server.url, "-v"], env=env)
+    assert quiet.returncode == loud.returncode == 0, loud.stderr.decode()
+    assert "$ " not in quiet.stderr.decode()
+    lines = loud.stderr.decode().splitlines()
+    assert [l.split()[2:] for l in lines if l.startswith("  $ ")] == [
+        ["compose", "version"], ["info", "--format", "'{{.ServerVersion}}'"]], lines
+
+
 def test_source_from_the_environment(tmp_path, run_pyz, env, server):
     target = tmp_path / "t"
     r = run_pyz(["--dir", str(target)], env=dict(env, CLAW_CAGE_SOURCE=server.url))

@@ -2,10 +2,13 @@
 
 What lives here, so that the test module reads as the list of claims it proves:
   - Cleanup        a stack of undo steps, run in reverse, every one attempted even if some fail
+  - deployment()   an e2e fixture's guard on the system engine: refused LOUDLY without root,
+                   Docker, or where claw-cage objects exist; its Cleanup run and the machine
+                   checked afterwards
   - probe_js()     the PROBE PROTOCOL script --verify sends, read from the program's source
   - read_env / set_env_var   the installed .env, read, and edited in place as a user does
   - write_output() keep a table a reviewer wants to see under tests/output/
-  - sh()           one external command, bounded in time
+  - sh()           one external command, bounded in time (lab/namespaces.py's)
   - snapshot_rules iptables-save of the root namespace, counters and comments stripped
   - preflight()    refuse to run where a claw-cage deployment (or its leftovers) already exists
   - StandIn        build the stand-in image (tests/e2e/) and tag it as the compose file's image
@@ -25,6 +28,7 @@ at the host's own LAN address (delivered locally) and at addresses beyond the ho
 answers those with a reset, or drops them, on this machine.
 """
 
+import contextlib
 import http.server
 import ipaddress
 import json
@@ -40,6 +44,9 @@ import threading
 import time
 import uuid
 
+from lab import namespaces
+from lab.namespaces import sh
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 E2E_DIR = os.path.join(ROOT, "tests", "e2e")
 BUSYBOX = "/bin/busybox"          # Debian package busybox-static (tests/apt-packages.txt)
@@ -53,16 +60,6 @@ PEER_PORT = 8080
 # Documentation ranges stand for "the internet". 198.51.100.0/24 first: on these machines the
 # package registries resolve into 203.0.113.0/24, which a WAN route here would capture.
 WAN_CANDIDATES = ["198.51.100.0/24", "203.0.113.0/24"]
-
-
-def sh(argv, check=True, timeout=60, input=None, env=None, cwd=None):
-    """Run one command, text in/out. check=True raises with its stderr on a non-zero exit."""
-    res = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         universal_newlines=True, timeout=timeout, env=env, cwd=cwd)
-    if check and res.returncode != 0:
-        raise AssertionError("%s exited %d:\n%s%s" % (" ".join(argv), res.returncode,
-                                                      res.stdout[-2000:], res.stderr[-2000:]))
-    return res
 
 
 def probe_js():
@@ -118,6 +115,40 @@ class Cleanup:
             except Exception as err:  # keep going: the next step may still free something
                 errors.append("%s: %s" % (what, err))
         return errors
+
+
+
+@contextlib.contextmanager
+def deployment(root_why, docker_why, gateway_port=GATEWAY_PORT, rules=False, also_left=None):
+    """The guard of an e2e fixture that deploys on the system's Docker engine:
+    require_root(root_why) and require_docker(docker_why), refused LOUDLY where this machine
+    already holds claw-cage objects (preflight), then a Cleanup to push undo steps on. After
+    the block, every step runs and the machine is checked: no object of the compose project
+    (nor any `also_left()` names), and with rules=True no namespace of the test and iptables
+    as before (undo_and_check; the snapshot is cleanup.rules_before). The fixture fails with
+    what is left."""
+    import pytest
+    from conftest import refuse, require_docker, require_root
+    require_root(root_why)
+    require_docker(docker_why)
+    problems = preflight(gateway_port)
+    if problems:
+        refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
+               "touch: %s" % "; ".join(problems))
+    cleanup = Cleanup()
+    cleanup.rules_before = rules_before = snapshot_rules() if rules else None
+    try:
+        yield cleanup
+    finally:
+        if rules:
+            trouble = undo_and_check(cleanup, rules_before)
+        else:
+            trouble = cleanup.run()
+            left = project_objects() + (also_left() if also_left else [])
+            if left:
+                trouble.append("left behind: %s" % left)
+        if trouble:
+            pytest.fail("e2e cleanup: " + "\n".join(trouble))
 
 
 # ---- iptables ------------------------------------------------------------------------------
@@ -388,42 +419,9 @@ def pick_subnet(candidates, used=None):
     raise AssertionError("every candidate test subnet is in use here: %s" % ", ".join(candidates))
 
 
-# A tiny HTTP server: 200 on every GET. Run by the interpreter running pytest (stdlib only).
-# socketserver, not http.server.HTTPServer: the latter's server_bind() looks up the bound
-# address's name (a reverse DNS query to the machine's resolver), a packet we must not send.
-_PEER_SERVER = r"""
-import http.server, socketserver, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = b"peer " + sys.argv[1].encode() + b"\n"
-        self.send_response(200); self.send_header("Content-Length", str(len(body)))
-        self.end_headers(); self.wfile.write(body)
-    def log_message(self, *a): pass
-socketserver.ThreadingTCPServer.allow_reuse_address = True
-socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), H).serve_forever()
-"""
-
-
-# A tiny DNS server (UDP): every A question gets argv[3], every other type an empty answer.
-# Enough for getaddrinfo, busybox nslookup and Docker's embedded DNS forwarding to it.
-_DNS_SERVER = r"""
-import socket, struct, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-ip = socket.inet_aton(sys.argv[3])
-while True:
-    data, peer = s.recvfrom(512)
-    if len(data) < 17:
-        continue
-    i = 12
-    while i < len(data) and data[i]:
-        i += data[i] + 1
-    question = data[12:i + 5]
-    is_a = data[i + 1:i + 3] == b"\x00\x01"
-    head = struct.pack(">HHHHHH", struct.unpack(">H", data[:2])[0], 0x8180, 1, int(is_a), 0, 0)
-    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + ip if is_a else b""
-    s.sendto(head + question + answer, peer)
-"""
+# The namespaces' HTTP and DNS servers (lab/namespaces.py), under their old names here.
+_PEER_SERVER = namespaces.PEER_SERVER
+_DNS_SERVER = namespaces.DNS_SERVER
 
 
 class Peer:
@@ -458,21 +456,8 @@ class Peer:
                                       _PEER_SERVER, self.addr, str(port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         cleanup.push("stop server in " + self.ns, _stop, self.proc)
-        self._wait_serving()
-
-    def _wait_serving(self):
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("peer server in %s died: %s"
-                                     % (self.ns, self.proc.stderr.read().decode()[-500:]))
-            res = sh(["ip", "netns", "exec", self.ns, "python3", "-c",
-                      "import socket; socket.create_connection((%r, %d), 1).close()"
-                      % (self.addr, self.port)], check=False, timeout=10)
-            if res.returncode == 0:
-                return
-            time.sleep(0.2)
-        raise AssertionError("peer server in %s does not answer" % self.ns)
+        namespaces.wait_port(namespaces.netns_exec(self.ns), self.addr, port, proc=self.proc,
+                             python="python3")
 
     def serve_dns(self, cleanup, answer, python):
         """Also answer DNS on .2:53/udp (every A query: `answer`): a resolver on the LAN, as a
@@ -488,11 +473,8 @@ class Peer:
 
     def connect_from_ns(self, host, port, timeout=2):
         """True iff a TCP connection from inside this namespace to host:port opens."""
-        res = sh(["ip", "netns", "exec", self.ns, "python3", "-c",
-                  "import socket,sys\ntry: socket.create_connection((%r, %d), %r).close()\n"
-                  "except OSError: sys.exit(1)" % (host, port, timeout)],
-                 check=False, timeout=timeout + 10)
-        return res.returncode == 0
+        return namespaces.connect(namespaces.netns_exec(self.ns), host, port, timeout,
+                                  python="python3")
 
 
 def _del_link(name):

@@ -37,7 +37,8 @@ API
   ENGINES                         names, in test order
   engine_ids()                    the same, as pytest ids
   prepare(name) -> Binaries       fetch/unpack (cached); raises EngineUnavailable
-  EngineLab(name, binaries)       context manager: namespaces + a running dockerd
+  EngineLab(name, binaries)       context manager: namespaces + a running dockerd (a
+                                  lab.namespaces.Namespaces: the shared lifecycle)
     .ns / .lan_ns / .wan_ns       namespace names;  .nsenter(argv) prefix
     .env                          environment for docker / claw-cage inside the engine's ns
     .run(argv, check=True, ...)   a command in the engine's host namespace, with .env
@@ -47,6 +48,8 @@ API
     .add_tailnet()                a `tailscale0` and a tailnet peer (Tailscale's layout)
     .version()                    what `docker version` says the server is
     addresses: LAN_HOST, HOST_LAN, WAN_HOST, UPLINK_GW, HOST_WAN, .resolver
+  started(name, tools) / closed(lab, *first)   an e2e fixture's engine start (refused
+                                  LOUDLY where it cannot run) and its checked clean-up
 """
 
 import contextlib
@@ -62,9 +65,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 
-from lab import e2e_support
+from lab import namespaces
+from lab.namespaces import Namespaces
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -107,12 +110,8 @@ def engine_ids():
 
 
 def _sh(argv, check=True, timeout=120, env=None, input=None, cwd=None):
-    res = subprocess.run(argv, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         universal_newlines=True, timeout=timeout, env=env, cwd=cwd)
-    if check and res.returncode != 0:
-        raise AssertionError("%s exited %d:\n%s%s" % (" ".join(argv), res.returncode,
-                                                      res.stdout[-3000:], res.stderr[-3000:]))
-    return res
+    return namespaces.sh(argv, check=check, timeout=timeout, env=env, input=input, cwd=cwd,
+                         tail=3000)
 
 
 # ---- fetching and unpacking ------------------------------------------------------------------
@@ -276,9 +275,9 @@ def prepare(name, cache=ENGINE_CACHE):
 # ---- the namespaces and the running engine ---------------------------------------------------
 
 # The namespaces' tiny HTTP server (200 on every GET, body "peer ADDR") and DNS server (every A
-# query gets argv[3]): the same scripts the system-engine e2e tests run (lab/e2e_support.py).
-_HTTP = e2e_support._PEER_SERVER
-_DNS = e2e_support._DNS_SERVER
+# query gets argv[3]): the same scripts every namespace lab runs (lab/namespaces.py).
+_HTTP = namespaces.PEER_SERVER
+_DNS = namespaces.DNS_SERVER
 
 
 def host_resolver():
@@ -297,16 +296,16 @@ def host_resolver():
     return None
 
 
-class EngineLab:
+class EngineLab(Namespaces):
     def __init__(self, name, binaries, workdir=None):
+        # short: unix socket paths are limited to 108 bytes
+        super().__init__("cceng", tmp_dir=workdir or "/var/tmp")
         self.name, self.bin = name, binaries
         self.config = ENGINES[name][2]
-        tag = uuid.uuid4().hex[:6]
-        self.prefix = "cceng%s" % tag
+        self.prefix = self.tag
         self.ns, self.lan_ns, self.wan_ns = (self.prefix + "-host", self.prefix + "-lan",
                                              self.prefix + "-wan")
-        # short: unix socket paths are limited to 108 bytes
-        self.state = tempfile.mkdtemp(prefix="cceng-%s-" % tag, dir=workdir or "/var/tmp")
+        self.state = self.tmp
         self.sock = os.path.join(self.state, "docker.sock")
         self.env = dict(os.environ)
         for var in ("DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY"):
@@ -319,19 +318,13 @@ class EngineLab:
         })
         self.resolver = host_resolver()
         self.dockerd = None
-        self._procs = []
-        self._made = []
         self.log_path = os.path.join(self.state, "dockerd.log")
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def __enter__(self):
-        try:
-            self._build()
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
+    # Namespaces.__enter__ runs _build(): the namespaces, then dockerd; close() on failure
+    def _build(self):
+        self._build_namespaces()
+        self.start()
 
     def __exit__(self, *exc):
         errors = self.close()
@@ -340,6 +333,8 @@ class EngineLab:
 
     def nsenter(self, ns=None):
         return ["nsenter", "--net=/run/netns/" + (ns or self.ns)]
+
+    enter = nsenter     # Namespaces.exec()/serve() enter with nsenter here too
 
     def run(self, argv, check=True, timeout=120, env=None, input=None, cwd=None):
         full = dict(self.env)
@@ -354,10 +349,9 @@ class EngineLab:
         return self.run(["docker"] + list(args), check=check, timeout=timeout, env=env,
                         cwd=cwd)
 
-    def _build(self):
+    def _build_namespaces(self):
         for ns in (self.ns, self.lan_ns, self.wan_ns):
-            _sh(["ip", "netns", "add", ns])
-            self._made.append(ns)
+            self.add(ns, no_dad=False)
         h, lan, wan = self.ns, self.lan_ns, self.wan_ns
         # links are made inside the engine's namespace: no interface of the lab ever exists
         # in the machine's own namespace
@@ -444,19 +438,10 @@ class EngineLab:
         self._procs.append(proc)
 
     def connect(self, ns, addr, port, timeout=2):
-        res = _sh(self.nsenter(ns) + [PY, "-c",
-                  "import socket,sys\ntry: socket.create_connection((%r, %d), %r).close()\n"
-                  "except OSError: sys.exit(1)" % (addr, port, timeout)],
-                  check=False, timeout=timeout + 10)
-        return res.returncode == 0
+        return namespaces.connect(self.nsenter(ns), addr, port, timeout)
 
     def _wait_port(self, ns, addr, port):
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.connect(ns, addr, port, 1):
-                return
-            time.sleep(0.2)
-        raise EngineUnavailable("test server %s:%d in %s does not answer" % (addr, port, ns))
+        namespaces.wait_port(self.nsenter(ns), addr, port, error=EngineUnavailable)
 
     # -- dockerd -----------------------------------------------------------------------------
     def start(self, timeout=60):
@@ -528,29 +513,15 @@ class EngineLab:
             self.stop()
         except Exception as err:
             errors.append("stop dockerd: %s" % err)
-        for proc in self._procs:
-            with contextlib.suppress(Exception):
-                proc.kill()
-                proc.wait(5)
+        self.stop_servers()
         for ns in reversed(self._made):
-            for _ in range(3):
-                pids = _sh(["ip", "netns", "pids", ns], check=False).stdout.split()
-                if not pids:
-                    break
-                for pid in pids:
-                    with contextlib.suppress(OSError):
-                        os.kill(int(pid), signal.SIGKILL)
-                time.sleep(0.5)
+            namespaces.kill_processes(ns, rounds=3)
         # container processes live in namespaces of their own: any left (a dockerd killed
         # with its containers running) are found by their shim's cgroup-free parentage: the
         # processes whose cwd or root is under our state directory
         self._kill_under_state()
         self._unmount_under_state(errors)
-        for ns in reversed(self._made):
-            res = _sh(["ip", "netns", "del", ns], check=False)
-            if res.returncode != 0:
-                errors.append("ip netns del %s: %s" % (ns, res.stderr.strip()))
-        self._made = []
+        errors += self.delete_namespaces()
         if os.path.isdir(self.state):
             res = _sh(["rm", "-rf", "--one-file-system", self.state], check=False, timeout=300)
             if res.returncode != 0:
@@ -581,6 +552,69 @@ class EngineLab:
             res = _sh(["umount", "-l", point], check=False)
             if res.returncode != 0:
                 errors.append("umount %s: %s" % (point, res.stderr.strip()))
+
+
+# ---- an e2e fixture's engine: started or refused LOUDLY, closed and checked --------------------
+
+TOOLS = ("nsenter", "unshare", "ip", "iptables", "nft")      # every engine lab needs these
+
+
+def system_apt_state():
+    """Name, size and mtime of every file of the machine's apt sources, lists and caches: the
+    engines are fetched through a private sources list and lists directory only."""
+    state = {}
+    for top in ("/etc/apt", "/var/lib/apt/lists", "/var/cache/apt"):
+        for dirpath, _dirs, files in os.walk(top):
+            for f in files:
+                path = os.path.join(dirpath, f)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                state[path] = (st.st_size, st.st_mtime_ns)
+    return state
+
+
+def started(name, tools=()):
+    """EngineLab `name` with its dockerd running: the start every engine e2e fixture makes.
+    Without root, one of TOOLS + tools, the engine's binaries, or a dockerd that starts, the
+    test is refused LOUDLY (conftest.refuse: skipped, a failure under CI). Fetching the engine
+    must leave the machine's apt state as it was."""
+    from conftest import refuse, require_root
+    require_root("engine %s runs in network namespaces" % name)    # and never in the fast tier
+    for tool in TOOLS + tuple(tools):
+        if not shutil.which(tool):
+            refuse("ENGINE %s NOT RUN: %s is missing" % (name, tool))
+    apt_before = system_apt_state()
+    try:
+        binaries = prepare(name)
+    except EngineUnavailable as err:
+        refuse("ENGINE %s NOT AVAILABLE: %s" % (name, err))
+    assert system_apt_state() == apt_before, "fetching the engine changed the machine's " \
+        "apt sources, package lists or cache"
+    lab = EngineLab(name, binaries)
+    try:
+        lab.__enter__()
+    except EngineUnavailable as err:
+        refuse("ENGINE %s DID NOT START: %s" % (name, err))
+    return lab
+
+
+def closed(lab, *first):
+    """The teardown of started(): each (what, fn) of `first` (e.g. compose down), then the
+    lab's close(), then the check that nothing of the lab is left on the machine. Every step
+    is attempted; the problems, one per entry (the fixture fails with them)."""
+    errors = []
+    for what, fn in first:
+        try:
+            fn()
+        except Exception as err:  # keep going: the lab must still go
+            errors.append("%s: %s" % (what, err))
+    errors += lab.close()
+    left = [x for x in leftovers() if lab.prefix in x or lab.state in x]
+    if left:
+        errors.append("left behind: %s" % left)
+    return errors
 
 
 # ---- Debian's ufw, run inside an engine's namespace --------------------------------------------
@@ -653,5 +687,5 @@ def leftovers():
     """Namespaces and state directories of engine labs that are still there."""
     found = [n for n in _sh(["ip", "netns", "list"], check=False).stdout.split()
              if n.startswith("cceng")]
-    found += ["/var/tmp/" + d for d in os.listdir("/var/tmp") if d.startswith("cceng-")]
+    found += ["/var/tmp/" + d for d in os.listdir("/var/tmp") if d.startswith("cceng")]
     return found

@@ -10,7 +10,11 @@ Paths: /sse?n=N&gap=MS   N server-sent events, one every MS ms (chunked), "abort
        /stall            the head and one chunk, then silence
        /nohead           silence
        /cut              Content-Length 100000, 1000 bytes, then the connection closes
-       /bulk?n=BYTES     BYTES of body (Content-Length), not logged (the benchmark's)
+       /stallbody        Content-Length 100000, 1000 bytes, then silence
+       /extra            Content-Length 5, "hello", and in the same write a second answer
+                         that no request asked for
+       /bulk?n=BYTES[&rate=MB]  BYTES of body (Content-Length), at most MB megabytes a second
+                         when rate is given (a link's speed), not logged (the benchmark's)
        anything else     200, JSON {"ok": true}
 
 make_certs(dir, names=NAMES) -> {"ca", "good", "other", "self"}: cert/key paths (good and
@@ -96,12 +100,16 @@ def main():
                 hdrs = {k.lower(): v for k, v in fields}
                 body = body_of(f, hdrs)
                 if target.startswith("/bulk?n="):
-                    n = int(target[8:])
+                    q = dict(p.split("=") for p in target[6:].split("&"))
+                    n, rate = int(q["n"]), float(q.get("rate", 0)) * 1e6
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % n)
-                    block = b"x" * 65536
-                    while n > 0:
-                        c.sendall(block[:min(n, 65536)])
-                        n -= 65536
+                    block, sent, started = b"x" * 65536, 0, time.monotonic()
+                    while sent < n:
+                        c.sendall(block[:min(n - sent, 65536)])
+                        sent += 65536
+                        ahead = rate and started + sent / rate - time.monotonic()
+                        if ahead and ahead > 0:
+                            time.sleep(ahead)
                     continue
                 record(conn=cid, port=port, method=method, target=target, headers=fields,
                        body=body.decode("latin-1"))
@@ -126,6 +134,13 @@ def main():
                 elif path.endswith("/nohead"):
                     time.sleep(60)
                     return
+                elif path.endswith("/stallbody"):
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
+                    time.sleep(60)
+                    return
+                elif path.endswith("/extra"):
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+                              b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
                 elif path.endswith("/cut"):
                     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000)
                     return
@@ -141,6 +156,9 @@ def main():
     def serve(s, ctx, port):
         while True:
             c, _ = s.accept()
+            # as real API servers do: without it, a small answer written after TLS 1.3's
+            # session tickets waits for the client's delayed ACK (40 ms), direct or proxied
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def run(c=c):
                 try:

@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, PYTHON, refuse, require_docker, require_root, run_file
+from conftest import ROOT, PYTHON, require_docker, run_file
 from lab import e2e_support as e2e
 from lab.e2e_support import GATEWAY_PORT, PEER_PORT, PROBE_MS, WAN_CANDIDATES, sh
 
@@ -217,18 +217,12 @@ def standin():
 
 @pytest.fixture(scope="module")
 def stack(pyz, standin, tmp_path_factory):
-    require_root("the e2e test runs --firewall (iptables) and creates network namespaces")
-    require_docker("the e2e test runs the stack on the real Docker engine")
-    problems = e2e.preflight(GATEWAY_PORT)
-    if problems:
-        refuse("E2E NOT RUN: this machine already holds claw-cage objects the test must not "
-                "touch: %s" % "; ".join(problems))
-    rules_before = e2e.snapshot_rules()
-    cleanup = e2e.Cleanup()
-    standin.cleanup = cleanup    # tags made for this stack go with it
-    st = Stack(pyz, str(tmp_path_factory.mktemp("home")), cleanup)
-    st.probe_js = e2e.probe_js()
-    try:
+    with e2e.deployment("the e2e test runs --firewall (iptables) and creates network namespaces",
+                        "the e2e test runs the stack on the real Docker engine",
+                        GATEWAY_PORT, rules=True) as cleanup:
+        standin.cleanup = cleanup    # tags made for this stack go with it
+        st = Stack(pyz, str(tmp_path_factory.mktemp("home")), cleanup)
+        st.probe_js = e2e.probe_js()
         # 1. install, as a user does
         res = st.install()
         assert res.returncode == 0, "install failed:\n%s%s" % (res.stdout.decode(),
@@ -269,10 +263,6 @@ def stack(pyz, standin, tmp_path_factory):
         st.host_svc_bridge = e2e.HostService(cleanup, st.bridge_gateway())
         st.host_svc_lan = e2e.HostService(cleanup, st.lan.host_addr)
         yield st
-    finally:
-        trouble = e2e.undo_and_check(cleanup, rules_before)
-        if trouble:
-            pytest.fail("e2e cleanup: " + "\n".join(trouble))
 
 
 def firewall_cleanup(st):

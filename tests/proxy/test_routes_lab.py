@@ -9,12 +9,15 @@ chunked and 100-continue bodies, server-sent events arriving in pieces; Telegram
 rewrite, Ollama's path allow-list; refusals: a certificate for another name, a self-signed
 one, plain HTTP (502 with the reason), smuggling (400, nothing reaches the stand-in), a stall
 (504 before the answer, cut after), a cut upstream, a client leaving mid-stream (the upstream
-is closed); the budget's 429; the audit log: one line per request, never the key or a query;
+is closed), the same for a body of known length (which moves on a path of its own), a client
+that does not read stopping the upstream, bytes past a body never answering the next request;
+the budget's 429; the audit log: one line per request, never the key or a query;
 1,000 concurrent streams with the proxy's memory bounded, serving afterwards.
 """
 
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -332,6 +335,71 @@ def test_upstream_stalls_and_cuts(proxy):
             r.response()
     assert len(cut.value.args[0]) == 1000
     assert logged(proxy, "cut short: IncompleteReadError")
+
+
+def logged_re(proxy, pattern, timeout=10):
+    end = time.monotonic() + timeout
+    while not re.search(pattern, proxy.log_text()) and time.monotonic() < end:
+        time.sleep(0.05)
+    return re.search(pattern, proxy.log_text())
+
+
+# A body of known length moves past the upstream's reader (http.BodyReader.pass_to): the same
+# promises as a chunked one, proven on its own path.
+
+def test_a_body_of_known_length_arrives_whole_and_a_client_not_reading_stops_the_upstream(
+        proxy):
+    n, buf = 64 << 20, bytearray(1 << 20)
+    before = rss_kb(proxy.pid)
+    with connect(proxy, timeout=30) as s:
+        s.sendall(b"GET /anthropic/bulk?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % n)
+        time.sleep(1)   # not read: 64 MB would be in the proxy's memory without flow control
+        grown = rss_kb(proxy.pid) - before
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        assert head.startswith(b"HTTP/1.1 200 ") and b"Content-Length: %d" % n in head
+        got, bad = 0, 0
+        while got < n:
+            k = s.recv_into(buf)
+            assert k, "the body ended at %d of %d bytes" % (got, n)
+            bad += k - buf[:k].count(b"x")
+            got += k
+        assert (got, bad) == (n, 0)
+        s.sendall(b"GET /anthropic/v1/models HTTP/1.1\r\nHost: x\r\n\r\n")   # keep-alive
+        assert Reader(s).response()[2] == b'{"ok": true}'
+    assert grown < 16 * 1024, grown
+    assert logged(proxy, "route anthropic GET /anthropic/bulk 200 up=0 down=%d ms=" % n)
+
+
+def test_a_body_of_known_length_stalled_cut_or_left_mid_way(proxy):
+    with connect(proxy) as s:
+        s.sendall(b"GET /anthropic/stallbody HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(EOFError) as cut:
+            Reader(s).response()
+    assert len(cut.value.args[0]) == 1000
+    assert logged_re(proxy, r"GET /anthropic/stallbody 200 up=0 down=1000 ms=\d+ "
+                            r"no byte either way for 2s")
+    with connect(proxy) as s:   # the client leaves: its upstream is closed, the proxy serves on
+        s.sendall(b"GET /anthropic/bulk?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % (1 << 34))
+        Reader(s).until(b"xxxx")
+    assert logged_re(proxy, r"GET /anthropic/bulk 200 up=0 down=\d+ ms=\d+ cut short: "
+                            r"ConnectionResetError")
+    assert get(proxy, "/anthropic/v1/models")[0] == 200
+
+
+def test_bytes_past_a_body_never_answer_the_next_request(proxy, standin):
+    """An upstream that sends more than its Content-Length (a second answer no request asked
+    for: what desynchronises a proxy) is not used again, and the extra bytes reach no one."""
+    with connect(proxy) as s:
+        r = Reader(s)
+        s.sendall(b"GET /anthropic/extra HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert r.response()[2] == b"hello"
+        s.sendall(b"GET /anthropic/v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert r.response()[:3:2] == (200, b'{"ok": true}')
+    extra, models = standin.seen()[-2:]
+    assert extra["target"] == "/extra" and models["target"] == "/v1/models"
+    assert models["conn"] != extra["conn"]   # a new upstream connection
 
 
 def test_a_client_leaving_mid_stream_closes_the_upstream(proxy, standin):

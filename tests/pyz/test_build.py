@@ -26,7 +26,7 @@ def load_build():
 def payload_modules(path):
     """{"claw_cage/x.py": source} carried inside a built file."""
     text = open(path, encoding="utf-8").read()
-    return load_build().unpack(text.rsplit('"""', 2)[-2][1:])
+    return load_build().unpack(text.rsplit('"""', 2)[-2][1:-1])
 
 
 def git(*args):
@@ -232,11 +232,32 @@ def _without_docstrings(tree):
     return tree
 
 
+def _private_plans(build):
+    """{member: the build's private_plan} for every module, as package_files decides it."""
+    import re
+    texts = {}
+    for path, source in _modules():
+        if not path.endswith("buildinfo.py"):
+            member = os.path.relpath(path, os.path.join(ROOT, "bootstrap")).replace(os.sep, "/")
+            texts[member] = build.strip_source(build.rename_locals(source))
+    launcher = open(os.path.join(ROOT, "bootstrap", "launcher.py"), encoding="utf-8").read()
+    plans = {}
+    for member, text in texts.items():
+        elsewhere = set(re.findall(r"[A-Za-z_]\w*", launcher))
+        for other, t in texts.items():
+            if other != member:
+                elsewhere |= set(re.findall(r"[A-Za-z_]\w*", t))
+        plans[member] = build.private_plan(text, elsewhere)
+    return plans
+
+
 def test_payload_modules_are_the_source_token_for_token(pyz):
     """Every module in the built file parses to the same syntax tree as its source, docstrings
-    aside: nothing but comments and docstrings was dropped, every string kept byte for byte."""
+    and the renamed locals aside: nothing but comments and docstrings was dropped, every string
+    kept byte for byte."""
     import ast
     archive = payload_modules(pyz)
+    privates = _private_plans(load_build())
     pkg = os.path.join(ROOT, "bootstrap")
     checked = 0
     for folder, _dirs, names in os.walk(os.path.join(pkg, "claw_cage")):
@@ -247,7 +268,17 @@ def test_payload_modules_are_the_source_token_for_token(pyz):
             member = os.path.relpath(path, pkg).replace(os.sep, "/")
             shipped = archive[member]
             source = open(path, encoding="utf-8").read()
-            assert ast.dump(ast.parse(shipped)) == ast.dump(_without_docstrings(ast.parse(source))), member
+            # the renamings, each proven a pure respelling below
+            build = load_build()
+            expected = ast.parse(build.rename_locals(source))
+            plan = privates.get(member, {})
+            for node in ast.walk(expected):
+                if isinstance(node, ast.Name):
+                    node.id = plan.get(node.id, node.id)
+            for node in expected.body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    node.name = plan.get(node.name, node.name)
+            assert ast.dump(ast.parse(shipped)) == ast.dump(_without_docstrings(expected)), member
             assert len(shipped) < len(source), member
             checked += 1
     assert checked >= 20
@@ -274,10 +305,227 @@ def test_strip_source_keeps_what_looks_like_a_comment_inside_strings():
         "            b)\n")
     out = build.strip_source(source)
     assert "# a comment" not in out and "but this is" not in out and "# why" not in out
-    assert "X = '#not a comment'\n" in out
+    assert "X='#not a comment'\n" in out
     assert "'''#!/bin/bash\n# kept: a bash comment inside a string\n\necho hi\n'''" in out
     namespace = {}
     exec(compile(out, "stripped", "exec"), namespace)
     assert namespace["f"]() is None and namespace["g"](2, 3) == 5
-    assert "def g(a,\n b):\n return (a +\n b)\n" in out   # one space per level or continuation
+    assert "def g(a,b):\n return(a+b)\n" in out   # one line, one space per level
     assert namespace["SCRIPT"].startswith("#!/bin/bash\n# kept")
+
+
+def test_strip_source_writes_spaces_only_where_python_needs_them():
+    """Tokens written together must read as the same tokens: words, numbers, a number and a
+    dot, operators that would merge; f-strings (tokenized piecewise since 3.12) stay whole.
+    Compiled with every Python the build supports by test_reproducible.py's byte comparison."""
+    import ast
+    build = load_build()
+    source = (
+        "import os.path as p\n"
+        "from . import x\n"
+        "def f(a, *b, c=-1, **d) -> int:\n"
+        "    y = 1 .real + 0x1f .bit_length() + a [0] if not a else - - a\n"
+        "    z = [*b, * b], {**d}, a ** -2, a * -b if 0 else ...\n"
+        "    w = f'{a!r:>{c}} {\"x\" if a else 1}' f\"{a = }\" 'x' \\\n"
+        "        u'y', rb'\\\\', b'' b''\n"
+        "    if (v := a) <= - 1 or a is not b and a not in b: return .5\n"
+        "    lambda: (yield)\n"
+        "    return x @ y, x//y, x<<1, x< -1, x<=y, x== -1, x!=y, a.b.c\n")
+    out = build.strip_source(source)
+    assert ast.dump(ast.parse(out)) == ast.dump(ast.parse(source))
+    assert "y=1 .real+0x1f .bit_length()+a[0]if not a else--a" in out, out
+    assert "return .5" in out and "[*b,*b],{**d},a**-2,a*-b" in out, out
+    assert "f'{a!r:>{c}} {\"x\" if a else 1}'" in out, out
+
+
+# ---- rename_locals changes spelling only: checked against the compiler's symbol tables ----
+
+def _modules():
+    pkg = os.path.join(ROOT, "bootstrap", "claw_cage")
+    for folder, _dirs, names in os.walk(pkg):
+        for name in sorted(names):
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                yield path, open(path, encoding="utf-8").read()
+
+
+def _same_but_renamed(a, b, plans, plan, where):
+    """a (the source's tree) and b (the renamed one) are the same tree, except that each
+    Name of a function's own scope is spelled as that function's plan says; inside a nested
+    scope, the enclosing plan no longer holds (what Python evaluates in the enclosing scope,
+    defaults, decorators, a comprehension's first iterable, keeps it)."""
+    import ast
+    assert type(a) is type(b), where
+    if isinstance(a, ast.Name):
+        assert b.id == plan.get(a.id, a.id), "%s line %d: %s became %s" % (
+            where, a.lineno, a.id, b.id)
+        return
+    inner = plan
+    if isinstance(a, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        inner = plans.get((a.name, a.lineno), {})
+    elif isinstance(a, (ast.Lambda, ast.ClassDef, ast.ListComp, ast.SetComp, ast.DictComp,
+                        ast.GeneratorExp)):
+        inner = {}
+    outer_fields = {"decorator_list", "returns", "bases", "keywords"}
+    for field, va in ast.iter_fields(a):
+        vb = getattr(b, field)
+        if isinstance(va, list):
+            assert isinstance(vb, list) and len(va) == len(vb), (where, field)
+            pairs = list(zip(va, vb))
+        else:
+            pairs = [(va, vb)]
+        for i, (x, y) in enumerate(pairs):
+            if isinstance(x, ast.AST):
+                here = plan if (field in outer_fields or inner is plan) else inner
+                if field == "args" and isinstance(a, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                       ast.Lambda)):
+                    # defaults are evaluated outside: they keep the enclosing plan
+                    _same_args(x, y, plans, plan, where)
+                    continue
+                if field == "generators" and i == 0:
+                    _same_but_renamed(x.target, y.target, plans, {}, where)
+                    _same_but_renamed(x.iter, y.iter, plans, plan, where)
+                    for c, d in zip(x.ifs, y.ifs):
+                        _same_but_renamed(c, d, plans, {}, where)
+                    continue
+                _same_but_renamed(x, y, plans, here, where)
+            else:
+                assert x == y, (where, field, x, y)
+
+
+def _same_args(x, y, plans, plan, where):
+    import ast
+    for d, e in zip(x.defaults + [k for k in x.kw_defaults if k],
+                    y.defaults + [k for k in y.kw_defaults if k]):
+        _same_but_renamed(d, e, plans, plan, where)
+    assert [a.arg for a in ast.walk(x) if isinstance(a, ast.arg)] == \
+        [a.arg for a in ast.walk(y) if isinstance(a, ast.arg)], where
+
+
+def test_renamed_locals_are_the_compilers_locals_and_nothing_else_changes():
+    """For every function of the program: each renamed name is, by the compiler's own symbol
+    table, a local of that function (not a parameter, global, nonlocal or free name), no nested
+    scope mentions it, and its new name is mentioned nowhere in the function or below it; and
+    the renamed module's syntax tree is the source's with exactly those names respelled."""
+    import ast
+    import symtable
+    build = load_build()
+    renamed_count = 0
+    for path, source in _modules():
+        plans = {}
+        for fn in ast.walk(ast.parse(source)):
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                plans[(fn.name, fn.lineno)] = build.rename_plan(fn)[0]
+        tables = [symtable.symtable(source, path, "exec")]
+        seen = 0
+        while tables:
+            t = tables.pop()
+            tables.extend(t.get_children())
+            if t.get_type() != "function" or (t.get_name(), t.get_lineno()) not in plans:
+                continue
+            plan = plans[(t.get_name(), t.get_lineno())]
+            below, todo = set(), list(t.get_children())
+            while todo:
+                c = todo.pop()
+                below |= set(c.get_identifiers())
+                todo.extend(c.get_children())
+            for old, new in plan.items():
+                sym = t.lookup(old)
+                assert sym.is_local() and not (sym.is_parameter() or sym.is_global()
+                                               or sym.is_free() or sym.is_nonlocal()), (path, old)
+                assert old not in below and new not in below, (path, old, new)
+                assert new not in t.get_identifiers(), (path, old, new)
+            seen += len(plan)
+        assert seen == sum(len(p) for p in plans.values()), path   # every plan was checked
+        renamed_count += seen
+        _same_but_renamed(ast.parse(source), ast.parse(build.rename_locals(source)), plans, {},
+                          os.path.relpath(path, ROOT))
+    assert renamed_count > 500, renamed_count
+
+
+def test_rename_locals_leaves_what_other_scopes_see():
+    """The cases that would break a program: a closure's variable, a default evaluated
+    outside, a comprehension reading a local, global/nonlocal, parameters, and a short name
+    that a global already holds."""
+    build = load_build()
+    source = (
+        "a = 1\n"
+        "def f(param, *rest, **named):\n"
+        "    counter = 0\n"
+        "    shared = 2\n"
+        "    listed = [3]\n"
+        "    global total\n"
+        "    total = 5\n"
+        "    def inner(x=listed):\n"
+        "        nonlocal counter\n"
+        "        counter += shared\n"
+        "    squares = [v * v for v in listed]\n"
+        "    private_long_name = a + param\n"
+        "    return private_long_name, squares, inner\n")
+    out = build.rename_locals(source)
+    for kept in ("counter", "shared", "listed", "total", "param", "rest", "named"):
+        assert out.count(kept) == source.count(kept), (kept, out)
+    assert "private_long_name" not in out and "squares" not in out, out
+    assert "a + param" in out   # the global a is not shadowed by a new local "a"
+    ns = {}
+    exec(compile(out, "x", "exec"), ns)
+    got = ns["f"](1)
+    assert got[:2] == (2, [9]) and ns["total"] == 5
+
+
+def test_renamed_private_names_are_the_modules_own_and_nothing_else_changes():
+    """Each module-level private name the build respells (build.private_plan) is, by the
+    compiler's symbol tables, bound at module level and only read as that global below it; its
+    new name appears in no scope of the module; and the respelled module is the same syntax
+    tree with exactly those names changed. The shipped modules are what this yields."""
+    import ast
+    import re
+    import symtable
+    build = load_build()
+    texts = {}
+    for path, source in _modules():
+        if not path.endswith("buildinfo.py"):
+            texts[path] = build.strip_source(build.rename_locals(source))
+    launcher = open(os.path.join(ROOT, "bootstrap", "launcher.py"), encoding="utf-8").read()
+    renamed = 0
+    for path, text in texts.items():
+        elsewhere = set(re.findall(r"[A-Za-z_]\w*", launcher))
+        for other, t in texts.items():
+            if other != path:
+                elsewhere |= set(re.findall(r"[A-Za-z_]\w*", t))
+        plan = build.private_plan(text, elsewhere)
+        out = build.rename_privates(text, elsewhere)
+        top = symtable.symtable(text, path, "exec")
+        tables, todo = [], list(top.get_children())
+        while todo:
+            t = todo.pop()
+            tables.append(t)
+            todo.extend(t.get_children())
+        for old, new in plan.items():
+            assert old not in elsewhere, (path, old)
+            assert top.lookup(old).is_assigned() or top.lookup(old).is_namespace(), (path, old)
+            for t in tables:
+                if old in t.get_identifiers():
+                    sym = t.lookup(old)
+                    assert sym.is_global() and not (sym.is_local() or sym.is_parameter()), \
+                        (path, t.get_name(), old)
+                assert new not in t.get_identifiers(), (path, t.get_name(), new)
+            assert new not in top.get_identifiers(), (path, new)
+        a, b = ast.parse(text), ast.parse(out)
+        tops = {id(n) for n in a.body}
+        for x, y in zip(ast.walk(a), ast.walk(b)):
+            assert type(x) is type(y), path
+            for field, vx in ast.iter_fields(x):
+                vy = getattr(y, field)
+                if isinstance(vx, ast.AST) or (isinstance(vx, list) and vx and
+                                               isinstance(vx[0], ast.AST)):
+                    assert len(vx if isinstance(vx, list) else [vx]) == \
+                        len(vy if isinstance(vy, list) else [vy]), (path, field)
+                    continue
+                if (isinstance(x, ast.Name) and field == "id") or (
+                        field == "name" and id(x) in tops):
+                    assert vy == plan.get(vx, vx), (path, vx, vy)
+                else:
+                    assert vx == vy, (path, field, vx, vy)
+        renamed += len(plan)
+    assert renamed > 50, renamed

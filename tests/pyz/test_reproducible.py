@@ -243,3 +243,41 @@ def test_another_v_tag_or_an_older_tag_is_never_claimed(repo):
     git(repo, "commit", "--quiet", "--allow-empty", "-m", "after the release")
     build(repo)
     assert "release" not in _version(os.path.join(str(repo), BUILD_OUT))
+
+
+CHECK_PAYLOAD = r'''
+import ast, importlib.util, sys, warnings
+spec = importlib.util.spec_from_file_location("build_under_check", sys.argv[1] + "/build.py")
+build = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(build)
+unpack = build.unpack
+warnings.simplefilter("error")   # 3.12+ warns of `1if` and bad escapes: none may appear
+with open(sys.argv[2], encoding="utf-8") as f:
+    text = f.read()
+for name, shipped in sorted(unpack(text.rsplit('"""', 2)[-2][1:-1]).items()):
+    tree = ast.parse(compile(shipped, name, "exec", ast.PyCF_ONLY_AST))
+    if name == "claw_cage/buildinfo.py":
+        continue
+    # the build's own processing (renamings, stripping) run by this Python gives the same
+    # bytes: the shipped modules do not depend on the Python that built them
+    assert build.package_files_map()[name] == shipped.encode("utf-8"), name
+    print(name)
+'''
+
+
+@pytest.mark.parametrize("version", WANTED, ids=["py%d.%d" % v for v in WANTED])
+def test_every_python_reads_the_shipped_modules_as_their_source(version, tmp_path):
+    """strip_source writes tokens with only the spaces Python needs, on one tokenizer; each
+    Python from 3.8 to the newest must read every shipped module as the same syntax tree as
+    its source (docstrings aside), without a warning, and unpack the payload the same way."""
+    if version not in PYTHONS:
+        pytest.skip("NO PYTHON %d.%d ON THIS MACHINE, NOT CHECKED (pyenv install %d.%d)"
+                    % (version + version))
+    out = str(tmp_path / "claw-cage.pyz")
+    subprocess.run([PYTHON, os.path.join(ROOT, "build.py"), "--out", out], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = subprocess.run([PYTHONS[version], "-B", "-c", CHECK_PAYLOAD, ROOT, out,
+                        os.path.join(ROOT, "bootstrap")], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert len(r.stdout.decode().split()) >= 20

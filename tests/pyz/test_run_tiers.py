@@ -46,7 +46,7 @@ def _run(tmp_path, args, rc=0, tier=None):
 def test_fast_runs_the_fast_tier_without_root(tmp_path):
     rc, out, calls = _run(tmp_path, ["--fast", "-k", "docs"])
     assert rc == 0, out
-    assert calls == "tier=fast args=-q -k docs tests\n"
+    assert calls == "tier=fast args=-q -n auto -k docs tests\n"   # every core
 
 
 def test_the_default_run_is_the_whole_suite_whatever_the_shell_holds(tmp_path):

@@ -186,17 +186,19 @@ def commit(steps, state):
     return touched
 
 
-def check_applied(config, state, fams):
+def check_applied(config, state, fams, read=None):
     """Read back (one save per family written; the others were checked by the read the plan
     came from) and compare with the rule table. Returns the problem text, or None when the
     kernel holds exactly the expected rules. A failing read raises UncheckedError: the rules
-    are applied, only the check is missing."""
+    are applied, only the check is missing. read: a dict that gets {family: the text read}."""
     for f in fams:
         try:
             text = runner.run([state.tools.save(f)]).stdout
         except runner.CommandError as err:
             raise UncheckedError("firewall applied, but could not be checked: %s; run "
                                  "--verify to check it" % err)
+        if read is not None:
+            read[f] = text
         problem = readback.compare(config, f, readback.parse_tables(text))
         if problem:
             return "%s does not hold the expected rules after applying them (%s)" % (
@@ -305,9 +307,12 @@ def apply(args, ui, endpoints=()):
     with held_signals() as arrived:   # an interrupt from here on rolls back, like a failure
         fams = commit(steps, state)
         unchecked = problem = files = None
+        # the rules as they are now, for --json's "what changed": a family no step touched is
+        # as the first read found it, a written one as its read-back found it (no third read)
+        now = dict(state.texts)
         try:
             if steps:
-                problem = check_applied(config, state, fams)
+                problem = check_applied(config, state, fams, now)
         except UncheckedError as err:
             unchecked = err
         if problem:
@@ -348,7 +353,7 @@ def apply(args, ui, endpoints=()):
                 "own rules at boot; --firewall --remove removes it" % persist.UNIT_NAME)
     if unchecked:
         raise unchecked
-    return outcome.result(before, outcome.snapshot(state.tools, state.fams),
+    return outcome.result(before, outcome.snapshot(state.tools, state.fams, now),
                           iptables=state.tools.iptables(4), families=list(state.fams),
                           bridge=config.bridge, subnet=str(config.subnet),
                           profile=config.profile, allow=list(args.allow), persisted=bool(later))

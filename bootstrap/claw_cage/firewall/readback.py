@@ -12,6 +12,20 @@ import ipaddress
 import shlex
 
 
+# What makes shlex.split differ from str.split: quotes, backslashes, and the whitespace that
+# str.split also splits on but shlex does not (and any non-ASCII, some of which is whitespace).
+_SHELL_SPECIAL = frozenset("'\"\\\x0b\x0c\x1c\x1d\x1e\x1f")
+
+
+def split(rule):
+    """shlex.split(rule), the way iptables-save quotes; without a quote, a backslash or unusual
+    whitespace (nearly every rule) it is str.split, several times faster: a re-apply compares
+    a few hundred rules."""
+    if rule.isascii() and _SHELL_SPECIAL.isdisjoint(rule):
+        return rule.split()
+    return shlex.split(rule)
+
+
 def _groups(words):
     """Split a rule's words into option groups: ['-d', '10.0.0.0/8'], ['!', '-i', 'x'], ..."""
     groups, cur = [], []
@@ -34,7 +48,7 @@ def _address(value):
 
 def canonical(rule):
     """A comparable form of one rule (the text after `-A CHAIN`)."""
-    words = shlex.split(rule)
+    words = split(rule)
     groups = _groups(words)
     out = []
     proto = None
@@ -81,7 +95,7 @@ def jump_position(rules, target):
     """1-based positions of the rules in a chain that jump (-j/-g) to `target`."""
     found = []
     for i, rule in enumerate(rules, 1):
-        words = shlex.split(rule)
+        words = split(rule)
         for j, w in enumerate(words[:-1]):
             if w in ("-j", "--jump", "-g", "--goto") and words[j + 1] == target:
                 found.append(i)
@@ -105,7 +119,7 @@ def may_accept_bridge(rule, bridge, subnet, chains=None, _depth=0):
     coming in from `bridge` with a source in `subnet` (None: any source). chains: the table
     ({chain: rules}), to look into a chain the rule jumps to; without it, or too deep, any jump
     counts. Conservative: when unsure, True."""
-    words = shlex.split(rule)
+    words = split(rule)
     target = None
     for j, w in enumerate(words[:-1]):
         if w in ("-j", "--jump", "-g", "--goto"):

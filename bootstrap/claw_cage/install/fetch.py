@@ -3,6 +3,8 @@
 Sources: an http(s) URL, a file:// URL, or a plain directory. Each file is fetched in its own
 thread with a deadline and a size cap, redirects are followed only to https, and each file must
 match the sha256 embedded at build time. Nothing is written to disk here: the caller gets bytes.
+start() begins the downloads and returns at once (the installer loads the rest of its code
+while they travel); wait() gives the files, all checked, or the first failure.
 
 The fetch threads are daemon threads, not a ThreadPoolExecutor, so that Ctrl-C ends the
 program at once instead of waiting for a stalled download to time out.
@@ -95,43 +97,71 @@ def _fetch_one(kind, base, name, timeout):
     return _read_file(os.path.join(base, name))
 
 
+class Download:
+    """The deploy files being fetched: start() begins every download at once, in the
+    background, and wait() gives their bytes. The installer starts them before it checks the
+    prerequisites and loads the rest of its code, so that the network's latency overlaps that
+    work instead of following it; nothing is written anywhere until wait() has checked them."""
+
+    def __init__(self, source, names, expected_sha256, timeout):
+        self.names, self.expected, self.timeout = list(names), expected_sha256, timeout
+        self.results = queue.Queue()
+        try:
+            kind, base = describe(source)
+        except FetchError as err:   # said by wait(), in the order the user expects
+            self.error = err
+            return
+        self.error = None
+        for name in self.names:
+            threading.Thread(target=self._worker, args=(kind, base, name), daemon=True).start()
+
+    def _worker(self, kind, base, name):
+        try:
+            self.results.put((name, _fetch_one(kind, base, name, self.timeout), None))
+        except FetchError as err:
+            self.results.put((name, None, err))
+        except Exception as err:  # never leave the main thread waiting on a dead worker
+            self.results.put((name, None, FetchError("%s: %s: %s" % (name, type(err).__name__,
+                                                                      err))))
+
+    def wait(self):
+        """{name: bytes} for every name, each checked against expected_sha256[name] (when
+        that mapping is empty: a source checkout, nothing to check). Raise FetchError for the
+        first file that fails, after all have finished or timed out."""
+        if self.error is not None:
+            raise self.error
+        files, errors = {}, []
+        for _ in self.names:
+            try:
+                # A hard ceiling above the per-file deadline, in case a read blocks past it.
+                name, data, err = self.results.get(timeout=self.timeout + 10)
+            except queue.Empty:
+                raise FetchError("timed out waiting for the download of the deploy files")
+            if err:
+                errors.append(err)
+            else:
+                files[name] = data
+        if errors:
+            raise sorted(errors, key=str)[0]
+        for name in self.names:
+            want = self.expected.get(name)
+            if self.expected and not want:
+                raise FetchError("%s: no expected sha256 was built into this program" % name)
+            got = hashlib.sha256(files[name]).hexdigest()
+            if want and got != want:
+                raise FetchError("%s: sha256 %s does not match the expected %s (tampered, or a "
+                                 "source from another release)" % (name, got[:16], want[:16]))
+        return files
+
+
+def start(source, names, expected_sha256, timeout=DEFAULT_TIMEOUT):
+    """Begin fetching every name from source, each in its own thread; the Download's wait()
+    returns them checked (see Download)."""
+    return Download(source, names, expected_sha256, timeout)
+
+
 def fetch_all(source, names, expected_sha256, timeout=DEFAULT_TIMEOUT):
     """Return {name: bytes} for every name, each checked against expected_sha256[name]
     (when that mapping is empty: a source checkout, nothing to check). Raise FetchError
     for the first file that fails, after all have finished or timed out."""
-    kind, base = describe(source)
-    results = queue.Queue()
-
-    def worker(name):
-        try:
-            results.put((name, _fetch_one(kind, base, name, timeout), None))
-        except FetchError as err:
-            results.put((name, None, err))
-        except Exception as err:  # never leave the main thread waiting on a dead worker
-            results.put((name, None, FetchError("%s: %s: %s" % (name, type(err).__name__,
-                                                                 err))))
-
-    for name in names:
-        threading.Thread(target=worker, args=(name,), daemon=True).start()
-    files, errors = {}, []
-    for _ in names:
-        try:
-            # A hard ceiling above the per-file deadline, in case a read blocks past it.
-            name, data, err = results.get(timeout=timeout + 10)
-        except queue.Empty:
-            raise FetchError("timed out waiting for the download of the deploy files")
-        if err:
-            errors.append(err)
-        else:
-            files[name] = data
-    if errors:
-        raise sorted(errors, key=str)[0]
-    for name in names:
-        want = expected_sha256.get(name)
-        if expected_sha256 and not want:
-            raise FetchError("%s: no expected sha256 was built into this program" % name)
-        got = hashlib.sha256(files[name]).hexdigest()
-        if want and got != want:
-            raise FetchError("%s: sha256 %s does not match the expected %s (tampered, or a "
-                             "source from another release)" % (name, got[:16], want[:16]))
-    return files
+    return start(source, names, expected_sha256, timeout).wait()

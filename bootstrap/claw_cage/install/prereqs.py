@@ -11,7 +11,6 @@ docker-compose, Ubuntu as docker-compose-v2, Docker's own repository as docker-c
 """
 
 import os
-import platform
 import re
 
 from .. import runner
@@ -72,7 +71,7 @@ def standalone_plugin(machine):
 
 def compose_hint(release, packages, machine):
     """What to run to get Compose v2 on this host. release: os_release(); packages: where
-    docker came from (docker_packages()); machine: platform.machine(). Pure."""
+    docker came from (docker_packages()); machine: os.uname().machine. Pure."""
     ids = [release.get("ID", "")] + release.get("ID_LIKE", "").split()
     version = release.get("VERSION_ID", "")
     major = int(version.split(".")[0]) if version.split(".")[0].isdigit() else None
@@ -101,7 +100,7 @@ def host_compose_hint(docker):
     dockerd = runner.which("dockerd")
     if dockerd:
         files.append(os.path.realpath(dockerd))
-    return compose_hint(os_release(), docker_packages(files), platform.machine())
+    return compose_hint(os_release(), docker_packages(files), os.uname().machine)
 
 
 def compose_major(version_output):
@@ -111,7 +110,8 @@ def compose_major(version_output):
 
 
 def check(ui):
-    """Raise PrereqError naming the first missing prerequisite; report what was found."""
+    """Raise PrereqError naming the first missing prerequisite; report what was found.
+    Returns the docker command, for daemon()."""
     docker = runner.which("docker")
     if docker is None:
         raise PrereqError("docker not found on PATH: " + DOCKER_HINT)
@@ -125,7 +125,13 @@ def check(ui):
         raise PrereqError("Docker Compose v2 not found (`docker compose version` did not "
                           "answer with v2 or newer): " + host_compose_hint(docker))
     ui.ok("docker and %s" % result.stdout.strip().splitlines()[0])
-    ui.ok("architecture %s" % platform.machine())
+    ui.ok("architecture %s" % os.uname().machine)
+    return docker
+
+
+def daemon(ui, docker):
+    """Whether the Docker daemon answers: only a warning when it does not (the files can be
+    installed before Docker is started), so the install asks while its download runs."""
     try:
         daemon = runner.run([docker, "info", "--format", "{{.ServerVersion}}"], check=False,
                             timeout=15)

@@ -10,12 +10,10 @@ without it), every other byte kept.
 
 import os
 import re
-import secrets
 
 import claw_cage
 
-from .. import __version__, buildinfo, deployment, dotenv, paths, safefile
-from ..egress import config, keys   # at the top: what they import must load before sudo drops root
+from .. import __version__, buildinfo, deployment, paths, safefile
 from ..errors import TargetError, UsageError
 from ..ui import UI
 from . import fetch, prereqs
@@ -63,6 +61,17 @@ def fetch_timeout():
     return value
 
 
+def load_the_rest():
+    """Import what the install uses only after its download began (the .env reader, the
+    token's randomness, the keys --firewall moves): while the files travel, not before they
+    leave. Under sudo, before root is dropped: the user may not be able to read root's Python
+    (a late import of grp failed so); the functions below then import from memory."""
+    import secrets  # noqa: F401
+
+    from .. import dotenv  # noqa: F401
+    from ..egress import config, keys  # noqa: F401
+
+
 def drop_privileges(user):
     """Under sudo, install as the invoking user: the files are theirs, and root never writes
     into a directory a user controls."""
@@ -76,6 +85,8 @@ def env_with_token(example):
     """.env text with a fresh gateway token (32 random bytes, hex) on its blank token line (or
     a new one at the end): the first .env from .env.example, or a user's .env whose token is
     blank. Nothing else changes."""
+    import secrets
+
     text = example.decode("utf-8")
     line = "%s=%s" % (TOKEN_VAR, secrets.token_hex(32))
     # [ \t\"']*, not \s*: \s would also eat the line break, and the blank line after it
@@ -91,6 +102,8 @@ def env_with_token(example):
 def token_is_set(env_bytes):
     """Whether Docker Compose sees a non-empty token in .env (dotenv: the last assignment
     wins, `export`, a BOM, spaces around `=`; Compose itself answers where it is present)."""
+    from .. import dotenv
+
     return dotenv.value_is_set(env_bytes, TOKEN_VAR)[0]
 
 
@@ -274,6 +287,9 @@ def firewall_due(ui, target):
     provider keys that this release no longer hands to the gateway (they reach the provider
     once --firewall has moved them to the proxy), and an api-only socket folder still owned by
     uid 1000 from an older release (the relay, uid RELAY_UID, cannot make its socket there)."""
+    from .. import dotenv
+    from ..egress import config, keys
+
     pyz = os.path.join(target, PROGRAM[0])
     if safefile.read(os.path.join(target, ROUTES[0])) == ROUTES[1]:   # not written by --firewall
         env = safefile.read(os.path.join(target, ENV)) or b""
@@ -320,14 +336,20 @@ def main(args):
     if user.via_sudo:
         ui.warn("running as root through sudo: installing as %s into %s (files owned by %s; "
                 "the install needs no root)" % (user.name, target, user.name))
+        load_the_rest()   # as root: see load_the_rest
         drop_privileges(user)
     timeout = fetch_timeout()
-    prereqs.check(ui)
-
     source = args.source or os.environ.get("CLAW_CAGE_SOURCE") or default_source()
-    ui.info("fetching the deploy files from %s" % source)
     names = [name for name, _ in ARTIFACTS] + [POLICY]
-    fetched = fetch.fetch_all(source, names, buildinfo.DEPLOY_SHA256, timeout)
+    docker = prereqs.check(ui)   # before any download: a host that lacks one fetches nothing
+    # The downloads start now, as the user, and travel while the daemon is asked and the rest
+    # of the program loads; nothing is written before every file passed its sha256.
+    download = fetch.start(source, names, buildinfo.DEPLOY_SHA256, timeout)
+    prereqs.daemon(ui, docker)
+    load_the_rest()
+
+    ui.info("fetching the deploy files from %s" % source)
+    fetched = download.wait()
     if buildinfo.DEPLOY_SHA256:
         ui.ok("downloaded %d files, each matching its sha256" % len(fetched))
     else:

@@ -17,6 +17,7 @@ _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
 _DIGITS = re.compile(r"[0-9]{1,18}\Z")
 _HEX = re.compile(r"[0-9A-Fa-f]{1,15}\Z")
 CHUNKED = -1   # a body's length when it comes in chunks
+READ = 262144   # the most one read of a body takes (what asyncio's transports read at once)
 
 
 class Refused(Exception):
@@ -143,7 +144,7 @@ async def _copy(reader, writer, n, touch):
     """n bytes (None: until the end) from reader to writer."""
     moved = 0
     while n is None or moved < n:
-        data = await reader.read(65536 if n is None else min(n - moved, 65536))
+        data = await reader.read(READ if n is None else min(n - moved, READ))
         if not data:
             if n is None:
                 break
@@ -153,3 +154,114 @@ async def _copy(reader, writer, n, touch):
         await writer.drain()
         moved += len(data)
     return moved
+
+
+class BodyReader(asyncio.StreamReader):
+    """The StreamReader of an upstream connection: heads and chunked bodies are read from it
+    as from any; pass_to moves a body that needs no re-framing (a Content-Length, or until the
+    upstream ends) past its buffer. On a route's streamed download the buffer's copies in and
+    out and a task switch per read were most of the proxy's work (0.33x of a direct TLS
+    read): here each piece the transport delivers is written to the client at once."""
+
+    _pass = None   # while a body passes: its _Passing
+    passed = 0     # the bytes the last pass_to moved, also when it failed
+
+    def feed_data(self, data):
+        if self._pass is None:
+            return asyncio.StreamReader.feed_data(self, data)
+        self._pass.data(data)
+
+    def feed_eof(self):
+        asyncio.StreamReader.feed_eof(self)
+        if self._pass is not None:
+            self._pass.end(None)
+
+    def set_exception(self, exc):
+        asyncio.StreamReader.set_exception(self, exc)
+        if self._pass is not None:
+            self._pass.end(exc)
+
+    def reusable(self):
+        """Whether the connection can carry the next request: it has not ended, and holds no
+        byte that no request asked for (what a desynchronised upstream would answer with)."""
+        return not (self._buffer or self._eof or self._exception)
+
+    async def pass_to(self, out, length, touch):
+        """length bytes (None: until the upstream ends) to out, the client's StreamWriter, as
+        they arrive; past out's high-water mark the upstream stops reading until out drains.
+        Returns (bytes moved, whether this connection can carry another request: not when it
+        ended, or sent bytes past the body); self.passed holds the bytes moved, also when it
+        raises. asyncio.IncompleteReadError when the upstream leaves mid-body,
+        ConnectionError when the client does."""
+        body = self._pass = _Passing(self._transport, out, length, touch)
+        if length == 0:
+            body.end(None)
+        try:
+            early = bytes(self._buffer)   # what came with the head
+            del self._buffer[:]
+            if self._paused:   # the buffer had filled: reading resumes for the body
+                self._paused = False
+                self._transport.resume_reading()
+            if early:
+                body.data(early)
+            if self._eof or self._exception:
+                body.end(self._exception)
+            while not body.ended:
+                if body.paused:
+                    await out.drain()
+                    body.paused = False
+                    self._transport.resume_reading()
+                else:
+                    body.waiter = asyncio.get_event_loop().create_future()
+                    await body.waiter
+            if body.paused:   # it ended while paused (TLS before 3.11 reads on after a pause)
+                self._transport.resume_reading()
+        finally:
+            self._pass, self.passed = None, body.moved
+        if body.failed:
+            raise body.failed
+        return body.moved, not body.extra and self.reusable()
+
+
+class _Passing:
+    """One body on its way through BodyReader.pass_to."""
+
+    def __init__(self, transport, out, left, touch):
+        self.transport, self.out, self.left, self.touch = transport, out, left, touch
+        self.high = out.transport.get_write_buffer_limits()[1]
+        self.moved, self.extra, self.failed = 0, False, None
+        self.ended = self.paused = False
+        self.waiter = None
+
+    def wake(self):
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def data(self, data):
+        if self.ended:
+            self.extra = True   # past the body: this upstream cannot be trusted with another
+            return
+        if self.left is not None:
+            if len(data) > self.left:
+                data, self.extra = data[:self.left], True
+            self.left -= len(data)
+        if self.out.transport.is_closing():
+            return self.end(ConnectionResetError("the client left"))
+        self.touch()
+        self.out.write(data)
+        self.moved += len(data)
+        if self.left == 0:
+            self.end(None)
+        elif not self.paused and self.out.transport.get_write_buffer_size() > self.high:
+            self.paused = True
+            self.transport.pause_reading()
+            self.wake()
+
+    def end(self, exc):
+        """The upstream ended (exc None: cleanly) or the body is complete."""
+        if not self.ended:
+            self.ended = True
+            if exc is None and self.left:
+                exc = asyncio.IncompleteReadError(b"", self.left)
+            self.failed = exc
+            self.wake()

@@ -20,7 +20,7 @@ import os
 import re
 import ssl
 
-from .http import CHUNKED, Head, Refused, copy_body, response
+from .http import CHUNKED, BodyReader, Head, Refused, copy_body, response
 from .relay import Timer
 from .upstream import connect_any, resolve
 
@@ -28,9 +28,30 @@ CREDENTIALS = ("authorization", "x-api-key", "x-goog-api-key", "api-key")
 HOP_BY_HOP = ("connection", "keep-alive", "proxy-authorization", "proxy-connection", "te",
               "upgrade", "trailer", "transfer-encoding", "content-length", "expect", "host")
 _TELEGRAM = re.compile(r"(/file)?/bot[^/]*(/.*)\Z")
-# asyncio's TLS transport (Python 3.11+) keeps a 256 KiB read buffer per connection: 1,000
-# streams held 340 MB. 16 KiB is a TLS record, the most one read yields anyway.
-asyncio.sslproto.SSLProtocol.max_size = 16384
+
+
+_SSLProtocol = asyncio.sslproto.SSLProtocol
+
+
+class _SharedReadBuffer(_SSLProtocol):
+    """asyncio's TLS protocol (Python 3.11+) reads the socket into a buffer of its own,
+    256 KiB per connection (1,000 streams held 340 MB), and copies what it read into its TLS
+    object before the read returns: one buffer shared by every connection does the same job
+    (the loop runs one read at a time). A 16 KiB buffer per connection (one TLS record) kept
+    the memory but read a streamed answer a record per turn of the loop, most of the proxy's
+    work; 256 KiB shared reads all that waits. Before 3.11 the socket transport reads 256 KiB
+    into a new bytes object each time, and these attributes do not exist."""
+
+    max_size = 16384   # what __init__ allocates, and each read of decrypted data (a record)
+
+    def __init__(self, *args, **kwargs):
+        _SSLProtocol.__init__(self, *args, **kwargs)
+        if hasattr(self, "_ssl_buffer"):
+            self._ssl_buffer, self._ssl_buffer_view = _SHARED, memoryview(_SHARED)
+
+
+_SHARED = bytearray(262144)
+asyncio.sslproto.SSLProtocol = _SharedReadBuffer
 
 
 def load_keys(cfg):
@@ -288,7 +309,14 @@ class Client:
             resp.fields.append(("Connection", "close"))
         self.writer.write(resp.encode())
         counts[2] = status
-        counts[1] = await copy_body(up_reader, self.writer, rlen, self.timer.touch)
+        if rlen == CHUNKED:
+            counts[1] = await copy_body(up_reader, self.writer, rlen, self.timer.touch)
+        elif rlen != 0:
+            try:
+                _, reusable = await up_reader.pass_to(self.writer, rlen, self.timer.touch)
+            finally:
+                counts[1] = up_reader.passed   # what reached the client, also when cut
+            keep_up = keep_up and reusable
         if not keep_up:
             self.drop_upstream()
         return status, keep
@@ -301,7 +329,7 @@ class Client:
 
     async def upstream(self, route):
         """The kept connection to route's upstream, or a new one (Refused 502/403)."""
-        if self.up and self.up[0] == route.name and not self.up[1].at_eof():
+        if self.up and self.up[0] == route.name and self.up[1].reusable():
             return self.up[1:]
         self.drop_upstream()
         cfg, loop = self.cfg, self.routes.loop
@@ -318,9 +346,14 @@ class Client:
 
 
 async def _open(address, port, tls, host):
+    """asyncio.open_connection, with a BodyReader for the upstream's answers."""
+    loop = asyncio.get_event_loop()
+    reader = BodyReader(limit=65536)
+    protocol = asyncio.StreamReaderProtocol(reader)
     try:
-        return await asyncio.open_connection(address, port, ssl=tls, limit=65536,
-                                             server_hostname=host if tls else None)
+        transport, _ = await loop.create_connection(lambda: protocol, address, port, ssl=tls,
+                                                    server_hostname=host if tls else None)
+        return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
     except ssl.SSLError as err:
         raise Refused(502, "TLS with %s failed: %s" % (host, getattr(
             err, "verify_message", None) or err.reason or err))
