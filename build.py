@@ -256,11 +256,14 @@ def _scope_names(node):
     return names
 
 
-def rename_plan(fn):
+def rename_plan(fn, named=frozenset()):
     """{old: new} for a function's locals that may travel under a short name, and the Name
     nodes of its own scope. A local qualifies when the function's own body assigns it and no
     nested scope (a def, lambda, class or comprehension inside, their defaults included)
-    mentions it at all; parameters (callers may name them) and global/nonlocal names never."""
+    mentions it at all; global/nonlocal names never. A parameter qualifies too, unless its
+    name is in `named` (every name the program passes as a keyword or holds as a string: a
+    caller could name it), it is self or cls, or the function is a dunder method (Python
+    calls those)."""
     own, todo = [], list(fn.body)
     nested = set()
     while todo:
@@ -282,10 +285,13 @@ def rename_plan(fn):
         if isinstance(n, ast.Name):
             counts[n.id] = counts.get(n.id, 0) + 1
     stored = {n.id for n in own if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    stored -= params
     taken = _scope_names(fn)
     free = (s for s in SHORT if s not in taken)
     plan = {}
-    for old in sorted(stored - params - declared - nested, key=lambda x: (-counts[x], x)):
+    if not (fn.name.startswith("__") and fn.name.endswith("__")):
+        stored |= params - set(named) - {"self", "cls"}
+    for old in sorted(stored - declared - nested, key=lambda x: (-counts.get(x, 0), x)):
         new = next(free, None)
         if new is None:
             break
@@ -294,31 +300,50 @@ def rename_plan(fn):
     return plan, own
 
 
-def rename_locals(text):
-    """The module's source with each function's qualifying locals (rename_plan) renamed,
-    every line where it was: tracebacks keep their line numbers."""
+def rename_locals(text, named=frozenset()):
+    """The module's source with each function's qualifying locals and parameters
+    (rename_plan) renamed, every line where it was: tracebacks keep their line numbers."""
     edits = []
     for fn in ast.walk(ast.parse(text)):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            plan, own = rename_plan(fn)
+            plan, own = rename_plan(fn, named)
             edits += [(n.lineno, n.col_offset, n.id, plan[n.id]) for n in own
                       if isinstance(n, ast.Name) and n.id in plan]
+            edits += [(a.lineno, a.col_offset, a.arg, plan[a.arg]) for a in ast.walk(fn.args)
+                      if isinstance(a, ast.arg) and a.arg in plan]
     return _respell(text, edits)
 
 
+def named_anywhere(sources):
+    """Every name the program passes as a keyword argument or holds as a whole string (a
+    dict's key for **keywords, getattr): a parameter of that name keeps it."""
+    named = set()
+    for text in sources:
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.keyword) and node.arg:
+                named.add(node.arg)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and node.value.isidentifier():
+                named.add(node.value)
+    return frozenset(named)
+
+
 def private_plan(text, elsewhere):
-    """{old: new} for the module's private top-level names (_x) that the module's code alone
-    mentions: no other module nor the launcher (elsewhere: the words they hold), no scope of
-    its own assigns or declares them again, and every occurrence in the text is one of the
-    Name nodes or the def/class statement the plan renames (an attribute or a string of the
-    same spelling keeps the name as it is)."""
+    """{old: new} for the module's top-level functions and variables that the module's code
+    alone mentions: no other module nor the launcher (elsewhere: the words they hold), no
+    scope of its own assigns or declares them again, and every occurrence in the text is one
+    of the Name nodes or the def statement the plan renames (an attribute or a string of the
+    same spelling keeps the name as it is). Never a class (an error's class name is printed)
+    nor a function given as argparse's type= (its name can appear in a usage error)."""
     tree = ast.parse(text)
     top = set()
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             top.add(node.name)
         elif isinstance(node, ast.Assign):
             top |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    top -= {k.value.id for k in ast.walk(tree) if isinstance(k, ast.keyword)
+            and k.arg == "type" and isinstance(k.value, ast.Name)}
     inner = set()   # every name a scope below the module binds: those stay
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
@@ -334,7 +359,7 @@ def private_plan(text, elsewhere):
     sites = private_sites(tree, top)
     plan = {}
     for old in sorted(top - inner - elsewhere):
-        if not old.startswith("_") or old.startswith("__"):
+        if old.startswith("__"):
             continue
         if len(re.findall(r"(?<![\w.])%s(?!\w)" % re.escape(old), text)) != len(sites[old]) \
                 or len(re.findall(r"\b%s\b" % re.escape(old), text)) != len(sites[old]):
@@ -361,7 +386,7 @@ def private_sites(tree, names):
 
 
 def rename_privates(text, elsewhere):
-    """The (stripped) module with its private top-level names (private_plan) respelled."""
+    """The (stripped) module with its own top-level names (private_plan) respelled."""
     plan = private_plan(text, elsewhere)
     sites = private_sites(ast.parse(text), plan)
     return _respell(text, [(row, col, old, new) for old, new in plan.items()
@@ -387,9 +412,12 @@ def package_files():
         for name in sorted(names):
             if name.endswith(".py") and rel + "/" + name != "claw_cage/buildinfo.py":
                 with open(os.path.join(folder, name), encoding="utf-8") as f:
-                    files.append((rel + "/" + name, strip_source(rename_locals(f.read()))))
+                    files.append((rel + "/" + name, f.read()))
     with open(os.path.join(SRC, "launcher.py"), encoding="utf-8") as f:
         launcher = f.read()
+    named = named_anywhere([launcher] + [text for _, text in files])
+    _NAMED[:] = [named]
+    files = [(name, strip_source(rename_locals(text, named))) for name, text in files]
     words = {name: set(re.findall(r"[A-Za-z_]\w*", text)) for name, text in files}
     shipped = []
     for name, text in files:
@@ -402,6 +430,13 @@ def package_files():
 
 
 _FILES = {}
+_NAMED = []   # package_files()'s named_anywhere, for the launcher's renaming
+
+
+def package_named():
+    """named_anywhere() of the program and the launcher, as package_files() computes it."""
+    package_files()
+    return _NAMED[0]
 
 
 def package_files_map():
@@ -488,7 +523,7 @@ def render_launcher(version_line):
         text = text.replace(old, "%s = %r" % (marker, value))
     # shipped like the modules, without comments and docstrings: the readable launcher is
     # bootstrap/launcher.py at the commit the head names, and every byte costs start-up time
-    text = strip_source(text)
+    text = strip_source(rename_locals(text, _NAMED[0] if _NAMED else package_named()))
     if "'''" in text or text.endswith("\\"):
         sys.exit("build.py: launcher.py must not contain ''' (it is embedded in r''' ''')")
     return text

@@ -235,11 +235,11 @@ def _without_docstrings(tree):
 def _private_plans(build):
     """{member: the build's private_plan} for every module, as package_files decides it."""
     import re
-    texts = {}
+    texts, named = {}, _shipped_named(build)
     for path, source in _modules():
         if not path.endswith("buildinfo.py"):
             member = os.path.relpath(path, os.path.join(ROOT, "bootstrap")).replace(os.sep, "/")
-            texts[member] = build.strip_source(build.rename_locals(source))
+            texts[member] = build.strip_source(build.rename_locals(source, named))
     launcher = open(os.path.join(ROOT, "bootstrap", "launcher.py"), encoding="utf-8").read()
     plans = {}
     for member, text in texts.items():
@@ -270,7 +270,7 @@ def test_payload_modules_are_the_source_token_for_token(pyz):
             source = open(path, encoding="utf-8").read()
             # the renamings, each proven a pure respelling below
             build = load_build()
-            expected = ast.parse(build.rename_locals(source))
+            expected = ast.parse(build.rename_locals(source, _shipped_named(build)))
             plan = privates.get(member, {})
             for node in ast.walk(expected):
                 if isinstance(node, ast.Name):
@@ -340,6 +340,29 @@ def test_strip_source_writes_spaces_only_where_python_needs_them():
 
 # ---- rename_locals changes spelling only: checked against the compiler's symbol tables ----
 
+def _named():
+    """This test's own reading of the names a caller could use for a parameter: every keyword
+    argument and every whole-identifier string, in the program and the launcher."""
+    import ast
+    names = set()
+    paths = [p for p, _ in _modules()] + [os.path.join(ROOT, "bootstrap", "launcher.py")]
+    for path in paths:
+        for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
+            if isinstance(node, ast.keyword) and node.arg:
+                names.add(node.arg)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and \
+                    node.value.isidentifier():
+                names.add(node.value)
+    return names
+
+
+def _shipped_named(build):
+    """The names the build keeps for parameters, as package_files computes them."""
+    texts = [text for p, text in _modules() if not p.endswith("buildinfo.py")]
+    texts.append(open(os.path.join(ROOT, "bootstrap", "launcher.py"), encoding="utf-8").read())
+    return build.named_anywhere(texts)
+
+
 def _modules():
     pkg = os.path.join(ROOT, "bootstrap", "claw_cage")
     for folder, _dirs, names in os.walk(pkg):
@@ -380,7 +403,8 @@ def _same_but_renamed(a, b, plans, plan, where):
                 if field == "args" and isinstance(a, (ast.FunctionDef, ast.AsyncFunctionDef,
                                                        ast.Lambda)):
                     # defaults are evaluated outside: they keep the enclosing plan
-                    _same_args(x, y, plans, plan, where)
+                    _same_args(x, y, plans, plan, where,
+                               [(a.name, a.lineno)] if hasattr(a, "name") else None)
                     continue
                 if field == "generators" and i == 0:
                     _same_but_renamed(x.target, y.target, plans, {}, where)
@@ -393,29 +417,35 @@ def _same_but_renamed(a, b, plans, plan, where):
                 assert x == y, (where, field, x, y)
 
 
-def _same_args(x, y, plans, plan, where):
+def _same_args(x, y, plans, plan, where, where_fn=None):
     import ast
     for d, e in zip(x.defaults + [k for k in x.kw_defaults if k],
                     y.defaults + [k for k in y.kw_defaults if k]):
         _same_but_renamed(d, e, plans, plan, where)
-    assert [a.arg for a in ast.walk(x) if isinstance(a, ast.arg)] == \
+    inner = plans.get(where_fn[0], {}) if where_fn else {}
+    assert [inner.get(a.arg, a.arg) for a in ast.walk(x) if isinstance(a, ast.arg)] == \
         [a.arg for a in ast.walk(y) if isinstance(a, ast.arg)], where
 
 
 def test_renamed_locals_are_the_compilers_locals_and_nothing_else_changes():
-    """For every function of the program: each renamed name is, by the compiler's own symbol
-    table, a local of that function (not a parameter, global, nonlocal or free name), no nested
-    scope mentions it, and its new name is mentioned nowhere in the function or below it; and
-    the renamed module's syntax tree is the source's with exactly those names respelled."""
+    """For every function of the program and the launcher: each renamed name is, by the
+    compiler's own symbol table, a local of that function (not a global, nonlocal or free
+    name; a parameter only when no keyword argument and no whole string of the program holds
+    its name, and never self, cls or a dunder method's), no nested scope mentions it, and its
+    new name is mentioned nowhere in the function or below it; and the renamed module's
+    syntax tree is the source's with exactly those names respelled."""
     import ast
     import symtable
     build = load_build()
-    renamed_count = 0
-    for path, source in _modules():
+    renamed_count = params = 0
+    named, callers = _shipped_named(build), _named()
+    launcher = os.path.join(ROOT, "bootstrap", "launcher.py")
+    for path, source in list(_modules()) + [(launcher, open(launcher, encoding="utf-8").read())]:
+        keep = named
         plans = {}
         for fn in ast.walk(ast.parse(source)):
             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                plans[(fn.name, fn.lineno)] = build.rename_plan(fn)[0]
+                plans[(fn.name, fn.lineno)] = build.rename_plan(fn, keep)[0]
         tables = [symtable.symtable(source, path, "exec")]
         seen = 0
         while tables:
@@ -431,16 +461,20 @@ def test_renamed_locals_are_the_compilers_locals_and_nothing_else_changes():
                 todo.extend(c.get_children())
             for old, new in plan.items():
                 sym = t.lookup(old)
-                assert sym.is_local() and not (sym.is_parameter() or sym.is_global()
-                                               or sym.is_free() or sym.is_nonlocal()), (path, old)
+                assert sym.is_local() and not (sym.is_global() or sym.is_free()
+                                               or sym.is_nonlocal()), (path, old)
+                if sym.is_parameter():
+                    params += 1
+                    assert old not in callers and old not in ("self", "cls"), (path, old)
+                    assert not t.get_name().startswith("__"), (path, t.get_name(), old)
                 assert old not in below and new not in below, (path, old, new)
                 assert new not in t.get_identifiers(), (path, old, new)
             seen += len(plan)
         assert seen == sum(len(p) for p in plans.values()), path   # every plan was checked
         renamed_count += seen
-        _same_but_renamed(ast.parse(source), ast.parse(build.rename_locals(source)), plans, {},
-                          os.path.relpath(path, ROOT))
-    assert renamed_count > 500, renamed_count
+        _same_but_renamed(ast.parse(source), ast.parse(build.rename_locals(source, keep)),
+                          plans, {}, os.path.relpath(path, ROOT))
+    assert renamed_count > 500 and params > 100, (renamed_count, params)
 
 
 def test_rename_locals_leaves_what_other_scopes_see():
@@ -462,9 +496,10 @@ def test_rename_locals_leaves_what_other_scopes_see():
         "    squares = [v * v for v in listed]\n"
         "    private_long_name = a + param\n"
         "    return private_long_name, squares, inner\n")
-    out = build.rename_locals(source)
-    for kept in ("counter", "shared", "listed", "total", "param", "rest", "named"):
+    out = build.rename_locals(source, {"param"})   # a caller names param= somewhere
+    for kept in ("counter", "shared", "listed", "total", "param"):
         assert out.count(kept) == source.count(kept), (kept, out)
+    assert "rest" not in out and "named" not in out, out   # no caller can name these
     assert "private_long_name" not in out and "squares" not in out, out
     assert "a + param" in out   # the global a is not shadowed by a new local "a"
     ns = {}
@@ -482,10 +517,10 @@ def test_renamed_private_names_are_the_modules_own_and_nothing_else_changes():
     import re
     import symtable
     build = load_build()
-    texts = {}
+    texts, named = {}, _shipped_named(build)
     for path, source in _modules():
         if not path.endswith("buildinfo.py"):
-            texts[path] = build.strip_source(build.rename_locals(source))
+            texts[path] = build.strip_source(build.rename_locals(source, named))
     launcher = open(os.path.join(ROOT, "bootstrap", "launcher.py"), encoding="utf-8").read()
     renamed = 0
     for path, text in texts.items():

@@ -2,7 +2,7 @@
 1 ms per KiB whatever it holds, so the built file must stay within 100 KiB with every feature
 in. tests/bench/benchmark.py prints what the bytes cost at start-up; docs/design.md says how
 the build keeps the bytes down (one bz2 stream, 14 bits per two bytes of UTF-8, the modules
-without comments, docstrings and the spaces Python does not need, locals and private names
+without comments, docstrings and the spaces Python does not need, local and module-level names
 respelled short)."""
 
 import os
