@@ -25,6 +25,7 @@ PARENT=auto
 
 MANGLE_V4='*mangle
 :CLAW-CAGE-PRE - [0:0]
+:CLAW-CAGE-ROUTES - [0:0]
 -A CLAW-CAGE-PRE -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
 -A CLAW-CAGE-PRE -d 172.30.0.1/32 -p tcp -m tcp --dport 18790 -j RETURN
 -A CLAW-CAGE-PRE -m addrtype --dst-type LOCAL -j DROP
@@ -42,7 +43,8 @@ MANGLE_V4='*mangle
 -A CLAW-CAGE-PRE -d 224.0.0.0/4 -j DROP
 -A CLAW-CAGE-PRE -d 240.0.0.0/4 -j DROP
 -A CLAW-CAGE-PRE -d 255.255.255.255/32 -j DROP
--A CLAW-CAGE-PRE -j RETURN'
+-A CLAW-CAGE-PRE -j RETURN
+-A CLAW-CAGE-ROUTES -d 172.30.0.1/32 ! -i lo -p tcp -m tcp --dport 18790 -j DROP'
 FILTER_V4=':CLAW-CAGE-FWD - [0:0]
 :CLAW-CAGE-IN - [0:0]
 -A CLAW-CAGE-FWD -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
@@ -78,6 +80,7 @@ FILTER_V4=':CLAW-CAGE-FWD - [0:0]
 
 MANGLE_V6='*mangle
 :CLAW-CAGE-PRE - [0:0]
+:CLAW-CAGE-ROUTES - [0:0]
 -A CLAW-CAGE-PRE -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN
 -A CLAW-CAGE-PRE -p ipv6-icmp -m icmp6 --icmpv6-type 135 -j RETURN
 -A CLAW-CAGE-PRE -p ipv6-icmp -m icmp6 --icmpv6-type 136 -j RETURN
@@ -160,7 +163,8 @@ apply() {
     fi
     {
         printf '%s\n' "$mangle"
-        jump_edits mangle "-A PREROUTING -i $BRIDGE -j CLAW-CAGE-PRE" <<<"$saved"
+        jump_edits mangle "-A PREROUTING -i $BRIDGE -j CLAW-CAGE-PRE
+-A INPUT ! -i $BRIDGE -j CLAW-CAGE-ROUTES" <<<"$saved"
         echo COMMIT
         echo '*filter'
         if [ -n "$create" ]; then echo "$create"; fi

@@ -177,14 +177,19 @@ def test_proxy_json_is_the_contract():
                                 "to": "unix:/run/claw-cage/gateway/gateway.sock"}],
                    "log": "-", "max_conns": 256, "header_timeout": 10, "idle_timeout": 300,
                    "connect_timeout": 10, "max_header": 16384, "expires": {}, "routes": [],
-                   "routes_listen": [], "keys_dir": None, "max_body": 64 << 20}
+                   "routes_listen": [], "routes_clients": [], "keys_dir": None,
+                   "max_body": 64 << 20}
     assert config.parse(config.render([])).allow == []
     route = {"name": "openai", "upstream": "https://api.openai.com", "key": "OPENAI_API_KEY",
              "auth": "bearer", "paths": None, "budget": None}
     cfg = json.loads(config.render([], (), routes=[route],
-                                    routes_listen=["172.30.0.1:18790"], namespace=False))
-    assert (cfg["listen"], cfg["forward"], cfg["routes"], cfg["routes_listen"]) == \
-        ([], [], [route], ["172.30.0.1:18790"])
+                                    routes_listen=["172.30.0.1:18790"], namespace=False,
+                                    routes_clients=["172.30.0.0/24"]))
+    assert (cfg["listen"], cfg["forward"], cfg["routes"], cfg["routes_listen"],
+            cfg["routes_clients"]) == ([], [], [route], ["172.30.0.1:18790"], ["172.30.0.0/24"])
+    with pytest.raises(ValueError, match="needs routes_clients"):   # never a TCP listener
+        config.render([], (), routes=[route], routes_listen=["172.30.0.1:18790"],   # for all
+                      namespace=False)
     assert cfg["keys_dir"] is None
 
 
@@ -317,6 +322,7 @@ def test_apply_then_remove(pyz, tmp_path, lab):
     cfg = json.loads(open(upper(base, PROXY_JSON)).read())
     assert (cfg["listen"], cfg["forward"], cfg["allow"]) == ([], [], [])
     assert cfg["routes_listen"] == ["172.30.0.1:18790"]
+    assert cfg["routes_clients"] == ["172.30.0.0/24"]   # the compose file's subnet alone
     assert [r["budget"] for r in cfg["routes"]] == [{"hour": 5, "day": 50},
                                                     {"hour": 600, "day": 6000}]
     routed = json.loads(open(os.path.join(d, keys.CONFIG)).read())
@@ -563,7 +569,11 @@ def test_local_only_apply_migrate_and_remove(pyz, old_pyz, tmp_path, lab):
     assert routed["models"]["providers"]["ollama"] == {
         "baseUrl": "http://127.0.0.1:18790/ollama"}
     assert open(env, "rb").read() == original + b"COMPOSE_FILE=docker-compose.api-only.yml\n"
-    assert lab.save(4) == rules_before   # the local-only rules, unchanged: the second layer
+    # the local-only rules, unchanged (the second layer), but for what this release's table
+    # adds: the key routes' guard (CLAW-CAGE-ROUTES, empty under local-only) and its jump
+    now = lab.save(4).splitlines()
+    assert [l for l in now if "CLAW-CAGE-ROUTES" not in l] == rules_before.splitlines()
+    assert "-A INPUT ! -i claw-cage0 -j CLAW-CAGE-ROUTES" in now
     assert open(upper(base, UNIT)).read() == unit.text()
 
     proc = firewall(pyz, base, lab, "--remove", "--dir", d)

@@ -9,6 +9,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -16,6 +17,9 @@ import pytest
 from lab import netlab
 from lab.netlab import Lab, Probe, blocked_probes, open_probes
 from lab.fwlab import settled
+
+sys.path.insert(0, os.path.join(netlab.ROOT, "bootstrap"))
+from claw_cage.firewall import readback  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("_lab_possible")
@@ -116,8 +120,10 @@ def test_twenty_runs_change_nothing_and_remove_restores_exactly(pyz):
             netlab.ok(lab.firewall(pyz, "--no-persist"))
             assert (lab.save(4), lab.save(6)) == first, "run %d changed iptables-save" % (run + 2)
         for family in (4, 6):
-            for parent, own in (("PREROUTING", "PRE"), ("DOCKER-USER", "FWD"), ("INPUT", "IN")):
-                lines = [l for l in lab.save(family).splitlines() if l.startswith("-A " + parent)]
+            tables = readback.parse_tables(lab.save(family))
+            for table, parent, own in (("mangle", "PREROUTING", "PRE"), ("mangle", "INPUT", "ROUTES"),
+                                       ("filter", "DOCKER-USER", "FWD"), ("filter", "INPUT", "IN")):
+                lines = ["-A %s %s" % (parent, l) for l in tables[table][parent]]
                 assert lines[0].endswith("-j CLAW-CAGE-" + own)
                 assert sum("CLAW-CAGE" in l for l in lines) == 1
         # a Docker restart (dockerd re-inserts FORWARD's jump, keeps DOCKER-USER) keeps the cage

@@ -155,8 +155,23 @@ def test_expected_lines_are_chains_then_jumps():
     config = rules.default_config()
     lines = rules.expected_lines(config, 4)
     assert lines[0] == "-N CLAW-CAGE-PRE"
-    assert lines[-3:] == ["-A PREROUTING -i claw-cage0 -j CLAW-CAGE-PRE", "-A DOCKER-USER " + J,
-                          "-A INPUT " + JI]
+    assert lines[-4:] == ["-A PREROUTING -i claw-cage0 -j CLAW-CAGE-PRE", "-A DOCKER-USER " + J,
+                          "-A INPUT " + JI, "-A INPUT ! -i claw-cage0 -j CLAW-CAGE-ROUTES"]
+
+
+@pytest.mark.parametrize("family", rules.FAMILIES)
+@pytest.mark.parametrize("profile", rules.PROFILES)
+def test_the_routes_port_from_anywhere_but_the_bridge_drops(family, profile):
+    """Linux is a weak host: a LAN neighbour routing the subnet via the host reaches
+    172.30.0.1:18790 through the LAN interface. mangle INPUT, for every packet NOT from the
+    bridge, drops the routes' address and port (the host's own lo passes); nothing else."""
+    config = rules.default_config()._replace(profile=profile)
+    chain = rules.chain_rules(config, family)[rules.ROUTES_CHAIN]
+    want = (["-d 172.30.0.1/32 ! -i lo -p tcp -m tcp --dport 18790 -j DROP"]
+            if (family, profile) == (4, "internet") else [])
+    assert chain == want
+    assert rules.TABLE_OF[rules.ROUTES_CHAIN] == "mangle"
+    assert ("mangle", "INPUT", "! -i claw-cage0 -j CLAW-CAGE-ROUTES") in rules.jumps(config)
 
 
 def test_removal_names_only_own_chains_and_jumps():

@@ -34,7 +34,8 @@ def test_the_routes_listener_starts_before_the_bridge_address_exists(lab, pyz, c
                                                                       standin):
     assert BRIDGE_ADDR not in _addresses(lab)
     proxy = start(lab, pyz, certs, "freebind",
-                  routes_listen=["%s:%d" % (BRIDGE_ADDR, PORT)])
+                  routes_listen=["%s:%d" % (BRIDGE_ADDR, PORT)],
+                  routes_clients=["172.30.0.0/24"])
     try:
         assert proxy.proc.poll() is None, proxy.log_text()
         assert "%s:%d (routes" % (BRIDGE_ADDR, PORT) in proxy.log_text()

@@ -34,7 +34,8 @@ def test_routes_config_follows_the_contract():
                                               "auth": None, "paths": ["/api/chat"],
                                               "budget": None}],
                            "routes_listen": ["unix:/run/claw-cage/egress/routes.sock",
-                                             "172.18.0.1:18790"]})
+                                             "172.18.0.1:18790"],
+                           "routes_clients": ["172.18.0.0/24"]})
     r = cfg.routes["anthropic"]
     assert (r.scheme, r.host, r.port, r.base, r.auth) == ("https", "api.anthropic.com", 443,
                                                           "", "x-api-key")
@@ -57,7 +58,8 @@ def test_routes_config_follows_the_contract():
 ])
 def test_bad_routes_are_one_line(change, why):
     with pytest.raises(ValueError) as err:
-        config.validate({"routes": [dict(ROUTE, **change)], "routes_listen": ["127.0.0.1:1"]})
+        config.validate({"routes": [dict(ROUTE, **change)], "routes_listen": ["127.0.0.1:1"],
+                         "routes_clients": ["127.0.0.0/8"]})
     assert why in str(err.value)
 
 
@@ -65,7 +67,33 @@ def test_routes_need_a_listener_and_distinct_names():
     with pytest.raises(ValueError, match="routes need routes_listen"):
         config.validate({"routes": [ROUTE], "listen": ["127.0.0.1:1"]})
     with pytest.raises(ValueError, match="two routes"):
-        config.validate({"routes": [ROUTE, ROUTE], "routes_listen": ["127.0.0.1:1"]})
+        config.validate({"routes": [ROUTE, ROUTE], "routes_listen": ["127.0.0.1:1"],
+                         "routes_clients": ["127.0.0.0/8"]})
+
+
+@pytest.mark.parametrize("listen, clients, why", [
+    (["172.30.0.1:18790"], [], "needs routes_clients"),          # a TCP listener serves whom?
+    (["unix:/run/r.sock"], ["172.30.0.0/24"], "routes_clients needs one"),
+    (["172.30.0.1:18790"], ["172.30.0.1/24"], "CIDR"),           # host bits: not strict
+    (["172.30.0.1:18790"], ["172.30.0.0"], "CIDR"),              # no prefix length
+    (["172.30.0.1:18790"], ["lan"], "CIDR"),
+    (["172.30.0.1:18790"], "172.30.0.0/24", "list of strings"),
+    (["172.30.0.1:18790"], [24], "list of strings"),
+])
+def test_routes_clients_are_strict(listen, clients, why):
+    with pytest.raises(ValueError, match=why.replace("(", r"\(")):
+        config.validate({"routes": [ROUTE], "routes_listen": listen,
+                         "routes_clients": clients})
+
+
+def test_only_peers_inside_routes_clients_are_admitted():
+    nets = config.validate({"routes": [ROUTE], "routes_listen": ["172.30.0.1:18790"],
+                            "routes_clients": ["172.30.0.0/24"]}).routes_clients
+    assert config.admitted(nets, "172.30.0.2") and config.admitted(nets, "172.30.0.1")
+    assert config.admitted(nets, "::ffff:172.30.0.9")          # a dual-stack socket's view
+    for peer in ("192.168.1.50", "172.30.1.2", "127.0.0.1", "::1", "fe80::1%eth0", "", None,
+                 "not-an-address"):
+        assert not config.admitted(nets, peer), peer
 
 
 @pytest.mark.parametrize("head, length", [

@@ -107,3 +107,18 @@ def test_verify_json_never_prints_a_planted_key(pyz, tmp_path):
     rows = {r["check"]: r for r in json.loads(proc.stdout)}
     assert rows["no key in the OpenClaw configs"]["status"] == "fail"
     assert "ANTHROPIC_API_KEY" in rows["no key in the OpenClaw configs"]["detail"]
+
+
+def test_the_routes_listener_row_names_the_subnet_it_serves(tmp_path):
+    """The internet profile's TCP routes listener serves the claw-cage network alone: PASS
+    when routes_clients is the compose file's subnet, FAIL (with what to run) otherwise; no
+    row for a unix socket listener (api-only)."""
+    d = str(tmp_path)
+    shutil.copy(os.path.join(ROOT, "deploy", "docker-compose.yml"), d)
+    tcp = {"routes_listen": ["172.30.0.1:18790"]}
+    row = keys_rows.listener_row(dict(tcp, routes_clients=["172.30.0.0/24"]), d)
+    assert row.status == PASS and "172.30.0.0/24 alone" in row.detail
+    for clients in ([], ["0.0.0.0/0"], ["172.30.0.0/24", "192.168.0.0/16"]):
+        row = keys_rows.listener_row(dict(tcp, routes_clients=clients), d)
+        assert row.status == FAIL and "--firewall" in row.detail, clients
+    assert keys_rows.listener_row({"routes_listen": ["unix:/run/r.sock"]}, d) is None

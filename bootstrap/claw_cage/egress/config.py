@@ -22,19 +22,21 @@ def owner():
 
 
 def render(allow, ports=(443,), expires=None, log="-", routes=(), routes_listen=(), keys_dir=None,
-           namespace=True):
+           namespace=True, routes_clients=()):
     """proxy.json text for the allowed names (exact, or *.suffix), on ports; local-only gives
     HOST:PORT entries and no ports (an entry without its own port then opens nothing).
     expires: {entry: unix time} of temporary entries. routes: the keys-contract's routes,
     served on routes_listen; keys_dir: where the proxy reads the keys where systemd's
     LoadCredential= does not hand them over. namespace False (the internet profile): routes
     only, no CONNECT listener and no gateway forward (Docker publishes the gateway's port
-    itself). ValueError when the proxy would refuse it."""
+    itself). routes_clients: the networks a TCP routes_listen serves (the claw-cage
+    network's subnet, composefile's); any other peer is refused. ValueError when the proxy
+    would refuse it."""
     fmt = owner()
     return fmt.render(
         listen=["unix:" + EGRESS_SOCKET] if namespace else [], allow=list(allow),
         ports=list(ports), routes=list(routes), routes_listen=list(routes_listen),
-        keys_dir=keys_dir, log=log,
+        routes_clients=list(routes_clients), keys_dir=keys_dir, log=log,
         forward=[{"listen": GATEWAY_PORT, "to": "unix:" + GATEWAY_SOCKET}] if namespace else [],
         expires=dict((n, fmt.stamp(t)) for n, t in sorted((expires or {}).items())))
 

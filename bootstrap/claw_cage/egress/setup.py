@@ -21,7 +21,7 @@ LOG_FILE = "/var/log/claw-cage-proxy.log"   # without systemd (no journal): --re
 
 class Plan:
     __slots__ = ("directory", "names", "why", "unknown", "program", "local", "expires", "ended",
-                 "namespace", "values", "keys", "routes", "openclaw", "inside", "root")
+                 "namespace", "values", "keys", "routes", "openclaw", "inside", "root", "clients")
 
     def __init__(self, directory, names, why, unknown, program, local=False, expires=None,
                  ended=()):
@@ -29,7 +29,7 @@ class Plan:
         self.unknown, self.program, self.local = unknown, program, local
         self.expires, self.ended = expires or {}, ended
         self.namespace, self.values, self.keys, self.routes = True, {}, [], []
-        self.openclaw, self.inside, self.root = None, [], None
+        self.openclaw, self.inside, self.root, self.clients = None, [], None, []
 
     def reach(self):
         return "these endpoints (Ollama)" if self.local else "these names, on port 443"
@@ -107,7 +107,11 @@ def prepare(args):
     except ValueError as err:
         raise UsageError(str(err))
     plan.routes = keys.routes(plan.values, ollama, budgets)
-    gateway = next(composefile.declared_network(directory).subnet.hosts())
+    subnet = composefile.declared_network(directory).subnet
+    gateway = next(subnet.hosts())
+    # the TCP routes listener (internet) serves this network alone: a LAN neighbour routing
+    # the subnet via this host reaches the bridge's address too (Linux is a weak host)
+    plan.clients = [] if namespace else [str(subnet)]
     plan.root = "http://%s:%d" % ("127.0.0.1" if namespace else gateway, keys.PORT)
     plan.openclaw = keys.openclaw_config(plan.values, plan.root, bool(ollama))
     return plan
@@ -202,7 +206,8 @@ def install(plan, ui, dry_run=False):
     running = systemd_running()
     rendered = config.render(plan.names, () if plan.local or not plan.namespace else (443,),
                              plan.expires, "-" if running else LOG_FILE, plan.routes, listen,
-                             None if running or not plan.keys else keys.STORE, plan.namespace)
+                             None if running or not plan.keys else keys.STORE, plan.namespace,
+                             plan.clients)
     how = "reload" if running and only_the_list_changes(plan, rendered) else "restart"
     actions = [
         ("write %s (the keys: %s)" % (keys.STORE, ", ".join(plan.keys) or "none"),

@@ -13,12 +13,18 @@ other is bypassed or flushed):
      and a DROP there is final whatever ACCEPTs later hooks or other tables hold.
   2. filter: DOCKER-USER (or FORWARD itself where Docker made no DOCKER-USER: its nftables
      backend) -> CLAW-CAGE-FWD for forwarded traffic, INPUT -> CLAW-CAGE-IN for the host.
+And one guard for what does NOT come from the bridge: mangle INPUT -> CLAW-CAGE-ROUTES for
+every packet delivered to the host through another interface. Linux is a weak host: a LAN
+neighbour that routes the bridge's subnet via the host's LAN address reaches the bridge's own
+address (the key routes' port, 172.30.0.1:18790) through the LAN interface, where the anchors
+above, which judge packets from the bridge, never look. That chain drops it (the proxy, which
+serves the claw-cage network's subnet alone, refuses it too: proxy/server.py).
 
 Public API
   Config(bridge, subnet, allows=(), profile="internet", parent="DOCKER-USER")
   FAMILIES = (4, 6)             one `family` parameter everywhere, never copied branches
   TABLES = ("mangle", "filter") the tables claw-cage writes, in the order it writes them
-  PRE_CHAIN, FWD_CHAIN, IN_CHAIN, OWN_CHAINS, TABLE_OF
+  PRE_CHAIN, FWD_CHAIN, IN_CHAIN, ROUTES_CHAIN, OWN_CHAINS, TABLE_OF
   policy(config, family) -> [Rule]   THE rule table: abstract rules in evaluation order
   chain_rules(config, family) -> {chain: [rule spec, ...]}   the table rendered per anchor
   jumps(config) -> [(table, parent, spec)]   the jumps into the own chains, each first, once
@@ -42,8 +48,10 @@ PREFIX = "CLAW-CAGE-"
 PRE_CHAIN = PREFIX + "PRE"   # first anchor: everything from the bridge (mangle PREROUTING)
 FWD_CHAIN = PREFIX + "FWD"   # second anchor: forwarded (DOCKER-USER, or FORWARD)
 IN_CHAIN = PREFIX + "IN"     # second anchor: to the host itself (INPUT)
-OWN_CHAINS = (PRE_CHAIN, FWD_CHAIN, IN_CHAIN)
-TABLE_OF = {PRE_CHAIN: "mangle", FWD_CHAIN: "filter", IN_CHAIN: "filter"}
+ROUTES_CHAIN = PREFIX + "ROUTES"   # the key routes' port reached NOT from the bridge (mangle INPUT)
+OWN_CHAINS = (PRE_CHAIN, ROUTES_CHAIN, FWD_CHAIN, IN_CHAIN)   # table by table
+TABLE_OF = {PRE_CHAIN: "mangle", FWD_CHAIN: "filter", IN_CHAIN: "filter",
+            ROUTES_CHAIN: "mangle"}
 TABLES = ("mangle", "filter")   # mangle first: on an upgrade the new anchor is in before the
                                 # filter layer is rewritten (legacy commits table by table)
 FAMILIES = (4, 6)
@@ -228,7 +236,19 @@ def _in(rule):
     return []   # the rest cannot reach INPUT past "local": every packet here is local
 
 
-_RENDER = collections.OrderedDict(((PRE_CHAIN, _pre), (FWD_CHAIN, _fwd), (IN_CHAIN, _in)))
+def _routes(rule):
+    """mangle INPUT, for packets that did NOT arrive on the bridge (the jump says so): the
+    key routes' address and port are the cage's alone, so from anywhere else they drop. The
+    host's own connections (lo) pass: they are the host's, like the proxy."""
+    kind, arg, _verdict = rule
+    if kind == "route":
+        net, pp = arg
+        return ["-d %s ! -i lo %s-j DROP" % (_net(net), _port(pp))]
+    return []
+
+
+_RENDER = collections.OrderedDict(((PRE_CHAIN, _pre), (ROUTES_CHAIN, _routes),
+                                   (FWD_CHAIN, _fwd), (IN_CHAIN, _in)))
 
 
 def chain_rules(config, family):
@@ -261,7 +281,8 @@ def jumps(config):
         raise ValueError("unknown parent chain %r" % (config.parent,))
     return [("mangle", "PREROUTING", "-i %s -j %s" % (config.bridge, PRE_CHAIN)),
             ("filter", config.parent, "-i %s -j %s" % (config.bridge, FWD_CHAIN)),
-            ("filter", "INPUT", "-i %s -j %s" % (config.bridge, IN_CHAIN))]
+            ("filter", "INPUT", "-i %s -j %s" % (config.bridge, IN_CHAIN)),
+            ("mangle", "INPUT", "! -i %s -j %s" % (config.bridge, ROUTES_CHAIN))]
 
 
 def expected_lines(config, family):

@@ -106,7 +106,8 @@ apply() {
     fi
     {
         printf '%s\n' "$mangle"
-        jump_edits mangle "-A PREROUTING -i $BRIDGE -j @PRE@" <<<"$saved"
+        jump_edits mangle "-A PREROUTING -i $BRIDGE -j @PRE@
+-A INPUT ! -i $BRIDGE -j @ROUTES@" <<<"$saved"
         echo COMMIT
         echo '*filter'
         if [ -n "$create" ]; then echo "$create"; fi
@@ -167,6 +168,7 @@ def render(config=None, tools=("iptables", "ip6tables"), parent=None):
         "@PROFILE@": config.profile, "@ALLOWS@": ", ".join(allows) or "nothing else",
         "@ARGS@": args, "@IPTABLES@": tools[0], "@IP6TABLES@": tools[1], "@PARENT@": parent,
         "@PRE@": rules.PRE_CHAIN, "@FWD@": rules.FWD_CHAIN, "@IN@": rules.IN_CHAIN,
+        "@ROUTES@": rules.ROUTES_CHAIN,
         "@PREFIX@": rules.PREFIX,
         "@MANGLE_V4@": m4, "@FILTER_V4@": f4, "@MANGLE_V6@": m6, "@FILTER_V6@": f6,
     }

@@ -20,6 +20,10 @@ type is one line.
                  "key": "ANTHROPIC_API_KEY", "auth": "x-api-key", "paths": null,
                  "budget": {"hour": 500, "day": 5000}}],
      "routes_listen": ["unix:/run/claw-cage/egress/routes.sock", "172.18.0.1:18790"],
+     "routes_clients": ["172.18.0.0/24"],
+                                 the networks a TCP routes_listen serves (the claw-cage
+                                 network's subnet); any other peer is closed unanswered.
+                                 Required with a TCP routes_listen, refused without one
      "keys_dir": null,           without systemd's $CREDENTIALS_DIRECTORY: the keys' folder
      "max_body": 67108864}       bytes of one request's body on a route (beyond: 413)
 
@@ -31,6 +35,7 @@ list of paths the route serves.
 
 import calendar
 import collections
+import ipaddress
 import json
 import re
 import time
@@ -41,13 +46,13 @@ from . import policy
 Config = collections.namedtuple(
     "Config", "listen allow ports forward log max_conns header_timeout idle_timeout "
               "connect_timeout max_header expires policy routes routes_listen keys_dir "
-              "max_body")
+              "max_body routes_clients")
 Route = collections.namedtuple("Route", "name scheme host port base key auth paths budget policy")
 
 DEFAULTS = {"listen": [], "allow": [], "ports": [443], "forward": [], "log": "-",
             "max_conns": 256, "header_timeout": 10, "idle_timeout": 300, "connect_timeout": 10,
             "max_header": 16384, "expires": {}, "routes": [], "routes_listen": [],
-            "keys_dir": None, "max_body": 64 << 20}
+            "routes_clients": [], "keys_dir": None, "max_body": 64 << 20}
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
 RELOADED = ("allow", "ports", "expires", "policy")   # what SIGHUP changes; the rest: a restart
 AUTH = ("x-api-key", "bearer", "x-goog-api-key", "api-key", "telegram-path")
@@ -118,6 +123,33 @@ def _strings(key, value):
     return value
 
 
+def _networks(key, value):
+    """A list of networks in strict CIDR form ("172.30.0.0/24": no host bits, a prefix
+    length given) -> [ipaddress network]; ValueError otherwise."""
+    out = []
+    for text in _strings(key, value):
+        try:
+            if "/" not in text:
+                raise ValueError(text)
+            out.append(ipaddress.ip_network(text, strict=True))
+        except ValueError:
+            raise ValueError("%s: %r is not a network in CIDR form (172.30.0.0/24)"
+                             % (key, text[:60]))
+    return out
+
+
+def admitted(networks, peer):
+    """Whether a TCP peer address (text, as getpeername gives it) is inside networks; an
+    IPv4-mapped IPv6 peer (::ffff:a.b.c.d) is judged as its IPv4 address."""
+    try:
+        address = ipaddress.ip_address(peer.split("%", 1)[0])
+    except (ValueError, AttributeError):
+        return False
+    if address.version == 6 and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return any(address in net for net in networks)
+
+
 def _route(r):
     if not isinstance(r, dict) or set(r) - set(_ROUTE_KEYS) or "name" not in r or "upstream" not in r:
         raise ValueError("each route is {%s}, name and upstream required" % ", ".join(_ROUTE_KEYS))
@@ -182,6 +214,10 @@ def validate(data):
     routes_listen = [parse_address(a) for a in _strings("routes_listen", c["routes_listen"])]
     if routes and not routes_listen:
         raise ValueError("routes need routes_listen")
+    clients = _networks("routes_clients", c["routes_clients"])
+    if any(kind == "tcp" for kind, _ in routes_listen) != bool(clients):
+        raise ValueError("a TCP routes_listen needs routes_clients (the networks it serves, "
+                         "the claw-cage network's subnet), and routes_clients needs one")
     if not listen and not forward and not routes_listen:
         raise ValueError("nothing to listen on: give listen, forward or routes_listen")
     if c["keys_dir"] is not None and not (isinstance(c["keys_dir"], str)
@@ -195,7 +231,8 @@ def validate(data):
                   _number("idle_timeout", c["idle_timeout"], False),
                   _number("connect_timeout", c["connect_timeout"], False),
                   _number("max_header", c["max_header"], True), ends, rules, routes,
-                  routes_listen, c["keys_dir"], _number("max_body", c["max_body"], True))
+                  routes_listen, c["keys_dir"], _number("max_body", c["max_body"], True),
+                  clients)
 
 
 def load(path):

@@ -10,9 +10,10 @@ import signal
 import socket
 import stat
 import sys
+import time
 
 from . import tunnel
-from .config import RELOADED, ConfigError, describe, load
+from .config import RELOADED, ConfigError, admitted, describe, load
 from .log import Log
 from .relay import Conn, Side, Tunnels
 from .routes import Routes
@@ -104,6 +105,24 @@ def _freebind_socket(host, port):
     return sock
 
 
+async def peer_gate(cfg, log, where, routes, reader, writer):
+    """A TCP routes listener serves the claw-cage network alone (routes_clients). Linux is a
+    weak host: a LAN neighbour that routes the bridge's subnet via this host's LAN address
+    reaches the bridge's own address through the LAN interface, and the firewall's row for the
+    bridge never sees it. Such a peer is closed unanswered (a reset) and logged in one line
+    with its address only. A LAN host that forges a source inside the subnet cannot get past
+    this either: the SYN-ACK goes to the forged address, on the bridge, so the handshake never
+    completes and no request is read (tests/proxy/test_routes_peer_lab.py). A unix socket
+    listener has no peer address: its folder's permissions gate it."""
+    peer = writer.get_extra_info("peername")
+    host = peer[0] if isinstance(peer, tuple) and peer else None
+    if admitted(cfg.routes_clients, host):
+        return await routes.serve(reader, writer)
+    log.write("route", host or "-", describe(where), "refused-peer", 0, 0, time.monotonic(),
+              "not in routes_clients (the claw-cage network)")
+    writer.transport.abort()
+
+
 def raise_fd_limit():
     """Each tunnel holds two descriptors: allow as many as the hard limit does."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -146,9 +165,10 @@ async def serve(cfg, path):
     listeners = [await server.listen(w, egress) for w in cfg.listen]
     listeners += [await server.listen(w, server.tunnel(
         "forward", lambda c, to=to: tunnel.forward(c, cfg, to))) for w, to in cfg.forward]
-    listeners += [await server.listen(w, lambda: asyncio.StreamReaderProtocol(
-        asyncio.StreamReader(limit=cfg.max_header), routes.serve), freebind=True)
-        for w in cfg.routes_listen]
+    listeners += [await server.listen(w, lambda w=w: asyncio.StreamReaderProtocol(
+        asyncio.StreamReader(limit=cfg.max_header), routes.serve if w[0] == "unix" else
+        lambda reader, writer, w=w: peer_gate(cfg, log, w, routes, reader, writer)),
+        freebind=True) for w in cfg.routes_listen]
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         server.loop.add_signal_handler(sig, stop.set)

@@ -117,7 +117,10 @@ def _more(items):
     return " (+%d more)" % (len(items) - 1) if len(items) > 1 else ""
 
 
-def jump_row(table, parent, config, all_tables):
+ROUTES_JUMP = "mangle INPUT jump"
+
+
+def jump_row(table, parent, config, all_tables, name=None, anchor=None):
     spec = [s for t, p, s in rules.jumps(config) if (t, p) == (table, parent)][0]
     target = spec.split()[-1]
     bad, ok, unreached = [], [], []
@@ -141,14 +144,15 @@ def jump_row(table, parent, config, all_tables):
             unreached.append(label)   # in place, but no packet gets there
         else:
             ok.append(label)
-    anchor = "first anchor" if table == "mangle" else "second anchor"
+    anchor = anchor or ("first anchor" if table == "mangle" else "second anchor")
+    name = name or "%s jump" % parent
     if unreached:
         bad.append("%s: FORWARD does not jump to %s, so it judges no packet (Docker not "
                    "started, or its rules flushed): restart Docker (sudo systemctl restart "
                    "docker) to put that jump back" % (", ".join(unreached), parent))
     if bad:
-        return _row("%s jump" % parent, FAIL, "%s: %s" % (anchor, "; ".join(bad)))
-    return _row("%s jump" % parent, PASS, "%s: `%s` first (%s)" % (anchor, spec, ", ".join(ok)))
+        return _row(name, FAIL, "%s: %s" % (anchor, "; ".join(bad)))
+    return _row(name, PASS, "%s: `%s` first (%s)" % (anchor, spec, ", ".join(ok)))
 
 
 def forward_row(bridge, subnet, parent, all_tables, first_anchor_ok):
@@ -280,7 +284,7 @@ def rows(bridge, subnet, is_root, fw, tables=None):
     """Every host-firewall row. Without root iptables cannot be read at all: one `skip` row per
     check says so plainly, and the summary repeats it (verify.main). tables: read_host()'s."""
     names = ("firewall backend", "firewall rules IPv4", "firewall rules IPv6", "PREROUTING jump",
-             "DOCKER-USER jump", "INPUT jump", "FORWARD order", "neighbours")
+             "DOCKER-USER jump", "INPUT jump", ROUTES_JUMP, "FORWARD order", "neighbours")
     if not is_root:
         return ([_row(n, SKIP, NEEDS_ROOT) for n in names] + [persistence_row(bridge, subnet)]
                 + allow_rows(subnet, fw))
@@ -293,6 +297,8 @@ def rows(bridge, subnet, is_root, fw, tables=None):
     return [backend_row(t4), rules_row(t4, config, fw.source), rules_row(t6, config, fw.source),
             pre, jump_row("filter", parent, config, present),
             jump_row("filter", "INPUT", config, present),
+            jump_row("mangle", "INPUT", config, present, ROUTES_JUMP,
+                     "the key routes' port from anywhere but %s dropped" % bridge),
             forward_row(bridge, config.subnet, parent, present, first_ok),
             neighbours_row(present, first_ok), persistence_row(bridge, subnet)] + \
         allow_rows(subnet, fw)

@@ -13,7 +13,7 @@ proxy must refuse. Only names ever reach a row or the output, never a value.
 import json
 import os
 
-from .. import runner, safefile
+from .. import composefile, runner, safefile
 from ..egress import config as proxy_config
 from ..egress import domains, keys
 from ..errors import ClawCageError
@@ -197,6 +197,26 @@ def budget_row(cfg):
     return _row("budget", PASS, text or "no key route")
 
 
+def listener_row(proxy, directory):
+    """The TCP routes listener (internet) serves the claw-cage network's subnet alone
+    (routes_clients): a LAN neighbour that routes that subnet via this host is refused."""
+    listen = [a for a in proxy.get("routes_listen") or [] if not a.startswith("unix:")]
+    if not listen:
+        return None
+    clients = proxy.get("routes_clients") or []
+    try:
+        subnet = str(composefile.declared_network(directory).subnet)
+    except ClawCageError as err:
+        return _row("routes listener", SKIP, str(err))
+    if clients == [subnet]:
+        return _row("routes listener", PASS, "%s serves %s alone (the claw-cage network); the "
+                    "firewall drops that port from any other interface"
+                    % (", ".join(listen), subnet))
+    return _row("routes listener", FAIL, "%s serves %s, not the claw-cage network %s alone: "
+                "run sudo python3 claw-cage.pyz --firewall" % (", ".join(listen), ", ".join(
+                    clients) or "no network (the proxy refuses to start)", subnet))
+
+
 def rows(directory, gateway, netns=None):
     try:
         values = domains.read_env(directory)
@@ -220,6 +240,7 @@ def rows(directory, gateway, netns=None):
                         "run sudo python3 claw-cage.pyz --firewall" % ", ".join(moved)))
     if proxy.get("routes"):
         out.append(budget_row(proxy))
+        out += [r for r in [listener_row(proxy, directory)] if r]
     if secrets:
         out += [inspect_row(secrets, moved), configs_row(directory, secrets, moved)]
     info, why = gateway
