@@ -245,7 +245,8 @@ SHORT = [a + b for b in [""] + list(string.ascii_letters) for a in string.ascii_
 
 
 def _scope_names(node):
-    """Every name a scope mentions: read, written, a parameter, declared global/nonlocal."""
+    """Every name a scope mentions: read, written, a parameter, declared global/nonlocal, and
+    the names bound without a Name node (except ... as, import, def, class)."""
     names = set()
     for n in ast.walk(node):
         if isinstance(n, ast.Name):
@@ -254,6 +255,20 @@ def _scope_names(node):
             names.add(n.arg)
         elif isinstance(n, (ast.Global, ast.Nonlocal)):
             names.update(n.names)
+    return names | _bound_otherwise(ast.walk(node))
+
+
+def _bound_otherwise(nodes):
+    """The names these nodes bind without a Name node: `except E as x`, `import a.b as x`,
+    `def x`, `class x`. A renaming would miss those sites, so such names keep their spelling."""
+    names = set()
+    for n in nodes:
+        if isinstance(n, ast.ExceptHandler) and n.name:
+            names.add(n.name)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in n.names)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(n.name)
     return names
 
 
@@ -270,7 +285,7 @@ def rename_plan(fn, named=frozenset()):
     while todo:
         node = todo.pop()
         if isinstance(node, NESTED):
-            nested |= _scope_names(node)
+            nested |= _scope_names(node)   # a def or class inside binds its name here too
             continue
         own.append(node)
         todo.extend(ast.iter_child_nodes(node))
@@ -292,7 +307,8 @@ def rename_plan(fn, named=frozenset()):
     plan = {}
     if not (fn.name.startswith("__") and fn.name.endswith("__")):
         stored |= params - set(named) - {"self", "cls"}
-    for old in sorted(stored - declared - nested, key=lambda x: (-counts.get(x, 0), x)):
+    for old in sorted(stored - declared - nested - _bound_otherwise(own),
+                      key=lambda x: (-counts.get(x, 0), x)):
         new = next(free, None)
         if new is None:
             break

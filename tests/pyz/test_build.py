@@ -427,6 +427,29 @@ def _same_args(x, y, plans, plan, where, where_fn=None):
         [a.arg for a in ast.walk(y) if isinstance(a, ast.arg)], where
 
 
+def _flags(sym):
+    return (sym.is_local(), sym.is_global(), sym.is_declared_global(), sym.is_free(),
+            sym.is_parameter(), sym.is_assigned(), sym.is_referenced(), sym.is_imported(),
+            sym.is_namespace())
+
+
+def _same_symbols(a, b, plans, where, module_plan=None):
+    """The compiler's symbol tables of the source (a) and the renamed module (b) are the same
+    tables, symbol for symbol with the same flags, under the renaming: a binding site the
+    renaming missed (except ... as, import, def) leaves the old name bound and fails here."""
+    plan = dict(module_plan or {})
+    if a.get_type() == "function":
+        plan.update(plans.get((a.get_name(), a.get_lineno()), {}))
+    got = {s.get_name(): _flags(s) for s in b.get_symbols()}
+    want = {plan.get(s.get_name(), s.get_name()): _flags(s) for s in a.get_symbols()}
+    assert got == want, (where, a.get_name(), a.get_lineno(),
+                         sorted(set(got.items()) ^ set(want.items())))
+    ca, cb = a.get_children(), b.get_children()
+    assert len(ca) == len(cb), (where, a.get_name())
+    for x, y in zip(ca, cb):
+        _same_symbols(x, y, plans, where, module_plan)
+
+
 def test_renamed_locals_are_the_compilers_locals_and_nothing_else_changes():
     """For every function of the program and the launcher: each renamed name is, by the
     compiler's own symbol table, a local of that function (not a global, nonlocal or free
@@ -472,8 +495,11 @@ def test_renamed_locals_are_the_compilers_locals_and_nothing_else_changes():
             seen += len(plan)
         assert seen == sum(len(p) for p in plans.values()), path   # every plan was checked
         renamed_count += seen
-        _same_but_renamed(ast.parse(source), ast.parse(build.rename_locals(source, keep)),
-                          plans, {}, os.path.relpath(path, ROOT))
+        renamed = build.rename_locals(source, keep)
+        _same_but_renamed(ast.parse(source), ast.parse(renamed), plans, {},
+                          os.path.relpath(path, ROOT))
+        _same_symbols(symtable.symtable(source, path, "exec"),
+                      symtable.symtable(renamed, path, "exec"), plans, path)
     assert renamed_count > 500 and params > 100, (renamed_count, params)
 
 
@@ -495,9 +521,14 @@ def test_rename_locals_leaves_what_other_scopes_see():
         "        counter += shared\n"
         "    squares = [v * v for v in listed]\n"
         "    private_long_name = a + param\n"
+        "    failure = None\n"
+        "    try:\n"
+        "        pass\n"
+        "    except ValueError as failure:\n"
+        "        return failure\n"
         "    return private_long_name, squares, inner\n")
     out = build.rename_locals(source, {"param"})   # a caller names param= somewhere
-    for kept in ("counter", "shared", "listed", "total", "param"):
+    for kept in ("counter", "shared", "listed", "total", "param", "failure"):
         assert out.count(kept) == source.count(kept), (kept, out)
     assert "rest" not in out and "named" not in out, out   # no caller can name these
     assert "private_long_name" not in out and "squares" not in out, out
@@ -546,6 +577,8 @@ def test_renamed_private_names_are_the_modules_own_and_nothing_else_changes():
                         (path, t.get_name(), old)
                 assert new not in t.get_identifiers(), (path, t.get_name(), new)
             assert new not in top.get_identifiers(), (path, new)
+        _same_symbols(symtable.symtable(text, path, "exec"), symtable.symtable(out, path, "exec"),
+                      {}, path, plan)
         a, b = ast.parse(text), ast.parse(out)
         tops = {id(n) for n in a.body}
         for x, y in zip(ast.walk(a), ast.walk(b)):
